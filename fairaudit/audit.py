@@ -1,0 +1,276 @@
+"""The audit pipeline: logs -> speaker table -> partitions -> figures -> AuditResult.
+
+``audit(...)`` is the Python entry point (SPEC 7) and what the CLI calls.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairaudit import __version__
+from fairaudit.errors import UsageError
+from fairaudit.logs import SPEAKER, UtteranceLog
+from fairaudit.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.methods import AttributeGroups, CohortMethod, EmbeddingKMeans, GeoTree, SelectionRule, ZipDemographic
+from fairaudit.methods.base import fixed_partition_gaps
+from fairaudit.partition import Partition
+from fairaudit.result import AuditResult, MethodResult
+from fairaudit.speakers import SpeakerTable, build_speaker_table
+from fairaudit.stats import permutation_matrix, permutation_p_value
+
+DISCOVERY_METHODS = ("geo-tree", "zip-demographic", "embedding-kmeans")
+
+
+@dataclass
+class AuditOptions:
+    """Every audit parameter (recorded verbatim in the JSON report)."""
+
+    methods: list[str] | None = None  # None: every discovery method the data supports (+ attribute with by)
+    by: list[str] = field(default_factory=list)
+    min_speakers: int = 30
+    max_regions: int = 16
+    clusters: int = 10
+    bottom_share: float | None = None
+    top: str = "best"
+    demographics: str | None = None
+    holdout: float | None = None
+    bootstrap: int = 1000
+    permutations: int = 200
+    alpha: float = 0.05
+    min_report_speakers: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise UsageError for values outside their documented ranges."""
+        checks = [
+            (self.min_speakers >= 1, "--min-speakers must be at least 1"),
+            (self.max_regions >= 2, "--max-regions must be at least 2"),
+            (self.clusters >= 2, "--clusters must be at least 2"),
+            (self.bottom_share is None or 0 < self.bottom_share < 1, "--bottom-share must be a fraction between 0 and 1 (e.g. 0.1)"),
+            (self.top in ("best", "rest"), "--top must be 'best' or 'rest'"),
+            (self.holdout is None or 0 < self.holdout < 1, "--holdout must be a fraction between 0 and 1 (e.g. 0.5)"),
+            (self.bootstrap >= 0, "--bootstrap must be 0 or more replicates"),
+            (self.permutations >= 0, "--permutations must be 0 or more"),
+            (0 < self.alpha < 1, "--alpha must be between 0 and 1"),
+            (self.min_report_speakers >= 0, "--min-report-speakers must be 0 or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        for name in self.methods or []:
+            if name not in (*DISCOVERY_METHODS, "attribute"):
+                raise UsageError(f"unknown method {name!r}: choose from geo-tree, zip-demographic, embedding-kmeans, attribute")
+        if self.methods and "attribute" in self.methods and not self.by:
+            raise UsageError("the attribute method needs --by COLUMN")
+
+
+def audit(
+    data: str | Path | pd.DataFrame | UtteranceLog,
+    methods: Sequence[str] | None = None,
+    *,
+    columns: dict[str, str] | None = None,
+    embeddings: str | Path | pd.DataFrame | None = None,
+    normalize: str = "default",
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    **options: object,
+) -> AuditResult:
+    """Audit an utterance log (path, DataFrame or UtteranceLog) and return an :class:`AuditResult`.
+
+    ``options`` are the fields of :class:`AuditOptions` (``by``, ``min_speakers``, ``seed``, ...).
+    """
+    unknown = set(options) - set(AuditOptions.__dataclass_fields__)
+    if unknown:
+        raise UsageError(f"unknown audit option(s): {', '.join(sorted(unknown))}")
+    if isinstance(options.get("by"), str):
+        options["by"] = [options["by"]]
+    opts = AuditOptions(methods=list(methods) if methods is not None else None, **options)  # type: ignore[arg-type]
+    opts.validate()
+    log = load_log(data, columns=columns, embeddings=embeddings, normalize=normalize)
+    speakers = build_speaker_table(log)
+    return run_audit(log, speakers, opts, progress=progress)
+
+
+def load_log(data, *, columns=None, embeddings=None, normalize="default") -> UtteranceLog:
+    """Turn a path, DataFrame or UtteranceLog into a validated UtteranceLog."""
+    from fairaudit import ingest
+
+    if isinstance(data, UtteranceLog):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
+    return ingest.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)
+
+
+def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMethod]:
+    """Instantiate the requested methods; without a request, every method the data supports."""
+    demographics, source = None, None
+    if opts.demographics:
+        from fairaudit.ingest import read_demographics
+
+        demographics = read_demographics(opts.demographics)
+        source = f"user demographics table {Path(opts.demographics).name}"
+    factories = {
+        "geo-tree": lambda: GeoTree(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed),
+        "zip-demographic": lambda: ZipDemographic(min_speakers=opts.min_speakers, demographics=demographics, source=source),
+        "embedding-kmeans": lambda: EmbeddingKMeans(clusters=opts.clusters, min_speakers=opts.min_speakers, seed=opts.seed),
+    }
+    requested = opts.methods
+    names = list(requested) if requested else [m for m in DISCOVERY_METHODS]
+    chosen: list[CohortMethod] = []
+    for name in names:
+        if name == "attribute":
+            continue
+        method = factories[name]()
+        missing = method.check_requirements(speakers)
+        if missing:
+            if requested:
+                raise UsageError(f"method {name} needs {', '.join(missing)}, which the log does not have")
+            continue
+        chosen.append(method)
+    if opts.by and (not requested or "attribute" in requested):
+        for spec in opts.by:
+            chosen.append(AttributeGroups(by=spec, min_speakers=opts.min_speakers))
+    if not chosen:
+        raise UsageError(
+            "no method can run on this log: add latitude/longitude (geo-tree), zip_code (zip-demographic), "
+            "embeddings (embedding-kmeans), or --by COLUMN (attribute)"
+        )
+    return chosen
+
+
+def method_key(method: CohortMethod, n_attribute: int) -> str:
+    """The method's name in reports; several --by specs get "attribute:<columns>"."""
+    if isinstance(method, AttributeGroups) and n_attribute > 1:
+        return f"attribute:{','.join(method.by)}"
+    return method.name
+
+
+def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, progress=None) -> AuditResult:
+    """Discover, measure and judge every method on a built speaker table."""
+    rule = SelectionRule(
+        min_speakers=max(opts.min_speakers, opts.min_report_speakers),
+        bottom_share=opts.bottom_share,
+        top=opts.top,  # type: ignore[arg-type]
+    )
+    discovery_pos, holdout_pos = split_speakers(len(speakers), opts.holdout, opts.seed)
+    discovery = speakers.subset(discovery_pos) if holdout_pos is not None else speakers
+    held_out = speakers.subset(holdout_pos) if holdout_pos is not None else None
+    methods = build_methods(opts, speakers)
+    n_attribute = sum(isinstance(m, AttributeGroups) for m in methods)
+
+    results: dict[str, MethodResult] = {}
+    assignment_frames = []
+    for method in methods:
+        key = method_key(method, n_attribute)
+        rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
+        method.fit(discovery)
+        partition = method.partition_
+        selection = discover_selection(partition, discovery, rule)
+        observed = fixed_partition_gaps(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[0]
+        p_value = None
+        if opts.permutations > 0 and np.isfinite(observed):
+            tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
+            order = permutation_matrix(partition.assigned, len(discovery), opts.permutations, rng)
+            null = _null_gaps(method, discovery, order, rule, tick)
+            p_value = permutation_p_value(float(observed), null)
+        tick = progress(f"{key}: bootstrap", opts.bootstrap) if progress and opts.bootstrap else None
+        figures = measure(
+            partition, discovery, selection, rule,
+            bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers,
+            p_value=p_value, cohort_p_values=isinstance(method, AttributeGroups),
+            permutations=opts.permutations, progress=tick,
+        )
+        held = None
+        if held_out is not None:
+            held_partition = method.assign(held_out)
+            sizes = np.bincount(held_partition.labels[held_partition.assigned], minlength=held_partition.n_cohorts)
+            held_selection = selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes)
+            held = measure(
+                held_partition, held_out, held_selection, rule,
+                bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers, p_value=None,
+                cohort_p_values=isinstance(method, AttributeGroups), permutations=opts.permutations,
+            )
+            held.p_value = fixed_selection_p_value(held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng)
+        verdict, reason = judge(figures, held, rule, opts)
+        results[key] = MethodResult(key, partition, figures, verdict, reason, held, top_mode=opts.top)
+        assignment_frames.append(_assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom))
+
+    return AuditResult(
+        version=__version__,
+        seed=opts.seed,
+        parameters=asdict(opts),
+        input={
+            "path": log.path,
+            "sha256": log.sha256,
+            "utterances": int(log.n_utterances),
+            "speakers": int(len(speakers)),
+            "error_form": log.error_form,
+        },
+        methods=results,
+        notes=list(log.notes),
+        speaker_conflicts=dict(speakers.conflicts),
+        assignments_frame=pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
+    )
+
+
+def _null_gaps(method: CohortMethod, speakers: SpeakerTable, order: np.ndarray, rule: SelectionRule, tick) -> np.ndarray:
+    """The method's null gaps, in blocks so the progress bar moves."""
+    parts = []
+    for start in range(0, len(order), 20):
+        block = order[start:start + 20]
+        parts.append(method.null_gaps(speakers, block, rule))
+        if tick:
+            tick(len(block))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Positions of discovery and held-out speakers (a seeded random split), sorted."""
+    if not holdout:
+        return np.arange(n), None
+    rng = np.random.default_rng([seed, 0x401D0])
+    shuffled = rng.permutation(n)
+    n_holdout = int(round(holdout * n))
+    return np.sort(shuffled[n_holdout:]), np.sort(shuffled[:n_holdout])
+
+
+def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:
+    """Verdict per method (SPEC 5): disparity, no evidence, or insufficient data."""
+    if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
+        return "insufficient data", (
+            f"fewer than two cohorts with at least {rule.min_speakers} speakers and some reference words"
+        )
+    if held is not None:
+        if held.wer_gap_pct is None:
+            return "insufficient data", "the held-out speakers do not fill both the bottom and the top cohort"
+        p, where = held.p_value, "held-out"
+    else:
+        p, where = figures.p_value, "search-aware permutation"
+    if p is None:
+        return "no evidence", "significance was not tested (--permutations 0)"
+    gap = held.wer_gap_pct if held is not None else figures.wer_gap_pct
+    if p < opts.alpha and gap > 0:
+        return "disparity", f"{where} p-value {p:.3g} < {opts.alpha:g}"
+    return "no evidence", f"{where} p-value {p:.3g} >= {opts.alpha:g}"
+
+
+def _assignments(key: str, partition: Partition, speakers: SpeakerTable, bottom: list[str]) -> pd.DataFrame:
+    ids = np.asarray(partition.cohort_ids + [""], dtype=object)
+    descriptions = np.asarray(partition.descriptions + ["unassigned"], dtype=object)
+    labels = partition.labels
+    cohort_id = ids[labels]  # label -1 picks the trailing "" / "unassigned"
+    return pd.DataFrame(
+        {
+            "method": key,
+            SPEAKER: speakers.speaker_ids.astype(str),
+            "cohort_id": cohort_id,
+            "cohort": descriptions[labels],
+            "bottom": np.isin(cohort_id, bottom) & (labels >= 0),
+        }
+    )

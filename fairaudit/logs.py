@@ -1,0 +1,59 @@
+"""The in-memory utterance log: what ingestion produces and the speaker table consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+#: Canonical column names of the utterance log (SPEC section 2).
+SPEAKER = "speaker_id"
+UTTERANCE = "utterance_id"
+ERRORS = "errors"
+REF_WORDS = "ref_words"
+LATITUDE = "latitude"
+LONGITUDE = "longitude"
+ZIP_CODE = "zip_code"
+
+#: Columns that are not metadata once the log is canonical.
+RESERVED_COLUMNS = (SPEAKER, UTTERANCE, ERRORS, REF_WORDS, LATITUDE, LONGITUDE, ZIP_CODE)
+
+
+@dataclass
+class EmbeddingTable:
+    """Embedding vectors keyed by speaker, by utterance, or aligned row-for-row with the log.
+
+    ``key == "row"`` means inline ``emb_*`` columns: ``vectors[i]`` belongs to log row ``i`` and
+    ``ids`` is ``None``. Otherwise ``ids[i]`` (a string) is the speaker or utterance id of
+    ``vectors[i]``.
+    """
+
+    key: Literal["speaker_id", "utterance_id", "row"]
+    vectors: np.ndarray  # float32/float64, shape (n, d); finite, no all-zero rows
+    ids: np.ndarray | None = None
+    source: str | None = None  # file name, for messages
+
+
+@dataclass
+class UtteranceLog:
+    """A validated utterance log in canonical form.
+
+    ``frame`` has one row per utterance with columns ``speaker_id`` (string), ``errors`` and
+    ``ref_words`` (int64, >= 0), and where present ``utterance_id`` (string), ``latitude`` and
+    ``longitude`` (float64, NaN when missing), ``zip_code`` (5-digit string, missing as NA), plus
+    the metadata columns listed in ``metadata_columns``. The original input file is never changed.
+    """
+
+    frame: pd.DataFrame
+    metadata_columns: list[str] = field(default_factory=list)
+    embeddings: EmbeddingTable | None = None
+    path: str | None = None
+    sha256: str | None = None
+    error_form: str = "errors"  # which of the SPEC's four forms the counts came from
+    notes: list[str] = field(default_factory=list)  # repairs and warnings to show the user
+
+    @property
+    def n_utterances(self) -> int:
+        return len(self.frame)

@@ -1,0 +1,160 @@
+"""Measure one partition on one set of speakers: cohort table, selection, intervals, p-values.
+
+This is the statistics half of an audit: methods produce partitions, this turns a partition into
+:class:`~fairaudit.result.Figures`. Nothing here renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.methods.base import SelectionRule
+from fairaudit.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, select_bottom_top, wer_gap_pct
+from fairaudit.partition import Partition
+from fairaudit.result import Figures
+from fairaudit.speakers import SpeakerTable
+from fairaudit.stats import (
+    benjamini_hochberg,
+    bootstrap_cohorts,
+    percentile_interval,
+    permutation_matrix,
+    permutation_p_value,
+)
+
+Progress = Callable[[int], None]
+
+
+def discover_selection(partition: Partition, speakers: SpeakerTable, rule: SelectionRule) -> Selection:
+    """Bottom and top cohorts chosen on the data the partition was found on."""
+    sums = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances)
+    return select_bottom_top(
+        sums.wer[None, :], sums.speakers, rule.eligible(sums.speakers, sums.ref_words),
+        bottom_share=rule.bottom_share, top=rule.top,
+    )
+
+
+def selection_from_ids(partition: Partition, bottom: list[str], top: list[str], top_mode: str, speakers_per_cohort: np.ndarray) -> Selection:
+    """The discovery's bottom/top cohorts, by id, on another set of speakers (the hold-out)."""
+    ids = np.asarray(partition.cohort_ids, dtype=object)
+    bottom_mask = np.isin(ids, bottom)
+    if top_mode == "rest":
+        top_mask = ~bottom_mask & (speakers_per_cohort > 0)
+    else:
+        top_mask = np.isin(ids, top)
+    return Selection(bottom=bottom_mask[None, :], top=top_mask[None, :])
+
+
+def measure(
+    partition: Partition,
+    speakers: SpeakerTable,
+    selection: Selection,
+    rule: SelectionRule,
+    *,
+    bootstrap: int,
+    rng: np.random.Generator,
+    min_report_speakers: int,
+    p_value: float | None,
+    cohort_p_values: bool = False,
+    permutations: int = 0,
+    progress: Progress | None = None,
+) -> Figures:
+    """Point estimates, speaker-bootstrap intervals and (optionally) per-cohort p-values."""
+    sums = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances)
+    wer = sums.wer
+    bottom, top = selection.bottom[0], selection.top[0]
+    assigned = partition.assigned
+    total_speakers = max(int(sums.speakers.sum()), 1)
+    total_utts = max(int(sums.utterances.sum()), 1)
+    total_words = max(int(sums.ref_words.sum()), 1)
+    have_selection = bool(bottom.any() and top.any())
+
+    boot = None
+    if bootstrap > 0 and partition.n_cohorts > 0:
+        boot = bootstrap_cohorts(partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress)
+    wer_ci = percentile_interval(boot["wer"]) if boot is not None else [[None, None]] * partition.n_cohorts
+
+    order = rank_order(wer)
+    rank = np.empty(partition.n_cohorts, dtype=np.int64)
+    rank[order] = np.arange(1, partition.n_cohorts + 1)
+    eligible = rule.eligible(sums.speakers, sums.ref_words)
+    cohorts = pd.DataFrame(
+        {
+            "id": partition.cohort_ids,
+            "description": partition.descriptions,
+            "rank": rank,
+            "speakers": sums.speakers,
+            "utterances": sums.utterances,
+            "ref_words": sums.ref_words,
+            "errors": sums.errors,
+            "wer": wer,
+            "wer_ci_low": [ci[0] for ci in wer_ci],
+            "wer_ci_high": [ci[1] for ci in wer_ci],
+            "speaker_share_pct": 100.0 * sums.speakers / total_speakers,
+            "utterance_share_pct": 100.0 * sums.utterances / total_utts,
+            "word_share_pct": 100.0 * sums.ref_words / total_words,
+            "eligible": eligible,
+            "suppressed": sums.speakers < min_report_speakers,
+        }
+    )
+    if cohort_p_values:
+        raw = cohort_vs_rest_p_values(partition, speakers, permutations, rng)
+        cohorts["p_value"] = raw
+        cohorts["p_value_bh"] = benjamini_hochberg(raw)
+    cohorts = cohorts.sort_values("rank", kind="stable").reset_index(drop=True)
+
+    ids = np.asarray(partition.cohort_ids, dtype=object)
+    bottom_wer = masked_wer(sums.errors, sums.ref_words, bottom) if have_selection else np.nan
+    top_wer = masked_wer(sums.errors, sums.ref_words, top) if have_selection else np.nan
+    return Figures(
+        cohorts=cohorts,
+        bottom=[str(i) for i in ids[bottom]],
+        top=[str(i) for i in ids[top]],
+        wer_gap_pct=float(wer_gap_pct(bottom_wer, top_wer)) if have_selection else None,
+        wer_gap_ci=percentile_interval(boot["gap_pct"]) if boot is not None and have_selection else [None, None],
+        bottom_share_pct=100.0 * sums.speakers[bottom].sum() / total_speakers if have_selection else None,
+        bottom_share_ci=percentile_interval(boot["share_pct"]) if boot is not None and have_selection else [None, None],
+        bottom_utterance_share_pct=100.0 * sums.utterances[bottom].sum() / total_utts if have_selection else None,
+        bottom_word_share_pct=100.0 * sums.ref_words[bottom].sum() / total_words if have_selection else None,
+        bottom_wer=float(bottom_wer) if have_selection else None,
+        top_wer=float(top_wer) if have_selection else None,
+        p_value=p_value,
+        speakers=len(speakers),
+        assigned_speakers=int(assigned.sum()),
+    )
+
+
+def fixed_selection_p_value(
+    partition: Partition, speakers: SpeakerTable, selection: Selection, observed_gap: float | None,
+    permutations: int, rng: np.random.Generator,
+) -> float | None:
+    """p-value of a gap between cohorts fixed in advance (the hold-out test: no search to correct)."""
+    if observed_gap is None or permutations <= 0:
+        return None
+    order = permutation_matrix(partition.assigned, len(speakers), permutations, rng)
+    indicator = partition.indicator()
+    errors = speakers.errors.astype(np.float64)[order] @ indicator
+    words = speakers.ref_words.astype(np.float64)[order] @ indicator
+    null = selection.gap_pct(errors, words)
+    return permutation_p_value(observed_gap, null)
+
+
+def cohort_vs_rest_p_values(partition: Partition, speakers: SpeakerTable, permutations: int, rng: np.random.Generator) -> np.ndarray:
+    """Two-sided permutation p-value of each cohort's WER against all other assigned speakers."""
+    k = partition.n_cohorts
+    if permutations <= 0 or k < 2:
+        return np.full(k, np.nan)
+    indicator = partition.indicator()
+    order = permutation_matrix(partition.assigned, len(speakers), permutations, rng)
+
+    def distance(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
+        total_e, total_w = errors.sum(axis=-1, keepdims=True), words.sum(axis=-1, keepdims=True)
+        return np.abs(pooled_wer(errors, words) - pooled_wer(total_e - errors, total_w - words))
+
+    observed = distance(speakers.errors.astype(np.float64) @ indicator, speakers.ref_words.astype(np.float64) @ indicator)
+    null = distance(speakers.errors.astype(np.float64)[order] @ indicator, speakers.ref_words.astype(np.float64)[order] @ indicator)
+    exceed = (np.nan_to_num(null, nan=-np.inf) >= observed[None, :] - 1e-12).sum(axis=0)
+    p = (1 + exceed) / (1 + permutations)
+    return np.where(np.isfinite(observed), p, np.nan)

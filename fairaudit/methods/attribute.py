@@ -1,0 +1,85 @@
+"""attribute: disaggregation by given metadata columns (SPEC 4.4), like Fairlearn's MetricFrame.
+
+``by=("accent",)`` groups speakers by accent; ``by=("accent", "gender")`` by their intersection.
+Groups are fixed, so the permutation test re-ranks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.errors import UsageError
+from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_gaps
+from fairaudit.partition import UNASSIGNED, Partition
+from fairaudit.speakers import SpeakerTable
+
+
+class AttributeGroups(CohortMethod):
+    """Cohorts = the values (or value combinations) of metadata columns."""
+
+    name = "attribute"
+
+    def __init__(self, by: Sequence[str], min_speakers: int = 30) -> None:
+        if isinstance(by, str):
+            by = [part.strip() for part in by.split(",") if part.strip()]
+        self.by = tuple(by)
+        self.min_speakers = min_speakers
+        if not self.by:
+            raise UsageError("the attribute method needs at least one column: use --by COLUMN")
+
+    @property
+    def requires(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.by
+
+    def fit(self, speakers: SpeakerTable) -> "AttributeGroups":
+        keys, known = self._keys(speakers)
+        self.groups_ = sorted(pd.unique(keys[known]).tolist())
+        self.partition_ = self.assign(speakers)
+        return self
+
+    def assign(self, speakers: SpeakerTable) -> Partition:
+        keys, known = self._keys(speakers)
+        lookup = {key: index for index, key in enumerate(self.groups_)}
+        labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
+        labels[known] = pd.Series(keys[known]).map(lookup).fillna(UNASSIGNED).to_numpy(dtype=np.int64)
+        missing = int((~known).sum())
+        unseen = int((known & (labels == UNASSIGNED)).sum())
+        reasons = {}
+        if missing:
+            reasons[f"missing {' or '.join(self.by)}"] = missing
+        if unseen:
+            reasons["value not seen in discovery"] = unseen
+        return Partition(
+            method=self.name,
+            labels=labels,
+            cohort_ids=list(self.groups_),
+            descriptions=[self._describe(key) for key in self.groups_],
+            unassigned_reasons=reasons,
+            details={"by": list(self.by)},
+        )
+
+    def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
+        return fixed_partition_gaps(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+
+    def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
+        """One string key per speaker ("indian & female" for intersections) and a known-mask."""
+        frame = speakers.frame
+        missing_columns = [c for c in self.by if c not in frame.columns]
+        if missing_columns:
+            raise UsageError(
+                f"--by names column(s) {', '.join(map(repr, missing_columns))} that the log does not have; "
+                f"metadata columns are: {', '.join(speakers.metadata_columns) or 'none'}"
+            )
+        parts = [frame[c].astype("string") for c in self.by]
+        known = np.logical_and.reduce([p.notna().to_numpy() for p in parts])
+        key = parts[0].fillna("")
+        for part in parts[1:]:
+            key = key + " & " + part.fillna("")
+        return key.to_numpy(dtype=object), known
+
+    def _describe(self, key: str) -> str:
+        values = key.split(" & ") if len(self.by) > 1 else [key]
+        return ", ".join(f"{column} = {value}" for column, value in zip(self.by, values))

@@ -1,0 +1,115 @@
+"""geo-tree (Trinh et al. 2022): recursive binary partitioning of latitude/longitude into regions.
+
+Each split maximises (W_L x W_R / (W_L + W_R)) x (WER_L - WER_R)^2 with W = reference words, which
+is exactly a weighted regression tree on speaker WER with weight = words; scikit-learn's
+DecisionTreeRegressor grown best-first (``max_leaf_nodes``) computes it, and a leaf's value is its
+pooled WER. Leaves are the cohorts ("regions").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.tree import DecisionTreeRegressor
+
+from fairaudit.logs import LATITUDE, LONGITUDE
+from fairaudit.methods.base import CohortMethod
+from fairaudit.partition import UNASSIGNED, Partition
+from fairaudit.speakers import SpeakerTable
+
+AXES = (LATITUDE, LONGITUDE)
+AXIS_LABEL = {LATITUDE: "lat", LONGITUDE: "lon"}
+
+
+class GeoTree(CohortMethod):
+    """Regions of latitude/longitude with maximally different pooled WER."""
+
+    name = "geo-tree"
+    requires = (LATITUDE, LONGITUDE)
+
+    def __init__(self, max_regions: int = 16, min_speakers: int = 30, seed: int = 0) -> None:
+        self.max_regions = max_regions
+        self.min_speakers = min_speakers
+        self.seed = seed
+
+    def fit(self, speakers: SpeakerTable) -> "GeoTree":
+        coords, located = _coordinates(speakers)
+        words = speakers.ref_words[located].astype(np.float64)
+        errors = speakers.errors[located].astype(np.float64)
+        self.tree_ = None
+        self.regions_: list[dict] = []
+        if located.sum() >= 2 * self.min_speakers and words.sum() > 0 and self.max_regions >= 2:
+            target = np.divide(errors, words, out=np.zeros_like(errors), where=words > 0)
+            self.tree_ = DecisionTreeRegressor(
+                max_leaf_nodes=self.max_regions,
+                min_samples_leaf=self.min_speakers,
+                random_state=self.seed,
+            ).fit(coords[located], target, sample_weight=words)
+            self.regions_ = _leaf_bounds(self.tree_)
+        elif located.any():
+            self.regions_ = [{"node": 0, **{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}]
+        self._leaf_to_cohort = {region["node"]: index for index, region in enumerate(self.regions_)}
+        self.partition_ = self.assign(speakers)
+        return self
+
+    def assign(self, speakers: SpeakerTable) -> Partition:
+        coords, located = _coordinates(speakers)
+        labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
+        if self.tree_ is not None and located.any():
+            leaves = self.tree_.apply(coords[located])
+            lookup = np.full(self.tree_.tree_.node_count, UNASSIGNED, dtype=np.int64)
+            for node, cohort in self._leaf_to_cohort.items():
+                lookup[node] = cohort
+            labels[located] = lookup[leaves]
+        elif self.regions_:
+            labels[located] = 0
+        ids = [f"region-{i + 1}" for i in range(len(self.regions_))]
+        unassigned = int((~located).sum())
+        return Partition(
+            method=self.name,
+            labels=labels,
+            cohort_ids=ids,
+            descriptions=[describe_region(region) for region in self.regions_],
+            unassigned_reasons={"no coordinates": unassigned} if unassigned else {},
+            details={"regions": [dict(region, id=cid) for region, cid in zip(self.regions_, ids)]},
+        )
+
+
+def _coordinates(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
+    frame = speakers.frame
+    if LATITUDE not in frame.columns or LONGITUDE not in frame.columns:
+        return np.zeros((len(frame), 2)), np.zeros(len(frame), dtype=bool)
+    coords = frame[[LATITUDE, LONGITUDE]].to_numpy(dtype=np.float64)
+    return coords, ~np.isnan(coords).any(axis=1)
+
+
+def _leaf_bounds(tree: DecisionTreeRegressor) -> list[dict]:
+    """Axis-aligned bounds of every leaf, in node order: lower bounds exclusive, upper inclusive."""
+    structure = tree.tree_
+    bounds: dict[int, dict] = {0: {f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}
+    leaves = []
+    for node in range(structure.node_count):  # parents always precede children in sklearn trees
+        box = bounds.pop(node)
+        left, right = structure.children_left[node], structure.children_right[node]
+        if left == -1:
+            leaves.append({"node": node, **box})
+            continue
+        axis = AXES[structure.feature[node]]
+        threshold = float(structure.threshold[node])
+        bounds[left] = dict(box, **{f"{axis}_max": threshold})
+        bounds[right] = dict(box, **{f"{axis}_min": threshold})
+    return leaves
+
+
+def describe_region(region: dict) -> str:
+    """Readable bounds such as "32.50 < lat <= 36.10, lon <= -97.00" (all speakers if unbounded)."""
+    parts = []
+    for axis in AXES:
+        low, high = region.get(f"{axis}_min"), region.get(f"{axis}_max")
+        label = AXIS_LABEL[axis]
+        if low is not None and high is not None:
+            parts.append(f"{low:.2f} < {label} <= {high:.2f}")
+        elif low is not None:
+            parts.append(f"{label} > {low:.2f}")
+        elif high is not None:
+            parts.append(f"{label} <= {high:.2f}")
+    return ", ".join(parts) if parts else "all located speakers"

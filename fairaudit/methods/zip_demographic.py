@@ -1,0 +1,252 @@
+"""zip-demographic (Dheram et al. 2022): binary splits of speakers' ZIP codes by census demographics.
+
+Candidates: majority race/ethnicity = g vs. not g (for each g that is some ZIP's majority), and
+each continuous attribute above vs. at-or-below a threshold on a quantile grid of the speakers'
+values. The reported partition is the eligible candidate with the largest WER gap; all candidates
+are kept, ranked, in ``partition_.details["candidates"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.census import (
+    BUILTIN_SOURCE,
+    CONTINUOUS_COLUMNS,
+    RACE_COLUMNS,
+    builtin_demographics,
+    demographic_columns,
+    format_value,
+)
+from fairaudit.logs import ZIP_CODE
+from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.metrics import pooled_wer, wer_gap_pct
+from fairaudit.partition import UNASSIGNED, Partition
+from fairaudit.speakers import SpeakerTable
+
+DEFAULT_QUANTILES = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
+
+
+@dataclass
+class Candidate:
+    """One binary split: side A (label 0) vs. side B (label 1)."""
+
+    attribute: str
+    kind: str  # "majority" or "threshold"
+    value: object  # the majority group or the threshold
+    ids: tuple[str, str]
+    descriptions: tuple[str, str]
+
+
+class ZipDemographic(CohortMethod):
+    """The census split of ZIP codes with the largest WER gap."""
+
+    name = "zip-demographic"
+    requires = (ZIP_CODE,)
+
+    def __init__(
+        self,
+        min_speakers: int = 30,
+        demographics: pd.DataFrame | None = None,
+        source: str | None = None,
+        quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+    ) -> None:
+        self.min_speakers = min_speakers
+        self.demographics = demographics
+        self.source = source
+        self.quantiles = quantiles
+
+    def _table(self) -> pd.DataFrame:
+        return builtin_demographics() if self.demographics is None else self.demographics
+
+    def fit(self, speakers: SpeakerTable) -> "ZipDemographic":
+        table = self._table()
+        attributes, reasons = _speaker_attributes(speakers, table)
+        self.candidates_ = _candidates(attributes, table, self.quantiles)
+        sides = _candidate_sides(attributes, self.candidates_)  # (n, C) in {-1, 0, 1}
+        rule = SelectionRule(min_speakers=self.min_speakers)
+        stats = _candidate_stats(sides, speakers.errors[None, :], speakers.ref_words[None, :], rule)
+        order = _rank_candidates(stats["gap"][0], stats["eligible"])
+        self.ranking_ = [
+            {
+                "rank": rank + 1,
+                "attribute": self.candidates_[c].attribute,
+                "kind": self.candidates_[c].kind,
+                "value": _json_value(self.candidates_[c].value),
+                "cohorts": [
+                    {
+                        "id": self.candidates_[c].ids[side],
+                        "description": self.candidates_[c].descriptions[side],
+                        "speakers": int(stats["speakers"][c, side]),
+                        "ref_words": int(stats["words"][0, c, side]),
+                        "errors": int(stats["errors"][0, c, side]),
+                        "wer": _float(stats["wer"][0, c, side]),
+                    }
+                    for side in (0, 1)
+                ],
+                "wer_gap_pct": _float(stats["gap"][0, c]),
+                "eligible": bool(stats["eligible"][c]),
+            }
+            for rank, c in enumerate(order)
+        ]
+        eligible_order = [c for c in order if stats["eligible"][c]]
+        self.chosen_ = eligible_order[0] if eligible_order else (order[0] if len(order) else None)
+        self._reasons = reasons
+        self.partition_ = self.assign(speakers)
+        return self
+
+    def assign(self, speakers: SpeakerTable) -> Partition:
+        table = self._table()
+        attributes, reasons = _speaker_attributes(speakers, table)
+        details = {"candidates": getattr(self, "ranking_", []), "source": self.source or BUILTIN_SOURCE}
+        if self.chosen_ is None:
+            labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
+            reasons = np.where(reasons == "", "no usable census attribute", reasons)
+            return Partition(self.name, labels, [], [], _count(reasons), details)
+        candidate = self.candidates_[self.chosen_]
+        labels = _candidate_sides(attributes, [candidate])[:, 0].astype(np.int64)
+        reasons = np.where((labels == UNASSIGNED) & (reasons == ""), f"no census value for {candidate.attribute}", reasons)
+        return Partition(
+            method=self.name,
+            labels=labels,
+            cohort_ids=list(candidate.ids),
+            descriptions=list(candidate.descriptions),
+            unassigned_reasons=_count(reasons),
+            details=dict(details, chosen=self.candidates_[self.chosen_].ids),
+        )
+
+    def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
+        """Candidates do not depend on outcomes: re-rank all of them on each shuffle at once."""
+        attributes, _ = _speaker_attributes(speakers, self._table())
+        sides = _candidate_sides(attributes, self.candidates_)
+        errors = speakers.errors[permutations]
+        words = speakers.ref_words[permutations]
+        null = np.full(len(permutations), np.nan)
+        for start in range(0, len(permutations), 50):  # bounded memory: 50 shuffles at a time
+            block = slice(start, start + 50)
+            stats = _candidate_stats(sides, errors[block], words[block], rule)
+            gaps = np.where(stats["eligible"][None, :], stats["gap"], -np.inf)
+            best = gaps.max(axis=1) if gaps.shape[1] else np.full(gaps.shape[0], -np.inf)
+            null[block] = np.where(np.isfinite(best), best, np.nan)
+        return null
+
+
+def _speaker_attributes(speakers: SpeakerTable, table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Census attributes per speaker (NaN rows when unmatched) and a reason per unmatched speaker."""
+    frame = speakers.frame
+    n = len(frame)
+    if ZIP_CODE not in frame.columns:
+        return pd.DataFrame(index=range(n), columns=table.columns, dtype="float64"), np.full(n, "no ZIP code", dtype=object)
+    zips = pd.Series(frame[ZIP_CODE].to_numpy(), dtype="string").str.slice(0, 5)
+    position = table.index.get_indexer(zips.fillna(""))
+    attributes = table.iloc[np.clip(position, 0, None)].reset_index(drop=True)
+    attributes.loc[position < 0] = np.nan
+    reasons = np.full(n, "", dtype=object)
+    reasons[(position < 0)] = "ZIP code not in the census table"
+    reasons[zips.isna().to_numpy()] = "no ZIP code"
+    return attributes, reasons
+
+
+def _candidates(attributes: pd.DataFrame, table: pd.DataFrame, quantiles: tuple[float, ...]) -> list[Candidate]:
+    """Every candidate binary split the speakers' census attributes allow."""
+    race, continuous = demographic_columns(table)
+    candidates: list[Candidate] = []
+    if race:
+        majority = _majority(attributes, race)
+        for column in race:
+            group = RACE_COLUMNS[column]
+            if (majority == column).any():
+                candidates.append(
+                    Candidate(
+                        attribute="majority race/ethnicity",
+                        kind="majority",
+                        value=group,
+                        ids=(f"majority-{_slug(group)}", f"majority-not-{_slug(group)}"),
+                        descriptions=(f"ZIP majority is {group}", f"ZIP majority is not {group}"),
+                    )
+                )
+    for column in continuous:
+        values = attributes[column].dropna().to_numpy()
+        if len(values) == 0:
+            continue
+        thresholds = np.unique(np.quantile(values, quantiles))
+        label = CONTINUOUS_COLUMNS[column][0]
+        for threshold in thresholds:
+            shown = format_value(column, threshold)
+            candidates.append(
+                Candidate(
+                    attribute=column,
+                    kind="threshold",
+                    value=float(threshold),
+                    ids=(f"{column}<={threshold:g}", f"{column}>{threshold:g}"),
+                    descriptions=(f"ZIP {label} <= {shown}", f"ZIP {label} > {shown}"),
+                )
+            )
+    return candidates
+
+
+def _majority(attributes: pd.DataFrame, race: list[str]) -> np.ndarray:
+    """Per speaker, the race share column with the largest value (empty string when unknown)."""
+    shares = attributes[race].to_numpy(dtype=np.float64)
+    known = ~np.isnan(shares).all(axis=1)
+    best = np.argmax(np.where(np.isnan(shares), -np.inf, shares), axis=1)
+    return np.where(known, np.asarray(race, dtype=object)[best], "")
+
+
+def _candidate_sides(attributes: pd.DataFrame, candidates: list[Candidate]) -> np.ndarray:
+    """(n_speakers, n_candidates) matrix: 0 = side A, 1 = side B, -1 = no value."""
+    n = len(attributes)
+    sides = np.full((n, len(candidates)), UNASSIGNED, dtype=np.int8)
+    race = [c for c in RACE_COLUMNS if c in attributes.columns]
+    majority = _majority(attributes, race) if race else np.full(n, "", dtype=object)
+    group_to_column = {v: k for k, v in RACE_COLUMNS.items()}
+    for j, candidate in enumerate(candidates):
+        if candidate.kind == "majority":
+            known = majority != ""
+            sides[known, j] = (majority[known] != group_to_column[candidate.value]).astype(np.int8)
+        else:
+            values = attributes[candidate.attribute].to_numpy(dtype=np.float64)
+            known = ~np.isnan(values)
+            sides[known, j] = (values[known] > candidate.value).astype(np.int8)
+    return sides
+
+
+def _candidate_stats(sides: np.ndarray, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> dict:
+    """Per replicate and candidate: side totals, WERs, gap (worse vs. better side), eligibility."""
+    side_a = (sides == 0).astype(np.float64)
+    side_b = (sides == 1).astype(np.float64)
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(words, dtype=np.float64)
+    err = np.stack([errors @ side_a, errors @ side_b], axis=-1)  # (R, C, 2)
+    wrd = np.stack([words @ side_a, words @ side_b], axis=-1)
+    spk = np.stack([side_a.sum(axis=0), side_b.sum(axis=0)], axis=-1)  # (C, 2)
+    wer = pooled_wer(err, wrd)
+    gap = wer_gap_pct(np.nanmax(np.where(np.isnan(wer), -np.inf, wer), axis=-1), np.nanmin(np.where(np.isnan(wer), np.inf, wer), axis=-1))
+    eligible = (spk >= rule.min_speakers).all(axis=-1)
+    return {"errors": err, "words": wrd, "speakers": spk, "wer": wer, "gap": gap, "eligible": eligible}
+
+
+def _rank_candidates(gap: np.ndarray, eligible: np.ndarray) -> list[int]:
+    """Candidates by gap, largest first; eligible before ineligible, undefined gaps last."""
+    key = np.where(np.isnan(gap), -np.inf, gap)
+    return list(np.lexsort((np.arange(len(gap)), -key, ~eligible)))
+
+
+def _count(reasons: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(reasons[reasons != ""].astype(str), return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts)}
+
+
+def _slug(text: str) -> str:
+    return text.lower().replace(" ", "-")
+
+
+def _float(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _json_value(value: object) -> object:
+    return float(value) if isinstance(value, (float, np.floating)) else value

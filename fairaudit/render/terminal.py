@@ -1,0 +1,93 @@
+"""Terminal output (SPEC 6): per method a ranked cohort table and one headline line."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fairaudit.render import format as fmt
+from fairaudit.result import AuditResult, Figures, MethodResult
+
+VERDICT_STYLE = {"disparity": "bold red", "no evidence": "green", "insufficient data": "yellow"}
+
+
+def headline(result: MethodResult, figures: Figures | None = None) -> str:
+    """ "WER gap 41.7% [CI] between <bottom> and <top>; bottom-cohort share 0.8%" plus the verdict."""
+    figures = figures or result.discovery
+    if figures.wer_gap_pct is None:
+        return f"{result.verdict}: {result.verdict_reason}"
+    gap_ci = fmt.interval(*figures.wer_gap_ci)
+    share_ci = fmt.interval(*figures.bottom_share_ci)
+    return (
+        f"WER gap {fmt.pct(figures.wer_gap_pct)}{' ' + gap_ci if gap_ci else ''} between "
+        f"{result.bottom_label(figures)} ({result.describe(figures.bottom)}, WER {fmt.wer(figures.bottom_wer)}) and "
+        f"{result.top_label(figures)} ({result.describe(figures.top)}, WER {fmt.wer(figures.top_wer)}); "
+        f"bottom-cohort share {fmt.pct(figures.bottom_share_pct)}{' ' + share_ci if share_ci else ''} of speakers "
+        f"({fmt.pct(figures.bottom_utterance_share_pct)} of utterances, {fmt.pct(figures.bottom_word_share_pct)} of words)"
+    )
+
+
+def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_speakers: int) -> Table:
+    """The ranked cohort table of one method on one set of speakers (WER in % of reference words)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("cohort", ratio=3)
+    table.add_column("role")
+    for column in ("speakers", "share", "utts", "words", "WER", "95% CI"):
+        table.add_column(column, justify="right", no_wrap=True)
+    has_p = "p_value_bh" in figures.cohorts.columns
+    if has_p:
+        table.add_column("p (BH)", justify="right")
+    for row in figures.cohorts.to_dict("records"):
+        role = "bottom" if row["id"] in figures.bottom else "top" if row["id"] in figures.top and len(figures.top) == 1 else ""
+        name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
+        if row["suppressed"]:
+            cells = [str(row["rank"]), name, role, f"<{min_report_speakers}", "", "", "", "suppressed", ""]
+        else:
+            cells = [
+                str(row["rank"]), name, role, f"{row['speakers']:,}", fmt.pct(row["speaker_share_pct"]),
+                f"{row['utterances']:,}", f"{row['ref_words']:,}", fmt.wer(_none(row["wer"])),
+                fmt.interval(_none(row["wer_ci_low"]), _none(row["wer_ci_high"]), fmt.wer),
+            ]
+        if has_p:
+            cells.append("" if row["suppressed"] else fmt.p_value(_none(row["p_value_bh"])))
+        table.add_row(*cells, style="bold" if role == "bottom" else None)
+    return table
+
+
+def print_audit(result: AuditResult, console: Console | None = None) -> None:
+    """Print every method's tables, headline and verdict."""
+    console = console or Console()
+    source = result.input.get("path") or "data frame"
+    console.print(
+        f"[bold]fairaudit {result.version}[/bold]: {result.input['utterances']:,} utterances from "
+        f"{result.input['speakers']:,} speakers in {source}"
+    )
+    for note in result.notes:
+        console.print(f"note: {note}")
+    conflicts = {k: v for k, v in result.speaker_conflicts.items() if v}
+    if conflicts:
+        console.print("speakers with conflicting metadata (most frequent value used): " + ", ".join(f"{k} {v:,}" for k, v in conflicts.items()))
+    for name, method in result.methods.items():
+        console.rule(f"[bold]{name}")
+        minimum = result.parameters.get("min_report_speakers", 10)
+        console.print(cohort_table(method, method.discovery, "discovery" if method.holdout else "cohorts", minimum))
+        if method.holdout is not None:
+            console.print(cohort_table(method, method.holdout, "held-out (re-measured on speakers not used for discovery)", minimum))
+        unassigned = ", ".join(f"{reason}: {count:,}" for reason, count in method.partition.unassigned_reasons.items())
+        if unassigned:
+            console.print(f"unassigned speakers: {unassigned}")
+        label = "discovery: " if method.holdout is not None else ""
+        console.print(label + headline(method, method.discovery))
+        if method.holdout is not None:
+            console.print("held-out: " + headline(method, method.holdout))
+        p = method.discovery.p_value
+        style = VERDICT_STYLE.get(method.verdict, "")
+        console.print(f"verdict: [{style}]{method.verdict}[/{style}] ({method.verdict_reason}; search-aware p-value {fmt.p_value(p)})")
+
+
+def _none(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

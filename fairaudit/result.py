@@ -1,0 +1,215 @@
+"""Audit results: what the measurement produces and every renderer reads (Fairlearn-style clarity).
+
+:class:`MethodResult` holds one method's cohorts and headline figures; :class:`AuditResult` holds
+all methods plus provenance. ``to_dict()`` is the JSON report whose field names are a contract
+(SPEC 6): the gate, the HTML report and users' scripts read them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.partition import Partition
+
+COHORT_FIELDS = (
+    "id", "description", "rank", "speakers", "utterances", "ref_words", "errors", "wer", "wer_ci",
+    "speaker_share_pct", "utterance_share_pct", "word_share_pct", "eligible", "suppressed",
+)
+
+
+@dataclass
+class Figures:
+    """Headline figures of one method on one set of speakers (discovery or held-out)."""
+
+    cohorts: pd.DataFrame  # one row per cohort, columns as COHORT_FIELDS (wer_ci_low/high split)
+    bottom: list[str]
+    top: list[str]
+    wer_gap_pct: float | None
+    wer_gap_ci: list[float | None]
+    bottom_share_pct: float | None
+    bottom_share_ci: list[float | None]
+    bottom_utterance_share_pct: float | None
+    bottom_word_share_pct: float | None
+    bottom_wer: float | None
+    top_wer: float | None
+    p_value: float | None
+    speakers: int
+    assigned_speakers: int
+
+
+@dataclass
+class MethodResult:
+    """One discovery method's outcome: partition, figures, verdict and method-specific details."""
+
+    name: str
+    partition: Partition
+    discovery: Figures
+    verdict: str
+    verdict_reason: str
+    holdout: Figures | None = None
+    top_mode: str = "best"
+
+    @property
+    def cohorts(self) -> pd.DataFrame:
+        return self.discovery.cohorts
+
+    def bottom_label(self, figures: Figures | None = None) -> str:
+        return _join((figures or self.discovery).bottom)
+
+    def top_label(self, figures: Figures | None = None) -> str:
+        figures = figures or self.discovery
+        if self.top_mode == "rest" and len(figures.top) > 1:
+            return "rest"
+        return _join(figures.top)
+
+    def describe(self, ids: list[str]) -> str:
+        """Human-readable description of a union of cohorts."""
+        lookup = dict(zip(self.partition.cohort_ids, self.partition.descriptions))
+        if self.top_mode == "rest" and len(ids) > 1 and ids == self.discovery.top:
+            return "all other speakers"
+        return "; ".join(lookup.get(i, i) for i in ids) or "none"
+
+    def to_dict(self) -> dict:
+        data = _figures_dict(self.discovery, self)
+        data = {"verdict": self.verdict, "verdict_reason": self.verdict_reason, **data}
+        data["unassigned"] = dict(self.partition.unassigned_reasons)
+        data["holdout"] = None if self.holdout is None else _figures_dict(self.holdout, self)
+        details = _jsonable(self.partition.details)
+        if self.name == "zip-demographic":
+            data["candidates"] = details.pop("candidates", [])
+            data["chosen"] = details.pop("chosen", None)
+        data["details"] = details
+        return data
+
+
+@dataclass
+class AuditResult:
+    """Everything one audit found, ready for any renderer."""
+
+    version: str
+    seed: int
+    parameters: dict
+    input: dict
+    methods: dict[str, MethodResult]
+    notes: list[str] = field(default_factory=list)
+    speaker_conflicts: dict[str, int] = field(default_factory=dict)
+    assignments_frame: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON audit report (SPEC 6), valid against data_schemas/audit_report.schema.json."""
+        return {
+            "fairaudit_version": self.version,
+            "seed": self.seed,
+            "parameters": _jsonable(self.parameters),
+            "input": _jsonable(self.input),
+            "notes": list(self.notes),
+            "speaker_conflicts": dict(self.speaker_conflicts),
+            "methods": {name: result.to_dict() for name, result in self.methods.items()},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The JSON report as text; identical input and seed give identical text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def to_frame(self) -> pd.DataFrame:
+        """All methods' cohorts in one long table (one row per method and cohort)."""
+        frames = []
+        for name, result in self.methods.items():
+            cohorts = result.discovery.cohorts.copy()
+            cohorts.insert(0, "method", name)
+            cohorts["bottom"] = cohorts["id"].isin(result.discovery.bottom)
+            cohorts["top"] = cohorts["id"].isin(result.discovery.top)
+            frames.append(cohorts)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def assignments(self) -> pd.DataFrame:
+        """Speaker -> cohort per method: columns method, speaker_id, cohort_id, cohort, bottom."""
+        if self.assignments_frame is None:
+            return pd.DataFrame(columns=["method", "speaker_id", "cohort_id", "cohort", "bottom"])
+        return self.assignments_frame
+
+    def summary(self) -> str:
+        """The terminal headline lines as plain text."""
+        from fairaudit.render.terminal import headline
+
+        return "\n".join(f"{name}: {headline(result)}" for name, result in self.methods.items())
+
+    def to_html(self) -> str:
+        """The self-contained HTML report."""
+        from fairaudit.render.html import render_html
+
+        return render_html(self)
+
+
+def _figures_dict(figures: Figures, method: MethodResult) -> dict:
+    cohorts = []
+    for row in figures.cohorts.to_dict("records"):
+        suppressed = bool(row["suppressed"])
+        entry = {
+            "id": row["id"],
+            "description": row["description"],
+            "rank": int(row["rank"]),
+            "suppressed": suppressed,
+            "eligible": bool(row["eligible"]),
+        }
+        for key in ("speakers", "utterances", "ref_words", "errors"):
+            entry[key] = None if suppressed else int(row[key])
+        for key in ("wer", "speaker_share_pct", "utterance_share_pct", "word_share_pct"):
+            entry[key] = None if suppressed else _num(row[key])
+        entry["wer_ci"] = [None, None] if suppressed else [_num(row["wer_ci_low"]), _num(row["wer_ci_high"])]
+        if "p_value" in row:
+            entry["p_value"] = None if suppressed else _num(row["p_value"])
+            entry["p_value_bh"] = None if suppressed else _num(row["p_value_bh"])
+        cohorts.append(entry)
+    return {
+        "bottom": method.bottom_label(figures) or None,
+        "top": method.top_label(figures) or None,
+        "bottom_cohorts": list(figures.bottom),
+        "top_cohorts": list(figures.top),
+        "bottom_description": method.describe(figures.bottom) if figures.bottom else None,
+        "top_description": method.describe(figures.top) if figures.top else None,
+        "bottom_wer": _num(figures.bottom_wer),
+        "top_wer": _num(figures.top_wer),
+        "wer_gap_pct": _num(figures.wer_gap_pct),
+        "wer_gap_ci": [_num(v) for v in figures.wer_gap_ci],
+        "bottom_share_pct": _num(figures.bottom_share_pct),
+        "bottom_share_ci": [_num(v) for v in figures.bottom_share_ci],
+        "bottom_utterance_share_pct": _num(figures.bottom_utterance_share_pct),
+        "bottom_word_share_pct": _num(figures.bottom_word_share_pct),
+        "p_value": _num(figures.p_value),
+        "speakers": int(figures.speakers),
+        "assigned_speakers": int(figures.assigned_speakers),
+        "cohorts": cohorts,
+    }
+
+
+def _join(ids: list[str]) -> str:
+    return " + ".join(ids)
+
+
+def _num(value: object) -> float | None:
+    if value is None or value is pd.NA:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _jsonable(value: object) -> object:
+    """Convert numpy scalars/arrays and tuples inside a structure to plain JSON types."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _num(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    return value

@@ -1,0 +1,200 @@
+"""The speaker table: per-speaker outcomes and metadata, the unit every discovery method works on.
+
+Utterances of one speaker are not independent, so discovery, bootstrap and permutation all work on
+speakers (SPEC section 3). Aggregation is vectorised: no Python loop over speakers or utterances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.logs import (
+    ERRORS,
+    LATITUDE,
+    LONGITUDE,
+    REF_WORDS,
+    SPEAKER,
+    UTTERANCE,
+    ZIP_CODE,
+    EmbeddingTable,
+    UtteranceLog,
+)
+
+#: Coordinates of one speaker further apart than this are reported as a conflict (SPEC 3).
+COORDINATE_CONFLICT_KM = 50.0
+EARTH_RADIUS_KM = 6371.0088
+
+
+@dataclass
+class SpeakerTable:
+    """One row per speaker, sorted by speaker id.
+
+    ``frame`` is indexed by ``speaker_id`` and holds ``errors``, ``ref_words`` and ``utterances``
+    (int64), ``latitude``/``longitude`` (median over the speaker's utterances, NaN if none),
+    ``zip_code`` (most frequent) and the most frequent value of every metadata column.
+    ``embeddings`` is an (n_speakers, d) array of L2-normalised mean vectors, NaN rows for speakers
+    without one. ``conflicts`` counts speakers whose metadata disagreed across utterances.
+    """
+
+    frame: pd.DataFrame
+    metadata_columns: list[str] = field(default_factory=list)
+    embeddings: np.ndarray | None = None
+    conflicts: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def speaker_ids(self) -> np.ndarray:
+        return self.frame.index.to_numpy()
+
+    @property
+    def errors(self) -> np.ndarray:
+        return self.frame[ERRORS].to_numpy(dtype=np.int64)
+
+    @property
+    def ref_words(self) -> np.ndarray:
+        return self.frame[REF_WORDS].to_numpy(dtype=np.int64)
+
+    @property
+    def utterances(self) -> np.ndarray:
+        return self.frame["utterances"].to_numpy(dtype=np.int64)
+
+    def has_column(self, name: str) -> bool:
+        return name in self.frame.columns and bool(self.frame[name].notna().any())
+
+    def subset(self, positions: np.ndarray) -> "SpeakerTable":
+        """The table restricted to the speakers at ``positions`` (e.g. a hold-out split)."""
+        positions = np.asarray(positions)
+        emb = None if self.embeddings is None else self.embeddings[positions]
+        return SpeakerTable(
+            frame=self.frame.iloc[positions],
+            metadata_columns=list(self.metadata_columns),
+            embeddings=emb,
+            conflicts=dict(self.conflicts),
+        )
+
+    def with_outcomes(self, errors: np.ndarray, ref_words: np.ndarray) -> "SpeakerTable":
+        """A copy with other per-speaker outcomes (used by the permutation test)."""
+        frame = self.frame.copy(deep=False)
+        frame[ERRORS] = errors
+        frame[REF_WORDS] = ref_words
+        return SpeakerTable(frame, list(self.metadata_columns), self.embeddings, dict(self.conflicts))
+
+
+def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
+    """Aggregate an utterance log into one row per speaker (SPEC 3)."""
+    utt = log.frame
+    codes, speaker_ids = pd.factorize(utt[SPEAKER], sort=True)
+    n = len(speaker_ids)
+    frame = pd.DataFrame(index=pd.Index(speaker_ids, name=SPEAKER, dtype="string"))
+    frame[ERRORS] = np.bincount(codes, weights=utt[ERRORS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    frame[REF_WORDS] = np.bincount(codes, weights=utt[REF_WORDS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    frame["utterances"] = np.bincount(codes, minlength=n).astype(np.int64)
+    conflicts: dict[str, int] = {}
+
+    if LATITUDE in utt.columns and LONGITUDE in utt.columns:
+        lat, lon, spread_conflicts = _median_coordinates(codes, n, utt[LATITUDE], utt[LONGITUDE])
+        frame[LATITUDE] = lat
+        frame[LONGITUDE] = lon
+        conflicts["coordinates_over_50km"] = spread_conflicts
+    if ZIP_CODE in utt.columns:
+        frame[ZIP_CODE], conflicts["zip_code"] = _most_frequent(codes, n, utt[ZIP_CODE])
+    metadata = [c for c in log.metadata_columns if c in utt.columns]
+    for column in metadata:
+        frame[column], conflicts[column] = _most_frequent(codes, n, utt[column])
+
+    embeddings = None
+    if log.embeddings is not None:
+        embeddings = _speaker_embeddings(log.embeddings, codes, speaker_ids, utt)
+    return SpeakerTable(frame=frame, metadata_columns=metadata, embeddings=embeddings, conflicts=conflicts)
+
+
+def _median_coordinates(codes: np.ndarray, n: int, lat: pd.Series, lon: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-speaker median coordinates and the number of speakers whose points spread over 50 km."""
+    coords = pd.DataFrame({"lat": lat.to_numpy(np.float64), "lon": lon.to_numpy(np.float64), "code": codes})
+    coords = coords[coords["lat"].notna() & coords["lon"].notna()]
+    medians = coords.groupby("code", sort=True)[["lat", "lon"]].median()
+    med_lat = np.full(n, np.nan)
+    med_lon = np.full(n, np.nan)
+    med_lat[medians.index.to_numpy()] = medians["lat"].to_numpy()
+    med_lon[medians.index.to_numpy()] = medians["lon"].to_numpy()
+    codes_present = coords["code"].to_numpy()
+    distance = haversine_km(coords["lat"].to_numpy(), coords["lon"].to_numpy(), med_lat[codes_present], med_lon[codes_present])
+    far = np.zeros(n, dtype=bool)
+    far[codes_present[distance > COORDINATE_CONFLICT_KM / 2]] = True
+    # Two points more than 50 km apart have at least one more than 25 km from the median;
+    # confirm with the speaker's bounding-box diagonal to avoid over-counting.
+    if far.any():
+        box = coords[far[codes_present]].groupby("code").agg(
+            lat_min=("lat", "min"), lat_max=("lat", "max"), lon_min=("lon", "min"), lon_max=("lon", "max")
+        )
+        diag = haversine_km(box["lat_min"].to_numpy(), box["lon_min"].to_numpy(), box["lat_max"].to_numpy(), box["lon_max"].to_numpy())
+        spread = int((diag > COORDINATE_CONFLICT_KM).sum())
+    else:
+        spread = 0
+    return med_lat, med_lon, spread
+
+
+def _most_frequent(codes: np.ndarray, n: int, values: pd.Series) -> tuple[pd.api.extensions.ExtensionArray, int]:
+    """Per-speaker most frequent non-missing value (ties: smallest value) and the conflict count."""
+    pairs = pd.DataFrame({"code": codes, "value": values.to_numpy()})
+    pairs = pairs[pairs["value"].notna()]
+    counts = pairs.groupby(["code", "value"], sort=True, observed=True).size().rename("n").reset_index()
+    distinct = counts.groupby("code").size()
+    best = counts.sort_values(["code", "n"], ascending=[True, False], kind="stable").drop_duplicates("code")
+    result = pd.Series(pd.NA, index=range(n), dtype=object)
+    result.iloc[best["code"].to_numpy()] = best["value"].to_numpy()
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        result = pd.to_numeric(result, errors="coerce")
+    else:
+        result = result.astype("string")
+    return result.array, int((distinct > 1).sum())
+
+
+def _speaker_embeddings(table: EmbeddingTable, codes: np.ndarray, speaker_ids: pd.Index, utt: pd.DataFrame) -> np.ndarray:
+    """Mean vector per speaker, L2-normalised; NaN rows where a speaker has no vector."""
+    vectors = np.asarray(table.vectors, dtype=np.float64)
+    if table.key == "row":
+        row_codes = codes
+    elif table.key == SPEAKER:
+        row_codes = pd.Index(speaker_ids).get_indexer(pd.Index(table.ids))
+    elif table.key == UTTERANCE:
+        if UTTERANCE not in utt.columns:
+            from fairaudit.errors import InputError
+
+            raise InputError(
+                "the embeddings are keyed by utterance_id but the log has no utterance_id column",
+                file=table.source,
+                column=UTTERANCE,
+            )
+        position = pd.Index(utt[UTTERANCE]).get_indexer(pd.Index(table.ids))
+        row_codes = np.where(position >= 0, codes[np.clip(position, 0, None)], -1)
+    else:  # pragma: no cover - guarded by the EmbeddingTable type
+        raise ValueError(table.key)
+    keep = row_codes >= 0
+    row_codes = row_codes[keep]
+    vectors = vectors[keep]
+    n, d = len(speaker_ids), vectors.shape[1]
+    sums = np.zeros((n, d))
+    order = np.argsort(row_codes, kind="stable")
+    sorted_codes = row_codes[order]
+    if len(sorted_codes):
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        sums[sorted_codes[starts]] = np.add.reduceat(vectors[order], starts, axis=0)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = sums / norms
+    result[norms[:, 0] == 0] = np.nan
+    return result
+
+
+def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    """Great-circle distance in kilometres between arrays of WGS84 points."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
