@@ -35,6 +35,7 @@ class AuditOptions:
     by: list[str] = field(default_factory=list)
     min_speakers: int = 30
     max_regions: int = 16
+    min_gain: float | str = "auto"  # geo-tree: minimum split gain, or "auto" (beats shuffled-outcome splits)
     clusters: int = 10
     bottom_share: float | None = None
     top: str = "best"
@@ -52,6 +53,7 @@ class AuditOptions:
             (self.min_speakers >= 1, "--min-speakers must be at least 1"),
             (self.max_regions >= 2, "--max-regions must be at least 2"),
             (self.clusters >= 2, "--clusters must be at least 2"),
+            (self.min_gain == "auto" or (isinstance(self.min_gain, (int, float)) and self.min_gain >= 0), "--min-gain must be 'auto' or a non-negative number"),
             (self.bottom_share is None or 0 < self.bottom_share < 1, "--bottom-share must be a fraction between 0 and 1 (e.g. 0.1)"),
             (self.top in ("best", "rest"), "--top must be 'best' or 'rest'"),
             (self.holdout is None or 0 < self.holdout < 1, "--holdout must be a fraction between 0 and 1 (e.g. 0.5)"),
@@ -116,7 +118,7 @@ def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMeth
         demographics = read_demographics(opts.demographics)
         source = f"user demographics table {Path(opts.demographics).name}"
     factories = {
-        "geo-tree": lambda: GeoTree(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed),
+        "geo-tree": lambda: GeoTree(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed, min_gain=opts.min_gain),
         "zip-demographic": lambda: ZipDemographic(min_speakers=opts.min_speakers, demographics=demographics, source=source),
         "embedding-kmeans": lambda: EmbeddingKMeans(clusters=opts.clusters, min_speakers=opts.min_speakers, seed=opts.seed),
     }
@@ -243,6 +245,9 @@ def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray
 def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:
     """Verdict per method (SPEC 5): disparity, no evidence, or insufficient data."""
     if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
+        single = len(figures.cohorts) == 1 and bool(figures.cohorts["eligible"].iloc[0])
+        if single and figures.assigned_speakers >= 2 * rule.min_speakers:
+            return "no evidence", "the method found a single cohort: no split of the speakers beat noise"
         return "insufficient data", (
             f"fewer than two cohorts with at least {rule.min_speakers} speakers and some reference words"
         )

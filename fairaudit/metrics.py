@@ -100,8 +100,8 @@ def select_bottom_top(
 
     ``wer`` is (R, K); ``speakers`` (K,) speaker counts; ``eligible`` (K,) marks cohorts that meet
     the size minimum and may be chosen. Bottom: the worst eligible cohort, or with
-    ``bottom_share`` the worst eligible cohorts until their share of assigned speakers reaches it
-    (always leaving at least one eligible cohort out). Top: the best eligible cohort outside the
+    ``bottom_share`` the union of the worst eligible cohorts whose share of assigned speakers is
+    closest to it (at least one cohort, and always leaving at least one eligible cohort out). Top: the best eligible cohort outside the
     bottom (``"best"``) or every assigned speaker outside it (``"rest"``). Replicates with fewer
     than two eligible cohorts get empty masks.
     """
@@ -121,8 +121,9 @@ def select_bottom_top(
         total = float(speakers.sum())
         share_sorted = np.take_along_axis(np.broadcast_to(speakers, (n_rep, k)), order, axis=1) / max(total, 1.0)
         cumulative = np.cumsum(share_sorted, axis=1)
-        reached = cumulative >= bottom_share - 1e-12
-        n_bottom = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, k)
+        # The number of worst cohorts whose speaker share is closest to the target (ties: fewer),
+        # so that a coarse partition never turns a 10% request into 60% of speakers.
+        n_bottom = np.argmin(np.abs(cumulative - bottom_share) + 1e-12 * np.arange(k), axis=1) + 1
     n_bottom = np.minimum(n_bottom, np.maximum(n_eligible - 1, 0))
     bottom = (rank_of_position < n_bottom[:, None]) & eligible
 

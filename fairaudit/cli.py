@@ -1,0 +1,244 @@
+"""The ``fairaudit`` command line (SPEC 7). Exit codes: 0 success, 1 gate failed, 2 bad input/usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from fairaudit.errors import InputError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Audit a speech recogniser for fairness: find the speaker cohorts with the highest word error rate (WER).",
+)
+err_console = Console(stderr=True)
+
+METHOD_HELP = "Discovery method: geo-tree, zip-demographic, embedding-kmeans or attribute (repeatable). Default: every method the log has the columns for."
+
+
+def parse_columns(pairs: list[str] | None) -> dict[str, str]:
+    """--column canonical=actual pairs -> {canonical: actual}."""
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        canonical, sep, actual = pair.partition("=")
+        if not sep or not canonical.strip() or not actual.strip():
+            raise UsageError(f"--column takes canonical=actual (e.g. speaker_id=client_id), not {pair!r}")
+        mapping[canonical.strip()] = actual.strip()
+    return mapping
+
+
+def _check_output(path: Path | None, inputs: list[Path]) -> None:
+    """Refuse to write a report over an input file."""
+    if path is None:
+        return
+    for source in inputs:
+        if source is not None and Path(source).exists() and Path(path).exists() and Path(path).resolve() == Path(source).resolve():
+            raise UsageError(f"refusing to overwrite the input file {source} with an output")
+
+
+@contextmanager
+def _progress_bars(enabled: bool):
+    """A rich progress bar factory for the bootstrap and permutation loops (stderr only)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bars:
+        def factory(description: str, total: int):
+            task = bars.add_task(description, total=total)
+            return lambda done: bars.advance(task, done)
+
+        yield factory
+
+
+@app.command()
+def audit(
+    log: Path = typer.Argument(..., help="Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance)."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
+    by: Optional[list[str]] = typer.Option(None, "--by", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="Text normalisation before scoring reference/hypothesis: 'default' (lower-case, strip punctuation, collapse whitespace) or 'none'."),
+    min_speakers: Optional[int] = typer.Option(None, "--min-speakers", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
+    max_regions: Optional[int] = typer.Option(None, "--max-regions", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
+    clusters: Optional[int] = typer.Option(None, "--clusters", help="embedding-kmeans: number of clusters k. Default 10."),
+    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", help="Bottom cohort = worst cohorts until their share of speakers reaches this fraction (e.g. 0.1). Default: the single worst cohort."),
+    top: Optional[str] = typer.Option(None, "--top", help="Top cohort: 'best' (the lowest-WER cohort, default) or 'rest' (every speaker not in the bottom cohort)."),
+    demographics: Optional[Path] = typer.Option(None, "--demographics", help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit schema demographics)."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the held-out speakers."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off."),
+    permutations: Optional[int] = typer.Option(None, "--permutations", help="Permutations for the search-aware significance test. Default 200; 0 turns it off."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Significance level for the 'disparity' verdict. Default 0.05."),
+    min_report_speakers: Optional[int] = typer.Option(None, "--min-report-speakers", help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."),
+    assignments: Optional[Path] = typer.Option(None, "--assignments", help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal."),
+) -> None:
+    """Find the speaker cohorts with the highest WER and report WER gap, bottom-cohort share and verdicts."""
+    from fairaudit.audit import AuditOptions, build_speaker_table, load_log, run_audit
+    from fairaudit.config import find_config, section
+    from fairaudit.render.terminal import print_audit
+
+    config, config_path = find_config()
+    settings = section(config, "audit")
+    cli_values = {
+        "methods": method or None, "by": by or None, "min_speakers": min_speakers, "max_regions": max_regions,
+        "clusters": clusters, "bottom_share": bottom_share, "top": top,
+        "demographics": str(demographics) if demographics else None, "holdout": holdout, "bootstrap": bootstrap,
+        "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
+    }
+    fields = set(AuditOptions.__dataclass_fields__)
+    unknown = set(settings) - fields - {"column", "columns", "embeddings", "normalize", "method"}
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))} in the audit settings", file=str(config_path))
+    if "method" in settings and "methods" not in settings:
+        settings["methods"] = settings.pop("method")
+    merged = {k: v for k, v in settings.items() if k in fields}
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    for key in ("methods", "by"):
+        if isinstance(merged.get(key), str):
+            merged[key] = [merged[key]]
+    opts = AuditOptions(**merged)
+    opts.validate()
+    columns = dict(settings.get("columns") or {}) if isinstance(settings.get("columns"), dict) else {}
+    columns.update(parse_columns(column))
+    outputs = [json_out, assignments]
+    for out in outputs:
+        _check_output(out, [log, embeddings])
+
+    data = load_log(log, columns=columns, embeddings=embeddings or settings.get("embeddings"), normalize=normalize or settings.get("normalize", "default"))
+    speakers = build_speaker_table(data)
+    with _progress_bars(err_console.is_terminal and not quiet) as bars:
+        result = run_audit(data, speakers, opts, progress=bars)
+    if not quiet:
+        print_audit(result, Console())
+    if json_out:
+        json_out.write_text(result.to_json(), encoding="utf-8")
+    if assignments:
+        from fairaudit.render.assignments import write_assignments
+
+        write_assignments(result, assignments)
+
+
+@app.command()
+def validate(
+    log: Path = typer.Argument(..., help="Utterance log to check."),
+    column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings file to check with the log."),
+    normalize: str = typer.Option("default", "--normalize", help="Text normalisation for reference/hypothesis: default or none."),
+) -> None:
+    """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
+    from fairaudit.audit import load_log
+    from fairaudit.speakers import build_speaker_table
+
+    data = load_log(log, columns=parse_columns(column), embeddings=embeddings, normalize=normalize)
+    speakers = build_speaker_table(data)
+    console = Console()
+    console.print(f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, error counts from the '{data.error_form}' form.")
+    total_words = int(speakers.ref_words.sum())
+    overall = speakers.errors.sum() / total_words if total_words else float("nan")
+    console.print(f"Overall pooled WER {100 * overall:.2f}% ({int(speakers.errors.sum()):,} errors / {total_words:,} reference words).")
+    if data.metadata_columns:
+        console.print("Metadata columns: " + ", ".join(data.metadata_columns))
+    if speakers.embeddings is not None:
+        console.print(f"Embeddings: {speakers.embeddings.shape[1]} dimensions.")
+    for note in data.notes:
+        console.print(f"note: {note}")
+    conflicts = {k: v for k, v in speakers.conflicts.items() if v}
+    if conflicts:
+        console.print("Speakers with conflicting metadata (the most frequent value is used): " + ", ".join(f"{k}: {v:,}" for k, v in conflicts.items()))
+
+
+@app.command()
+def score(
+    log: Path = typer.Argument(..., help="Log with reference and hypothesis text columns."),
+    out: Path = typer.Option(..., "--output", "-o", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable)."),
+    normalize: str = typer.Option("default", "--normalize", help="default (lower-case, strip punctuation, collapse whitespace) or none."),
+) -> None:
+    """Score reference/hypothesis text with jiwer: add substitutions, deletions, insertions, ref_words and errors."""
+    from fairaudit.scoring import score_log_file
+
+    _check_output(out, [log])
+    rows = score_log_file(log, out, columns=parse_columns(column), normalize=normalize)
+    Console().print(f"Scored {rows:,} utterances -> {out}")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--output", "-o", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it."),
+    speakers: int = typer.Option(2000, "--speakers", help="Number of speakers."),
+    effect: float = typer.Option(0.3, "--effect", help="Planted relative WER increase (0.3 = 30% higher WER in each planted cohort)."),
+    plant: Optional[list[str]] = typer.Option(None, "--plant", help="Method whose cohort to plant: geo-tree, zip-demographic, embedding-kmeans, or none (repeatable). Default: all three."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
+    embeddings: str = typer.Option("file", "--embeddings", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
+) -> None:
+    """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""
+    from fairaudit.synth import PLANTABLE, synthesize, write_synth
+
+    chosen = list(plant) if plant else list(PLANTABLE)
+    if chosen == ["none"]:
+        chosen = []
+    bad = [p for p in chosen if p not in PLANTABLE]
+    if bad:
+        raise UsageError(f"--plant takes geo-tree, zip-demographic, embedding-kmeans or none, not {', '.join(bad)}")
+    if embeddings not in ("file", "inline", "none"):
+        raise UsageError("--embeddings takes file, inline or none")
+    if speakers < 1 or effect < 0:
+        raise UsageError("--speakers must be positive and --effect non-negative")
+    paths = write_synth(out, synthesize(speakers, effect=effect, plant=chosen, seed=seed, embeddings=embeddings))
+    Console().print("Wrote " + ", ".join(f"{kind} {path}" for kind, path in paths.items() if path))
+
+
+@app.command()
+def schema(name: str = typer.Argument(..., help="utterance_log, embeddings, demographics or audit_report.")) -> None:
+    """Print one of fairaudit's JSON schemas."""
+    from fairaudit.schemas import SCHEMA_NAMES, load_schema
+
+    if name not in SCHEMA_NAMES:
+        raise UsageError(f"unknown schema {name!r}: choose from {', '.join(SCHEMA_NAMES)}")
+    typer.echo(json.dumps(load_schema(name), indent=2))
+
+
+def main() -> None:
+    """Console entry point: bad input and usage errors print one line and exit 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except InputError as error:
+        err_console.print(f"[bold red]error:[/bold red] {_escape(str(error))}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as error:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(2)
+        if os.environ.get("FAIRAUDIT_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error:[/bold red] {_escape(type(error).__name__ + ': ' + str(error))} (set FAIRAUDIT_DEBUG=1 for the traceback; please report it)", highlight=False)
+        sys.exit(3)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

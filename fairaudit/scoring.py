@@ -1,0 +1,207 @@
+"""Word-level scoring of reference/hypothesis text: substitutions, deletions, insertions per pair.
+
+Normalisation (``normalize="default"``, applied identically to reference and hypothesis):
+
+1. lower-case (Unicode-aware);
+2. apostrophes (``'``, ``’``, ``‘``, `````) are deleted, so ``don't`` becomes ``dont``;
+3. every other run of Unicode punctuation (category P: ``.,;:!?"()-`` ...) becomes one space, so
+   ``well-known`` becomes ``well known`` and ``end.Start`` becomes ``end start``;
+4. whitespace (including Unicode spaces) is collapsed to single spaces and trimmed.
+
+Words are then the space-separated tokens. ``normalize="none"`` skips steps 1-3 (words are still
+split on whitespace). Counts come from jiwer's minimum-edit-distance word alignment. An empty
+hypothesis is all deletions; an empty reference (jiwer refuses those) has ``ref_words = 0`` and
+``errors = insertions = number of hypothesis words``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fairaudit.errors import InputError, UsageError
+
+NORMALIZATIONS = ("default", "none")
+SCORE_COLUMNS = ("substitutions", "deletions", "insertions", "ref_words", "errors")
+_BATCH = 20_000  # pairs per jiwer call: bounds the memory of jiwer's alignment objects
+_SPLIT = jiwer.Compose([jiwer.ReduceToListOfListOfWords()])
+
+
+def check_normalize(normalize: str) -> str:
+    """Return the normalisation name if known, else raise a UsageError listing the choices."""
+    if normalize not in NORMALIZATIONS:
+        raise UsageError(
+            f"unknown normalisation {normalize!r}; choose one of: {', '.join(NORMALIZATIONS)}",
+            value=normalize,
+        )
+    return normalize
+
+
+def normalize_texts(texts: Sequence[str] | pa.Array | pa.ChunkedArray, normalize: str = "default") -> pa.Array:
+    """Normalise texts (vectorised in Arrow) to single-space-separated words; missing becomes ""."""
+    check_normalize(normalize)
+    arr = _to_string_array(texts)
+    if normalize == "default":
+        arr = pc.utf8_lower(arr)
+        arr = pc.replace_substring_regex(arr, pattern="['’‘`]", replacement="")
+        arr = pc.replace_substring_regex(arr, pattern=r"\pP+", replacement=" ")
+    arr = pc.replace_substring_regex(arr, pattern=r"[\s\p{Z}]+", replacement=" ")
+    return pc.utf8_trim(arr, characters=" ")
+
+
+def word_counts(normalized: pa.Array) -> np.ndarray:
+    """Number of words in each normalised (single-spaced, trimmed) text."""
+    spaces = pc.count_substring(normalized, pattern=" ").to_numpy(zero_copy_only=False)
+    empty = pc.equal(pc.utf8_length(normalized), 0).to_numpy(zero_copy_only=False)
+    return np.where(empty, 0, spaces.astype(np.int64) + 1)
+
+
+def score_texts(
+    references: Sequence[str], hypotheses: Sequence[str], normalize: str = "default"
+) -> pd.DataFrame:
+    """Score reference/hypothesis pairs: one row per pair with S, D, I, ref_words, errors (int64)."""
+    refs = normalize_texts(references, normalize)
+    hyps = normalize_texts(hypotheses, normalize)
+    if len(refs) != len(hyps):
+        raise UsageError(f"{len(refs)} references but {len(hyps)} hypotheses: they must pair up")
+    n = len(refs)
+    ref_words = word_counts(refs)
+    hyp_words = word_counts(hyps)
+    sub = np.zeros(n, np.int64)
+    dele = np.where(hyp_words == 0, ref_words, 0).astype(np.int64)
+    ins = np.where(ref_words == 0, hyp_words, 0).astype(np.int64)
+    both = np.flatnonzero((ref_words > 0) & (hyp_words > 0))
+    if len(both):
+        s, d, i = _align_counts(refs.take(pa.array(both)), hyps.take(pa.array(both)))
+        sub[both], dele[both], ins[both] = s, d, i
+    return pd.DataFrame(
+        {
+            "substitutions": sub,
+            "deletions": dele,
+            "insertions": ins,
+            "ref_words": ref_words.astype(np.int64),
+            "errors": sub + dele + ins,
+        }
+    )
+
+
+def _align_counts(refs: pa.Array, hyps: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pair S, D, I from jiwer's alignments, in batches (all texts non-empty)."""
+    n = len(refs)
+    sub, dele, ins = (np.zeros(n, np.int64) for _ in range(3))
+    for start in range(0, n, _BATCH):
+        stop = min(start + _BATCH, n)
+        out = jiwer.process_words(
+            refs.slice(start, stop - start).to_pylist(),
+            hyps.slice(start, stop - start).to_pylist(),
+            reference_transform=_SPLIT,
+            hypothesis_transform=_SPLIT,
+        )
+        for k, chunks in enumerate(out.alignments, start):
+            s = d = i = 0
+            for c in chunks:
+                kind = c.type
+                if kind == "substitute":
+                    s += c.ref_end_idx - c.ref_start_idx
+                elif kind == "delete":
+                    d += c.ref_end_idx - c.ref_start_idx
+                elif kind == "insert":
+                    i += c.hyp_end_idx - c.hyp_start_idx
+            sub[k], dele[k], ins[k] = s, d, i
+    return sub, dele, ins
+
+
+def _to_string_array(texts) -> pa.Array:
+    """Coerce a sequence/Series/Arrow array of texts to an Arrow string array, nulls as ""."""
+    if isinstance(texts, pa.ChunkedArray):
+        arr = texts.combine_chunks()
+    elif isinstance(texts, pa.Array):
+        arr = texts
+    elif isinstance(texts, pd.Series):
+        arr = pa.array(texts.astype(object).where(texts.notna(), None).tolist(), type=pa.string())
+    else:
+        arr = pa.array([None if t is None else str(t) for t in texts], type=pa.string())
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not pa.types.is_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    return pc.fill_null(arr, "")
+
+
+def score_log_file(
+    path: str | Path,
+    out_path: str | Path,
+    *,
+    columns: Mapping[str, str] | None = None,
+    normalize: str = "default",
+) -> int:
+    """Write the log with S, D, I, ref_words, errors added (or replaced); return the row count.
+
+    Every input column is kept exactly as read (all as text, so ``007`` and ``02134`` survive).
+    The output format follows ``out_path``'s extension; the input file is never written to.
+    """
+    from fairaudit import ingest  # local import: ingest imports this module
+
+    check_normalize(normalize)
+    src = ingest.source_for(path)
+    out_fmt = ingest.format_of(out_path)
+    _refuse_same_file(path, out_path)
+    table, _ = ingest.read_table(src, columns=columns, all_strings=True)
+    ref_col, hyp_col = (ingest.mapped_name(name, columns) for name in ("reference", "hypothesis"))
+    missing = [c for c in (ref_col, hyp_col) if c not in table.column_names]
+    if missing:
+        raise InputError(
+            "scoring needs a reference and a hypothesis text column; missing "
+            + ", ".join(repr(c) for c in missing)
+            + " (rename with --column reference=NAME --column hypothesis=NAME)",
+            file=src.name,
+            column=missing[0],
+        )
+    scores = score_texts(table.column(ref_col), table.column(hyp_col), normalize)
+    for name in SCORE_COLUMNS:
+        arr = pa.array(scores[name].to_numpy(), type=pa.int64())
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, arr)
+        else:
+            table = table.append_column(name, arr)
+    _write_atomically(table, Path(out_path), out_fmt)
+    return table.num_rows
+
+
+def _refuse_same_file(path: str | Path, out_path: str | Path) -> None:
+    """Raise if the output path is the input file (by resolved path or same inode)."""
+    same = os.path.realpath(path) == os.path.realpath(out_path)
+    if not same and os.path.exists(out_path):
+        same = os.path.samefile(path, out_path)
+    if same:
+        raise InputError(
+            "the output file is the input file; choose another output path so the input is kept",
+            file=str(out_path),
+        )
+
+
+def _write_atomically(table: pa.Table, out_path: Path, fmt) -> None:
+    """Write to a temporary file next to the target, then rename it into place."""
+    from fairaudit import ingest
+
+    directory = out_path.parent if str(out_path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=".fairaudit-", suffix=".tmp", dir=directory)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+    try:
+        ingest.write_table(table, tmp, fmt)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
