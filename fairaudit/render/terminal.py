@@ -34,7 +34,7 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
     """The ranked cohort table of one method on one set of speakers (WER in % of reference words)."""
     table = Table(title=title, title_justify="left")
     table.add_column("rank", justify="right")
-    table.add_column("cohort", ratio=3)
+    table.add_column("cohort", min_width=24, ratio=3)
     table.add_column("role")
     for column in ("speakers", "share", "utts", "words", "WER", "95% CI"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -59,8 +59,10 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
 
 
 def print_audit(result: AuditResult, console: Console | None = None) -> None:
-    """Print every method's tables, headline and verdict."""
+    """Print every method's tables, headline and verdict (140 columns wide when not a terminal)."""
     console = console or Console()
+    if not console.is_terminal and console.width < 140:
+        console.width = 140  # files and pipes have no width: do not squeeze the tables to 80
     source = result.input.get("path") or "data frame"
     console.print(
         f"[bold]fairaudit {result.version}[/bold]: {result.input['utterances']:,} utterances from "
@@ -84,9 +86,8 @@ def print_audit(result: AuditResult, console: Console | None = None) -> None:
         console.print(label + headline(method, method.discovery))
         if method.holdout is not None:
             console.print("held-out: " + headline(method, method.holdout))
-        p = method.discovery.p_value
         style = VERDICT_STYLE.get(method.verdict, "")
-        console.print(f"verdict: [{style}]{method.verdict}[/{style}] ({method.verdict_reason}; search-aware p-value {fmt.p_value(p)})")
+        console.print(f"verdict: [{style}]{method.verdict}[/{style}] ({escape(method.verdict_reason)})")
 
 
 def _none(value: float) -> float | None:

@@ -1,0 +1,119 @@
+"""Real data nobody here wrote: the Artie Bias Corpus (Common Voice clips with accent tags) and what
+three commercial/open recognisers produced on it (../shared/data/artie-bias-corpus/).
+
+fairaudit scores each system's predictions against the references and audits by accent. The test
+recomputes per-accent pooled counts independently (its own normalisation + jiwer on each pair) and
+checks fairaudit's figures equal them, and that Indian-accented speech has a higher WER than
+US-accented speech for every system, as the corpus README reports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import jiwer
+import pandas as pd
+import pytest
+
+import fairaudit
+
+ARTIE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "artie-bias-corpus"
+SYSTEMS = sorted(p.stem for p in (ARTIE / "predictions").glob("*.tsv"))
+COLUMNS = {"speaker_id": "client_id", "utterance_id": "path", "reference": "sentence", "hypothesis": "prediction"}
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+
+
+def artie_log(system: str) -> pd.DataFrame:
+    """The corpus joined with one system's predictions on the clip's file stem (.mp3 vs .wav)."""
+    corpus = read_tsv(ARTIE / "artie-bias-corpus.tsv")
+    predictions = read_tsv(ARTIE / "predictions" / f"{system}.tsv")
+    corpus["stem"] = corpus["path"].str.rsplit(".", n=1).str[0]
+    predictions["stem"] = predictions["path"].str.rsplit(".", n=1).str[0]
+    merged = corpus.merge(predictions[["stem", "prediction"]], on="stem", how="inner", validate="one_to_one")
+    return merged.drop(columns=["stem", "up_votes", "down_votes"])
+
+
+def normalise(text: str) -> list[str]:
+    """Independent re-implementation of the documented default normalisation."""
+    text = text.lower()
+    for apostrophe in "'’‘`":
+        text = text.replace(apostrophe, "")
+    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
+    return text.split()
+
+
+def independent_counts(log: pd.DataFrame) -> pd.DataFrame:
+    """Per-accent errors and reference words, one jiwer call per utterance."""
+    errors, words = [], []
+    for reference, hypothesis in zip(log["sentence"], log["prediction"]):
+        ref, hyp = normalise(reference), normalise(hypothesis)
+        if not ref:
+            errors.append(len(hyp))
+        elif not hyp:
+            errors.append(len(ref))
+        else:
+            out = jiwer.process_words(" ".join(ref), " ".join(hyp))
+            errors.append(out.substitutions + out.deletions + out.insertions)
+        words.append(len(ref))
+    frame = pd.DataFrame({"accent": log["accent"], "errors": errors, "ref_words": words})
+    frame = frame[frame["accent"] != "NA"]
+    return frame.groupby("accent")[["errors", "ref_words"]].sum()
+
+
+def test_corpus_is_present():
+    assert (ARTIE / "artie-bias-corpus.tsv").is_file(), f"real data expected at {ARTIE}"
+    assert len(SYSTEMS) == 3
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_per_accent_wer_equals_independent_pooled_counts_and_indian_is_worse_than_us(system):
+    log = artie_log(system)
+    assert len(log) == 1712
+    result = fairaudit.audit(
+        log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20,
+        bootstrap=200, permutations=100, seed=0,
+    )
+    cohorts = result.methods["attribute"].cohorts.set_index("id")
+    expected = independent_counts(log)
+    # Every accent with at least min_report_speakers speakers is reported with exact pooled counts.
+    for accent, row in expected.iterrows():
+        assert cohorts.loc[accent, "errors"] == row["errors"], accent
+        assert cohorts.loc[accent, "ref_words"] == row["ref_words"], accent
+        assert cohorts.loc[accent, "wer"] == pytest.approx(row["errors"] / row["ref_words"])
+    indian = expected.loc["indian", "errors"] / expected.loc["indian", "ref_words"]
+    us = expected.loc["us", "errors"] / expected.loc["us", "ref_words"]
+    assert indian > us, f"{system}: Indian {indian:.3f} vs US {us:.3f}"
+    assert cohorts.loc["indian", "wer"] > cohorts.loc["us", "wer"]
+    assert cohorts.loc["indian", "rank"] < cohorts.loc["us", "rank"]
+    # Speakers with accent NA are unassigned, not a cohort called "NA".
+    assert "NA" not in cohorts.index
+    assert sum(result.methods["attribute"].partition.unassigned_reasons.values()) == 281
+
+
+def test_cli_on_a_real_tsv_matches_the_python_api(tmp_path):
+    """The same audit through the command line on a TSV file gives the same per-accent figures."""
+    system = "google-en-US-dec-4-2019"  # 36 empty predictions: real all-deletion results
+    log = artie_log(system)
+    path = tmp_path / "google.tsv"
+    log.to_csv(path, sep="\t", index=False, quoting=3)
+    out = tmp_path / "audit.json"
+    args = [sys.executable, "-m", "fairaudit.cli", "audit", str(path), "--method", "attribute", "--by", "accent",
+            "--min-speakers", "20", "--bootstrap", "0", "--permutations", "0", "--json", str(out), "--quiet"]
+    for canonical, actual in COLUMNS.items():
+        args += ["--column", f"{canonical}={actual}"]
+    run = subprocess.run(args, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    cli = {c["id"]: c for c in report["methods"]["attribute"]["cohorts"]}
+    expected = independent_counts(log)
+    for accent in ("indian", "us", "england", "canada"):
+        assert cli[accent]["errors"] == expected.loc[accent, "errors"]
+        assert cli[accent]["ref_words"] == expected.loc[accent, "ref_words"]
+    assert report["input"]["utterances"] == 1712 and report["input"]["speakers"] == 969
