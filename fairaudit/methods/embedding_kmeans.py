@@ -43,8 +43,10 @@ class EmbeddingKMeans(CohortMethod):
             labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
             labels[present] = self._renumber[raw]
             self.profiles_ = cluster_profiles(speakers, labels, self.clusters)
+            self.projection_ = project_clusters(vectors[present], labels[present], self.clusters, self.seed)
         else:
             self.profiles_ = []
+            self.projection_ = None
         self.partition_ = self.assign(speakers)
         return self
 
@@ -67,12 +69,45 @@ class EmbeddingKMeans(CohortMethod):
             cohort_ids=[f"cluster-{i + 1}" for i in range(n_clusters)],
             descriptions=[_describe(profile) for profile in self.profiles_],
             unassigned_reasons=reasons,
-            details={"profiles": self.profiles_},
+            details={"profiles": self.profiles_, "projection": getattr(self, "projection_", None)},
         )
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Clusters are fixed; only the ranking depends on outcomes."""
         return fixed_partition_gaps(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+
+
+PROJECTION_BINS = 40
+
+
+def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> dict:
+    """A 2-D PCA view of the clusters as aggregates only: per-cluster speaker counts on a grid.
+
+    Reports must not hold per-speaker data, so instead of one point per speaker this keeps, for
+    each cluster, the non-empty cells of a 40 x 40 histogram of its speakers' first two principal components, plus the
+    cluster centres in the same plane and the variance the two components explain.
+    """
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=seed).fit(vectors)
+    points = pca.transform(vectors)
+    low, high = points.min(axis=0), points.max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    cells = np.clip(((points - low) / span * PROJECTION_BINS).astype(np.int64), 0, PROJECTION_BINS - 1)
+    flat = (labels * PROJECTION_BINS + cells[:, 0]) * PROJECTION_BINS + cells[:, 1]
+    cell_ids, cell_counts = np.unique(flat, return_counts=True)
+    cluster, rest = np.divmod(cell_ids, PROJECTION_BINS * PROJECTION_BINS)
+    x_bin, y_bin = np.divmod(rest, PROJECTION_BINS)
+    centres = np.array([points[labels == k].mean(axis=0) if (labels == k).any() else [np.nan, np.nan] for k in range(n_clusters)])
+    return {
+        "bins": PROJECTION_BINS,
+        "x_range": [float(low[0]), float(high[0])],
+        "y_range": [float(low[1]), float(high[1])],
+        "explained_variance_pct": [float(v) * 100 for v in pca.explained_variance_ratio_],
+        # Non-empty cells only: [cluster index, x bin, y bin, speakers].
+        "cells": np.column_stack([cluster, x_bin, y_bin, cell_counts]).tolist(),
+        "centres": centres.tolist(),
+    }
 
 
 def _vectors(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
