@@ -1,0 +1,167 @@
+"""Each discovery method and the speaker table on small hand-made data with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fairaudit
+from fairaudit.ingest import log_from_frame
+from fairaudit.methods import AttributeGroups, EmbeddingKMeans, GeoTree, ZipDemographic
+from fairaudit.speakers import build_speaker_table
+
+
+def speakers_from(frame, **kwargs):
+    return build_speaker_table(log_from_frame(frame, **kwargs))
+
+
+def test_speaker_table_aggregates_hand_computed():
+    frame = pd.DataFrame(
+        {
+            "speaker_id": ["a", "a", "a", "b", "b"],
+            "errors": [1, 2, 0, 5, 1],
+            "ref_words": [4, 4, 2, 10, 10],
+            "latitude": [40.0, 40.2, 40.1, 30.0, 35.0],  # b's points are ~550 km apart: a conflict
+            "longitude": [-75.0, -75.0, -75.3, -90.0, -90.0],
+            "zip_code": ["02134", "02134", "10001", "60601", "60601"],
+            "accent": ["us", "us", "uk", "indian", "indian"],
+            "emb_0": [1.0, 0.0, 0.0, 2.0, 4.0],
+            "emb_1": [0.0, 1.0, 0.0, 0.0, 0.0],
+        }
+    )
+    frame.loc[2, ["emb_0", "emb_1"]] = [1.0, 1.0]
+    table = speakers_from(frame)
+    a, b = table.frame.loc["a"], table.frame.loc["b"]
+    assert (a["errors"], a["ref_words"], a["utterances"]) == (3, 10, 3)
+    assert (b["errors"], b["ref_words"], b["utterances"]) == (6, 20, 2)
+    assert a["latitude"] == pytest.approx(40.1) and a["longitude"] == pytest.approx(-75.0)
+    assert b["latitude"] == pytest.approx(32.5)
+    assert a["zip_code"] == "02134" and a["accent"] == "us"
+    assert table.conflicts["zip_code"] == 1  # a has two ZIPs
+    assert table.conflicts["coordinates_over_50km"] == 1  # b
+    # mean of a's vectors (1,0), (0,1), (1,1) = (2/3, 2/3), L2-normalised = (0.7071, 0.7071)
+    assert table.embeddings[0] == pytest.approx([2 ** -0.5, 2 ** -0.5])
+    assert table.embeddings[1] == pytest.approx([1.0, 0.0])
+
+
+def two_region_log(n_per_side=60, seed=0):
+    """West of -100 longitude: WER 20%; east: WER 10%; every speaker 100 words."""
+    rng = np.random.default_rng(seed)
+    lon = np.r_[rng.uniform(-120, -101, n_per_side), rng.uniform(-99, -75, n_per_side)]
+    lat = rng.uniform(30, 45, 2 * n_per_side)
+    errors = np.r_[np.full(n_per_side, 20), np.full(n_per_side, 10)]
+    return pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in range(2 * n_per_side)],
+            "errors": errors,
+            "ref_words": 100,
+            "latitude": lat,
+            "longitude": lon,
+        }
+    )
+
+
+def test_geo_tree_finds_the_longitude_boundary_and_assigns_new_speakers():
+    table = speakers_from(two_region_log())
+    tree = GeoTree(max_regions=4, min_speakers=10).fit(table)
+    partition = tree.partition_
+    assert partition.n_cohorts == 2  # the noise-level threshold stops after the one real split
+    west = partition.labels[table.frame["longitude"].to_numpy() < -100]
+    assert len(set(west)) == 1
+    description = partition.descriptions[west[0]]
+    assert description.startswith("lon <= ")
+    threshold = float(description.split("<=")[1])
+    assert -101 < threshold < -99
+    new = speakers_from(
+        pd.DataFrame({"speaker_id": ["x", "y", "z"], "errors": 0, "ref_words": 1, "latitude": [35.0, 35.0, np.nan], "longitude": [-110.0, -80.0, np.nan]})
+    )
+    labels = tree.assign(new).labels
+    assert labels[0] == west[0] and labels[1] != west[0] and labels[2] == -1
+
+
+def test_zip_demographic_with_user_table_recovers_income_split(tmp_path):
+    zips = [f"{i:05d}" for i in range(1001, 1041)]  # 40 ZIPs, leading zeros
+    income = np.linspace(20_000, 120_000, 40)
+    demographics = pd.DataFrame({"zip_code": zips, "median_household_income": income})
+    path = tmp_path / "demo.csv"
+    demographics.to_csv(path, index=False)
+    rows = []
+    for index, z in enumerate(zips):
+        for k in range(5):
+            poor = income[index] <= 50_000
+            rows.append((f"s{index}_{k}", z, 15 if poor else 8, 100))
+    rows.append(("lost", "99999", 1, 10))  # a ZIP the table does not have
+    frame = pd.DataFrame(rows, columns=["speaker_id", "zip_code", "errors", "ref_words"])
+    result = fairaudit.audit(frame, methods=["zip-demographic"], demographics=str(path), min_speakers=20, bootstrap=0, permutations=50)
+    zd = result.methods["zip-demographic"]
+    bottom = zd.discovery.bottom[0]
+    assert bottom.startswith("median_household_income<=")
+    # ZIPs with income <= 50,000: 20,000 + k * 2,564.1 <= 50,000 -> k <= 11 -> 12 ZIPs x 5 speakers
+    cohorts = zd.cohorts.set_index("id")
+    assert cohorts.loc[bottom, "speakers"] == 60
+    assert cohorts.loc[bottom, "wer"] == pytest.approx(0.15)
+    assert zd.partition.unassigned_reasons == {"ZIP code not in the census table": 1}
+    candidates = result.to_dict()["methods"]["zip-demographic"]["candidates"]
+    assert candidates[0]["rank"] == 1 and candidates[0]["cohorts"][0]["id"] == bottom
+    assert len(candidates) >= 5
+    assert zd.verdict == "disparity"
+
+
+def test_zip_demographic_builtin_table_majority_split():
+    """Built-in ACS table: speakers in Hispanic-majority ZIPs (e.g. 78501, McAllen TX) vs others."""
+    from fairaudit.census import builtin_demographics
+
+    table = builtin_demographics()
+    assert table.loc["78501", "pct_hispanic"] > 50  # percent, not a fraction
+    hispanic = table.index[(table["pct_hispanic"] > 80)][:40].tolist()
+    other = table.index[(table["pct_white"] > 90)][:40].tolist()
+    rows = [(f"h{i}", z, 20, 100) for i, z in enumerate(hispanic)] + [(f"o{i}", z, 10, 100) for i, z in enumerate(other)]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "zip_code", "errors", "ref_words"])
+    result = fairaudit.audit(frame, methods=["zip-demographic"], min_speakers=30, bootstrap=0, permutations=0)
+    zd = result.methods["zip-demographic"]
+    # With only these two kinds of ZIP, "majority Hispanic" and "majority not white" are the same split.
+    assert zd.discovery.bottom[0] in {"majority-hispanic", "majority-not-white"}
+    assert zd.cohorts.set_index("id").loc[zd.discovery.bottom[0], "speakers"] == 40
+    assert zd.discovery.wer_gap_pct == pytest.approx(100.0)
+
+
+def test_embedding_kmeans_profiles_name_the_cluster_members():
+    rng = np.random.default_rng(0)
+    centres = np.eye(4)[:3] * 5
+    rows, vectors = [], []
+    for cluster, accent in enumerate(["indian", "us", "uk"]):
+        for k in range(40):
+            rows.append((f"{accent}{k}", accent, 20 if accent == "indian" else 10, 100))
+            vectors.append(centres[cluster] + rng.normal(0, 0.3, 4))
+    frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+    emb = pd.DataFrame(np.array(vectors), columns=[f"emb_{i}" for i in range(4)])
+    emb.insert(0, "speaker_id", frame["speaker_id"])
+    result = fairaudit.audit(frame, methods=["embedding-kmeans"], embeddings=emb, clusters=3, bootstrap=0, permutations=0)
+    km = result.methods["embedding-kmeans"]
+    bottom = km.cohorts.set_index("id").loc[km.discovery.bottom[0]]
+    assert bottom["description"].startswith("accent=indian 100%")
+    assert bottom["speakers"] == 40 and bottom["wer"] == pytest.approx(0.2)
+
+
+def test_attribute_intersections_and_missing_values():
+    frame = pd.DataFrame(
+        {
+            "speaker_id": ["a", "b", "c", "d", "e"],
+            "accent": ["in", "in", "us", "us", None],
+            "gender": ["f", "m", "f", "f", "m"],
+            "errors": [1, 2, 3, 4, 5],
+            "ref_words": [10, 10, 10, 10, 10],
+        }
+    )
+    result = fairaudit.audit(frame, by=["accent,gender"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0)
+    attr = result.methods["attribute"]
+    cohorts = attr.cohorts.set_index("id")
+    assert set(cohorts.index) == {"in & f", "in & m", "us & f"}
+    assert cohorts.loc["us & f", "speakers"] == 2 and cohorts.loc["us & f", "wer"] == pytest.approx(0.35)
+    assert cohorts.loc["us & f", "description"] == "accent = us, gender = f"
+    assert attr.partition.unassigned_reasons == {"missing accent or gender": 1}
+
+
+def test_several_by_specs_become_separate_attribute_methods():
+    frame = pd.DataFrame({"speaker_id": list("abcd"), "accent": list("xxyy"), "gender": list("fmfm"), "errors": 1, "ref_words": 10})
+    result = fairaudit.audit(frame, by=["accent", "gender"], min_speakers=1, bootstrap=0, permutations=0)
+    assert set(result.methods) == {"attribute:accent", "attribute:gender"}
