@@ -1,0 +1,69 @@
+"""Gate outputs: JUnit XML for CI dashboards and a Markdown pull-request comment."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from fairaudit.gate import LEVEL_RULES, REGRESSION_RULES, GateResult
+
+RULE_TEXT = {**LEVEL_RULES, **REGRESSION_RULES, "insufficient-data": "what an 'insufficient data' verdict means for the build"}
+MARKER = {"pass": "pass", "warn": "**WARN**", "fail": "**FAIL**", "skip": "skipped"}
+
+
+def junit_xml(gate: GateResult, report: dict) -> str:
+    """One test case per rule and method; failures (and warnings, as system-out) carry the figures."""
+    suite = ET.Element(
+        "testsuite",
+        name="fairaudit gate",
+        tests=str(len(gate.results)),
+        failures=str(sum(r.outcome == "fail" for r in gate.results)),
+        skipped=str(sum(r.outcome == "skip" for r in gate.results)),
+        errors="0",
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("fairaudit_version", report.get("fairaudit_version")), ("input_sha256", (report.get("input") or {}).get("sha256"))):
+        ET.SubElement(properties, "property", name=name, value=str(value))
+    for result in gate.results:
+        case = ET.SubElement(suite, "testcase", classname=f"fairaudit.gate.{result.method}", name=f"{result.rule} [{result.method}]")
+        if result.outcome == "fail":
+            ET.SubElement(case, "failure", message=result.message, type="FairnessGateFailure").text = result.message
+        elif result.outcome == "skip":
+            ET.SubElement(case, "skipped", message=result.message)
+        else:
+            ET.SubElement(case, "system-out").text = f"{result.outcome.upper()}: {result.message}"
+    suites = ET.Element("testsuites", name="fairaudit")
+    suites.append(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def gate_markdown(gate: GateResult, report: dict) -> str:
+    """A short pull-request comment: overall outcome, then one row per rule and method."""
+    lines = [
+        f"### fairaudit gate: {MARKER[gate.outcome] if gate.outcome != 'pass' else '**PASS**'}",
+        "",
+        "| method | verdict | rule | outcome | figures |",
+        "|---|---|---|---|---|",
+    ]
+    for result in gate.results:
+        verdict = report["methods"].get(result.method, {}).get("verdict", "")
+        lines.append(f"| {md(result.method)} | {md(verdict)} | {md(result.rule)} | {MARKER[result.outcome]} | {md(result.message)} |")
+    lines += [
+        "",
+        "WER gap = 100 x (WER(bottom) - WER(top)) / WER(top); bottom-cohort share = % of speakers in the bottom cohort; "
+        "limits are judged on the 95% interval's lower bound unless the policy says `on = \"point\"`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def md(text: object) -> str:
+    """Escape Markdown table/format characters in a user-supplied string."""
+    out = str(text)
+    for char in "\\`*_[]<>|#":
+        out = out.replace(char, "\\" + char)
+    return out.replace("\n", " ")
+
+
+def write(path: str | Path, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")

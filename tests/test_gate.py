@@ -1,0 +1,169 @@
+"""The CI fairness gate: rules at both levels, policy validation, baselines, JUnit and Markdown."""
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fairaudit
+from fairaudit.errors import InputError
+from fairaudit.gate import Policy, load_policy, parse_policy, run_gate
+from fairaudit.render.gate_report import gate_markdown, junit_xml
+
+
+def grouped_log(n_speakers=1200, effect=0.5, seed=0, scale=None):
+    """Groups g0..g3; g0 has WER x (1 + effect). `scale` multiplies each group's error rate."""
+    rng = np.random.default_rng(seed)
+    group = np.arange(n_speakers) % 4
+    factor = np.where(group == 0, 1 + effect, 1.0) * np.array([(scale or {}).get(f"g{g}", 1.0) for g in range(4)])[group]
+    rate = np.clip(0.1 * factor, 0, 1)
+    speaker = np.repeat(np.arange(n_speakers), 8)
+    words = rng.integers(2, 8, len(speaker))
+    return pd.DataFrame(
+        {
+            "speaker_id": [f"s{i:05d}" for i in speaker],
+            "group": [f"g{g}" for g in group[speaker]],
+            "errors": rng.binomial(words, rate[speaker]),
+            "ref_words": words,
+        }
+    )
+
+
+def report_of(frame, **options):
+    defaults = dict(by=["group"], bootstrap=300, permutations=50, seed=0)
+    defaults.update(options)
+    return fairaudit.audit(frame, **defaults).to_dict()
+
+
+@pytest.fixture(scope="module")
+def report():
+    return report_of(grouped_log())
+
+
+def outcome(report, table, baseline=None):
+    gate = run_gate(report, parse_policy(table, "policy.toml"), baseline)
+    return gate, {(r.rule, r.method): r.outcome for r in gate.results}
+
+
+def test_gap_rule_at_warn_and_fail_levels_judged_on_the_lower_bound(report):
+    attr = report["methods"]["attribute"]
+    low, point = attr["wer_gap_ci"][0], attr["wer_gap_pct"]
+    assert low < point
+    # limits between the lower bound and the point estimate: passes on "lower", fails on "point"
+    between = (low + point) / 2
+    assert outcome(report, {"max-wer-gap-pct": {"fail": between}})[1][("max-wer-gap-pct", "attribute")] == "pass"
+    assert outcome(report, {"max-wer-gap-pct": {"fail": between}, "on": "point"})[1][("max-wer-gap-pct", "attribute")] == "fail"
+    assert outcome(report, {"max-wer-gap-pct": {"warn": low - 1, "fail": point + 100}})[1][("max-wer-gap-pct", "attribute")] == "warn"
+    gate, outcomes = outcome(report, {"max-wer-gap-pct": {"warn": low - 20, "fail": low - 1}})
+    assert outcomes[("max-wer-gap-pct", "attribute")] == "fail" and gate.exit_code == 1
+    gate, outcomes = outcome(report, {"max-wer-gap-pct": {"warn": low - 1}})
+    assert outcomes[("max-wer-gap-pct", "attribute")] == "warn" and gate.exit_code == 0
+    # a bare number is the fail level
+    assert outcome(report, {"max-wer-gap-pct": low - 1})[1][("max-wer-gap-pct", "attribute")] == "fail"
+
+
+def test_bottom_wer_rule_at_both_levels(report):
+    attr = report["methods"]["attribute"]
+    bottom = next(c for c in attr["cohorts"] if c["id"] == attr["bottom"])
+    low = bottom["wer_ci"][0]
+    assert outcome(report, {"max-bottom-wer": {"warn": low - 0.01, "fail": low + 0.01}})[1][("max-bottom-wer", "attribute")] == "warn"
+    assert outcome(report, {"max-bottom-wer": {"warn": low - 0.02, "fail": low - 0.01}})[1][("max-bottom-wer", "attribute")] == "fail"
+    assert outcome(report, {"max-bottom-wer": {"fail": low + 0.01}})[1][("max-bottom-wer", "attribute")] == "pass"
+
+
+def test_small_bottom_share_makes_a_gap_not_actionable(report):
+    share = report["methods"]["attribute"]["bottom_share_pct"]  # ~25%
+    table = {"max-wer-gap-pct": {"fail": 1}, "min-bottom-share-pct": share + 1}
+    gate, outcomes = outcome(report, table)
+    assert outcomes[("max-wer-gap-pct", "attribute")] == "pass"
+    assert "not actionable" in gate.results[0].message
+
+
+@pytest.mark.parametrize("setting, expected_exit", [("pass", 0), ("warn", 0), ("fail", 1)])
+def test_insufficient_data_setting(setting, expected_exit):
+    tiny = report_of(grouped_log(n_speakers=40), min_speakers=30)
+    assert tiny["methods"]["attribute"]["verdict"] == "insufficient data"
+    gate, outcomes = outcome(tiny, {"insufficient-data": setting, "max-wer-gap-pct": 10})
+    assert outcomes[("insufficient-data", "attribute")] == setting
+    assert gate.exit_code == expected_exit
+
+
+def test_insufficient_data_defaults_to_warn():
+    tiny = report_of(grouped_log(n_speakers=40), min_speakers=30)
+    assert outcome(tiny, {})[1][("insufficient-data", "attribute")] == "warn"
+
+
+def test_regression_worse_on_one_cohort_fails_uniformly_better_passes(report):
+    policy = {"max-cohort-wer-increase-points": {"warn": 0.5, "fail": 1.0}, "max-gap-increase-points": {"fail": 20}}
+    worse = report_of(grouped_log(scale={"g2": 1.4}))  # g2's WER grows from ~10% to ~14%
+    gate, outcomes = outcome(worse, policy, baseline=report)
+    assert outcomes[("max-cohort-wer-increase-points", "attribute")] == "fail"
+    assert "g2" in next(r.message for r in gate.results if r.rule == "max-cohort-wer-increase-points")
+    better = report_of(grouped_log(scale={f"g{i}": 0.8 for i in range(4)}))
+    gate, outcomes = outcome(better, policy, baseline=report)
+    assert outcomes[("max-cohort-wer-increase-points", "attribute")] == "pass"
+    assert outcomes[("max-gap-increase-points", "attribute")] == "pass"
+    assert gate.exit_code == 0
+
+
+def test_regression_rules_skip_without_baseline(report):
+    gate, outcomes = outcome(report, {"max-gap-increase-pct": 10})
+    assert outcomes[("max-gap-increase-pct", "attribute")] == "skip"
+    assert gate.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "table, fragment",
+    [
+        ({"max-gap": 10}, "unknown gate policy key 'max-gap'"),
+        ({"max-wer-gap-pct": {"warn": 50, "fail": 10}}, "must not exceed fail"),
+        ({"max-wer-gap-pct": {"fial": 10}}, "warn and/or fail"),
+        ({"max-wer-gap-pct": "ten"}, "must be a number"),
+        ({"on": "upper"}, "on must be one of lower, point"),
+        ({"insufficient-data": "ignore"}, "insufficient-data must be one of pass, warn, fail"),
+        ({"method": {"geo-tree": {"max-bottom-wer": -1}}}, "between 0"),
+        ({"method": {"geo-tree": {"bogus": 1}}}, "unknown gate policy key 'bogus' in [gate.method.geo-tree]"),
+    ],
+)
+def test_policy_validation_errors_name_the_file_and_key(table, fragment):
+    with pytest.raises(InputError) as error:
+        parse_policy(table, "fairaudit.toml")
+    assert fragment in str(error.value)
+    assert error.value.file == "fairaudit.toml"
+
+
+def test_per_method_overrides(report):
+    table = {"max-wer-gap-pct": {"fail": 1}, "method": {"attribute": {"max-wer-gap-pct": {"fail": 10_000}}}}
+    assert outcome(report, table)[1][("max-wer-gap-pct", "attribute")] == "pass"
+
+
+def test_policy_file_forms(tmp_path, monkeypatch):
+    (tmp_path / "policy.toml").write_text('[gate]\non = "point"\n[gate.max-wer-gap-pct]\nwarn = 20\nfail = 40\n')
+    policy = load_policy(tmp_path / "policy.toml")
+    assert policy.on == "point" and policy.rules["max-wer-gap-pct"].fail == 40
+    (tmp_path / "pyproject.toml").write_text('[tool.fairaudit.gate]\nmax-bottom-wer = 0.3\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_policy().rules["max-bottom-wer"].fail == 0.3
+
+
+def test_junit_xml_parses_with_one_case_per_rule_and_method(report):
+    gate, _ = outcome(report, {"max-wer-gap-pct": {"fail": 1}, "max-bottom-wer": {"fail": 0.9}, "max-gap-increase-points": 5})
+    root = ET.fromstring(junit_xml(gate, report))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["max-wer-gap-pct [attribute]", "max-bottom-wer [attribute]", "max-gap-increase-points [attribute]"]
+    assert suite.get("failures") == "1" and suite.get("skipped") == "1" and suite.get("tests") == "3"
+    failure = cases[0].find("failure")
+    assert failure is not None and "WER gap" in failure.get("message")
+    assert cases[1].find("failure") is None and cases[2].find("skipped") is not None
+
+
+def test_markdown_comment_escapes_user_strings(report):
+    hostile = grouped_log(n_speakers=400)
+    hostile["group"] = hostile["group"].replace({"g0": "<b>|x|*</b>"})
+    hostile_report = report_of(hostile, bootstrap=0, permutations=0)
+    gate, _ = outcome(hostile_report, {"max-wer-gap-pct": {"fail": 1}, "on": "point"})
+    text = gate_markdown(gate, hostile_report)
+    assert "<b>" not in text and "\\<b\\>" in text
+    assert "**FAIL**" in text
