@@ -117,3 +117,38 @@ def test_cli_on_a_real_tsv_matches_the_python_api(tmp_path):
         assert cli[accent]["errors"] == expected.loc[accent, "errors"]
         assert cli[accent]["ref_words"] == expected.loc[accent, "ref_words"]
     assert report["input"]["utterances"] == 1712 and report["input"]["speakers"] == 969
+
+
+GATE_POLICY = {
+    "on": "point",
+    "max-wer-gap-pct": {"warn": 100.0, "fail": 200.0},
+    "max-bottom-wer": {"warn": 0.30, "fail": 0.50},
+}
+
+
+def expected_level(value: float, level: dict) -> str:
+    return "fail" if value > level["fail"] else "warn" if value > level["warn"] else "pass"
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_gate_verdicts_follow_independently_computed_per_accent_figures(system):
+    """One policy for all three systems; expected outcomes come from the test's own pooled counts."""
+    from fairaudit.gate import parse_policy, run_gate
+
+    log = artie_log(system)
+    counts = independent_counts(log)
+    speakers = log[log["accent"] != "NA"].groupby("accent")["client_id"].nunique()
+    eligible = counts.loc[speakers[speakers >= 20].index]
+    wer = eligible["errors"] / eligible["ref_words"]
+    bottom_wer, top_wer = wer.max(), wer.min()
+    gap = 100 * (bottom_wer - top_wer) / top_wer
+    report = fairaudit.audit(
+        log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20, bootstrap=100, permutations=50, seed=0
+    ).to_dict()
+    gate = run_gate(report, parse_policy(GATE_POLICY, "policy"))
+    outcomes = {r.rule: r.outcome for r in gate.results}
+    assert outcomes["max-wer-gap-pct"] == expected_level(gap, GATE_POLICY["max-wer-gap-pct"]), (system, gap)
+    assert outcomes["max-bottom-wer"] == expected_level(bottom_wer, GATE_POLICY["max-bottom-wer"]), (system, bottom_wer)
+    worst = max(expected_level(gap, GATE_POLICY["max-wer-gap-pct"]), expected_level(bottom_wer, GATE_POLICY["max-bottom-wer"]), key=["pass", "warn", "fail"].index)
+    assert gate.outcome == worst
+    assert gate.exit_code == (1 if worst == "fail" else 0)
