@@ -61,6 +61,7 @@ class AuditOptions:
             (self.permutations >= 0, "--permutations must be 0 or more"),
             (0 < self.alpha < 1, "--alpha must be between 0 and 1"),
             (self.min_report_speakers >= 0, "--min-report-speakers must be 0 or more"),
+            (isinstance(self.seed, int) and self.seed >= 0, "--seed must be a non-negative whole number"),
         ]
         for ok, message in checks:
             if not ok:
@@ -136,7 +137,7 @@ def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMeth
             continue
         chosen.append(method)
     if opts.by and (not requested or "attribute" in requested):
-        for spec in opts.by:
+        for spec in dict.fromkeys(opts.by):  # a repeated --by spec is one audit
             chosen.append(AttributeGroups(by=spec, min_speakers=opts.min_speakers))
     if not chosen:
         raise UsageError(
@@ -200,7 +201,9 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
             )
             held.p_value = fixed_selection_p_value(held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng)
         verdict, reason = judge(figures, held, rule, opts)
-        results[key] = MethodResult(key, partition, figures, verdict, reason, held, top_mode=opts.top)
+        results[key] = MethodResult(
+            key, partition, figures, verdict, reason, held, top_mode=opts.top, min_report_speakers=opts.min_report_speakers
+        )
         assignment_frames.append(_assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom))
 
     return AuditResult(

@@ -36,13 +36,69 @@ def parse_columns(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _check_output(path: Path | None, inputs: list[Path]) -> None:
-    """Refuse to write a report over an input file."""
+def _check_output(path: Path | None, inputs: list[Path | None]) -> None:
+    """Refuse to write an output over an input file, into a missing directory or onto a directory."""
     if path is None:
         return
+    path = Path(path)
     for source in inputs:
-        if source is not None and Path(source).exists() and Path(path).exists() and Path(path).resolve() == Path(source).resolve():
+        if source is not None and Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
             raise UsageError(f"refusing to overwrite the input file {source} with an output")
+    if path.is_dir():
+        raise UsageError(f"the output {path} is a directory; give a file name")
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"can not write {path}: the directory {path.resolve().parent} does not exist")
+
+
+def _check_outputs(outputs: list[Path | None], inputs: list[Path | None]) -> None:
+    """Every output checked against the inputs, and no two outputs on the same file."""
+    seen: dict[Path, Path] = {}
+    for out in outputs:
+        if out is None:
+            continue
+        _check_output(out, inputs)
+        key = Path(out).resolve()
+        if key in seen:
+            raise UsageError(f"two outputs would write the same file {out}")
+        seen[key] = out
+
+
+def _stdout_console(plain: bool = False) -> Console:
+    """The console for results. Piped or redirected (CI logs, files): each line stays one line and
+    tables keep their natural width instead of being wrapped and squeezed to 80 columns.
+
+    ``plain``: the text holds user strings (paths, column names) that must never be read as rich
+    markup or emoji codes (a path like ``runs[/red]/log.csv`` would otherwise crash the print).
+    """
+    options = {"markup": False, "emoji": False} if plain else {"emoji": False}
+    console = _ResultConsole(**options)
+    return console if console.is_terminal else _ResultConsole(soft_wrap=True, **options)
+
+
+class _ResultConsole(Console):
+    """A stdout console whose reader may stop reading (``fairaudit audit LOG | head``).
+
+    rich's default turns a closed pipe into exit code 1, which here means "gate failed"; the work is
+    done by the time results are printed, so stop printing quietly and exit 0 instead.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+            pass
+        raise typer.Exit(0)
+
+
+@contextmanager
+def _writing(path: Path):
+    """Turn an operating-system error while writing an output into a one-line error (exit 2)."""
+    try:
+        yield
+    except OSError as error:
+        raise InputError(f"can not write this output: {error.strerror or error}", file=str(path)) from None
 
 
 @contextmanager
@@ -63,7 +119,7 @@ def _progress_bars(enabled: bool):
 
 @app.command()
 def audit(
-    log: Path = typer.Argument(..., help="Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance)."),
+    log: Path = typer.Argument(..., metavar="LOG", help="Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance)."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
     by: Optional[list[str]] = typer.Option(None, "--by", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
     column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
@@ -87,21 +143,18 @@ def audit(
 ) -> None:
     """Find the speaker cohorts with the highest WER and report WER gap, bottom-cohort share and verdicts."""
     from fairaudit.audit import AuditOptions, build_speaker_table, load_log, run_audit
-    from fairaudit.config import find_config, section
+    from fairaudit.config import AUDIT_KINDS, check_section, find_config
     from fairaudit.render.terminal import print_audit
 
     config, config_path = find_config()
-    settings = section(config, "audit")
+    fields = set(AuditOptions.__dataclass_fields__)
+    settings = check_section(config, "audit", {**{f: "any" for f in fields}, **AUDIT_KINDS}, config_path)
     cli_values = {
         "methods": method or None, "by": by or None, "min_speakers": min_speakers, "max_regions": max_regions,
         "clusters": clusters, "bottom_share": bottom_share, "top": top,
         "demographics": str(demographics) if demographics else None, "holdout": holdout, "bootstrap": bootstrap,
         "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
     }
-    fields = set(AuditOptions.__dataclass_fields__)
-    unknown = set(settings) - fields - {"column", "columns", "embeddings", "normalize", "method"}
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))} in the audit settings", file=str(config_path))
     if "method" in settings and "methods" not in settings:
         settings["methods"] = settings.pop("method")
     merged = {k: v for k, v in settings.items() if k in fields}
@@ -109,31 +162,40 @@ def audit(
     for key in ("methods", "by"):
         if isinstance(merged.get(key), str):
             merged[key] = [merged[key]]
+        if merged.get(key):
+            merged[key] = list(dict.fromkeys(merged[key]))  # "--by accent --by accent" is one attribute audit
     opts = AuditOptions(**merged)
     opts.validate()
-    columns = dict(settings.get("columns") or {}) if isinstance(settings.get("columns"), dict) else {}
+    if opts.seed < 0:  # numpy rejects negative seeds deep inside the audit
+        raise UsageError(f"--seed must be a non-negative integer, not {opts.seed}")
+    columns = dict(settings.get("columns") or {})
+    config_column = settings.get("column")
+    columns.update(parse_columns([config_column] if isinstance(config_column, str) else config_column))
     columns.update(parse_columns(column))
-    outputs = [json_out, assignments]
-    for out in outputs:
-        _check_output(out, [log, embeddings])
+    embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
+    demographics_file = Path(opts.demographics) if opts.demographics else None
+    _check_outputs([json_out, assignments], [log, embeddings_file, demographics_file])
 
-    data = load_log(log, columns=columns, embeddings=embeddings or settings.get("embeddings"), normalize=normalize or settings.get("normalize", "default"))
+    data = load_log(log, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"))
     speakers = build_speaker_table(data)
     with _progress_bars(err_console.is_terminal and not quiet) as bars:
         result = run_audit(data, speakers, opts, progress=bars)
-    if not quiet:
-        print_audit(result, Console())
-    if json_out:
-        json_out.write_text(result.to_json(), encoding="utf-8")
-    if assignments:
-        from fairaudit.render.assignments import write_assignments
+    from fairaudit.render.assignments import write_assignments
 
-        write_assignments(result, assignments)
+    # Files first: a reader that closes the terminal output early (`| head`) must not lose them.
+    if json_out:
+        with _writing(json_out):
+            json_out.write_text(result.to_json(), encoding="utf-8")
+    if assignments:
+        with _writing(assignments):
+            write_assignments(result, assignments)
+    if not quiet:
+        print_audit(result, _stdout_console())
 
 
 @app.command()
 def validate(
-    log: Path = typer.Argument(..., help="Utterance log to check."),
+    log: Path = typer.Argument(..., metavar="LOG", help="Utterance log to check."),
     column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual (repeatable)."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings file to check with the log."),
     normalize: str = typer.Option("default", "--normalize", help="Text normalisation for reference/hypothesis: default or none."),
@@ -144,7 +206,7 @@ def validate(
 
     data = load_log(log, columns=parse_columns(column), embeddings=embeddings, normalize=normalize)
     speakers = build_speaker_table(data)
-    console = Console()
+    console = _stdout_console(plain=True)
     console.print(f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, error counts from the '{data.error_form}' form.")
     total_words = int(speakers.ref_words.sum())
     overall = speakers.errors.sum() / total_words if total_words else float("nan")
@@ -162,7 +224,7 @@ def validate(
 
 @app.command()
 def score(
-    log: Path = typer.Argument(..., help="Log with reference and hypothesis text columns."),
+    log: Path = typer.Argument(..., metavar="LOG", help="Log with reference and hypothesis text columns."),
     out: Path = typer.Option(..., "--output", "-o", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
     column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable)."),
     normalize: str = typer.Option("default", "--normalize", help="default (lower-case, strip punctuation, collapse whitespace) or none."),
@@ -172,7 +234,7 @@ def score(
 
     _check_output(out, [log])
     rows = score_log_file(log, out, columns=parse_columns(column), normalize=normalize)
-    Console().print(f"Scored {rows:,} utterances -> {out}")
+    _stdout_console(plain=True).print(f"Scored {rows:,} utterances -> {out}")
 
 
 @app.command()
@@ -198,11 +260,11 @@ def synth(
     if speakers < 1 or effect < 0:
         raise UsageError("--speakers must be positive and --effect non-negative")
     paths = write_synth(out, synthesize(speakers, effect=effect, plant=chosen, seed=seed, embeddings=embeddings))
-    Console().print("Wrote " + ", ".join(f"{kind} {path}" for kind, path in paths.items() if path))
+    _stdout_console(plain=True).print("Wrote " + ", ".join(f"{kind} {path}" for kind, path in paths.items() if path))
 
 
 @app.command()
-def schema(name: str = typer.Argument(..., help="utterance_log, embeddings, demographics or audit_report.")) -> None:
+def schema(name: str = typer.Argument(..., metavar="NAME", help="utterance_log, embeddings, demographics or audit_report.")) -> None:
     """Print one of fairaudit's JSON schemas."""
     from fairaudit.schemas import SCHEMA_NAMES, load_schema
 
@@ -214,24 +276,46 @@ def schema(name: str = typer.Argument(..., help="utterance_log, embeddings, demo
 def main() -> None:
     """Console entry point: bad input and usage errors print one line and exit 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except InputError as error:
-        err_console.print(f"[bold red]error:[/bold red] {_escape(str(error))}", highlight=False)
+        _print_error("error:", str(error))
         sys.exit(2)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as error:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(error, click.ClickException):
+        if _is_click_exception(error):
+            # typer >= 0.2x vendors click as typer._click (its exceptions derive from
+            # typer.TyperException, not click.ClickException): handle both.
             error.show()
-            sys.exit(2)
+            sys.exit(error.exit_code if isinstance(getattr(error, "exit_code", None), int) else 2)
         if os.environ.get("FAIRAUDIT_DEBUG"):
             raise
-        err_console.print(f"[bold red]internal error:[/bold red] {_escape(type(error).__name__ + ': ' + str(error))} (set FAIRAUDIT_DEBUG=1 for the traceback; please report it)", highlight=False)
+        _print_error("internal error:", f"{type(error).__name__}: {error} (set FAIRAUDIT_DEBUG=1 for the traceback; please report it)")
         sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_click_exception(error: BaseException) -> bool:
+    """A command-line parsing error from click, or from the copy of click that newer typer vendors."""
+    kinds: list[type] = []
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer >= 0.2x no longer needs click installed
+        pass
+    vendored = getattr(typer, "TyperException", None)  # absent in older typer, which uses click itself
+    if isinstance(vendored, type):
+        kinds.append(vendored)
+    return isinstance(error, tuple(kinds)) and hasattr(error, "show")
+
+
+def _print_error(prefix: str, message: str) -> None:
+    """One line on stderr (never wrapped to the terminal width, never read as rich markup or emoji)."""
+    text = " ".join(message.split("\n"))
+    err_console.print(f"[bold red]{prefix}[/bold red] {_escape(text)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def _escape(text: str) -> str:

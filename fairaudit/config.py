@@ -1,7 +1,10 @@
 """Options from ``fairaudit.toml`` or ``[tool.fairaudit]`` in ``pyproject.toml`` (SPEC 7).
 
 The command line wins over the file; the file wins over built-in defaults. Keys are the long
-option names with dashes or underscores (``min-speakers = 50``).
+option names with dashes or underscores (``min-speakers = 50``). Top-level keys apply to every
+command; a ``[audit]`` table (``[tool.fairaudit.audit]`` in ``pyproject.toml``) overrides them for
+``fairaudit audit``. Column renames go in a ``[columns]`` table (``speaker_id = "client_id"``) or
+as ``column = ["speaker_id=client_id"]``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,26 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+#: Tables that may appear in the configuration: per-command sections and the column renames.
+COMMAND_TABLES = ("audit", "gate", "validate", "score", "synth")
+COLUMNS_TABLE = "columns"
+
+#: Expected value kinds of the ``audit`` options, for clear messages on wrong types.
+AUDIT_KINDS: dict[str, str] = {
+    "methods": "names", "method": "names", "by": "names",
+    "min_speakers": "int", "max_regions": "int", "clusters": "int", "bootstrap": "int",
+    "permutations": "int", "min_report_speakers": "int", "seed": "int",
+    "min_gain": "gain", "bottom_share": "number", "holdout": "number", "alpha": "number",
+    "top": "str", "demographics": "str", "embeddings": "str", "normalize": "str",
+    "column": "names", "columns": "table",
+}
+
+_KIND_TEXT = {
+    "names": "a string or a list of strings", "int": "a whole number", "number": "a number",
+    "gain": "a non-negative number or \"auto\"", "str": "a string",
+    "table": "a table of canonical = \"actual\" column names",
+}
+
 
 def find_config(directory: Path | None = None) -> tuple[dict, Path | None]:
     """The ``[tool.fairaudit]`` table (or the whole ``fairaudit.toml``) and the file it came from."""
@@ -28,16 +51,72 @@ def find_config(directory: Path | None = None) -> tuple[dict, Path | None]:
         table = _read(project).get("tool", {}).get("fairaudit")
         if isinstance(table, dict):
             return table, project
+        if table is not None:
+            raise InputError("[tool.fairaudit] must be a table of options", file=str(project))
     return {}, None
 
 
 def section(config: dict, name: str) -> dict:
-    """Options for one command: top-level keys plus ``[...audit]`` overrides; nested tables dropped."""
+    """Options for one command: top-level keys plus ``[name]`` overrides, keys with underscores.
+
+    Tables of other commands are dropped; the ``[columns]`` table is kept (merged, the command's
+    own ``[name.columns]`` winning).
+    """
     merged = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    columns = dict(config.get(COLUMNS_TABLE) or {}) if isinstance(config.get(COLUMNS_TABLE), dict) else {}
     sub = config.get(name)
     if isinstance(sub, dict):
         merged.update({k: v for k, v in sub.items() if not isinstance(v, dict)})
-    return {key.replace("-", "_"): value for key, value in merged.items()}
+        if isinstance(sub.get(COLUMNS_TABLE), dict):
+            columns.update(sub[COLUMNS_TABLE])
+    settings = {key.replace("-", "_"): value for key, value in merged.items()}
+    if columns:
+        settings[COLUMNS_TABLE] = columns
+    return settings
+
+
+def check_section(config: dict, name: str, kinds: dict[str, str], path: Path | None) -> dict:
+    """``section(config, name)`` after checking every key and value; InputError naming the file.
+
+    Unknown keys, unknown tables and values of the wrong type are errors (exit code 2), never
+    silently ignored.
+    """
+    where = str(path) if path is not None else None
+    allowed_tables = set(COMMAND_TABLES) | {COLUMNS_TABLE}
+    for label, table in [("", config)] + ([(f"{name}.", config[name])] if isinstance(config.get(name), dict) else []):
+        for key, value in table.items():
+            if isinstance(value, dict):
+                if key in allowed_tables and (label == "" or key == COLUMNS_TABLE):
+                    continue
+                raise InputError(f"unknown table [{label}{key}] in the configuration (known: "
+                                 f"{', '.join(f'[{t}]' for t in sorted(allowed_tables))})", file=where)
+            if key.replace("-", "_") not in kinds:
+                known = ", ".join(sorted(k.replace("_", "-") for k in kinds))
+                raise InputError(f"unknown option {label}{key!r} in the configuration (known: {known})",
+                                 file=where)
+    settings = section(config, name)
+    for key, value in settings.items():
+        kind = kinds[key]
+        if not _is_kind(value, kind):
+            raise InputError(f"option {key.replace('_', '-')!r} must be {_KIND_TEXT[kind]}", file=where,
+                             value=value)
+    return settings
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    if kind == "names":
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "gain":
+        return value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "table":
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    return True  # pragma: no cover
 
 
 def _read(path: Path) -> dict:

@@ -80,6 +80,7 @@ def measure(
     rank = np.empty(partition.n_cohorts, dtype=np.int64)
     rank[order] = np.arange(1, partition.n_cohorts + 1)
     eligible = rule.eligible(sums.speakers, sums.ref_words)
+    suppressed = sums.speakers < min_report_speakers
     cohorts = pd.DataFrame(
         {
             "id": partition.cohort_ids,
@@ -96,7 +97,7 @@ def measure(
             "utterance_share_pct": 100.0 * sums.utterances / total_utts,
             "word_share_pct": 100.0 * sums.ref_words / total_words,
             "eligible": eligible,
-            "suppressed": sums.speakers < min_report_speakers,
+            "suppressed": suppressed,
         }
     )
     if cohort_p_values:
@@ -123,7 +124,14 @@ def measure(
         p_value=p_value,
         speakers=len(speakers),
         assigned_speakers=int(assigned.sum()),
+        overall_wer=_float(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
+        reported_wer=_float(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
     )
+
+
+def _float(value: np.ndarray) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def fixed_selection_p_value(

@@ -39,6 +39,8 @@ class Figures:
     p_value: float | None
     speakers: int
     assigned_speakers: int
+    overall_wer: float | None = None  # pooled over every assigned speaker
+    reported_wer: float | None = None  # pooled over the cohorts not suppressed (safe to publish)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class MethodResult:
     verdict_reason: str
     holdout: Figures | None = None
     top_mode: str = "best"
+    min_report_speakers: int = 10
 
     @property
     def cohorts(self) -> pd.DataFrame:
@@ -80,7 +83,7 @@ class MethodResult:
         data["holdout"] = None if self.holdout is None else _figures_dict(self.holdout, self)
         details = _jsonable(self.partition.details)
         if self.name == "zip-demographic":
-            data["candidates"] = details.pop("candidates", [])
+            data["candidates"] = [_suppress_candidate(c, self.min_report_speakers) for c in details.pop("candidates", [])]
             data["chosen"] = details.pop("chosen", None)
         data["details"] = details
         return data
@@ -147,12 +150,15 @@ class AuditResult:
 
 def _figures_dict(figures: Figures, method: MethodResult) -> dict:
     cohorts = []
-    for row in figures.cohorts.to_dict("records"):
+    # Reported cohorts are ranked 1..m among themselves and suppressed ones listed last without a
+    # rank: their position in the ranking would reveal their WER.
+    rows = sorted(figures.cohorts.to_dict("records"), key=lambda r: (bool(r["suppressed"]), r["rank"]))
+    for visible_rank, row in enumerate(rows, start=1):
         suppressed = bool(row["suppressed"])
         entry = {
             "id": row["id"],
             "description": row["description"],
-            "rank": int(row["rank"]),
+            "rank": None if suppressed else visible_rank,
             "suppressed": suppressed,
             "eligible": bool(row["eligible"]),
         }
@@ -181,10 +187,25 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         "bottom_utterance_share_pct": _num(figures.bottom_utterance_share_pct),
         "bottom_word_share_pct": _num(figures.bottom_word_share_pct),
         "p_value": _num(figures.p_value),
+        "overall_wer": _num(figures.overall_wer),
+        "reported_wer": _num(figures.reported_wer),
         "speakers": int(figures.speakers),
         "assigned_speakers": int(figures.assigned_speakers),
         "cohorts": cohorts,
     }
+
+
+def _suppress_candidate(candidate: dict, minimum: int) -> dict:
+    """A zip-demographic candidate with the figures of sides under the reporting minimum withheld."""
+    small = any((side.get("speakers") or 0) < minimum for side in candidate.get("cohorts", []))
+    if not small:
+        return candidate
+    sides = [
+        dict(side, speakers=None, ref_words=None, errors=None, wer=None, suppressed=True)
+        if (side.get("speakers") or 0) < minimum else dict(side, suppressed=False)
+        for side in candidate["cohorts"]
+    ]
+    return dict(candidate, cohorts=sides, wer_gap_pct=None, suppressed=True)
 
 
 def _join(ids: list[str]) -> str:

@@ -67,10 +67,11 @@ class AttributeGroups(CohortMethod):
     def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
         """One string key per speaker ("indian & female" for intersections) and a known-mask."""
         frame = speakers.frame
-        missing_columns = [c for c in self.by if c not in frame.columns]
+        groupable = set(speakers.metadata_columns) | {"zip_code"}
+        missing_columns = [c for c in self.by if c not in frame.columns or c not in groupable]
         if missing_columns:
             raise UsageError(
-                f"--by names column(s) {', '.join(map(repr, missing_columns))} that the log does not have; "
+                f"--by names column(s) {', '.join(map(repr, missing_columns))} that are not metadata columns of the log; "
                 f"metadata columns are: {', '.join(speakers.metadata_columns) or 'none'}"
             )
         parts = [frame[c].astype("string") for c in self.by]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
 
 from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_gaps
 from fairaudit.partition import UNASSIGNED, Partition
@@ -33,6 +32,8 @@ class EmbeddingKMeans(CohortMethod):
         vectors, present = _vectors(speakers)
         self.model_ = None
         if present.sum() >= max(self.clusters, 2):
+            from sklearn.cluster import KMeans  # imported here: sklearn slows every CLI start
+
             self.model_ = KMeans(n_clusters=self.clusters, random_state=self.seed, n_init=4).fit(vectors[present])
             raw = self.model_.labels_
             # Number clusters by size (largest = cluster-1) so ids do not depend on k-means' order.

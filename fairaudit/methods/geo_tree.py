@@ -14,7 +14,6 @@ worst of them is rarely a real cohort.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.tree import DecisionTreeRegressor
 
 from fairaudit.logs import LATITUDE, LONGITUDE
 from fairaudit.methods.base import CohortMethod, SelectionRule
@@ -51,6 +50,8 @@ class GeoTree(CohortMethod):
                 if self.min_gain == "auto"
                 else float(self.min_gain)
             )
+            from sklearn.tree import DecisionTreeRegressor  # imported here: sklearn slows every CLI start
+
             self.tree_ = DecisionTreeRegressor(
                 max_leaf_nodes=self.max_regions,
                 min_samples_leaf=self.min_speakers,
@@ -102,6 +103,8 @@ def noise_split_gain(coords: np.ndarray, target: np.ndarray, words: np.ndarray, 
     Outcomes (speaker WER with its word weight) are shuffled together across locations, so the
     result measures how much a split gains from noise alone at this sample size.
     """
+    from sklearn.tree import DecisionTreeRegressor
+
     rng = np.random.default_rng([seed, 0x6E0])
     gains = np.zeros(NOISE_SHUFFLES)
     for row in range(NOISE_SHUFFLES):
@@ -124,7 +127,7 @@ def _coordinates(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
     return coords, ~np.isnan(coords).any(axis=1)
 
 
-def _leaf_bounds(tree: DecisionTreeRegressor) -> list[dict]:
+def _leaf_bounds(tree) -> list[dict]:
     """Axis-aligned bounds of every leaf, in node order: lower bounds exclusive, upper inclusive."""
     structure = tree.tree_
     bounds: dict[int, dict] = {0: {f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}

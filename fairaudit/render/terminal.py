@@ -66,26 +66,26 @@ def print_audit(result: AuditResult, console: Console | None = None) -> None:
     source = result.input.get("path") or "data frame"
     console.print(
         f"[bold]fairaudit {result.version}[/bold]: {result.input['utterances']:,} utterances from "
-        f"{result.input['speakers']:,} speakers in {source}"
+        f"{result.input['speakers']:,} speakers in {escape(str(source))}"
     )
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     conflicts = {k: v for k, v in result.speaker_conflicts.items() if v}
     if conflicts:
-        console.print("speakers with conflicting metadata (most frequent value used): " + ", ".join(f"{k} {v:,}" for k, v in conflicts.items()))
+        console.print("speakers with conflicting metadata (most frequent value used): " + ", ".join(f"{escape(k)} {v:,}" for k, v in conflicts.items()))
     for name, method in result.methods.items():
-        console.rule(f"[bold]{name}")
+        console.rule(f"[bold]{escape(name)}")
         minimum = result.parameters.get("min_report_speakers", 10)
         console.print(cohort_table(method, method.discovery, "discovery" if method.holdout else "cohorts", minimum))
         if method.holdout is not None:
             console.print(cohort_table(method, method.holdout, "held-out (re-measured on speakers not used for discovery)", minimum))
-        unassigned = ", ".join(f"{reason}: {count:,}" for reason, count in method.partition.unassigned_reasons.items())
+        unassigned = ", ".join(f"{escape(reason)}: {count:,}" for reason, count in method.partition.unassigned_reasons.items())
         if unassigned:
             console.print(f"unassigned speakers: {unassigned}")
         label = "discovery: " if method.holdout is not None else ""
-        console.print(label + headline(method, method.discovery))
+        console.print(label + escape(headline(method, method.discovery)))
         if method.holdout is not None:
-            console.print("held-out: " + headline(method, method.holdout))
+            console.print("held-out: " + escape(headline(method, method.holdout)))
         style = VERDICT_STYLE.get(method.verdict, "")
         console.print(f"verdict: [{style}]{method.verdict}[/{style}] ({escape(method.verdict_reason)})")
 

@@ -1,0 +1,157 @@
+"""Static charts for the HTML report, drawn with matplotlib (Agg) and embedded as PNG data URIs.
+
+PNG (not SVG) keeps user-supplied text (cohort names, column values) out of the page's markup: a
+name drawn into pixels cannot inject anything. Charts only draw figures already in the result;
+they compute no statistics.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import PatchCollection  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+DPI = 100
+INK = "#1f2933"
+MUTED = "#6b7280"
+GRID = "#e5e7eb"
+BOTTOM = "#b42318"
+TOP = "#1d4ed8"
+OTHER = "#9ca3af"
+FONT = {"font.family": "DejaVu Sans", "font.size": 9, "axes.edgecolor": "#9ca3af", "axes.labelcolor": INK,
+        "xtick.color": INK, "ytick.color": INK, "axes.titlesize": 10, "svg.fonttype": "none"}
+CLUSTER_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+                   "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
+LABEL_CHARS = 34
+
+
+def png_data_uri(fig, quantize: bool = True) -> str:
+    """Encode a figure as a compact PNG data URI (about 100 dpi, palette-quantised) and close it.
+
+    ``quantize=False`` keeps full colour (smooth colour bars) at a few times the size.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    plt.close(fig)
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB")
+    # 256 colours are plenty for flat charts and shrink the file about threefold.
+    if quantize:
+        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def short(text: str, limit: int = LABEL_CHARS) -> str:
+    """A label cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def wer_by_cohort(cohorts: Sequence[dict], bottom: Sequence[str], top: Sequence[str], overall_wer: float | None,
+                  overall_label: str = "overall WER") -> str | None:
+    """Horizontal bars of cohort WER (%) with 95% interval whiskers, rank 1 at the top.
+
+    ``cohorts`` are the JSON cohort records (suppressed ones are skipped: they carry no numbers);
+    the bottom cohort(s) are red, the top blue, and the overall WER is a dashed reference line.
+    """
+    rows = [c for c in cohorts if not c.get("suppressed") and c.get("wer") is not None]
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda c: c["rank"])
+    with plt.rc_context(FONT):
+        n = len(rows)
+        fig, ax = plt.subplots(figsize=(8.6, 1.25 + 0.3 * n))
+        y = list(range(n))[::-1]
+        values = [100 * c["wer"] for c in rows]
+        colours = [BOTTOM if c["id"] in bottom else TOP if c["id"] in top else OTHER for c in rows]
+        ax.barh(y, values, height=0.62, color=colours, alpha=0.9, zorder=2)
+        lows = [100 * c["wer_ci"][0] if c["wer_ci"][0] is not None else v for c, v in zip(rows, values)]
+        highs = [100 * c["wer_ci"][1] if c["wer_ci"][1] is not None else v for c, v in zip(rows, values)]
+        err = [[max(v - lo, 0) for v, lo in zip(values, lows)], [max(hi - v, 0) for v, hi in zip(values, highs)]]
+        ax.errorbar(values, y, xerr=err, fmt="none", ecolor=INK, elinewidth=1, capsize=3, zorder=3)
+        right = max(highs + values)
+        for yy, v, hi in zip(y, values, highs):
+            ax.text(max(hi, v) + right * 0.012, yy, f"{v:.2f}%", va="center", ha="left", fontsize=8, color=INK, zorder=5,
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85})
+        handles = [Patch(color=BOTTOM, label="bottom cohort"), Patch(color=TOP, label="top cohort"),
+                   Patch(color=OTHER, label="other cohorts"),
+                   Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval")]
+        if overall_wer is not None:
+            ax.axvline(100 * overall_wer, color=INK, ls="--", lw=1, zorder=4)
+            handles.append(Line2D([], [], color=INK, ls="--", lw=1, label=f"{overall_label} {100 * overall_wer:.2f}%"))
+            right = max(right, 100 * overall_wer)
+        ax.set_xlim(0, right * 1.14 if right > 0 else 1)
+        ax.set_yticks(y, [short(c["id"]) for c in rows])
+        ax.set_ylim(-0.7, n - 0.3)
+        ax.set_xlabel("WER (% of reference words)")
+        ax.grid(axis="x", color=GRID, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
+                  fontsize=8, handlelength=1.4, columnspacing=1.2)
+        fig.tight_layout()
+        return png_data_uri(fig)
+
+
+def projection_view(projection: dict, cohort_ids: Sequence[str], hidden: set[int], bottom: Sequence[str],
+                    top: Sequence[str], wer_by_id: dict[str, float | None]) -> str | None:
+    """The 2-D PCA view of the clusters from binned counts: each cluster's occupied cells as squares
+    in its colour, more opaque where more speakers fall, and the centres labelled with cluster ids.
+
+    ``hidden`` holds the indices of suppressed clusters, whose cells are not drawn.
+    """
+    if not projection or not projection.get("cells"):
+        return None
+    bins = int(projection["bins"])
+    (x0, x1), (y0, y1) = projection["x_range"], projection["y_range"]
+    dx = (x1 - x0) / bins if x1 > x0 else 1.0 / bins
+    dy = (y1 - y0) / bins if y1 > y0 else 1.0 / bins
+    cells = [cell for cell in projection["cells"] if int(cell[0]) not in hidden]
+    if not cells:
+        return None
+    peak = max(int(cell[3]) for cell in cells)
+    variance = projection.get("explained_variance_pct") or [None, None]
+    with plt.rc_context(FONT):
+        fig, ax = plt.subplots(figsize=(8.6, 5.6))
+        patches, faces = [], []
+        for cluster, xb, yb, count in cells:
+            colour = matplotlib.colors.to_rgb(CLUSTER_COLOURS[int(cluster) % len(CLUSTER_COLOURS)])
+            alpha = 0.18 + 0.72 * math.sqrt(int(count) / peak)
+            patches.append(Rectangle((x0 + int(xb) * dx, y0 + int(yb) * dy), dx, dy))
+            faces.append((*colour, alpha))
+        ax.add_collection(PatchCollection(patches, facecolors=faces, edgecolors="none"))
+        handles = []
+        for index, centre in enumerate(projection.get("centres") or []):
+            if index in hidden or index >= len(cohort_ids) or centre is None or None in centre:
+                continue
+            cid = cohort_ids[index]
+            colour = CLUSTER_COLOURS[index % len(CLUSTER_COLOURS)]
+            role = " (bottom)" if cid in bottom else " (top)" if cid in top else ""
+            edge = BOTTOM if cid in bottom else TOP if cid in top else colour
+            ax.annotate(short(cid, 18) + role, xy=centre, ha="center", va="center", fontsize=8,
+                        fontweight="bold" if role else "normal", color=INK,
+                        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 2 if role else 1, "alpha": 0.92})
+            wer = wer_by_id.get(cid)
+            handles.append(Patch(color=colour, label=f"{short(cid, 18)}  {100 * wer:.2f}%" if wer is not None else short(cid, 18)))
+        ax.set_xlim(x0, x0 + bins * dx)
+        ax.set_ylim(y0, y0 + bins * dy)
+        ax.set_xlabel(f"PC1 ({variance[0]:.1f}% of variance)" if variance[0] is not None else "PC1")
+        ax.set_ylabel(f"PC2 ({variance[1]:.1f}% of variance)" if len(variance) > 1 and variance[1] is not None else "PC2")
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(handles=handles, title="cluster  WER", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  fontsize=8, title_fontsize=8)
+        fig.tight_layout()
+        return png_data_uri(fig)
