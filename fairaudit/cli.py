@@ -117,6 +117,72 @@ def _progress_bars(enabled: bool):
         yield factory
 
 
+def _audit_result(log: Path, cli_values: dict, column, embeddings, normalize, outputs: list[Path | None], quiet: bool):
+    """Merge config and command-line options, read the log and run the audit (audit and gate)."""
+    from fairaudit.audit import AuditOptions, build_speaker_table, load_log, run_audit
+    from fairaudit.config import AUDIT_KINDS, check_section, find_config
+
+    config, config_path = find_config()
+    fields = set(AuditOptions.__dataclass_fields__)
+    settings = check_section(config, "audit", {**{f: "any" for f in fields}, **AUDIT_KINDS}, config_path)
+    if "method" in settings and "methods" not in settings:
+        settings["methods"] = settings.pop("method")
+    merged = {k: v for k, v in settings.items() if k in fields}
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    for key in ("methods", "by"):
+        if isinstance(merged.get(key), str):
+            merged[key] = [merged[key]]
+        if merged.get(key):
+            merged[key] = list(dict.fromkeys(merged[key]))  # "--by accent --by accent" is one attribute audit
+    if isinstance(merged.get("min_gain"), str) and merged["min_gain"] != "auto":
+        try:
+            merged["min_gain"] = float(merged["min_gain"])
+        except ValueError:
+            raise UsageError(f"--min-gain must be 'auto' or a non-negative number, not {merged['min_gain']!r}") from None
+    opts = AuditOptions(**merged)
+    opts.validate()
+    columns = dict(settings.get("columns") or {})
+    config_column = settings.get("column")
+    columns.update(parse_columns([config_column] if isinstance(config_column, str) else config_column))
+    columns.update(parse_columns(column))
+    embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
+    demographics_file = Path(opts.demographics) if opts.demographics else None
+    _check_outputs(outputs, [log, embeddings_file, demographics_file])
+
+    data = load_log(log, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"))
+    speakers = build_speaker_table(data)
+    with _progress_bars(err_console.is_terminal and not quiet) as bars:
+        return run_audit(data, speakers, opts, progress=bars)
+
+
+def _write_reports(result, json_out=None, assignments=None, html=None, markdown=None) -> None:
+    """Write the requested report files (before any terminal output: `| head` must not lose them)."""
+    if json_out:
+        with _writing(json_out):
+            json_out.write_text(result.to_json(), encoding="utf-8")
+    if assignments:
+        from fairaudit.render.assignments import write_assignments
+
+        with _writing(assignments):
+            write_assignments(result, assignments)
+    if html:
+        from fairaudit.render.html import render_html
+
+        with _writing(html):
+            html.write_text(render_html(result), encoding="utf-8")
+    if markdown:
+        from fairaudit.render.markdown import render_markdown
+
+        with _writing(markdown):
+            markdown.write_text(render_markdown(result), encoding="utf-8")
+
+
+MIN_GAIN_HELP = (
+    "geo-tree: minimum weighted squared-error reduction for a split. 'auto' (default): the median gain "
+    "of the best first split on shuffled speaker outcomes, so regions are not cut from noise; 0 grows the plain tree."
+)
+
+
 @app.command()
 def audit(
     log: Path = typer.Argument(..., metavar="LOG", help="Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance)."),
@@ -127,8 +193,9 @@ def audit(
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Text normalisation before scoring reference/hypothesis: 'default' (lower-case, strip punctuation, collapse whitespace) or 'none'."),
     min_speakers: Optional[int] = typer.Option(None, "--min-speakers", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
     max_regions: Optional[int] = typer.Option(None, "--max-regions", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
+    min_gain: Optional[str] = typer.Option(None, "--min-gain", help=MIN_GAIN_HELP),
     clusters: Optional[int] = typer.Option(None, "--clusters", help="embedding-kmeans: number of clusters k. Default 10."),
-    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", help="Bottom cohort = worst cohorts until their share of speakers reaches this fraction (e.g. 0.1). Default: the single worst cohort."),
+    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", help="Bottom cohort = the union of the worst cohorts whose share of speakers is closest to this fraction (e.g. 0.1). Default: the single worst cohort."),
     top: Optional[str] = typer.Option(None, "--top", help="Top cohort: 'best' (the lowest-WER cohort, default) or 'rest' (every speaker not in the bottom cohort)."),
     demographics: Optional[Path] = typer.Option(None, "--demographics", help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit schema demographics)."),
     holdout: Optional[float] = typer.Option(None, "--holdout", help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the held-out speakers."),
@@ -138,59 +205,70 @@ def audit(
     min_report_speakers: Optional[int] = typer.Option(None, "--min-report-speakers", help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report (no network needed to view it)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a short Markdown summary for a pull-request comment."),
     assignments: Optional[Path] = typer.Option(None, "--assignments", help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal."),
 ) -> None:
     """Find the speaker cohorts with the highest WER and report WER gap, bottom-cohort share and verdicts."""
-    from fairaudit.audit import AuditOptions, build_speaker_table, load_log, run_audit
-    from fairaudit.config import AUDIT_KINDS, check_section, find_config
     from fairaudit.render.terminal import print_audit
 
-    config, config_path = find_config()
-    fields = set(AuditOptions.__dataclass_fields__)
-    settings = check_section(config, "audit", {**{f: "any" for f in fields}, **AUDIT_KINDS}, config_path)
     cli_values = {
         "methods": method or None, "by": by or None, "min_speakers": min_speakers, "max_regions": max_regions,
-        "clusters": clusters, "bottom_share": bottom_share, "top": top,
+        "min_gain": min_gain, "clusters": clusters, "bottom_share": bottom_share, "top": top,
         "demographics": str(demographics) if demographics else None, "holdout": holdout, "bootstrap": bootstrap,
         "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
     }
-    if "method" in settings and "methods" not in settings:
-        settings["methods"] = settings.pop("method")
-    merged = {k: v for k, v in settings.items() if k in fields}
-    merged.update({k: v for k, v in cli_values.items() if v is not None})
-    for key in ("methods", "by"):
-        if isinstance(merged.get(key), str):
-            merged[key] = [merged[key]]
-        if merged.get(key):
-            merged[key] = list(dict.fromkeys(merged[key]))  # "--by accent --by accent" is one attribute audit
-    opts = AuditOptions(**merged)
-    opts.validate()
-    if opts.seed < 0:  # numpy rejects negative seeds deep inside the audit
-        raise UsageError(f"--seed must be a non-negative integer, not {opts.seed}")
-    columns = dict(settings.get("columns") or {})
-    config_column = settings.get("column")
-    columns.update(parse_columns([config_column] if isinstance(config_column, str) else config_column))
-    columns.update(parse_columns(column))
-    embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
-    demographics_file = Path(opts.demographics) if opts.demographics else None
-    _check_outputs([json_out, assignments], [log, embeddings_file, demographics_file])
-
-    data = load_log(log, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"))
-    speakers = build_speaker_table(data)
-    with _progress_bars(err_console.is_terminal and not quiet) as bars:
-        result = run_audit(data, speakers, opts, progress=bars)
-    from fairaudit.render.assignments import write_assignments
-
-    # Files first: a reader that closes the terminal output early (`| head`) must not lose them.
-    if json_out:
-        with _writing(json_out):
-            json_out.write_text(result.to_json(), encoding="utf-8")
-    if assignments:
-        with _writing(assignments):
-            write_assignments(result, assignments)
+    result = _audit_result(log, cli_values, column, embeddings, normalize, [json_out, assignments, html, markdown], quiet)
+    _write_reports(result, json_out, assignments, html, markdown)
     if not quiet:
         print_audit(result, _stdout_console())
+
+
+@app.command()
+def gate(
+    source: Path = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]) or an audit report written by `fairaudit audit --json`."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Audit report (JSON) of the last released model, for the regression rules."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one test case per rule and method, failures carrying the figures."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the gate result as a Markdown pull-request comment."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="When auditing a log: also write its audit report as JSON (use it as the next --baseline)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="When auditing a log: also write the HTML report."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
+    by: Optional[list[str]] = typer.Option(None, "--by", help="When auditing a log: metadata column(s) for the attribute method (repeatable)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", help="When auditing a log: rename a column, canonical=actual (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="When auditing a log: embeddings file keyed by speaker_id or utterance_id."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", help="When auditing a log: fraction of speakers held out for honest figures."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="When auditing a log: random seed. Default 0."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the gate table to the terminal."),
+) -> None:
+    """Fail a CI build (exit 1) when an audit breaks the policy; exit 0 on pass or warnings, 2 on bad input."""
+    from fairaudit.gate import load_policy, read_report, run_gate
+    from fairaudit.render.gate_report import gate_markdown, junit_xml, print_gate
+
+    rules = load_policy(policy)
+    before = read_report(baseline) if baseline else None
+    if source.suffix.lower() == ".json":
+        if json_out or html:
+            raise UsageError("--json and --html need a log to audit; the input is already an audit report")
+        report = read_report(source)
+        _check_outputs([junit, markdown], [source, baseline, policy])
+    else:
+        cli_values = {"methods": method or None, "by": by or None, "holdout": holdout, "seed": seed}
+        _check_outputs([junit, markdown, json_out, html], [source, baseline, policy])
+        result = _audit_result(source, cli_values, column, embeddings, None, [junit, markdown, json_out, html], quiet)
+        _write_reports(result, json_out=json_out, html=html)
+        report = json.loads(result.to_json())
+    outcome = run_gate(report, rules, before)
+    if junit:
+        with _writing(junit):
+            junit.write_text(junit_xml(outcome, report), encoding="utf-8")
+    if markdown:
+        with _writing(markdown):
+            markdown.write_text(gate_markdown(outcome, report), encoding="utf-8")
+    if not quiet:
+        print_gate(outcome, _stdout_console())
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command()

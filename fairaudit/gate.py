@@ -178,6 +178,30 @@ def _choice(key: str, value: object, choices: tuple[str, ...], source: str | Non
     return str(value)
 
 
+def read_report(path: str | Path) -> dict:
+    """An audit report saved by ``fairaudit audit --json``, checked against its schema."""
+    import json
+
+    import jsonschema
+
+    from fairaudit.schemas import load_schema
+
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such audit report", file=str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"not a JSON audit report: {error}", file=str(path), line=getattr(error, "lineno", None)) from None
+    validator = jsonschema.Draft202012Validator(load_schema("audit_report"))
+    problem = next(iter(sorted(validator.iter_errors(report), key=lambda e: list(e.path))), None)
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path) or "(top level)"
+        raise InputError(
+            f"not a valid fairaudit audit report at {where}: {problem.message} (schema: fairaudit schema audit_report)", file=str(path)
+        )
+    return report
+
+
 # ---------------------------------------------------------------- judging
 
 

@@ -57,6 +57,27 @@ def gate_markdown(gate: GateResult, report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def print_gate(gate: GateResult, console) -> None:
+    """The gate's outcome per rule and method as a terminal table, then the overall outcome."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not console.is_terminal and console.width < 140:
+        console.width = 140  # files and CI logs have no width: do not squeeze the table to 80
+    table = Table(title="fairaudit gate", title_justify="left")
+    table.add_column("method", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("figures", overflow="fold", ratio=1)
+    style = {"fail": "bold red", "warn": "yellow", "pass": "green", "skip": "dim"}
+    for result in gate.results:
+        table.add_row(escape(result.method), result.rule, f"[{style[result.outcome]}]{result.outcome}[/]", escape(result.message))
+    console.print(table)
+    if not gate.results:
+        console.print("The policy has no rules: nothing to judge.")
+    console.print(f"gate: [{style[gate.outcome]}]{gate.outcome.upper()}[/] (exit code {gate.exit_code})")
+
+
 def md(text: object) -> str:
     """Escape Markdown table/format characters in a user-supplied string."""
     out = str(text)

@@ -1,0 +1,38 @@
+"""The shipped CI examples work: the example policy is valid and the workflow's gate command runs."""
+
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from fairaudit.gate import load_policy
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_example_policy_is_valid_and_has_every_rule():
+    policy = load_policy(EXAMPLES / "ci" / "fairaudit.toml")
+    assert set(policy.rules) == {"max-wer-gap-pct", "max-bottom-wer", "max-gap-increase-points", "max-cohort-wer-increase-points"}
+    assert policy.on == "lower" and policy.insufficient_data == "warn"
+    assert policy.for_method("geo-tree").rules["max-wer-gap-pct"].fail == 80.0
+
+
+@pytest.mark.parametrize("workflow", ["github-actions.yml", "gitlab-ci.yml"])
+def test_workflow_gate_command_runs_and_writes_its_artifacts(tmp_path, workflow):
+    text = (EXAMPLES / "ci" / workflow).read_text()
+    command = re.search(r"fairaudit gate [^\n]*(?:\n\s+--[^\n]*)*", text).group(0)
+    args = command.split()[1:]
+    ci = tmp_path / "examples" / "ci"
+    shutil.copytree(EXAMPLES / "synthetic", tmp_path / "examples" / "synthetic")
+    ci.mkdir()
+    shutil.copy(EXAMPLES / "ci" / "fairaudit.toml", ci)
+    run = subprocess.run([sys.executable, "-m", "fairaudit.cli", *args, "--quiet"], cwd=ci, capture_output=True, text=True)
+    assert run.returncode in (0, 1), run.stderr  # a verdict, not bad input
+    suite = ET.parse(ci / "fairness-junit.xml").getroot().find("testsuite")
+    assert int(suite.get("tests")) == 16  # 4 rules x 4 methods
+    assert (ci / "fairness-report.html").read_text().startswith("<!DOCTYPE html>")
+    assert "fairaudit gate" in (ci / "fairness-comment.md").read_text()

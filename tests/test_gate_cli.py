@@ -1,0 +1,90 @@
+"""`fairaudit gate` on the command line: exit codes, audit JSON vs. log, JUnit and Markdown files."""
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from test_gate import grouped_log
+
+AUDIT = ["--by", "group", "--seed", "0"]
+
+
+def fairaudit(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fairaudit.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    grouped_log(n_speakers=800, effect=0.5).to_csv(root / "log.csv", index=False)
+    grouped_log(n_speakers=800, effect=0.5, scale={"g1": 1.5}).to_csv(root / "worse.csv", index=False)
+    (root / "fairaudit.toml").write_text("bootstrap = 200\npermutations = 50\n")
+    run = fairaudit("audit", "log.csv", *AUDIT, "--json", "baseline.json", "--quiet", cwd=root)
+    assert run.returncode == 0, run.stderr
+    return root
+
+
+def policy(root, text):
+    path = root / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_exit_0_on_pass_and_warn_1_on_fail(workspace):
+    report = json.loads((workspace / "baseline.json").read_text())
+    low = report["methods"]["attribute"]["wer_gap_ci"][0]
+    passing = policy(workspace, f"[gate]\nmax-wer-gap-pct = {{ fail = {low + 50:.1f} }}\n")
+    assert fairaudit("gate", "baseline.json", "--policy", passing, cwd=workspace).returncode == 0
+    warning = policy(workspace, f"[gate]\nmax-wer-gap-pct = {{ warn = {low - 5:.1f}, fail = {low + 50:.1f} }}\n")
+    run = fairaudit("gate", "baseline.json", "--policy", warning, cwd=workspace)
+    assert run.returncode == 0 and "WARN" in run.stdout
+    failing = policy(workspace, f"[gate]\nmax-wer-gap-pct = {{ fail = {low - 5:.1f} }}\n")
+    run = fairaudit("gate", "baseline.json", "--policy", failing, cwd=workspace)
+    assert run.returncode == 1 and "FAIL" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [("[gate]\nmax-gap = 3\n", "unknown gate policy key 'max-gap'"), ("[gate]\non = 'median'\n", "on must be one of"), ("[gate\n", "not valid TOML")],
+)
+def test_exit_2_on_bad_policy_naming_the_file(workspace, text, fragment):
+    run = fairaudit("gate", "baseline.json", "--policy", policy(workspace, text), cwd=workspace)
+    assert run.returncode == 2
+    assert fragment in run.stderr and "policy.toml" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_exit_2_on_a_broken_audit_report(workspace):
+    report = json.loads((workspace / "baseline.json").read_text())
+    del report["methods"]["attribute"]["verdict"]
+    (workspace / "broken.json").write_text(json.dumps(report))
+    run = fairaudit("gate", "broken.json", cwd=workspace)
+    assert run.returncode == 2 and "not a valid fairaudit audit report" in run.stderr and "verdict" in run.stderr
+
+
+def test_gate_on_audit_json_equals_gate_on_its_log(workspace):
+    rules = policy(workspace, "[gate]\nmax-wer-gap-pct = { warn = 10, fail = 1000 }\nmax-bottom-wer = 0.5\n")
+    from_log = fairaudit("gate", "log.csv", *AUDIT, "--policy", rules, "--junit", "log.xml", "--markdown", "log.md", cwd=workspace)
+    from_json = fairaudit("gate", "baseline.json", "--policy", rules, "--junit", "json.xml", "--markdown", "json.md", cwd=workspace)
+    assert from_log.returncode == from_json.returncode == 0, from_log.stderr + from_json.stderr
+    assert (workspace / "log.xml").read_text() == (workspace / "json.xml").read_text()
+    assert (workspace / "log.md").read_text() == (workspace / "json.md").read_text()
+
+
+def test_baseline_regression_fails_a_model_worse_on_one_cohort(workspace):
+    rules = policy(workspace, "[gate]\nmax-cohort-wer-increase-points = { warn = 1, fail = 2 }\n")
+    run = fairaudit("gate", "worse.csv", *AUDIT, "--policy", rules, "--baseline", "baseline.json", "--junit", "worse.xml", cwd=workspace)
+    assert run.returncode == 1, run.stdout + run.stderr
+    suite = ET.parse(workspace / "worse.xml").getroot().find("testsuite")
+    case = suite.find("testcase")
+    assert case.get("name") == "max-cohort-wer-increase-points [attribute]"
+    assert "g1" in case.find("failure").get("message")
+    same = fairaudit("gate", "log.csv", *AUDIT, "--policy", rules, "--baseline", "baseline.json", cwd=workspace)
+    assert same.returncode == 0, same.stdout
+
+
+def test_gate_refuses_to_overwrite_its_inputs(workspace):
+    run = fairaudit("gate", "baseline.json", "--junit", "baseline.json", cwd=workspace)
+    assert run.returncode == 2 and "refusing to overwrite" in run.stderr
