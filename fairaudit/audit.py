@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import zlib
+from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,7 +121,11 @@ def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMeth
         source = f"user demographics table {Path(opts.demographics).name}"
     factories = {
         "geo-tree": lambda: GeoTree(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed, min_gain=opts.min_gain),
-        "zip-demographic": lambda: ZipDemographic(min_speakers=opts.min_speakers, demographics=demographics, source=source),
+        # The split is chosen among candidates both of whose sides may be reported and selected,
+        # the same rule the selection and the permutation test use.
+        "zip-demographic": lambda: ZipDemographic(
+            min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source
+        ),
         "embedding-kmeans": lambda: EmbeddingKMeans(clusters=opts.clusters, min_speakers=opts.min_speakers, seed=opts.seed),
     }
     requested = opts.methods
@@ -154,8 +159,13 @@ def method_key(method: CohortMethod, n_attribute: int) -> str:
     return method.name
 
 
-def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, progress=None) -> AuditResult:
-    """Discover, measure and judge every method on a built speaker table."""
+def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, progress=None, stage=None) -> AuditResult:
+    """Discover, measure and judge every method on a built speaker table.
+
+    ``stage(name)``, if given, returns a context manager wrapped around each stage (method fit,
+    permutation test, bootstrap, hold-out): the benchmarks use it to time them.
+    """
+    stage = stage or (lambda name: nullcontext())
     rule = SelectionRule(
         min_speakers=max(opts.min_speakers, opts.min_report_speakers),
         bottom_share=opts.bottom_share,
@@ -172,23 +182,26 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     for method in methods:
         key = method_key(method, n_attribute)
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
-        method.fit(discovery)
+        with stage(f"{key}: fit"):
+            method.fit(discovery)
         partition = method.partition_
         selection = discover_selection(partition, discovery, rule)
         observed = fixed_partition_gaps(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[0]
         p_value = None
         if opts.permutations > 0 and np.isfinite(observed):
             tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
-            order = permutation_matrix(partition.assigned, len(discovery), opts.permutations, rng)
-            null = _null_gaps(method, discovery, order, rule, tick)
+            with stage(f"{key}: permutations"):
+                order = permutation_matrix(partition.assigned, len(discovery), opts.permutations, rng)
+                null = _null_gaps(method, discovery, order, rule, tick)
             p_value = permutation_p_value(float(observed), null)
         tick = progress(f"{key}: bootstrap", opts.bootstrap) if progress and opts.bootstrap else None
-        figures = measure(
-            partition, discovery, selection, rule,
-            bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers,
-            p_value=p_value, cohort_p_values=isinstance(method, AttributeGroups),
-            permutations=opts.permutations, progress=tick,
-        )
+        with stage(f"{key}: bootstrap"):
+            figures = measure(
+                partition, discovery, selection, rule,
+                bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers,
+                p_value=p_value, cohort_p_values=isinstance(method, AttributeGroups),
+                permutations=opts.permutations, progress=tick,
+            )
         held = None
         if held_out is not None:
             held_partition = method.assign(held_out)

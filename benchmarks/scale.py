@@ -1,0 +1,192 @@
+"""Scale benchmark (SPEC 8, issue "Scale"): wall time and peak memory of every stage of an audit of
+1 million and 10 million utterances (100,000 speakers), next to the floor (pyarrow parsing the same
+CSV) and the peer (Fairlearn's MetricFrame doing the attribute disaggregation with bootstrap).
+
+    python benchmarks/scale.py                 # 1M and 10M (about 10 minutes on 2 cores)
+    python benchmarks/scale.py --sizes 1000000 # one size
+    python benchmarks/scale.py --quick         # 200k utterances, smoke run
+
+Logs are generated with `fairaudit synth` into --workdir (default /tmp/fairaudit-bench) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+SPEAKERS = 100_000
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class StageMeter:
+    """Times stages and records each stage's peak RSS by sampling every 20 ms in a thread."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, float]] = []
+        self._peak = 0
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while self._running:
+            self._peak = max(self._peak, rss_bytes())
+            time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        self._peak = rss_bytes()
+        start = time.perf_counter()
+        yield
+        self.rows.append((name, time.perf_counter() - start, max(self._peak, rss_bytes()) / 2**30))
+
+    def close(self) -> None:
+        self._running = False
+
+
+def generate(workdir: Path, utterances: int) -> tuple[Path, Path, float]:
+    """A synthetic log of about `utterances` rows from 100,000 speakers, CSV + embeddings Parquet."""
+    from fairaudit.synth import synthesize, write_synth
+
+    log = workdir / f"log_{utterances // 1_000_000 or utterances / 1e6:g}M.csv"
+    embeddings = log.with_name(log.stem + ".embeddings.parquet")
+    if log.exists() and embeddings.exists():
+        return log, embeddings, float("nan")
+    start = time.perf_counter()
+    synth = synthesize(SPEAKERS, seed=0, mean_utterances=utterances / SPEAKERS)
+    paths = write_synth(log, synth)
+    return paths["log"], paths["embeddings"], time.perf_counter() - start
+
+
+def pyarrow_floor(log: Path) -> tuple[float, float]:
+    """Wall time and peak RSS (GiB) of pyarrow alone parsing the CSV, in a fresh process."""
+    code = (
+        "import time, pyarrow.csv as c, resource, sys; t=time.perf_counter(); "
+        f"table=c.read_csv({str(log)!r}); "
+        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def cli_audit(log: Path, embeddings: Path, workdir: Path) -> tuple[float, float]:
+    """Wall time and peak RSS (GiB) of the whole `fairaudit audit` command, in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "fairaudit.cli", "audit", str(log), "--embeddings", str(embeddings), "--by", "accent",
+         "--quiet", "--json", str(workdir / "audit.json"), "--html", str(workdir / "report.html")],
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 2**20
+
+
+def stage_breakdown(log: Path, embeddings: Path) -> list[tuple[str, float, float]]:
+    """Every stage of the audit in this process, with its wall time and peak RSS."""
+    from fairaudit.audit import AuditOptions, run_audit
+    from fairaudit.ingest import read_log
+    from fairaudit.render.html import render_html
+    from fairaudit.render.markdown import render_markdown
+    from fairaudit.speakers import build_speaker_table
+
+    meter = StageMeter()
+    with meter.stage("parse + validate (read_log)"):
+        data = read_log(log, embeddings=embeddings)
+    with meter.stage("speaker table"):
+        speakers = build_speaker_table(data)
+    opts = AuditOptions(by=["accent"])
+    with meter.stage("analysis total (all methods)"):
+        result = run_audit(data, speakers, opts, stage=meter.stage)
+    with meter.stage("reports (JSON + HTML + Markdown)"):
+        result.to_json(), render_html(result), render_markdown(result)
+    meter.close()
+    return meter.rows
+
+
+def fairlearn_peer(log: Path, utterances: int, replicates: int) -> dict:
+    """Fairlearn MetricFrame (pooled WER by accent, n_boot bootstrap over utterances) vs fairaudit's
+    attribute method (speaker bootstrap) on the first `utterances` rows of the same log."""
+    import numpy as np
+    import pandas as pd
+    from fairlearn.metrics import MetricFrame
+
+    import fairaudit
+
+    frame = pd.read_csv(log, nrows=utterances, dtype={"speaker_id": str, "zip_code": str})
+
+    def pooled_wer(errors, ref_words):
+        return np.sum(errors) / np.sum(ref_words)
+
+    start = time.perf_counter()
+    metric = MetricFrame(
+        metrics=pooled_wer, y_true=frame["errors"].to_numpy(), y_pred=frame["ref_words"].to_numpy(),
+        sensitive_features=frame["accent"], n_boot=replicates, ci_quantiles=[0.025, 0.975], random_state=0,
+    )
+    metric.by_group, metric.by_group_ci
+    fairlearn_wall = time.perf_counter() - start
+    start = time.perf_counter()
+    result = fairaudit.audit(frame, methods=["attribute"], by=["accent"], bootstrap=replicates, permutations=0)
+    fairaudit_wall = time.perf_counter() - start
+    ours = result.methods["attribute"].cohorts.set_index("id")["wer"]
+    theirs = metric.by_group
+    return {
+        "utterances": utterances, "replicates": replicates, "fairlearn_s": fairlearn_wall, "fairaudit_s": fairaudit_wall,
+        "max_abs_wer_difference": float((ours - theirs.reindex(ours.index)).abs().max()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fairaudit-bench"))
+    parser.add_argument("--quick", action="store_true", help="one 200,000-utterance log; smoke run")
+    parser.add_argument("--peer-utterances", type=int, default=100_000)
+    parser.add_argument("--peer-replicates", type=int, default=100)
+    args = parser.parse_args()
+    sizes = [200_000] if args.quick else args.sizes
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for size in sizes:
+        log, embeddings, synth_s = generate(args.workdir, size)
+        print(f"\n=== {size:,} utterances, {SPEAKERS:,} speakers: {log} ({log.stat().st_size / 2**20:,.0f} MiB CSV); synth + write {synth_s:.1f} s")
+        floor_s, floor_gib = pyarrow_floor(log)
+        rows = stage_breakdown(log, embeddings)
+        wall_s, peak_gib = cli_audit(log, embeddings, args.workdir)
+        print(f"{'stage':58s} {'wall s':>8s} {'peak GiB':>9s}")
+        print(f"{'pyarrow.csv.read_csv alone (the floor)':58s} {floor_s:8.2f} {floor_gib:9.2f}")
+        for name, seconds, gib in rows:
+            print(f"{name:58s} {seconds:8.2f} {gib:9.2f}")
+        parse = next(s for n, s, _ in rows if n.startswith("parse"))
+        analysis = sum(s for n, s, _ in rows if n in ("speaker table", "analysis total (all methods)"))
+        print(f"{'whole `fairaudit audit` command (fresh process)':58s} {wall_s:8.2f} {peak_gib:9.2f}")
+        print(f"ratio parse / pyarrow floor: {parse / floor_s:.2f}; analysis after parsing / parse: {analysis / parse:.2f}")
+        summary[size] = {"floor_s": floor_s, "stages": rows, "cli_wall_s": wall_s, "cli_peak_gib": peak_gib}
+    if not args.quick:
+        log = generate(args.workdir, sizes[0])[0]
+        peer = fairlearn_peer(log, args.peer_utterances, args.peer_replicates)
+        print(
+            f"\nFairlearn MetricFrame vs fairaudit attribute, {peer['utterances']:,} utterances, {peer['replicates']} bootstrap replicates: "
+            f"Fairlearn {peer['fairlearn_s']:.1f} s, fairaudit {peer['fairaudit_s']:.1f} s, ratio {peer['fairlearn_s'] / peer['fairaudit_s']:.1f}x; "
+            f"largest per-accent WER difference {peer['max_abs_wer_difference']:.2e}"
+        )
+        summary["peer"] = peer
+    (args.workdir / "scale.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
