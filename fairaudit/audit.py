@@ -23,7 +23,7 @@ from fairaudit.methods.base import fixed_partition_gaps
 from fairaudit.partition import Partition
 from fairaudit.result import AuditResult, MethodResult
 from fairaudit.speakers import SpeakerTable, build_speaker_table
-from fairaudit.stats import permutation_matrix, permutation_p_value
+from fairaudit.stats import bootstrap_partitions, permutation_matrix, permutation_p_value
 
 DISCOVERY_METHODS = ("geo-tree", "zip-demographic", "embedding-kmeans")
 
@@ -177,8 +177,8 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     methods = build_methods(opts, speakers)
     n_attribute = sum(isinstance(m, AttributeGroups) for m in methods)
 
-    results: dict[str, MethodResult] = {}
-    assignment_frames = []
+    # 1. Discovery and the search-aware permutation test, method by method.
+    found = []
     for method in methods:
         key = method_key(method, n_attribute)
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
@@ -194,30 +194,54 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
                 order = permutation_matrix(partition.assigned, len(discovery), opts.permutations, rng)
                 null = _null_gaps(method, discovery, order, rule, tick)
             p_value = permutation_p_value(float(observed), null)
-        tick = progress(f"{key}: bootstrap", opts.bootstrap) if progress and opts.bootstrap else None
-        with stage(f"{key}: bootstrap"):
+        found.append((key, method, rng, partition, selection, p_value))
+
+    # 2. One speaker bootstrap shared by every method (the same resampled speakers for all).
+    boot_rng = np.random.default_rng([opts.seed, 0xB007])
+    tick = progress("bootstrap (all methods)", opts.bootstrap) if progress and opts.bootstrap else None
+    with stage("bootstrap (all methods)"):
+        boots = bootstrap_partitions(
+            [(partition.indicator(), selection) for _, _, _, partition, selection, _ in found],
+            discovery.errors, discovery.ref_words, opts.bootstrap, boot_rng, tick,
+        )
+
+    # 3. Figures, the hold-out re-measurement and verdicts.
+    results: dict[str, MethodResult] = {}
+    assignment_frames = []
+    held_designs = []
+    for (key, method, rng, partition, selection, p_value), boot in zip(found, boots):
+        with stage(f"{key}: measure"):
             figures = measure(
                 partition, discovery, selection, rule,
                 bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers,
                 p_value=p_value, cohort_p_values=isinstance(method, AttributeGroups),
-                permutations=opts.permutations, progress=tick,
+                permutations=opts.permutations, boot=boot,
             )
-        held = None
+        results[key] = MethodResult(
+            key, partition, figures, "", "", None, top_mode=opts.top, min_report_speakers=opts.min_report_speakers
+        )
         if held_out is not None:
             held_partition = method.assign(held_out)
             sizes = np.bincount(held_partition.labels[held_partition.assigned], minlength=held_partition.n_cohorts)
-            held_selection = selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes)
-            held = measure(
-                held_partition, held_out, held_selection, rule,
-                bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers, p_value=None,
-                cohort_p_values=isinstance(method, AttributeGroups), permutations=opts.permutations,
-            )
-            held.p_value = fixed_selection_p_value(held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng)
-        verdict, reason = judge(figures, held, rule, opts)
-        results[key] = MethodResult(
-            key, partition, figures, verdict, reason, held, top_mode=opts.top, min_report_speakers=opts.min_report_speakers
-        )
+            held_designs.append((held_partition, selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes)))
         assignment_frames.append(_assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom))
+
+    if held_out is not None:
+        with stage("hold-out (all methods)"):
+            held_boots = bootstrap_partitions(
+                [(part.indicator(), sel) for part, sel in held_designs],
+                held_out.errors, held_out.ref_words, opts.bootstrap, np.random.default_rng([opts.seed, 0x401D]),
+            )
+            for (key, method, rng, *_), (held_partition, held_selection), boot in zip(found, held_designs, held_boots):
+                held = measure(
+                    held_partition, held_out, held_selection, rule,
+                    bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers, p_value=None,
+                    cohort_p_values=isinstance(method, AttributeGroups), permutations=opts.permutations, boot=boot,
+                )
+                held.p_value = fixed_selection_p_value(held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng)
+                results[key].holdout = held
+    for result in results.values():
+        result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
 
     return AuditResult(
         version=__version__,

@@ -1076,25 +1076,29 @@ def _attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> Em
     table, known = _read_embeddings(path)
     name = table.source
     frame = log.frame
-    id_sets = {logs.SPEAKER: set(frame[logs.SPEAKER].unique())}
-    if logs.UTTERANCE in frame:
-        id_sets[logs.UTTERANCE] = set(frame[logs.UTTERANCE].dropna().unique())
-    ids = set(table.ids.tolist())
+    ids = pd.Index(table.ids)
+    present = {key for key in (logs.SPEAKER, logs.UTTERANCE) if key in frame}
+
+    def log_values(key: str) -> pd.Index:
+        """The distinct ids of one key in the log (vectorised: logs have millions of rows)."""
+        return pd.Index(pd.unique(frame[key].dropna().to_numpy()))
+
     if not known:
-        overlaps = {key: len(ids & values) for key, values in id_sets.items()}
+        overlaps = {key: int(ids.isin(log_values(key)).sum()) for key in present}
         table.key = max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER))
-    if table.key not in id_sets:
+    if table.key not in present:
         raise InputError("the embeddings are keyed by utterance_id but the log has no utterance_id "
                          "column", file=name, column=logs.UTTERANCE)
-    matched = len(ids & id_sets[table.key])
+    values = log_values(table.key)
+    matched = int(ids.isin(values).sum())
     if matched == 0:
         example = table.ids[0] if len(table.ids) else ""
         raise InputError(f"none of the {len(ids)} ids in the embeddings file match a {table.key} in "
                          "the log; check the id column and the --column mapping", file=name,
                          column=table.key, value=example)
-    without = len(id_sets[table.key]) - matched
+    without = len(values) - matched
     if without:
-        log.notes.append(f"{without} of {len(id_sets[table.key])} {table.key} values in the log have "
+        log.notes.append(f"{without} of {len(values)} {table.key} values in the log have "
                          f"no embedding in {name}")
     unused = len(ids) - matched
     if unused:

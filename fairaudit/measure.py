@@ -60,8 +60,14 @@ def measure(
     cohort_p_values: bool = False,
     permutations: int = 0,
     progress: Progress | None = None,
+    boot: dict | None = None,
 ) -> Figures:
-    """Point estimates, speaker-bootstrap intervals and (optionally) per-cohort p-values."""
+    """Point estimates, speaker-bootstrap intervals and (optionally) per-cohort p-values.
+
+    ``boot`` holds bootstrap replicates already drawn for this partition (by
+    :func:`~fairaudit.stats.bootstrap_partitions`, shared with other methods); without it,
+    ``bootstrap`` replicates are drawn here.
+    """
     sums = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances)
     wer = sums.wer
     bottom, top = selection.bottom[0], selection.top[0]
@@ -71,9 +77,10 @@ def measure(
     total_words = max(int(sums.ref_words.sum()), 1)
     have_selection = bool(bottom.any() and top.any())
 
-    boot = None
-    if bootstrap > 0 and partition.n_cohorts > 0:
+    if boot is None and bootstrap > 0 and partition.n_cohorts > 0:
         boot = bootstrap_cohorts(partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress)
+    if boot is not None and len(boot["gap_pct"]) == 0:
+        boot = None
     wer_ci = percentile_interval(boot["wer"]) if boot is not None else [[None, None]] * partition.n_cohorts
 
     order = rank_order(wer)

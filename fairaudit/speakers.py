@@ -139,15 +139,37 @@ def _median_coordinates(codes: np.ndarray, n: int, lat: pd.Series, lon: pd.Serie
     return med_lat, med_lon, spread
 
 
+DENSE_MODE_LIMIT = 20_000_000  # speakers x distinct values up to which a dense count table is used
+
+
 def _most_frequent(codes: np.ndarray, n: int, values: pd.Series) -> tuple[pd.api.extensions.ExtensionArray, int]:
-    """Per-speaker most frequent non-missing value (ties: smallest value) and the conflict count."""
-    pairs = pd.DataFrame({"code": codes, "value": values.to_numpy()})
-    pairs = pairs[pairs["value"].notna()]
-    counts = pairs.groupby(["code", "value"], sort=True, observed=True).size().rename("n").reset_index()
-    distinct = counts.groupby("code").size()
-    best = counts.sort_values(["code", "n"], ascending=[True, False], kind="stable").drop_duplicates("code")
-    result = pd.Series(pd.NA, index=range(n), dtype=object)
-    result.iloc[best["code"].to_numpy()] = best["value"].to_numpy()
+    """Per-speaker most frequent non-missing value (ties: the smallest value) and the number of
+    speakers with more than one distinct value. Vectorised over integer value codes."""
+    value_codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
+    uniques = pd.Index(uniques)
+    # Re-code values by their sort rank so that "smallest code" means "smallest value".
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[uniques.argsort()] = np.arange(len(uniques))
+    keep = value_codes >= 0
+    speaker = codes[keep].astype(np.int64)
+    value = rank[value_codes[keep]]
+    m = max(len(uniques), 1)
+    best = np.full(n, -1, dtype=np.int64)
+    if n * m <= DENSE_MODE_LIMIT:
+        counts = np.bincount(speaker * m + value, minlength=n * m).reshape(n, m)
+        has = counts.any(axis=1)
+        best[has] = counts[has].argmax(axis=1)  # argmax: first maximum = smallest value
+        distinct = (counts > 0).sum(axis=1)
+    else:
+        pairs, pair_counts = np.unique(speaker * m + value, return_counts=True)
+        pair_speaker, pair_value = np.divmod(pairs, m)
+        order = np.lexsort((pair_value, -pair_counts, pair_speaker))
+        first = np.r_[True, pair_speaker[order][1:] != pair_speaker[order][:-1]]
+        best[pair_speaker[order][first]] = pair_value[order][first]
+        distinct = np.bincount(pair_speaker, minlength=n)
+    by_rank = uniques[np.argsort(rank)] if len(uniques) else uniques
+    chosen = by_rank.take(np.clip(best, 0, None)) if len(uniques) else pd.Index([None] * n)
+    result = pd.Series(chosen, index=range(n)).where(best >= 0)
     if pd.api.types.is_numeric_dtype(values.dtype):
         result = pd.to_numeric(result, errors="coerce")
     else:

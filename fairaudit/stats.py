@@ -17,12 +17,66 @@ BLOCK = 100  # replicates per block: bounds memory at BLOCK x n_speakers
 
 
 def bootstrap_counts(n: int, replicates: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Blocks of multinomial speaker counts (how often each speaker is drawn), shape (b, n)."""
+    """Blocks of multinomial speaker counts (how often each speaker is drawn), float64 (b, n)."""
     for start in range(0, replicates, BLOCK):
         size = min(BLOCK, replicates - start)
-        draws = rng.integers(0, n, size=(size, n))
-        flat = (draws + (np.arange(size) * n)[:, None]).ravel()
-        yield np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float32)
+        draws = rng.integers(0, n, size=(size, n), dtype=np.int64 if size * n >= 2**31 else np.int32)
+        draws += (np.arange(size, dtype=draws.dtype) * n)[:, None]
+        yield np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def bootstrap_partitions(
+    designs: list[tuple[np.ndarray, Selection]],
+    errors: np.ndarray,
+    ref_words: np.ndarray,
+    replicates: int,
+    rng: np.random.Generator,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Bootstrap replicates of every cohort WER, the gap and the bottom-cohort share, for several
+    partitions of the same speakers at once.
+
+    Each design is a partition's (n_speakers, n_cohorts) membership matrix and its fixed
+    bottom/top selection. All partitions share the same resampled speakers, so the speaker draws
+    are made once and each block of replicates costs one matrix product for every method together.
+    Returns, per design, ``wer`` (R, K), ``gap_pct`` (R,) and ``share_pct`` (R,).
+    """
+    errors = np.asarray(errors, dtype=np.float64)[:, None]
+    ref_words = np.asarray(ref_words, dtype=np.float64)[:, None]
+    columns, offsets = [], [0]
+    for indicator, _ in designs:
+        columns += [indicator * errors, indicator * ref_words, indicator]
+        offsets.append(offsets[-1] + 3 * indicator.shape[1])
+    design = np.hstack(columns) if columns else np.zeros((len(errors), 0))
+    rows: list[dict[str, list]] = [{"wer": [], "gap_pct": [], "share_pct": []} for _ in designs]
+    if designs and len(errors):
+        for counts in bootstrap_counts(len(errors), replicates, rng):
+            sums = counts @ design
+            for index, (indicator, selection) in enumerate(designs):
+                k = indicator.shape[1]
+                block = sums[:, offsets[index]: offsets[index + 1]]
+                cohort_errors, cohort_words, cohort_speakers = block[:, :k], block[:, k: 2 * k], block[:, 2 * k:]
+                bottom, top = selection.bottom[0], selection.top[0]
+                out = rows[index]
+                out["wer"].append(pooled_wer(cohort_errors, cohort_words))
+                out["gap_pct"].append(
+                    wer_gap_pct(
+                        pooled_wer(cohort_errors[:, bottom].sum(axis=1), cohort_words[:, bottom].sum(axis=1)),
+                        pooled_wer(cohort_errors[:, top].sum(axis=1), cohort_words[:, top].sum(axis=1)),
+                    )
+                )
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out["share_pct"].append(100.0 * cohort_speakers[:, bottom].sum(axis=1) / cohort_speakers.sum(axis=1))
+            if progress is not None:
+                progress(len(counts))
+    return [
+        {
+            "wer": np.concatenate(out["wer"]) if out["wer"] else np.empty((0, indicator.shape[1])),
+            "gap_pct": np.concatenate(out["gap_pct"]) if out["gap_pct"] else np.empty(0),
+            "share_pct": np.concatenate(out["share_pct"]) if out["share_pct"] else np.empty(0),
+        }
+        for out, (indicator, _) in zip(rows, designs)
+    ]
 
 
 def bootstrap_cohorts(
@@ -34,39 +88,8 @@ def bootstrap_cohorts(
     rng: np.random.Generator,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of every cohort WER, the gap and the bottom-cohort share.
-
-    ``indicator`` is the (n_speakers, n_cohorts) membership matrix, ``selection`` the fixed
-    bottom/top masks (1, K) found on the data. Returns arrays with one row per replicate:
-    ``wer`` (R, K), ``gap_pct`` (R,), ``share_pct`` (R,).
-    """
-    n, k = indicator.shape
-    weighted_errors = indicator * np.asarray(errors, dtype=np.float64)[:, None]
-    weighted_words = indicator * np.asarray(ref_words, dtype=np.float64)[:, None]
-    membership = indicator
-    bottom, top = selection.bottom[0], selection.top[0]
-    wer_rows, gap_rows, share_rows = [], [], []
-    for counts in bootstrap_counts(n, replicates, rng):
-        cohort_errors = counts.astype(np.float64) @ weighted_errors
-        cohort_words = counts.astype(np.float64) @ weighted_words
-        cohort_speakers = counts.astype(np.float64) @ membership
-        wer_rows.append(pooled_wer(cohort_errors, cohort_words))
-        gap_rows.append(
-            wer_gap_pct(
-                pooled_wer(cohort_errors[:, bottom].sum(axis=1), cohort_words[:, bottom].sum(axis=1)),
-                pooled_wer(cohort_errors[:, top].sum(axis=1), cohort_words[:, top].sum(axis=1)),
-            )
-        )
-        assigned = cohort_speakers.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share_rows.append(100.0 * cohort_speakers[:, bottom].sum(axis=1) / assigned)
-        if progress is not None:
-            progress(len(counts))
-    return {
-        "wer": np.concatenate(wer_rows) if wer_rows else np.empty((0, k)),
-        "gap_pct": np.concatenate(gap_rows) if gap_rows else np.empty(0),
-        "share_pct": np.concatenate(share_rows) if share_rows else np.empty(0),
-    }
+    """Bootstrap replicates for one partition (see :func:`bootstrap_partitions`)."""
+    return bootstrap_partitions([(indicator, selection)], errors, ref_words, replicates, rng, progress)[0]
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> list[list[float | None]] | list[float | None]:

@@ -13,6 +13,9 @@ worst of them is rarely a real cohort.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from fairaudit.logs import LATITUDE, LONGITUDE
@@ -50,14 +53,7 @@ class GeoTree(CohortMethod):
                 if self.min_gain == "auto"
                 else float(self.min_gain)
             )
-            from sklearn.tree import DecisionTreeRegressor  # imported here: sklearn slows every CLI start
-
-            self.tree_ = DecisionTreeRegressor(
-                max_leaf_nodes=self.max_regions,
-                min_samples_leaf=self.min_speakers,
-                min_impurity_decrease=self.min_gain_,
-                random_state=self.seed,
-            ).fit(coords[located], target, sample_weight=words)
+            self.tree_ = self._grow(coords[located], target, words, self.min_gain_)
             self.regions_ = _leaf_bounds(self.tree_)
         elif located.any():
             self.regions_ = [{"node": 0, **{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}]
@@ -88,10 +84,39 @@ class GeoTree(CohortMethod):
         )
 
 
+    def _grow(self, coords: np.ndarray, target: np.ndarray, words: np.ndarray, min_gain: float):
+        """The weighted regression tree on speaker WER (weight = reference words)."""
+        from sklearn.tree import DecisionTreeRegressor  # imported here: sklearn slows every CLI start
+
+        return DecisionTreeRegressor(
+            max_leaf_nodes=self.max_regions,
+            min_samples_leaf=self.min_speakers,
+            min_impurity_decrease=min_gain,
+            random_state=self.seed,
+        ).fit(coords, target, sample_weight=words)
+
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
-        """Refit the tree on each shuffle, keeping the split threshold calibrated on the real data."""
-        fixed = GeoTree(self.max_regions, self.min_speakers, self.seed, min_gain=self.min_gain_)
-        return CohortMethod.null_gaps(fixed, speakers, permutations, rule)
+        """Regrow the tree on each shuffle of the outcomes, keeping the split threshold calibrated
+        on the real data; trees are grown on two threads (scikit-learn releases the GIL)."""
+        coords, located = _coordinates(speakers)
+        if self.tree_ is None or not located.any():
+            return np.full(len(permutations), np.nan)
+        points = coords[located]
+        errors, words = speakers.errors, speakers.ref_words
+
+        def gap(order: np.ndarray) -> float:
+            e = errors[order][located].astype(np.float64)
+            w = words[order][located].astype(np.float64)
+            target = np.divide(e, w, out=np.zeros_like(e), where=w > 0)
+            leaves = self._grow(points, target, w, self.min_gain_).apply(points)
+            _, labels = np.unique(leaves, return_inverse=True)
+            k = labels.max() + 1
+            cohort_errors = np.bincount(labels, weights=e, minlength=k)[None, :]
+            cohort_words = np.bincount(labels, weights=w, minlength=k)[None, :]
+            return float(rule.gaps(cohort_errors, cohort_words, np.bincount(labels, minlength=k))[0])
+
+        with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+            return np.fromiter(pool.map(gap, permutations), dtype=np.float64, count=len(permutations))
 
 
 NOISE_SHUFFLES = 20
