@@ -82,11 +82,18 @@ def audit(
     embeddings: str | Path | pd.DataFrame | None = None,
     normalize: str = "default",
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    blocksize: int | str | None = None,
     **options: object,
 ) -> AuditResult:
     """Audit an utterance log (path, DataFrame or UtteranceLog) and return an :class:`AuditResult`.
 
     ``options`` are the fields of :class:`AuditOptions` (``by``, ``min_speakers``, ``seed``, ...).
+    ``engine="dask"`` reads ``data`` (a file, a directory or a glob pattern such as
+    ``"logs/*.parquet"``, local or an fsspec URL) on Dask: on the cluster at ``scheduler`` (an
+    address such as ``"tcp://10.0.0.5:8786"``) or on local threads; ``blocksize`` (bytes or "64MB")
+    splits large uncompressed CSV/TSV files. The results equal the pandas engine's.
     """
     unknown = set(options) - set(AuditOptions.__dataclass_fields__)
     if unknown:
@@ -95,17 +102,40 @@ def audit(
         options["by"] = [options["by"]]
     opts = AuditOptions(methods=list(methods) if methods is not None else None, **options)  # type: ignore[arg-type]
     opts.validate()
-    log = load_log(data, columns=columns, embeddings=embeddings, normalize=normalize)
-    speakers = build_speaker_table(log)
+    log = load_log(data, columns=columns, embeddings=embeddings, normalize=normalize, engine=engine,
+                   scheduler=scheduler, blocksize=blocksize)
+    if engine == "dask":
+        from fairaudit.engines import speaker_table_of
+
+        speakers = speaker_table_of(log)  # built on Dask while reading
+    else:
+        speakers = build_speaker_table(log)
     return run_audit(log, speakers, opts, progress=progress)
 
 
-def load_log(data, *, columns=None, embeddings=None, normalize="default") -> UtteranceLog:
-    """Turn a path, DataFrame or UtteranceLog into a validated UtteranceLog."""
-    from fairaudit import ingest
+def load_log(data, *, columns=None, embeddings=None, normalize="default", engine="pandas", scheduler=None,
+             blocksize=None) -> UtteranceLog:
+    """Turn a path, DataFrame or UtteranceLog into a validated UtteranceLog.
 
+    With ``engine="dask"`` ``data`` is a file, directory or glob pattern and the result is a
+    :class:`~fairaudit.engines.ShardedLog` that already holds its speaker table
+    (``fairaudit.engines.speaker_table_of(log)``).
+    """
+    from fairaudit import ingest
+    from fairaudit.engines import check_engine, is_pattern
+
+    check_engine(engine, scheduler, blocksize)
+    if engine == "dask":
+        if isinstance(data, (pd.DataFrame, UtteranceLog)):
+            raise UsageError("engine='dask' reads files: give a path, a directory or a glob pattern such as 'logs/*.csv'")
+        from fairaudit.engines.dask_engine import read_log_dask
+
+        return read_log_dask(data, columns=columns, normalize=normalize, embeddings=embeddings,
+                             scheduler=scheduler, blocksize=blocksize)
     if isinstance(data, UtteranceLog):
         return data
+    if isinstance(data, (str, Path)) and is_pattern(data) and not Path(data).exists():
+        raise UsageError(f"{data} is a pattern of many files; read it with --engine dask (engine='dask')")
     if isinstance(data, pd.DataFrame):
         return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
     return ingest.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)

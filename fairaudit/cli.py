@@ -117,10 +117,30 @@ def _progress_bars(enabled: bool):
         yield factory
 
 
-def _audit_result(log: Path, cli_values: dict, column, embeddings, normalize, outputs: list[Path | None], quiet: bool):
+def _log_argument(log: str, engine: str) -> tuple[str | Path, list[Path]]:
+    """LOG as the engine takes it (a Path for pandas; the text as given for Dask: a glob or a URL),
+    and the local input files it names (outputs must not overwrite them)."""
+    from fairaudit.engines import check_engine
+
+    check_engine(engine)
+    if engine == "pandas":
+        return Path(log), [Path(log)]
+    if "://" in log and not log.startswith("file://"):
+        return log, []
+    from fairaudit.engines.dask_engine import expand_inputs
+
+    return log, [Path(f) for f in expand_inputs(log)]
+
+
+def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, outputs: list[Path | None], quiet: bool,
+                  engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
-    from fairaudit.audit import AuditOptions, build_speaker_table, load_log, run_audit
+    from fairaudit.audit import AuditOptions, load_log, run_audit
     from fairaudit.config import AUDIT_KINDS, check_section, find_config
+    from fairaudit.engines import check_engine, speaker_table_of
+
+    check_engine(engine, scheduler, blocksize)
+    log_arg, log_files = _log_argument(log, engine)
 
     config, config_path = find_config()
     fields = set(AuditOptions.__dataclass_fields__)
@@ -147,10 +167,11 @@ def _audit_result(log: Path, cli_values: dict, column, embeddings, normalize, ou
     columns.update(parse_columns(column))
     embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
     demographics_file = Path(opts.demographics) if opts.demographics else None
-    _check_outputs(outputs, [log, embeddings_file, demographics_file])
+    _check_outputs(outputs, [*log_files, embeddings_file, demographics_file])
 
-    data = load_log(log, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"))
-    speakers = build_speaker_table(data)
+    data = load_log(log_arg, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"),
+                    engine=engine, scheduler=scheduler, blocksize=blocksize)
+    speakers = speaker_table_of(data)
     with _progress_bars(err_console.is_terminal and not quiet) as bars:
         return run_audit(data, speakers, opts, progress=bars)
 
@@ -177,6 +198,20 @@ def _write_reports(result, json_out=None, assignments=None, html=None, markdown=
             markdown.write_text(render_markdown(result), encoding="utf-8")
 
 
+LOG_HELP = (
+    "Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance). With --engine dask also a "
+    "directory or a glob pattern of such files, quoted ('logs/*.parquet'), local or a URL (s3://...)."
+)
+ENGINE_HELP = (
+    "pandas (default): read the log into memory. dask: read and aggregate it on Dask, for logs that do not "
+    "fit in memory or are many files; same results."
+)
+SCHEDULER_HELP = "With --engine dask: address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786). Default: local threads."
+BLOCKSIZE_HELP = (
+    "With --engine dask: split uncompressed CSV/TSV files into blocks of about this size (e.g. 64MB; default 128MB; "
+    "0 = one block per file, needed if quoted values hold line breaks)."
+)
+
 MIN_GAIN_HELP = (
     "geo-tree: minimum weighted squared-error reduction for a split. 'auto' (default): the median gain "
     "of the best first split on shuffled speaker outcomes, so regions are not cut from noise; 0 grows the plain tree."
@@ -185,7 +220,7 @@ MIN_GAIN_HELP = (
 
 @app.command()
 def audit(
-    log: Path = typer.Argument(..., metavar="LOG", help="Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance)."),
+    log: str = typer.Argument(..., metavar="LOG", help=LOG_HELP),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
     by: Optional[list[str]] = typer.Option(None, "--by", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
     column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
@@ -209,6 +244,9 @@ def audit(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a short Markdown summary for a pull-request comment."),
     assignments: Optional[Path] = typer.Option(None, "--assignments", help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal."),
+    engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help=ENGINE_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
+    blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
 ) -> None:
     """Find the speaker cohorts with the highest WER and report WER gap, bottom-cohort share and verdicts."""
     from fairaudit.render.terminal import print_audit
@@ -219,7 +257,8 @@ def audit(
         "demographics": str(demographics) if demographics else None, "holdout": holdout, "bootstrap": bootstrap,
         "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
     }
-    result = _audit_result(log, cli_values, column, embeddings, normalize, [json_out, assignments, html, markdown], quiet)
+    result = _audit_result(log, cli_values, column, embeddings, normalize, [json_out, assignments, html, markdown], quiet,
+                           engine=engine, scheduler=scheduler, blocksize=blocksize)
     _write_reports(result, json_out, assignments, html, markdown)
     if not quiet:
         print_audit(result, _stdout_console())
@@ -227,7 +266,7 @@ def audit(
 
 @app.command()
 def gate(
-    source: Path = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]) or an audit report written by `fairaudit audit --json`."),
+    source: str = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Audit report (JSON) of the last released model, for the regression rules."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one test case per rule and method, failures carrying the figures."),
@@ -241,6 +280,9 @@ def gate(
     holdout: Optional[float] = typer.Option(None, "--holdout", help="When auditing a log: fraction of speakers held out for honest figures."),
     seed: Optional[int] = typer.Option(None, "--seed", help="When auditing a log: random seed. Default 0."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the gate table to the terminal."),
+    engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help="When auditing a log: " + ENGINE_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
+    blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
 ) -> None:
     """Fail a CI build (exit 1) when an audit breaks the policy; exit 0 on pass or warnings, 2 on bad input."""
     from fairaudit.gate import load_policy, read_report, run_gate
@@ -248,15 +290,16 @@ def gate(
 
     rules = load_policy(policy)
     before = read_report(baseline) if baseline else None
-    if source.suffix.lower() == ".json":
+    if Path(source).suffix.lower() == ".json" and "://" not in source:
         if json_out or html:
             raise UsageError("--json and --html need a log to audit; the input is already an audit report")
-        report = read_report(source)
-        _check_outputs([junit, markdown], [source, baseline, policy])
+        report = read_report(Path(source))
+        _check_outputs([junit, markdown], [Path(source), baseline, policy])
     else:
         cli_values = {"methods": method or None, "by": by or None, "holdout": holdout, "seed": seed}
-        _check_outputs([junit, markdown, json_out, html], [source, baseline, policy])
-        result = _audit_result(source, cli_values, column, embeddings, None, [junit, markdown, json_out, html], quiet)
+        _check_outputs([junit, markdown, json_out, html], [baseline, policy])
+        result = _audit_result(source, cli_values, column, embeddings, None, [junit, markdown, json_out, html], quiet,
+                               engine=engine, scheduler=scheduler, blocksize=blocksize)
         _write_reports(result, json_out=json_out, html=html)
         report = json.loads(result.to_json())
     outcome = run_gate(report, rules, before)

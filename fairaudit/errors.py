@@ -26,6 +26,10 @@ class InputError(Exception):
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
+    def __reduce__(self):
+        """Keep file, line, column and value when pickled (e.g. raised on a Dask worker)."""
+        return (type(self), (self.message, self.file, self.line, self.column, self.value))
+
     def __str__(self) -> str:
         where = []
         if self.file is not None:

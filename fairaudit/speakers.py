@@ -146,8 +146,9 @@ def _most_frequent(codes: np.ndarray, n: int, values: pd.Series) -> tuple[pd.api
     """Per-speaker most frequent non-missing value (ties: the smallest value) and the number of
     speakers with more than one distinct value. Vectorised over integer value codes."""
     value_codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
-    uniques = pd.Index(uniques)
-    # Re-code values by their sort rank so that "smallest code" means "smallest value".
+    # Plain values (a categorical's own order is not the values' order), then re-code values by
+    # their sort rank so that "smallest code" means "smallest value" when breaking ties.
+    uniques = pd.Index(np.asarray(uniques, dtype=object) if isinstance(uniques.dtype, pd.CategoricalDtype) else uniques)
     rank = np.empty(len(uniques), dtype=np.int64)
     rank[uniques.argsort()] = np.arange(len(uniques))
     keep = value_codes >= 0

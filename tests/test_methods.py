@@ -165,3 +165,22 @@ def test_several_by_specs_become_separate_attribute_methods():
     frame = pd.DataFrame({"speaker_id": list("abcd"), "accent": list("xxyy"), "gender": list("fmfm"), "errors": 1, "ref_words": 10})
     result = fairaudit.audit(frame, by=["accent", "gender"], min_speakers=1, bootstrap=0, permutations=0)
     assert set(result.methods) == {"attribute:accent", "attribute:gender"}
+
+
+def test_speaker_mode_ties_break_to_the_smallest_value_for_text_metadata():
+    """Two utterances each of 'tv' and 'phone': the tie goes to 'phone' (alphabetical), whatever
+    order the values first appear in."""
+    frame = pd.DataFrame(
+        {"speaker_id": ["a"] * 4, "device": ["tv", "tv", "phone", "phone"], "errors": 1, "ref_words": 5}
+    )
+    assert speakers_from(frame).frame.loc["a", "device"] == "phone"
+
+
+def test_input_errors_survive_pickling():
+    import pickle
+
+    from fairaudit.errors import InputError
+
+    error = pickle.loads(pickle.dumps(InputError("bad", file="log.csv", line=7, column="errors", value="-3")))
+    assert (error.file, error.line, error.column, error.value) == ("log.csv", 7, "errors", "-3")
+    assert str(error) == "file log.csv, line 7, column 'errors', value '-3': bad"
