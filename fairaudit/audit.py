@@ -92,7 +92,7 @@ def audit(
     ``options`` are the fields of :class:`AuditOptions` (``by``, ``min_speakers``, ``seed``, ...).
     ``engine="dask"`` reads ``data`` (a file, a directory or a glob pattern such as
     ``"logs/*.parquet"``, local or an fsspec URL) on Dask: on the cluster at ``scheduler`` (an
-    address such as ``"tcp://10.0.0.5:8786"``) or on local threads; ``blocksize`` (bytes or "64MB")
+    address such as ``"tcp://dask-scheduler:8786"``) or on local threads; ``blocksize`` (bytes or "64MB")
     splits large uncompressed CSV/TSV files. The results equal the pandas engine's.
     """
     unknown = set(options) - set(AuditOptions.__dataclass_fields__)

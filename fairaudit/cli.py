@@ -206,7 +206,7 @@ ENGINE_HELP = (
     "pandas (default): read the log into memory. dask: read and aggregate it on Dask, for logs that do not "
     "fit in memory or are many files; same results."
 )
-SCHEDULER_HELP = "With --engine dask: address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786). Default: local threads."
+SCHEDULER_HELP = "With --engine dask: address of a running Dask scheduler (e.g. tcp://dask-scheduler:8786). Default: local threads."
 BLOCKSIZE_HELP = (
     "With --engine dask: split uncompressed CSV/TSV files into blocks of about this size (e.g. 64MB; default 128MB; "
     "0 = one block per file, needed if quoted values hold line breaks)."
