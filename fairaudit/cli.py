@@ -221,28 +221,28 @@ MIN_GAIN_HELP = (
 @app.command()
 def audit(
     log: str = typer.Argument(..., metavar="LOG", help=LOG_HELP),
-    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
-    by: Optional[list[str]] = typer.Option(None, "--by", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
-    column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
-    normalize: Optional[str] = typer.Option(None, "--normalize", help="Text normalisation before scoring reference/hypothesis: 'default' (lower-case, strip punctuation, collapse whitespace) or 'none'."),
-    min_speakers: Optional[int] = typer.Option(None, "--min-speakers", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
-    max_regions: Optional[int] = typer.Option(None, "--max-regions", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
-    min_gain: Optional[str] = typer.Option(None, "--min-gain", help=MIN_GAIN_HELP),
-    clusters: Optional[int] = typer.Option(None, "--clusters", help="embedding-kmeans: number of clusters k. Default 10."),
-    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", help="Bottom cohort = the union of the worst cohorts whose share of speakers is closest to this fraction (e.g. 0.1). Default: the single worst cohort."),
-    top: Optional[str] = typer.Option(None, "--top", help="Top cohort: 'best' (the lowest-WER cohort, default) or 'rest' (every speaker not in the bottom cohort)."),
-    demographics: Optional[Path] = typer.Option(None, "--demographics", help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit schema demographics)."),
-    holdout: Optional[float] = typer.Option(None, "--holdout", help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the held-out speakers."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off."),
-    permutations: Optional[int] = typer.Option(None, "--permutations", help="Permutations for the search-aware significance test. Default 200; 0 turns it off."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Significance level for the 'disparity' verdict. Default 0.05."),
-    min_report_speakers: Optional[int] = typer.Option(None, "--min-report-speakers", help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report (no network needed to view it)."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a short Markdown summary for a pull-request comment."),
-    assignments: Optional[Path] = typer.Option(None, "--assignments", help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
+    by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", metavar="default|none", help="Text normalisation before scoring reference/hypothesis: 'default' (lower-case, strip punctuation, collapse whitespace) or 'none'."),
+    min_speakers: Optional[int] = typer.Option(None, "--min-speakers", metavar="N", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
+    max_regions: Optional[int] = typer.Option(None, "--max-regions", metavar="N", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
+    min_gain: Optional[str] = typer.Option(None, "--min-gain", metavar="auto|GAIN", help=MIN_GAIN_HELP),
+    clusters: Optional[int] = typer.Option(None, "--clusters", metavar="N", help="embedding-kmeans: number of clusters k. Default 10."),
+    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", metavar="X", help="Bottom cohort = the union of the worst cohorts whose share of speakers is closest to this fraction (e.g. 0.1). Default: the single worst cohort."),
+    top: Optional[str] = typer.Option(None, "--top", metavar="best|rest", help="Top cohort: 'best' (the lowest-WER cohort, default) or 'rest' (every speaker not in the bottom cohort)."),
+    demographics: Optional[Path] = typer.Option(None, "--demographics", metavar="FILE", help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit schema demographics)."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", metavar="X", help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the held-out speakers."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", metavar="N", help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off."),
+    permutations: Optional[int] = typer.Option(None, "--permutations", metavar="N", help="Permutations for the search-aware significance test. Default 200; 0 turns it off."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", metavar="X", help="Significance level for the 'disparity' verdict. Default 0.05."),
+    min_report_speakers: Optional[int] = typer.Option(None, "--min-report-speakers", metavar="N", help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the self-contained HTML report (no network needed to view it)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a short Markdown summary for a pull-request comment."),
+    assignments: Optional[Path] = typer.Option(None, "--assignments", metavar="FILE", help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal."),
     engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help=ENGINE_HELP),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
@@ -267,18 +267,18 @@ def audit(
 @app.command()
 def gate(
     source: str = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`."),
-    policy: Optional[Path] = typer.Option(None, "--policy", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Audit report (JSON) of the last released model, for the regression rules."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one test case per rule and method, failures carrying the figures."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the gate result as a Markdown pull-request comment."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="When auditing a log: also write its audit report as JSON (use it as the next --baseline)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="When auditing a log: also write the HTML report."),
-    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
-    by: Optional[list[str]] = typer.Option(None, "--by", help="When auditing a log: metadata column(s) for the attribute method (repeatable)."),
-    column: Optional[list[str]] = typer.Option(None, "--column", help="When auditing a log: rename a column, canonical=actual (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="When auditing a log: embeddings file keyed by speaker_id or utterance_id."),
-    holdout: Optional[float] = typer.Option(None, "--holdout", help="When auditing a log: fraction of speakers held out for honest figures."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="When auditing a log: random seed. Default 0."),
+    policy: Optional[Path] = typer.Option(None, "--policy", metavar="FILE", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="FILE", help="Audit report (JSON) of the last released model, for the regression rules."),
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML: one test case per rule and method, failures carrying the figures."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write the gate result as a Markdown pull-request comment."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="When auditing a log: also write its audit report as JSON (use it as the next --baseline)."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="When auditing a log: also write the HTML report."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
+    by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="When auditing a log: metadata column(s) for the attribute method (repeatable)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="When auditing a log: rename a column, canonical=actual (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="When auditing a log: embeddings file keyed by speaker_id or utterance_id."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", metavar="X", help="When auditing a log: fraction of speakers held out for honest figures."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="When auditing a log: random seed. Default 0."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the gate table to the terminal."),
     engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help="When auditing a log: " + ENGINE_HELP),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
@@ -317,9 +317,9 @@ def gate(
 @app.command()
 def validate(
     log: Path = typer.Argument(..., metavar="LOG", help="Utterance log to check."),
-    column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings file to check with the log."),
-    normalize: str = typer.Option("default", "--normalize", help="Text normalisation for reference/hypothesis: default or none."),
+    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file to check with the log."),
+    normalize: str = typer.Option("default", "--normalize", metavar="default|none", help="Text normalisation for reference/hypothesis: default or none."),
 ) -> None:
     """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
     from fairaudit.audit import load_log
@@ -346,9 +346,9 @@ def validate(
 @app.command()
 def score(
     log: Path = typer.Argument(..., metavar="LOG", help="Log with reference and hypothesis text columns."),
-    out: Path = typer.Option(..., "--output", "-o", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
-    column: Optional[list[str]] = typer.Option(None, "--column", help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable)."),
-    normalize: str = typer.Option("default", "--normalize", help="default (lower-case, strip punctuation, collapse whitespace) or none."),
+    out: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable)."),
+    normalize: str = typer.Option("default", "--normalize", metavar="default|none", help="default (lower-case, strip punctuation, collapse whitespace) or none."),
 ) -> None:
     """Score reference/hypothesis text with jiwer: add substitutions, deletions, insertions, ref_words and errors."""
     from fairaudit.scoring import score_log_file
@@ -360,12 +360,12 @@ def score(
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--output", "-o", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it."),
-    speakers: int = typer.Option(2000, "--speakers", help="Number of speakers."),
-    effect: float = typer.Option(0.3, "--effect", help="Planted relative WER increase (0.3 = 30% higher WER in each planted cohort)."),
-    plant: Optional[list[str]] = typer.Option(None, "--plant", help="Method whose cohort to plant: geo-tree, zip-demographic, embedding-kmeans, or none (repeatable). Default: all three."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
-    embeddings: str = typer.Option("file", "--embeddings", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
+    out: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it."),
+    speakers: int = typer.Option(2000, "--speakers", metavar="N", help="Number of speakers."),
+    effect: float = typer.Option(0.3, "--effect", metavar="X", help="Planted relative WER increase (0.3 = 30% higher WER in each planted cohort)."),
+    plant: Optional[list[str]] = typer.Option(None, "--plant", metavar="METHOD", help="Method whose cohort to plant: geo-tree, zip-demographic, embedding-kmeans, or none (repeatable). Default: all three."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed; the same seed writes identical files."),
+    embeddings: str = typer.Option("file", "--embeddings", metavar="TEXT", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
 ) -> None:
     """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""
     from fairaudit.synth import PLANTABLE, synthesize, write_synth
