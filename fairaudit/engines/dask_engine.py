@@ -373,16 +373,9 @@ def _header_of(url: str) -> tuple[list[str], ingest.FileFormat]:
     fmt = ingest.format_of(url)
     fs, path = _filesystem(url)
     if fmt.kind == "parquet":
-        try:
-            if fs is None:
-                src = ingest.source_for(path)
-                schema = pq.read_schema(path)
-            else:
-                with fs.open(path, "rb") as handle:
-                    schema = pq.read_schema(handle)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"not a readable Parquet file: {exc}", file=url) from None
-        return list(schema.names), fmt
+        if fs is None:
+            ingest.source_for(path)  # the same existence and extension checks as the pandas engine
+        return list(_parquet_schema(url).names), fmt
     if fs is None:
         src = ingest.source_for(path)
         src.name = url
@@ -395,6 +388,18 @@ def _header_of(url: str) -> tuple[list[str], ingest.FileFormat]:
             else:
                 target.write(_header_bytes(source))
         return ingest._read_header(ingest.Source(local, url, fmt)), fmt
+
+
+def _parquet_schema(url: str) -> pa.Schema:
+    """The schema of a local or remote Parquet file, without reading its rows."""
+    fs, path = _filesystem(url)
+    try:
+        if fs is None:
+            return pq.read_schema(path)
+        with fs.open(path, "rb") as handle:
+            return pq.read_schema(handle)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file: {exc}", file=url) from None
 
 
 def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: str, many: bool) -> Plan:
@@ -434,15 +439,7 @@ def _parquet_metadata_types(files: list[str], metadata: tuple[str, ...]) -> tupl
     """The type each metadata column's Parquet types promote to (null -> any, int -> float, ...)."""
     seen: dict[str, list[tuple[str, pa.Field]]] = {name: [] for name in metadata}
     for url in files:
-        fs, path = _filesystem(url)
-        try:
-            if fs is None:
-                schema = pq.read_schema(path)
-            else:
-                with fs.open(path, "rb") as handle:
-                    schema = pq.read_schema(handle)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"not a readable Parquet file: {exc}", file=url) from None
+        schema = _parquet_schema(url)
         for name in metadata:
             index = schema.get_field_index(name)
             if index >= 0:  # a missing column is reported by the piece that lacks it
