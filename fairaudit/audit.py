@@ -18,14 +18,15 @@ from fairaudit import __version__
 from fairaudit.errors import UsageError
 from fairaudit.logs import SPEAKER, UtteranceLog
 from fairaudit.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
-from fairaudit.methods import AttributeGroups, CohortMethod, EmbeddingKMeans, GeoTree, SelectionRule, ZipDemographic
+from fairaudit.methods import AttributeGroups, CohortMethod, SelectionRule
+from fairaudit.methods.registry import discovery_names, method_classes, method_names
+from fairaudit.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
 from fairaudit.methods.base import fixed_partition_gaps
 from fairaudit.partition import Partition
 from fairaudit.result import AuditResult, MethodResult
 from fairaudit.speakers import SpeakerTable, build_speaker_table
 from fairaudit.stats import bootstrap_partitions, permutation_matrix, permutation_p_value
 
-DISCOVERY_METHODS = ("geo-tree", "zip-demographic", "embedding-kmeans")
 
 
 @dataclass
@@ -37,9 +38,12 @@ class AuditOptions:
     min_speakers: int = 30
     max_regions: int = 16
     min_gain: float | str = "auto"  # geo-tree: minimum split gain, or "auto" (beats shuffled-outcome splits)
-    clusters: int = 10
+    clusters: int | str = "auto"  # embedding-kmeans: k, or "auto" (chosen by silhouette, re-joined by WER)
+    max_window_share: float = 0.5  # geo-scan: largest window, as a share of located speakers
+    bottom: str = "auto"
     bottom_share: float | None = None
-    top: str = "best"
+    max_bottom_share: float = 0.5
+    top: str = "rest"
     demographics: str | None = None
     holdout: float | None = None
     bootstrap: int = 1000
@@ -53,10 +57,14 @@ class AuditOptions:
         checks = [
             (self.min_speakers >= 1, "--min-speakers must be at least 1"),
             (self.max_regions >= 2, "--max-regions must be at least 2"),
-            (self.clusters >= 2, "--clusters must be at least 2"),
+            (self.clusters == "auto" or (isinstance(self.clusters, int) and not isinstance(self.clusters, bool) and self.clusters >= 2),
+             "--clusters must be 'auto' or a whole number of at least 2"),
+            (0 < self.max_window_share <= 1, "--max-window-share must be a fraction above 0 and at most 1 (e.g. 0.5)"),
+            (self.bottom in BOTTOM_MODES, f"--bottom must be one of {', '.join(BOTTOM_MODES)}"),
+            (0 < self.max_bottom_share < 1, "--max-bottom-share must be a fraction between 0 and 1 (e.g. 0.5)"),
             (self.min_gain == "auto" or (isinstance(self.min_gain, (int, float)) and self.min_gain >= 0), "--min-gain must be 'auto' or a non-negative number"),
             (self.bottom_share is None or 0 < self.bottom_share < 1, "--bottom-share must be a fraction between 0 and 1 (e.g. 0.1)"),
-            (self.top in ("best", "rest"), "--top must be 'best' or 'rest'"),
+            (self.top in TOP_MODES, f"--top must be one of {', '.join(TOP_MODES)}"),
             (self.holdout is None or 0 < self.holdout < 1, "--holdout must be a fraction between 0 and 1 (e.g. 0.5)"),
             (self.bootstrap >= 0, "--bootstrap must be 0 or more replicates"),
             (self.permutations >= 0, "--permutations must be 0 or more"),
@@ -67,9 +75,10 @@ class AuditOptions:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        names = method_names()
         for name in self.methods or []:
-            if name not in (*DISCOVERY_METHODS, "attribute"):
-                raise UsageError(f"unknown method {name!r}: choose from geo-tree, zip-demographic, embedding-kmeans, attribute")
+            if name not in names:
+                raise UsageError(f"unknown method {name!r}: choose from {', '.join(names)}")
         if self.methods and "attribute" in self.methods and not self.by:
             raise UsageError("the attribute method needs --by COLUMN")
 
@@ -143,40 +152,20 @@ def load_log(data, *, columns=None, embeddings=None, normalize="default", engine
 
 def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMethod]:
     """Instantiate the requested methods; without a request, every method the data supports."""
-    demographics, source = None, None
-    if opts.demographics:
-        from fairaudit.ingest import read_demographics
-
-        demographics = read_demographics(opts.demographics)
-        source = f"user demographics table {Path(opts.demographics).name}"
-    factories = {
-        "geo-tree": lambda: GeoTree(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed, min_gain=opts.min_gain),
-        # The split is chosen among candidates both of whose sides may be reported and selected,
-        # the same rule the selection and the permutation test use.
-        "zip-demographic": lambda: ZipDemographic(
-            min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source
-        ),
-        "embedding-kmeans": lambda: EmbeddingKMeans(clusters=opts.clusters, min_speakers=opts.min_speakers, seed=opts.seed),
-    }
     requested = opts.methods
-    names = list(requested) if requested else [m for m in DISCOVERY_METHODS]
+    classes = method_classes()
+    names = list(dict.fromkeys(requested)) if requested else [n for n, c in classes.items() if c.runs_by_default or n == "attribute"]
     chosen: list[CohortMethod] = []
     for name in names:
-        if name == "attribute":
-            continue
-        method = factories[name]()
-        missing = method.check_requirements(speakers)
-        if missing:
-            if requested:
+        for method in classes[name].from_options(opts):
+            missing = method.check_requirements(speakers)
+            if missing and (requested or not classes[name].runs_by_default):  # asked for (--method, --by)
                 raise UsageError(f"method {name} needs {', '.join(missing)}, which the log does not have")
-            continue
-        chosen.append(method)
-    if opts.by and (not requested or "attribute" in requested):
-        for spec in dict.fromkeys(opts.by):  # a repeated --by spec is one audit
-            chosen.append(AttributeGroups(by=spec, min_speakers=opts.min_speakers))
+            if not missing:
+                chosen.append(method)
     if not chosen:
         raise UsageError(
-            "no method can run on this log: add latitude/longitude (geo-tree), zip_code (zip-demographic), "
+            "no method can run on this log: add latitude/longitude (geo-tree, geo-scan), zip_code (zip-demographic), "
             "embeddings (embedding-kmeans), or --by COLUMN (attribute)"
         )
     return chosen
@@ -196,13 +185,9 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     permutation test, bootstrap, hold-out): the benchmarks use it to time them.
     """
     stage = stage or (lambda name: nullcontext())
-    rule = SelectionRule(
-        min_speakers=max(opts.min_speakers, opts.min_report_speakers),
-        bottom_share=opts.bottom_share,
-        top=opts.top,  # type: ignore[arg-type]
-    )
     discovery_pos, holdout_pos = split_speakers(len(speakers), opts.holdout, opts.seed)
     discovery = speakers.subset(discovery_pos) if holdout_pos is not None else speakers
+    rule = selection_rule(opts, discovery)
     held_out = speakers.subset(holdout_pos) if holdout_pos is not None else None
     methods = build_methods(opts, speakers)
     n_attribute = sum(isinstance(m, AttributeGroups) for m in methods)
@@ -288,6 +273,25 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
         notes=list(log.notes),
         speaker_conflicts=dict(speakers.conflicts),
         assignments_frame=pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
+    )
+
+
+#: --bottom auto: a cell joins the bottom cohort only if it adds more than this many times the
+#: speaker dispersion to the size-weighted gain (what a random cell adds on average is 1x).
+CELL_PENALTY = 4.0
+
+
+def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> SelectionRule:
+    """How every method's bottom and top cohorts are chosen from its cells (SPEC 5); the price
+    of a cell in ``--bottom auto`` comes from the discovery speakers' dispersion."""
+    penalty = CELL_PENALTY * speaker_dispersion(speakers.errors, speakers.ref_words) if speakers is not None else 0.0
+    return SelectionRule(
+        min_speakers=max(opts.min_speakers, opts.min_report_speakers),
+        bottom=opts.bottom,  # type: ignore[arg-type]
+        bottom_share=opts.bottom_share,
+        max_bottom_share=opts.max_bottom_share,
+        cell_penalty=penalty,
+        top=opts.top,  # type: ignore[arg-type]
     )
 
 

@@ -22,7 +22,15 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 
-METHOD_HELP = "Discovery method: geo-tree, zip-demographic, embedding-kmeans or attribute (repeatable). Default: every method the log has the columns for."
+def _method_help() -> str:
+    """--method help listing the registered methods."""
+    from fairaudit.methods.registry import method_names
+
+    return (f"Discovery method: {', '.join(method_names())} (repeatable). "
+            "Default: every method the log has the columns for (attribute with --by).")
+
+
+METHOD_HELP = _method_help()
 
 
 def parse_columns(pairs: list[str] | None) -> dict[str, str]:
@@ -218,6 +226,27 @@ MIN_GAIN_HELP = (
 )
 
 
+CLUSTERS_HELP = (
+    "embedding-kmeans: number of clusters k, or 'auto' (default): a generous k (about one cluster per "
+    "3 x --min-speakers speakers, at most 24), since the bottom cohort re-joins a population split over several clusters."
+)
+BOTTOM_HELP = (
+    "How the bottom cohort is chosen from the cells (regions, windows, clusters, groups) ranked by WER: 'auto' "
+    "(default) the union of the worst cells that best separates high-WER speakers from the rest (largest "
+    "size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2, W = reference words); 'worst' the single worst cell."
+)
+
+
+def _clusters_value(text: str | None) -> int | str | None:
+    """--clusters: 'auto' or a whole number."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--clusters takes 'auto' or a whole number, not {text!r}") from None
+
+
 @app.command()
 def audit(
     log: str = typer.Argument(..., metavar="LOG", help=LOG_HELP),
@@ -229,9 +258,12 @@ def audit(
     min_speakers: Optional[int] = typer.Option(None, "--min-speakers", metavar="N", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
     max_regions: Optional[int] = typer.Option(None, "--max-regions", metavar="N", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
     min_gain: Optional[str] = typer.Option(None, "--min-gain", metavar="auto|GAIN", help=MIN_GAIN_HELP),
-    clusters: Optional[int] = typer.Option(None, "--clusters", metavar="N", help="embedding-kmeans: number of clusters k. Default 10."),
-    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", metavar="X", help="Bottom cohort = the union of the worst cohorts whose share of speakers is closest to this fraction (e.g. 0.1). Default: the single worst cohort."),
-    top: Optional[str] = typer.Option(None, "--top", metavar="best|rest", help="Top cohort: 'best' (the lowest-WER cohort, default) or 'rest' (every speaker not in the bottom cohort)."),
+    clusters: Optional[str] = typer.Option(None, "--clusters", metavar="auto|N", help=CLUSTERS_HELP),
+    max_window_share: Optional[float] = typer.Option(None, "--max-window-share", metavar="X", help="geo-scan: largest circular window, as a fraction of located speakers. Default 0.5."),
+    bottom: Optional[str] = typer.Option(None, "--bottom", metavar="auto|worst", help=BOTTOM_HELP),
+    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", metavar="X", help="Bottom cohort = the union of the worst cells whose share of speakers is closest to this fraction (e.g. 0.1); overrides --bottom."),
+    max_bottom_share: Optional[float] = typer.Option(None, "--max-bottom-share", metavar="X", help="--bottom auto: the bottom cohort holds at most this fraction of the assigned speakers. Default 0.5."),
+    top: Optional[str] = typer.Option(None, "--top", metavar="rest|best", help="Top cohort: 'rest' (every assigned speaker not in the bottom cohort, default) or 'best' (the single lowest-WER cell of at least --min-speakers speakers)."),
     demographics: Optional[Path] = typer.Option(None, "--demographics", metavar="FILE", help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit schema demographics)."),
     holdout: Optional[float] = typer.Option(None, "--holdout", metavar="X", help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the held-out speakers."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", metavar="N", help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off."),
@@ -253,7 +285,8 @@ def audit(
 
     cli_values = {
         "methods": method or None, "by": by or None, "min_speakers": min_speakers, "max_regions": max_regions,
-        "min_gain": min_gain, "clusters": clusters, "bottom_share": bottom_share, "top": top,
+        "min_gain": min_gain, "clusters": _clusters_value(clusters), "max_window_share": max_window_share,
+        "bottom": bottom, "bottom_share": bottom_share, "max_bottom_share": max_bottom_share, "top": top,
         "demographics": str(demographics) if demographics else None, "holdout": holdout, "bootstrap": bootstrap,
         "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
     }

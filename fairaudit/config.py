@@ -26,16 +26,17 @@ COLUMNS_TABLE = "columns"
 #: Expected value kinds of the ``audit`` options, for clear messages on wrong types.
 AUDIT_KINDS: dict[str, str] = {
     "methods": "names", "method": "names", "by": "names",
-    "min_speakers": "int", "max_regions": "int", "clusters": "int", "bootstrap": "int",
+    "min_speakers": "int", "max_regions": "int", "clusters": "clusters", "bootstrap": "int",
     "permutations": "int", "min_report_speakers": "int", "seed": "int",
     "min_gain": "gain", "bottom_share": "number", "holdout": "number", "alpha": "number",
+    "max_window_share": "number", "max_bottom_share": "number", "bottom": "str",
     "top": "str", "demographics": "str", "embeddings": "str", "normalize": "str",
     "column": "names", "columns": "table",
 }
 
 _KIND_TEXT = {
     "names": "a string or a list of strings", "int": "a whole number", "number": "a number",
-    "gain": "a non-negative number or \"auto\"", "str": "a string",
+    "gain": "a non-negative number or \"auto\"", "str": "a string", "clusters": "a whole number or \"auto\"",
     "table": "a table of canonical = \"actual\" column names",
 }
 
@@ -112,6 +113,8 @@ def _is_kind(value: object, kind: str) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "gain":
         return value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    if kind == "clusters":
+        return value == "auto" or (isinstance(value, int) and not isinstance(value, bool))
     if kind == "str":
         return isinstance(value, str)
     if kind == "table":

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.methods.base import SelectionRule
-from fairaudit.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, select_bottom_top, wer_gap_pct
+from fairaudit.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
 from fairaudit.partition import Partition
 from fairaudit.result import Figures
 from fairaudit.speakers import SpeakerTable
@@ -30,10 +30,7 @@ Progress = Callable[[int], None]
 def discover_selection(partition: Partition, speakers: SpeakerTable, rule: SelectionRule) -> Selection:
     """Bottom and top cohorts chosen on the data the partition was found on."""
     sums = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances)
-    return select_bottom_top(
-        sums.wer[None, :], sums.speakers, rule.eligible(sums.speakers, sums.ref_words),
-        bottom_share=rule.bottom_share, top=rule.top,
-    )
+    return rule.select(sums.errors[None, :], sums.ref_words[None, :], sums.speakers)
 
 
 def selection_from_ids(partition: Partition, bottom: list[str], top: list[str], top_mode: str, speakers_per_cohort: np.ndarray) -> Selection:

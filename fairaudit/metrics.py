@@ -15,6 +15,10 @@ import numpy as np
 from fairaudit.partition import Partition
 
 TopMode = Literal["best", "rest"]
+BottomMode = Literal["auto", "worst"]
+#: Bottom-cohort rules (SPEC 5 --bottom) and top-cohort rules (--top), declared once.
+BOTTOM_MODES: tuple[str, ...] = ("auto", "worst")
+TOP_MODES: tuple[str, ...] = ("rest", "best")
 
 
 @dataclass
@@ -83,55 +87,117 @@ class Selection:
         return wer_gap_pct(masked_wer(errors, ref_words, self.bottom), masked_wer(errors, ref_words, self.top))
 
 
+def speaker_dispersion(errors: np.ndarray, ref_words: np.ndarray) -> float:
+    """Weighted squared deviation of speaker WERs per degree of freedom, sum w_i (y_i - y)^2 / (n - 1)
+    with y_i = e_i / w_i, weight w_i = words and y the pooled WER.
+
+    It is what one cell of speakers drawn at random adds, on average, to the size-weighted gain
+    (SPEC 4.1), so it prices a cell in the bottom-cohort selection. It does not change when
+    outcomes are shuffled across speakers, so the permutation test sees the same price.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(ref_words, dtype=np.float64)
+    keep = words > 0
+    if keep.sum() < 2:
+        return 0.0
+    e, w = errors[keep], words[keep]
+    pooled = e.sum() / w.sum()
+    return float(((e - pooled * w) ** 2 / w).sum() / (keep.sum() - 1))
+
+
 def masked_wer(errors: np.ndarray, ref_words: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Pooled WER of the union of the cohorts in ``mask``, per replicate."""
     return pooled_wer((errors * mask).sum(axis=-1), (ref_words * mask).sum(axis=-1))
 
 
 def select_bottom_top(
-    wer: np.ndarray,
+    errors: np.ndarray,
+    ref_words: np.ndarray,
     speakers: np.ndarray,
     eligible: np.ndarray,
     *,
+    bottom: BottomMode = "auto",
     bottom_share: float | None = None,
-    top: TopMode = "best",
+    max_bottom_share: float = 0.5,
+    cell_penalty: float = 0.0,
+    top: TopMode = "rest",
 ) -> Selection:
-    """Choose bottom and top cohorts per replicate (SPEC 5).
+    """Choose the bottom and top cohorts from the cells, per replicate (SPEC 5, stage 2).
 
-    ``wer`` is (R, K); ``speakers`` (K,) speaker counts; ``eligible`` (K,) marks cohorts that meet
-    the size minimum and may be chosen. Bottom: the worst eligible cohort, or with
-    ``bottom_share`` the union of the worst eligible cohorts whose share of assigned speakers is
-    closest to it (at least one cohort, and always leaving at least one eligible cohort out). Top: the best eligible cohort outside the
-    bottom (``"best"``) or every assigned speaker outside it (``"rest"``). Replicates with fewer
-    than two eligible cohorts get empty masks.
+    ``errors`` and ``ref_words`` are cell totals (R, K); ``speakers`` (K,) speaker counts;
+    ``eligible`` (K,) marks cells that meet the size minimum. Cells are ranked worst first among
+    the eligible ones, and the bottom cohort is the union of the j worst:
+
+    * ``bottom="auto"``: j maximises the size-weighted gain W_B W_R / (W_B + W_R) (WER_B - WER_R)^2
+      between the union B and the remaining assigned speakers R (W = reference words; the
+      criterion a geo-tree split maximises, applied to whole cells), with WER_B > WER_R and B
+      holding at most ``max_bottom_share`` of the assigned speakers (the single worst cell when
+      even it holds more). Each cell beyond the first costs ``cell_penalty`` (in gain units), so a
+      cell joins only when it separates high-WER speakers by more than noise would;
+    * ``bottom="worst"``: j = 1;
+    * ``bottom_share=p`` (overrides ``bottom``): the j whose speaker share is closest to p.
+
+    j always leaves at least one eligible cell out. Top: every assigned speaker outside the bottom
+    (``"rest"``) or the best eligible cell outside it (``"best"``). Replicates with fewer than two
+    eligible cells get empty masks.
     """
-    wer = np.atleast_2d(np.asarray(wer, dtype=np.float64))
+    errors = np.atleast_2d(np.asarray(errors, dtype=np.float64))
+    ref_words = np.atleast_2d(np.asarray(ref_words, dtype=np.float64))
+    speakers = np.asarray(speakers, dtype=np.float64)
+    wer = pooled_wer(errors, ref_words)
     n_rep, k = wer.shape
     eligible = np.asarray(eligible, dtype=bool) & ~np.isnan(wer)
     n_eligible = eligible.sum(axis=1)
-    # Worst first among eligible; ineligible cohorts sort to the end.
+    # Worst first among eligible; ineligible cells sort to the end.
     key = np.where(eligible, wer, -np.inf)
     order = np.argsort(-key, axis=1, kind="stable")
     rank_of_position = np.empty_like(order)
     np.put_along_axis(rank_of_position, order, np.arange(k)[None, :].repeat(n_rep, axis=0), axis=1)
+    total_speakers = max(float(speakers.sum()), 1.0)
 
-    if bottom_share is None:
+    if bottom_share is not None:
+        share_sorted = np.take_along_axis(np.broadcast_to(speakers, (n_rep, k)), order, axis=1) / total_speakers
+        cumulative = np.cumsum(share_sorted, axis=1)
+        # The number of worst cells whose speaker share is closest to the target (ties: fewer).
+        n_bottom = np.argmin(np.abs(cumulative - bottom_share) + 1e-12 * np.arange(k), axis=1) + 1
+    elif bottom == "worst":
         n_bottom = np.ones(n_rep, dtype=np.int64)
     else:
-        total = float(speakers.sum())
-        share_sorted = np.take_along_axis(np.broadcast_to(speakers, (n_rep, k)), order, axis=1) / max(total, 1.0)
-        cumulative = np.cumsum(share_sorted, axis=1)
-        # The number of worst cohorts whose speaker share is closest to the target (ties: fewer),
-        # so that a coarse partition never turns a 10% request into 60% of speakers.
-        n_bottom = np.argmin(np.abs(cumulative - bottom_share) + 1e-12 * np.arange(k), axis=1) + 1
+        n_bottom = _gain_maximising_count(errors, ref_words, speakers, eligible, order, n_eligible,
+                                          max_bottom_share * total_speakers, cell_penalty)
     n_bottom = np.minimum(n_bottom, np.maximum(n_eligible - 1, 0))
-    bottom = (rank_of_position < n_bottom[:, None]) & eligible
+    bottom_mask = (rank_of_position < n_bottom[:, None]) & eligible
 
     if top == "rest":
-        top_mask = ~bottom & (speakers > 0)[None, :]
+        top_mask = ~bottom_mask & (speakers > 0)[None, :]
     else:
-        # Best eligible cohort = last eligible in worst-first order.
+        # Best eligible cell = last eligible in worst-first order.
         best_rank = n_eligible - 1
-        top_mask = (rank_of_position == best_rank[:, None]) & eligible & ~bottom
+        top_mask = (rank_of_position == best_rank[:, None]) & eligible & ~bottom_mask
     valid = (n_eligible >= 2)[:, None]
-    return Selection(bottom=bottom & valid, top=top_mask & valid)
+    return Selection(bottom=bottom_mask & valid, top=top_mask & valid)
+
+
+def _gain_maximising_count(
+    errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray, eligible: np.ndarray,
+    order: np.ndarray, n_eligible: np.ndarray, max_bottom_speakers: float, cell_penalty: float = 0.0,
+) -> np.ndarray:
+    """Per replicate, the number j of worst eligible cells whose union has the largest
+    size-weighted gain against the rest of the assigned speakers (1 when no j qualifies)."""
+    n_rep, k = errors.shape
+    take = lambda values: np.take_along_axis(np.where(eligible, values, 0.0), order, axis=1)  # noqa: E731
+    cum_errors = np.cumsum(take(errors), axis=1)
+    cum_words = np.cumsum(take(ref_words), axis=1)
+    cum_speakers = np.cumsum(take(np.broadcast_to(speakers, (n_rep, k))), axis=1)
+    total_errors = errors.sum(axis=1, keepdims=True)
+    total_words = ref_words.sum(axis=1, keepdims=True)
+    rest_errors, rest_words = total_errors - cum_errors, total_words - cum_words
+    with np.errstate(invalid="ignore", divide="ignore"):
+        difference = cum_errors / cum_words - rest_errors / rest_words
+        gain = cum_words * rest_words / total_words * difference**2
+    j = np.arange(1, k + 1)[None, :]
+    gain = gain - cell_penalty * (j - 1)
+    allowed = (j <= (n_eligible - 1)[:, None]) & (cum_speakers <= max_bottom_speakers) & (difference > 0)
+    gain = np.where(allowed & np.isfinite(gain), gain, -np.inf)
+    best = np.argmax(gain, axis=1) + 1
+    return np.where(np.isfinite(gain.max(axis=1)), best, 1)

@@ -143,7 +143,8 @@ def test_gate_verdicts_follow_independently_computed_per_accent_figures(system):
     bottom_wer, top_wer = wer.max(), wer.min()
     gap = 100 * (bottom_wer - top_wer) / top_wer
     report = fairaudit.audit(
-        log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20, bootstrap=100, permutations=50, seed=0
+        log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20, bootstrap=100, permutations=50, seed=0,
+        bottom="worst", top="best",  # the worst vs the best accent, as computed above
     ).to_dict()
     gate = run_gate(report, parse_policy(GATE_POLICY, "policy"))
     outcomes = {r.rule: r.outcome for r in gate.results}

@@ -39,7 +39,7 @@ def test_cohort_wer_is_pooled_not_mean_of_utterances():
 
 
 def test_gap_and_share_with_top_best():
-    result = run(tiny_log())
+    result = run(tiny_log(), bottom="worst", top="best")
     fig = result.discovery
     assert fig.bottom == ["A"] and fig.top == ["C"]
     assert fig.wer_gap_pct == pytest.approx(100 * (0.15 - 0.05) / 0.05)  # 200%
@@ -59,7 +59,7 @@ def test_gap_with_top_rest_pools_everyone_else():
 
 def test_bottom_share_unites_worst_cohorts_closest_to_the_target_share():
     # A holds 2/7 = 28.6% of speakers, A+B 4/7 = 57.1%. A 50% target is closer to A+B.
-    fig = run(tiny_log(), bottom_share=0.5).discovery
+    fig = run(tiny_log(), bottom_share=0.5, top="best").discovery
     assert fig.bottom == ["A", "B"] and fig.top == ["C"]
     bottom_wer = (6 + 3) / (40 + 30)
     assert fig.wer_gap_pct == pytest.approx(100 * (bottom_wer - 0.05) / 0.05)
@@ -71,14 +71,14 @@ def test_bottom_share_unites_worst_cohorts_closest_to_the_target_share():
 
 
 def test_bottom_share_always_leaves_a_top_cohort():
-    fig = run(tiny_log(), bottom_share=0.99).discovery
+    fig = run(tiny_log(), bottom_share=0.99, top="best").discovery
     assert fig.top == ["C"] and set(fig.bottom) == {"A", "B"}
 
 
 def test_binary_partition_top_modes_agree():
     frame = tiny_log()
     frame = frame[frame["group"] != "B"]
-    best, rest = run(frame).discovery, run(frame, top="rest").discovery
+    best, rest = run(frame, top="best").discovery, run(frame, top="rest").discovery
     assert best.top == rest.top == ["C"]
     assert best.wer_gap_pct == pytest.approx(rest.wer_gap_pct)
 
@@ -96,10 +96,65 @@ def test_gap_undefined_when_top_wer_is_zero():
 
 
 def test_selection_is_vectorised_over_replicates():
-    wer = np.array([[0.3, 0.1, 0.2], [0.1, 0.3, 0.2]])
-    selection = select_bottom_top(wer, np.array([10, 10, 10]), np.array([True, True, True]))
+    errors = np.array([[30, 10, 20], [10, 30, 20]])
+    words = np.full((2, 3), 100)
+    selection = select_bottom_top(errors, words, np.array([10, 10, 10]), np.array([True, True, True]), bottom="worst", top="best")
     assert selection.bottom.tolist() == [[True, False, False], [False, True, False]]
     assert selection.top.tolist() == [[False, True, False], [True, False, False]]
+
+
+# --- the two-stage selection (SPEC 5 --bottom auto) on hand-made cells with known answers ---------
+
+SIX_CELLS_ERRORS = np.array([[30, 25, 10, 10, 10, 10]])  # WERs 0.30, 0.25, then four at 0.10
+SIX_CELLS_WORDS = np.full((1, 6), 100)
+SIX_CELLS_SPEAKERS = np.full(6, 10)
+
+
+def hand_gain(bottom: list[int]) -> float:
+    """W_B W_R / (W_B + W_R) (WER_B - WER_R)^2, computed here from the raw cell totals."""
+    e, w = SIX_CELLS_ERRORS[0], SIX_CELLS_WORDS[0]
+    rest = [i for i in range(6) if i not in bottom]
+    wb, wr = w[bottom].sum(), w[rest].sum()
+    return wb * wr / (wb + wr) * (e[bottom].sum() / wb - e[rest].sum() / wr) ** 2
+
+
+def test_auto_bottom_is_the_union_of_worst_cells_with_the_largest_gain():
+    # By hand: {A} 2.41, {A, B} 4.08, {A, B, C} 2.04 -> the two high cells together.
+    assert hand_gain([0, 1]) > max(hand_gain([0]), hand_gain([0, 1, 2]))
+    selection = select_bottom_top(SIX_CELLS_ERRORS, SIX_CELLS_WORDS, SIX_CELLS_SPEAKERS, np.ones(6, bool))
+    assert selection.bottom[0].tolist() == [True, True, False, False, False, False]
+    assert selection.top[0].tolist() == [False, False, True, True, True, True]  # --top rest (default)
+
+
+def test_auto_bottom_respects_max_bottom_share_and_ignores_order_of_cells():
+    # 20% of 60 speakers = 12: only the single worst cell fits.
+    selection = select_bottom_top(SIX_CELLS_ERRORS, SIX_CELLS_WORDS, SIX_CELLS_SPEAKERS, np.ones(6, bool), max_bottom_share=0.2)
+    assert selection.bottom[0].tolist() == [True, False, False, False, False, False]
+    shuffled = [3, 1, 5, 0, 2, 4]
+    selection = select_bottom_top(SIX_CELLS_ERRORS[:, shuffled], SIX_CELLS_WORDS[:, shuffled], SIX_CELLS_SPEAKERS, np.ones(6, bool))
+    assert sorted(np.asarray(shuffled)[selection.bottom[0]].tolist()) == [0, 1]
+
+
+def test_auto_bottom_skips_ineligible_cells_and_stays_a_minority():
+    # The worst cell is too small to be chosen (ineligible): it stays in the rest.
+    eligible = np.array([False, True, True, True, True, True])
+    selection = select_bottom_top(SIX_CELLS_ERRORS, SIX_CELLS_WORDS, SIX_CELLS_SPEAKERS, eligible)
+    assert not selection.bottom[0][0] and selection.top[0][0]
+    assert selection.bottom[0][1]
+    # Every cell equally bad: no union beats another, the bottom is one cell and a minority.
+    flat = select_bottom_top(np.full((1, 4), 10), np.full((1, 4), 100), np.full(4, 10), np.ones(4, bool))
+    assert flat.bottom[0].sum() == 1
+
+
+def test_auto_bottom_through_the_audit_unites_the_two_bad_groups():
+    rows = []
+    for group, wer, n in [("A", 0.30, 10), ("B", 0.25, 10), ("C", 0.10, 10), ("D", 0.10, 10), ("E", 0.10, 10), ("F", 0.10, 10)]:
+        rows += [(f"{group}{i}", group, round(wer * 100), 100) for i in range(n)]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "group", "errors", "ref_words"])
+    fig = run(frame).discovery
+    assert sorted(fig.bottom) == ["A", "B"]
+    assert fig.wer_gap_pct == pytest.approx(100 * (55 / 200 - 40 / 400) / (40 / 400))
+    assert fig.bottom_share_pct == pytest.approx(100 * 20 / 60)
 
 
 def test_benjamini_hochberg_matches_hand_computation():

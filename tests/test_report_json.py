@@ -34,7 +34,8 @@ TOL = 1e-9
 
 CONFIGS = {
     "default": [*FAST],
-    "holdout": [*FAST, "--holdout", "0.5"],
+    "holdout": [*FAST, "--holdout", "0.5", "--top", "best"],
+    "worst-best": [*FAST, "--bottom", "worst", "--top", "best"],
     "bottom-share-rest": [*FAST, "--bottom-share", "0.2", "--top", "rest"],
     "nulls": ["--permutations", "0", "--bootstrap", "0"],
 }
@@ -168,7 +169,9 @@ def test_parameters_record_the_options(reports, config):
     assert params["min_speakers"] == 30
     assert params["holdout"] == (0.5 if config == "holdout" else None)
     assert params["bottom_share"] == (0.2 if config == "bottom-share-rest" else None)
-    assert params["top"] == ("rest" if config == "bottom-share-rest" else "best")
+    assert params["top"] == ("best" if config in ("holdout", "worst-best") else "rest")  # rest: the default
+    assert params["bottom"] == ("worst" if config == "worst-best" else "auto")
+    assert params["max_bottom_share"] == 0.5
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -221,7 +224,7 @@ def test_gap_and_share_recomputed_from_the_cohort_entries(reports, config):
 
 
 def test_top_best_is_the_lowest_eligible_cohort(reports):
-    for name, method in reports["default"]["methods"].items():
+    for name, method in reports["worst-best"]["methods"].items():
         eligible = [c for c in method["cohorts"] if c["eligible"]]
         assert method["top_cohorts"] == [min(eligible, key=lambda c: c["wer"])["id"]], name
         assert method["bottom_cohorts"] == [max(eligible, key=lambda c: c["wer"])["id"]], name

@@ -88,7 +88,7 @@ def geo_null_log(n_speakers: int, seed: int) -> pd.DataFrame:
 
 
 def test_holdout_gap_near_zero_on_null_while_discovery_gap_is_inflated():
-    result = fairaudit.audit(geo_null_log(2000, 5), methods=["geo-tree"], holdout=0.5, bootstrap=200, permutations=50, seed=2, min_gain=0)
+    result = fairaudit.audit(geo_null_log(2000, 5), methods=["geo-tree"], holdout=0.5, bootstrap=200, permutations=50, seed=2, min_gain=0, bottom="worst", top="best")
     geo = result.methods["geo-tree"]
     assert geo.discovery.wer_gap_pct > 40  # the search always finds a "worst" region on noise
     held = geo.holdout
@@ -114,7 +114,7 @@ def test_null_log_gets_no_evidence_and_a_large_p_value():
 
 def test_geo_tree_permutation_refits_the_tree():
     """On noise the geo tree's discovered gap is large, yet the search-aware p-value is not small."""
-    result = fairaudit.audit(geo_null_log(1000, 11), methods=["geo-tree"], bootstrap=0, permutations=40, seed=0, min_gain=0)
+    result = fairaudit.audit(geo_null_log(1000, 11), methods=["geo-tree"], bootstrap=0, permutations=40, seed=0, min_gain=0, bottom="worst", top="best")
     geo = result.methods["geo-tree"]
     assert geo.discovery.wer_gap_pct > 30
     assert geo.discovery.p_value > 0.05

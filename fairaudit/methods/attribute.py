@@ -13,14 +13,19 @@ import pandas as pd
 
 from fairaudit.errors import UsageError
 from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_gaps
+from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
 
 
+@register
 class AttributeGroups(CohortMethod):
     """Cohorts = the values (or value combinations) of metadata columns."""
 
     name = "attribute"
+    title = "attribute: cohorts of given metadata"
+    display_order = 40
+    runs_by_default = False  # runs when --by names columns
 
     def __init__(self, by: Sequence[str], min_speakers: int = 30) -> None:
         if isinstance(by, str):
@@ -29,6 +34,11 @@ class AttributeGroups(CohortMethod):
         self.min_speakers = min_speakers
         if not self.by:
             raise UsageError("the attribute method needs at least one column: use --by COLUMN")
+
+    @classmethod
+    def from_options(cls, opts) -> list["AttributeGroups"]:
+        """One method per distinct --by spec (a repeated spec is one audit)."""
+        return [cls(by=spec, min_speakers=opts.min_speakers) for spec in dict.fromkeys(opts.by or [])]
 
     @property
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]

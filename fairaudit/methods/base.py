@@ -11,13 +11,16 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from fairaudit.metrics import TopMode, pooled_wer, select_bottom_top
+from fairaudit.metrics import BottomMode, Selection, TopMode, select_bottom_top
 from fairaudit.partition import Partition
 from fairaudit.speakers import SpeakerTable
+
+if TYPE_CHECKING:
+    from fairaudit.audit import AuditOptions
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,13 @@ class SelectionRule:
     """How bottom and top cohorts are chosen from a partition (SPEC 5)."""
 
     min_speakers: int = 30
+    bottom: BottomMode = "auto"
     bottom_share: float | None = None
-    top: TopMode = "best"
+    max_bottom_share: float = 0.5
+    #: Gain one more cell must add to join the bottom cohort (``--bottom auto``); set per audit to
+    #: CELL_PENALTY x the speaker dispersion (:func:`fairaudit.metrics.speaker_dispersion`).
+    cell_penalty: float = 0.0
+    top: TopMode = "rest"
 
     def eligible(self, speakers_per_cohort: np.ndarray, words_per_cohort: np.ndarray | None = None) -> np.ndarray:
         """Cohorts large enough to be chosen as bottom or top."""
@@ -37,21 +45,36 @@ class SelectionRule:
 
     def gaps(self, errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray) -> np.ndarray:
         """Gap (%) per replicate for cohort totals of shape (R, K) with speaker counts (K,)."""
-        wer = pooled_wer(errors, ref_words)
-        selection = select_bottom_top(
-            wer, speakers, self.eligible(speakers), bottom_share=self.bottom_share, top=self.top
+        return self.select(errors, ref_words, speakers).gap_pct(errors, ref_words)
+
+    def select(self, errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray) -> Selection:
+        """Bottom and top cohorts per replicate for cell totals (R, K) and speaker counts (K,)."""
+        return select_bottom_top(
+            errors, ref_words, speakers, self.eligible(speakers),
+            bottom=self.bottom, bottom_share=self.bottom_share, max_bottom_share=self.max_bottom_share,
+            cell_penalty=self.cell_penalty, top=self.top,
         )
-        return selection.gap_pct(errors, ref_words)
 
 
 class CohortMethod(ABC):
     """A cohort-discovery method: speaker table in, partition out."""
 
     name: ClassVar[str]
+    #: One line for report headings: "<name>: what the cohorts are".
+    title: ClassVar[str] = ""
+    #: Position in reports (lower first).
+    display_order: ClassVar[int] = 100
+    #: Run without ``--method`` when the log has the required columns.
+    runs_by_default: ClassVar[bool] = True
     #: Speaker-table columns the method needs; "embeddings" means the embedding matrix.
     requires: ClassVar[tuple[str, ...]] = ()
 
     partition_: Partition
+
+    @classmethod
+    def from_options(cls, opts: "AuditOptions") -> list["CohortMethod"]:
+        """The method instance(s) an audit with these options runs (usually one)."""
+        raise NotImplementedError
 
     @abstractmethod
     def fit(self, speakers: SpeakerTable) -> "CohortMethod":

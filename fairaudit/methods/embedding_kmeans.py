@@ -1,6 +1,9 @@
 """embedding-kmeans (Dheram et al. 2022): k-means clusters of L2-normalised speaker embeddings.
 
-Clusters do not depend on outcomes, so the permutation test re-ranks the fixed clusters. Each
+Clusters do not depend on outcomes, so the permutation test re-ranks the fixed clusters (and
+re-runs the union selection of the bottom cohort). ``clusters="auto"`` picks a generous k (see
+:func:`auto_cluster_count`): a population split over several clusters is re-joined by the union
+selection, while one merged with another could never be separated again. Each
 cluster is described by its metadata profile (the values most over-represented in it) so a person
 can tell who is in it.
 """
@@ -11,40 +14,50 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_gaps
+from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
 
 PROFILE_COLUMNS = 3  # metadata columns shown in a cluster's description
 
 
+@register
 class EmbeddingKMeans(CohortMethod):
     """Speaker clusters in embedding space, ranked by pooled WER."""
 
     name = "embedding-kmeans"
+    title = "embedding-kmeans: clusters of speaker embeddings"
+    display_order = 30
     requires = ("embeddings",)
 
-    def __init__(self, clusters: int = 10, min_speakers: int = 30, seed: int = 0) -> None:
+    def __init__(self, clusters: int | str = "auto", min_speakers: int = 30, seed: int = 0) -> None:
         self.clusters = clusters
         self.min_speakers = min_speakers
         self.seed = seed
 
+    @classmethod
+    def from_options(cls, opts) -> list["EmbeddingKMeans"]:
+        return [cls(clusters=opts.clusters, min_speakers=opts.min_speakers, seed=opts.seed)]
+
     def fit(self, speakers: SpeakerTable) -> "EmbeddingKMeans":
         vectors, present = _vectors(speakers)
         self.model_ = None
-        if present.sum() >= max(self.clusters, 2):
+        self.n_clusters_ = auto_cluster_count(int(present.sum()), self.min_speakers) if self.clusters == "auto" else int(self.clusters)
+        if present.sum() >= max(self.n_clusters_, 2) and self.n_clusters_ >= 2:
             from sklearn.cluster import KMeans  # imported here: sklearn slows every CLI start
 
-            self.model_ = KMeans(n_clusters=self.clusters, random_state=self.seed, n_init=4).fit(vectors[present])
+            k = self.n_clusters_
+            self.model_ = KMeans(n_clusters=k, random_state=self.seed, n_init=4).fit(vectors[present])
             raw = self.model_.labels_
             # Number clusters by size (largest = cluster-1) so ids do not depend on k-means' order.
-            sizes = np.bincount(raw, minlength=self.clusters)
-            order = np.lexsort((np.arange(self.clusters), -sizes))
-            self._renumber = np.empty(self.clusters, dtype=np.int64)
-            self._renumber[order] = np.arange(self.clusters)
+            sizes = np.bincount(raw, minlength=k)
+            order = np.lexsort((np.arange(k), -sizes))
+            self._renumber = np.empty(k, dtype=np.int64)
+            self._renumber[order] = np.arange(k)
             labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
             labels[present] = self._renumber[raw]
-            self.profiles_ = cluster_profiles(speakers, labels, self.clusters)
-            self.projection_ = project_clusters(vectors[present], labels[present], self.clusters, self.seed)
+            self.profiles_ = cluster_profiles(speakers, labels, k)
+            self.projection_ = project_clusters(vectors[present], labels[present], k, self.seed)
         else:
             self.profiles_ = []
             self.projection_ = None
@@ -56,7 +69,7 @@ class EmbeddingKMeans(CohortMethod):
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
         n_clusters = 0
         if self.model_ is not None:
-            n_clusters = self.clusters
+            n_clusters = self.n_clusters_
             if present.any():
                 labels[present] = self._renumber[self.model_.predict(vectors[present])]
         reasons = {}
@@ -76,6 +89,22 @@ class EmbeddingKMeans(CohortMethod):
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Clusters are fixed; only the ranking depends on outcomes."""
         return fixed_partition_gaps(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+
+
+#: ``clusters="auto"``: at most this many clusters, and on average at least
+#: AUTO_SPEAKERS_PER_MIN x min_speakers speakers per cluster.
+AUTO_MAX_CLUSTERS = 24
+AUTO_SPEAKERS_PER_MIN = 3
+
+
+def auto_cluster_count(n_speakers: int, min_speakers: int) -> int:
+    """k for ``clusters="auto"``: generous, so a real sub-population is not merged with another.
+
+    Over-splitting is harmless because the bottom cohort is the union of the worst clusters
+    (SPEC 5), which re-joins a split population; merging is not, so k errs on the large side,
+    bounded so that an average cluster still holds a few times the minimum cell size.
+    """
+    return int(np.clip(n_speakers // max(AUTO_SPEAKERS_PER_MIN * min_speakers, 1), 2, AUTO_MAX_CLUSTERS))
 
 
 PROJECTION_BINS = 40

@@ -20,6 +20,7 @@ import numpy as np
 
 from fairaudit.logs import LATITUDE, LONGITUDE
 from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
 
@@ -27,10 +28,13 @@ AXES = (LATITUDE, LONGITUDE)
 AXIS_LABEL = {LATITUDE: "lat", LONGITUDE: "lon"}
 
 
+@register
 class GeoTree(CohortMethod):
     """Regions of latitude/longitude with maximally different pooled WER."""
 
     name = "geo-tree"
+    title = "geo-tree: regions of latitude and longitude"
+    display_order = 10
     requires = (LATITUDE, LONGITUDE)
 
     def __init__(self, max_regions: int = 16, min_speakers: int = 30, seed: int = 0, min_gain: float | str = "auto") -> None:
@@ -38,6 +42,10 @@ class GeoTree(CohortMethod):
         self.min_speakers = min_speakers
         self.seed = seed
         self.min_gain = min_gain
+
+    @classmethod
+    def from_options(cls, opts) -> list["GeoTree"]:
+        return [cls(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed, min_gain=opts.min_gain)]
 
     def fit(self, speakers: SpeakerTable) -> "GeoTree":
         coords, located = _coordinates(speakers)

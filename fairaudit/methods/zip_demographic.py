@@ -2,8 +2,10 @@
 
 Candidates: majority race/ethnicity = g vs. not g (for each g that is some ZIP's majority), and
 each continuous attribute above vs. at-or-below a threshold on a quantile grid of the speakers'
-values. The reported partition is the eligible candidate with the largest WER gap; all candidates
-are kept, ranked, in ``partition_.details["candidates"]``.
+values (every 5% quantile). The reported partition is the eligible candidate with the largest
+size-weighted gain W_A W_B / (W_A + W_B) (WER_A - WER_B)^2 (SPEC 4.1 and 4.3; W = reference
+words), not the largest raw gap, which favours tiny noisy sides. All candidates are kept, ranked,
+in ``partition_.details["candidates"]``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from fairaudit.census import (
 )
 from fairaudit.logs import ZIP_CODE
 from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.registry import register
 from fairaudit.metrics import pooled_wer, wer_gap_pct
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
 
-DEFAULT_QUANTILES = tuple(np.round(np.arange(0.1, 0.91, 0.1), 2))
+#: Threshold grid: every 5% quantile of the speakers' values, so a cut off any decile is found.
+DEFAULT_QUANTILES = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
 
 
 @dataclass
@@ -41,10 +45,13 @@ class Candidate:
     descriptions: tuple[str, str]
 
 
+@register
 class ZipDemographic(CohortMethod):
-    """The census split of ZIP codes with the largest WER gap."""
+    """The census split of ZIP codes with the largest size-weighted WER difference (gain)."""
 
     name = "zip-demographic"
+    title = "zip-demographic: census splits of ZIP codes"
+    display_order = 20
     requires = (ZIP_CODE,)
 
     def __init__(
@@ -59,6 +66,20 @@ class ZipDemographic(CohortMethod):
         self.source = source
         self.quantiles = quantiles
 
+    @classmethod
+    def from_options(cls, opts) -> list["ZipDemographic"]:
+        """Candidates are limited to splits both of whose sides may be reported and selected
+        (the same minimum the selection and the permutation test use)."""
+        demographics, source = None, None
+        if opts.demographics:
+            from pathlib import Path
+
+            from fairaudit.ingest import read_demographics
+
+            demographics = read_demographics(opts.demographics)
+            source = f"user demographics table {Path(opts.demographics).name}"
+        return [cls(min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source)]
+
     def _table(self) -> pd.DataFrame:
         return builtin_demographics() if self.demographics is None else self.demographics
 
@@ -69,7 +90,7 @@ class ZipDemographic(CohortMethod):
         sides = _candidate_sides(attributes, self.candidates_)  # (n, C) in {-1, 0, 1}
         rule = SelectionRule(min_speakers=self.min_speakers)
         stats = _candidate_stats(sides, speakers.errors[None, :], speakers.ref_words[None, :], rule)
-        order = _rank_candidates(stats["gap"][0], stats["eligible"])
+        order = _rank_candidates(stats["gain"][0], stats["eligible"])
         self.ranking_ = [
             {
                 "rank": rank + 1,
@@ -88,6 +109,7 @@ class ZipDemographic(CohortMethod):
                     for side in (0, 1)
                 ],
                 "wer_gap_pct": _float(stats["gap"][0, c]),
+                "gain": _float(stats["gain"][0, c]),
                 "eligible": bool(stats["eligible"][c]),
             }
             for rank, c in enumerate(order)
@@ -128,9 +150,12 @@ class ZipDemographic(CohortMethod):
         for start in range(0, len(permutations), 50):  # bounded memory: 50 shuffles at a time
             block = slice(start, start + 50)
             stats = _candidate_stats(sides, errors[block], words[block], rule)
-            gaps = np.where(stats["eligible"][None, :], stats["gap"], -np.inf)
-            best = gaps.max(axis=1) if gaps.shape[1] else np.full(gaps.shape[0], -np.inf)
-            null[block] = np.where(np.isfinite(best), best, np.nan)
+            if not stats["gain"].shape[1]:
+                continue
+            gains = np.where(stats["eligible"][None, :] & np.isfinite(stats["gain"]), stats["gain"], -np.inf)
+            chosen = np.argmax(gains, axis=1)
+            best = np.take_along_axis(stats["gap"], chosen[:, None], axis=1)[:, 0]
+            null[block] = np.where(np.isfinite(gains.max(axis=1)) & np.isfinite(best), best, np.nan)
         return null
 
 
@@ -226,13 +251,16 @@ def _candidate_stats(sides: np.ndarray, errors: np.ndarray, words: np.ndarray, r
     wer = pooled_wer(err, wrd)
     gap = wer_gap_pct(np.nanmax(np.where(np.isnan(wer), -np.inf, wer), axis=-1), np.nanmin(np.where(np.isnan(wer), np.inf, wer), axis=-1))
     eligible = (spk >= rule.min_speakers).all(axis=-1)
-    return {"errors": err, "words": wrd, "speakers": spk, "wer": wer, "gap": gap, "eligible": eligible}
+    total = wrd.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = wrd[..., 0] * wrd[..., 1] / total * (wer[..., 0] - wer[..., 1]) ** 2
+    return {"errors": err, "words": wrd, "speakers": spk, "wer": wer, "gap": gap, "gain": gain, "eligible": eligible}
 
 
-def _rank_candidates(gap: np.ndarray, eligible: np.ndarray) -> list[int]:
-    """Candidates by gap, largest first; eligible before ineligible, undefined gaps last."""
-    key = np.where(np.isnan(gap), -np.inf, gap)
-    return list(np.lexsort((np.arange(len(gap)), -key, ~eligible)))
+def _rank_candidates(gain: np.ndarray, eligible: np.ndarray) -> list[int]:
+    """Candidates by size-weighted gain, largest first; eligible before ineligible, undefined last."""
+    key = np.where(np.isnan(gain), -np.inf, gain)
+    return list(np.lexsort((np.arange(len(gain)), -key, ~eligible)))
 
 
 def _count(reasons: np.ndarray) -> dict[str, int]:
