@@ -9,7 +9,9 @@ text with ``result.to_dict()`` formatted by ``fairaudit.render.format``.
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,9 +22,14 @@ import pytest
 from markupsafe import escape
 
 import fairaudit
+from fairaudit.partition import Partition
 from fairaudit.render import format as fmt
+from fairaudit.render import usmap
+from fairaudit.render.charts import plt
+from fairaudit.render.html import method_title, report_context
 from fairaudit.render.html import render_html as _render_html
 from fairaudit.render.markdown import render_markdown
+from fairaudit.result import MethodResult
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "synthetic" / "eval_log.csv.gz"
@@ -279,8 +286,10 @@ def test_sections_charts_attribution_and_provenance(quickstart):
     assert f"fairaudit {data['fairaudit_version']}" in plain
     for name in data["parameters"]:
         assert re.search(rf'<th>{name}</th>', text), name
-    # One WER-by-cohort chart per method plus the map and the cluster view, all inline PNG.
-    assert text.count('src="data:image/png;base64,') == len(data["methods"]) + 2
+    # One WER-by-cohort chart per method plus a map per geographic method and the cluster view, all inline PNG.
+    maps = sum(1 for view in report_context(quickstart)["methods"] if view.get("map"))
+    assert maps >= 1 and text.count('<figure class="chart map">') == maps
+    assert text.count('src="data:image/png;base64,') == len(data["methods"]) + maps + 1
     # The overall WER reference line is labelled with the pooled WER of all assigned speakers.
     for method in quickstart.methods.values():
         cohorts = method.discovery.cohorts
@@ -354,3 +363,204 @@ def test_markdown_summary_matches_the_json(quickstart, quickstart_holdout):
             assert f"({fmt.wer(method['bottom_wer'])})" in row and f"({fmt.wer(method['top_wer'])})" in row
             assert row.endswith(f"| {fmt.p_value(method['p_value'])} |")
         assert "WER gap = 100 x (WER(bottom) - WER(top)) / WER(top)" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The region map (SPEC 4.1, 4.2, 6): cells clipped to land, bottom cohort outlined, nothing
+# suppressed drawn. Geo-tree and geo-scan results are built by hand so the cells are known.
+# ---------------------------------------------------------------------------------------------
+def _region(i: int, lat0=None, lat1=None, lon0=None, lon1=None) -> dict:
+    return {"id": f"region-{i}", "latitude_min": lat0, "latitude_max": lat1, "longitude_min": lon0, "longitude_max": lon1}
+
+
+#: (id, description, speakers, WER, suppressed); region-5 (Florida and the Gulf coast) is suppressed.
+TREE_ROWS = [("region-1", "lon < -100", 500, 0.08, False), ("region-2", "lon >= -100, lat >= 37", 600, 0.09, False),
+             ("region-3", "-100 <= lon < -90, lat < 37", 200, 0.15, False),
+             ("region-4", "lon >= -90, 33 <= lat < 37", 150, 0.14, False),
+             ("region-5", "lon >= -90, lat < 33 SECRET", 5, 0.30, True)]
+TREE = {"regions": [_region(1, lon1=-100), _region(2, lat0=37, lon0=-100), _region(3, lat1=37, lon0=-100, lon1=-90),
+                    _region(4, lat0=33, lat1=37, lon0=-90), _region(5, lat1=33, lon0=-90)]}
+#: Atlanta (inland), Chicago, Houston (suppressed) and San Francisco (on the coast).
+SCAN_ROWS = [("window-1", "within 150 km of 33.75, -84.40", 120, 0.16, False),
+             ("window-2", "within 100 km of 41.90, -87.60", 90, 0.13, False),
+             ("window-3", "within 80 km of 29.80, -95.40 SECRET", 6, 0.40, True),
+             ("window-4", "within 60 km of 37.80, -122.40", 80, 0.10, False),
+             ("outside-windows", "outside every window", 1500, 0.09, False)]
+SCAN = {"windows": [
+    {"id": "window-1", "centre_lat": 33.75, "centre_lon": -84.4, "radius_km": 150, "score": 30.0},
+    {"id": "window-2", "centre_lat": 41.9, "centre_lon": -87.6, "radius_km": 100, "score": 12.0},
+    {"id": "window-3", "centre_lat": 29.8, "centre_lon": -95.4, "radius_km": 80, "score": 9.0},
+    {"id": "window-4", "centre_lat": 37.8, "centre_lon": -122.4, "radius_km": 60, "score": 2.0}]}
+SUPPRESSED_POINTS = {"geo-tree": (-81.5, 28.5), "geo-scan": (-95.4, 29.8)}  # (lon, lat) inside region-5 / window-3
+
+
+def _cohort_frame(rows: list[tuple]) -> pd.DataFrame:
+    """A discovery cohort table (result.Figures.cohorts) for the given rows."""
+    total = sum(r[2] for r in rows)
+    records = []
+    for rank, (cid, description, speakers, wer, suppressed) in enumerate(sorted(rows, key=lambda r: -r[3]), start=1):
+        words, share = speakers * 70, 100 * speakers / total
+        records.append(dict(id=cid, description=description, rank=rank, speakers=speakers, utterances=speakers * 20,
+                            ref_words=words, errors=round(wer * words), wer=wer, wer_ci_low=wer * 0.9,
+                            wer_ci_high=wer * 1.1, speaker_share_pct=share, utterance_share_pct=share,
+                            word_share_pct=share, eligible=speakers >= 30, suppressed=suppressed))
+    return pd.DataFrame(records)
+
+
+def _fake_method(base, name: str, rows: list[tuple], details: dict, bottom: list[str], top: list[str]) -> MethodResult:
+    """A method result with the given cells, reusing the headline figures of a real one."""
+    partition = Partition(name, np.zeros(0, dtype=np.int64), [r[0] for r in rows], [r[1] for r in rows], details=details)
+    figures = dataclasses.replace(base.methods["geo-tree"].discovery, cohorts=_cohort_frame(rows), bottom=bottom, top=top)
+    return MethodResult(name, partition, figures, "disparity", "planted for the map tests")
+
+
+@pytest.fixture(scope="module")
+def geo_fake(quickstart):
+    """A result with a hand-made geo-tree (one region suppressed) and geo-scan (one window suppressed)."""
+    methods = {
+        "geo-tree": _fake_method(quickstart, "geo-tree", TREE_ROWS, TREE, ["region-3", "region-4"], ["region-1"]),
+        "geo-scan": _fake_method(quickstart, "geo-scan", SCAN_ROWS, SCAN, ["window-1", "window-2"], ["outside-windows"]),
+    }
+    return dataclasses.replace(quickstart, methods=methods)
+
+
+def _map_views(result) -> list[dict]:
+    """The report views of the methods that draw a map (each must have drawn one)."""
+    views = [v for v in report_context(result)["methods"] if v["has_map"]]
+    assert views and all(v["map"] for v in views)
+    return views
+
+
+def _figure_patches(view: dict):
+    """The filled cell patches and the thick bottom outline patches of the map as drawn."""
+    fig = usmap.map_figure(view["map_shapes"], (8.0, 16.0), "WER")
+    patches = list(fig.axes[0].patches)
+    plt.close(fig)
+    filled = [p for p in patches if p.zorder == 2]
+    outlines = [p for p in patches if not p.get_fill() and p.get_linewidth() >= 2.9
+                and matplotlib_colour(p.get_edgecolor()) == matplotlib_colour(usmap.BOTTOM_EDGE)]
+    return filled, outlines
+
+
+def matplotlib_colour(colour) -> tuple:
+    """RGBA of a matplotlib colour, rounded for comparison."""
+    from matplotlib.colors import to_rgba
+
+    return tuple(round(c, 3) for c in to_rgba(colour))
+
+
+def _within_land(points) -> bool:
+    """Whether every point lies on the lower 48 states' land (within 0.001 degree)."""
+    from shapely.geometry import MultiPoint
+
+    return MultiPoint([tuple(p) for p in points]).within(usmap.land().buffer(1e-3))
+
+
+def test_map_draws_every_cell_clipped_to_land(quickstart, geo_fake):
+    from shapely.geometry import Point
+
+    for result in (quickstart, geo_fake):
+        for view in _map_views(result):
+            shapes = view["map_shapes"]
+            assert shapes
+            for shape in shapes:
+                assert shape.geometry.within(usmap.land().buffer(1e-6)), shape.id
+            filled, _ = _figure_patches(view)
+            assert len(filled) == len(shapes), "one filled patch per shape, nothing else"
+            for patch in filled:
+                assert _within_land(patch.get_path().vertices)
+                # Nothing is painted over the ocean (the old maps drew latitude bands across it).
+                for lon, lat in ((-120.0, 30.0), (-70.0, 35.0), (-88.0, 26.0)):
+                    assert not patch.get_path().contains_point((lon, lat))
+            assert not any(s.geometry.contains(Point(-120.0, 30.0)) for s in shapes)
+    # The unbounded geo-tree region-1 (lon < -100) is clipped: it reaches the coast and stops there.
+    region1 = next(s for s in _map_views(geo_fake)[0]["map_shapes"] if s.id == "region-1")
+    assert region1.geometry.bounds[0] > -125.0 and region1.geometry.bounds[2] <= -100.0 + 1e-9
+
+
+def test_suppressed_cells_are_not_drawn_labelled_or_in_the_legend(geo_fake):
+    text = _render_html(geo_fake)
+    for view in _map_views(geo_fake):
+        hidden = {c["id"] for c in geo_fake.to_dict()["methods"][view["key"]]["cohorts"] if c["suppressed"]}
+        assert hidden == {"geo-tree": {"region-5"}, "geo-scan": {"window-3"}}[view["key"]]
+        assert not hidden & {s.id for s in view["map_shapes"]}
+        assert not any(cid in legend for _, legend in view["map_legend"] for cid in hidden)
+        assert not any(cid in note for note in view["map_notes"] for cid in hidden), "region-5 also covers Puerto Rico"
+        filled, outlines = _figure_patches(view)
+        point = SUPPRESSED_POINTS[view["key"]]
+        assert not any(p.get_path().contains_point(point) for p in filled + outlines)
+        section = text[text.index(f'id="{view["anchor"]}"'):]
+        section = section[:section.index("</section>")]
+        caption = section[section.index('<figure class="chart map">'):]
+        caption = caption[:caption.index("</figure>")]
+        assert not any(cid in caption for cid in hidden)
+        assert "atched" not in caption and "atched" not in text
+    # Their bounds are not shown anywhere in the page either.
+    assert "SECRET" not in text
+
+
+def test_bottom_cohort_cells_are_outlined_and_named_in_the_legend(quickstart, geo_fake):
+    expected = {"geo-tree": ["region-3", "region-4"], "geo-scan": ["window-1", "window-2"]}
+    for view in _map_views(geo_fake):
+        shapes = view["map_shapes"]
+        bottom = [s for s in shapes if s.role == "bottom"]
+        assert sorted(s.id for s in bottom) == expected[view["key"]]
+        assert ("bottom", f"bottom cohort: {', '.join(expected[view['key']])}") in view["map_legend"]
+        _, outlines = _figure_patches(view)
+        assert len(outlines) == 1, "the bottom cohort is outlined once, thickly"
+        path = outlines[0].get_path()
+        for shape in shapes:
+            point = shape.geometry.representative_point()
+            assert path.contains_point((point.x, point.y)) == (shape.role == "bottom"), shape.id
+    top = next(v for v in _map_views(geo_fake) if v["key"] == "geo-tree")
+    assert [s.id for s in top["map_shapes"] if s.role == "top"] == ["region-1"]
+    # On the Quickstart log every bottom cell that lies on land is outlined.
+    for view in _map_views(quickstart):
+        bottom = quickstart.to_dict()["methods"][view["key"]]["bottom_cohorts"]
+        assert {s.id for s in view["map_shapes"] if s.role == "bottom"} == {s.id for s in view["map_shapes"] if s.id in bottom}
+        assert any(s.role == "bottom" for s in view["map_shapes"])
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance on a sphere of radius 6371 km (independent of usmap)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(a))
+
+
+def test_geo_scan_windows_are_geodesic_circles_of_their_radius(geo_fake):
+    from pyproj import Geod
+
+    window = SCAN["windows"][0]
+    circle = usmap.window_geometry(window)
+    for lon, lat in circle.exterior.coords:
+        assert _haversine_km(window["centre_lat"], window["centre_lon"], lat, lon) == pytest.approx(150.0, rel=2e-3)
+    area_km2 = abs(Geod(ellps="WGS84").geometry_area_perimeter(circle)[0]) / 1e6
+    assert area_km2 == pytest.approx(math.pi * 150.0**2, rel=0.01)
+    views = {v["key"]: v for v in _map_views(geo_fake)}
+    shapes = {s.id: s for s in views["geo-scan"]["map_shapes"]}
+    assert set(shapes) == {"window-1", "window-2", "window-4"}, "outside-windows and suppressed windows are not drawn"
+    # Atlanta's window lies on land: drawn whole. San Francisco's loses the Pacific and the bay.
+    assert shapes["window-1"].geometry.area == pytest.approx(circle.area, rel=1e-6)
+    coast = usmap.window_geometry(SCAN["windows"][3])
+    assert shapes["window-4"].geometry.area < 0.8 * coast.area
+    # The geo-scan section has the same parts as geo-tree: table, WER chart, map.
+    text = _render_html(geo_fake)
+    section = text[text.index('data-method="geo-scan"', text.index("</table>")):]
+    section = section[:section.index("</section>")]
+    assert '<table class="cohorts" data-method="geo-scan"' in section
+    assert section.count('src="data:image/png;base64,') == 2
+    assert "Scan windows on the map" in section and "Grey land: outside-windows" in section
+
+
+def test_method_headings_are_the_registered_titles(quickstart, monkeypatch):
+    from fairaudit.methods.registry import method_classes
+
+    classes = method_classes()
+    assert method_title("no-such-method") == "no-such-method"
+    assert method_title("attribute:accent,gender").startswith("attribute:accent,gender")
+    monkeypatch.setattr(classes["geo-tree"], "title", "geo-tree: <b>planted</b> regions", raising=False)
+    monkeypatch.setattr(classes["zip-demographic"], "title", "", raising=False)
+    text = _render_html(quickstart)
+    assert "<h2>geo-tree: &lt;b&gt;planted&lt;/b&gt; regions</h2>" in text
+    assert "<h2>zip-demographic</h2>" in text

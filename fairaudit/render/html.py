@@ -43,12 +43,6 @@ DEFINITIONS = [
      "the minimum size)"),
 ]
 
-METHOD_TITLES = {
-    "geo-tree": "geo-tree: regions of latitude and longitude",
-    "zip-demographic": "zip-demographic: census splits of ZIP codes",
-    "embedding-kmeans": "embedding-kmeans: clusters of speaker embeddings",
-}
-
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
@@ -123,6 +117,7 @@ UNSET = {
 
 
 def _parameter(name: str, value: object) -> str:
+    """A parameter's value as shown in the settings table."""
     if value is None:
         return UNSET.get(name, "none")
     if isinstance(value, (list, tuple)):
@@ -131,6 +126,7 @@ def _parameter(name: str, value: object) -> str:
 
 
 def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anchor: str) -> dict:
+    """Everything one method's section shows: figures, tables and its method-specific view."""
     figures = [_figures_view("discovery", method, result.discovery, minimum)]
     if method["holdout"] is not None:
         figures.append(_figures_view("held-out", method["holdout"], result.holdout, minimum))
@@ -139,7 +135,7 @@ def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anc
         "key": key,
         "kind": base,
         "anchor": anchor,
-        "title": METHOD_TITLES.get(base, f"{key}: cohorts of given metadata" if base == "attribute" else key),
+        "title": method_title(key),
         "verdict": method["verdict"],
         "verdict_class": VERDICT_CLASS.get(method["verdict"], "insufficient"),
         "verdict_reason": method["verdict_reason"],
@@ -148,15 +144,12 @@ def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anc
         "unassigned": [(reason, f"{count:,}") for reason, count in (method.get("unassigned") or {}).items()],
         "unassigned_total": f"{sum((method.get('unassigned') or {}).values()):,}",
         "details": method.get("details") or {},
+        "has_map": usmap.has_map(method.get("details") or {}),
     }
     discovery = method
     bottom, top = discovery["bottom_cohorts"], discovery["top_cohorts"]
-    if base == "geo-tree":
-        regions = view["details"].get("regions") or []
-        descriptions = {c["id"]: c["description"] for c in discovery["cohorts"]}
-        view["map"] = usmap.region_map(regions, discovery["cohorts"], bottom, top, minimum)
-        view["map_notes"] = usmap.outside_notes(regions, descriptions)
-        view["attribution"] = usmap.ATTRIBUTION
+    if view["has_map"]:
+        view.update(_map_view(view["details"], discovery["cohorts"], bottom, top))
     elif base == "zip-demographic":
         view["candidates"] = _candidates(method.get("candidates") or [], method.get("chosen"), minimum)
         view["source"] = view["details"].get("source") or ""
@@ -170,6 +163,40 @@ def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anc
     elif base == "attribute":
         view["by"] = view["details"].get("by") or []
     return view
+
+
+def method_title(key: str) -> str:
+    """A method section's heading: the registered class's ``title``, with ``key`` for its name.
+
+    For "attribute:accent" the title "attribute: cohorts of given metadata" becomes
+    "attribute:accent: cohorts of given metadata"; without a title the heading is the key.
+    """
+    from fairaudit.methods.registry import method_classes
+
+    base = key.split(":", 1)[0]
+    title = getattr(method_classes().get(base), "title", "") or ""
+    if not isinstance(title, str) or not title.strip():
+        return key
+    return key + title[len(base):] if title.startswith(base + ":") else title
+
+
+def _map_view(details: dict, cohorts: list[dict], bottom: list[str], top: list[str]) -> dict:
+    """The map of a geographic method: land-clipped shapes drawn, legend, notes and caption facts."""
+    shapes = usmap.map_shapes(details, cohorts, bottom, top)
+    descriptions = {c["id"]: c["description"] for c in cohorts if not c["suppressed"]}
+    kind = "windows" if details.get("windows") else "regions"
+    cells = usmap.cell_geometries(details)
+    # Cohorts without a shape of their own (geo-scan's outside-windows) are the land left grey.
+    rest = [c["id"] for c in cohorts if not c["suppressed"] and c["id"] not in cells]
+    return {
+        "map": usmap.draw_map(shapes, usmap.wer_range(cohorts)),
+        "map_shapes": shapes,
+        "map_legend": usmap.legend_entries(shapes),
+        "map_kind": kind,
+        "map_undrawn": rest,
+        "map_notes": usmap.outside_notes(details, cohorts, descriptions),
+        "attribution": usmap.ATTRIBUTION,
+    }
 
 
 def _figures_view(label: str, figures: dict, frame_figures, minimum: int) -> dict:

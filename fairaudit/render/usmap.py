@@ -1,14 +1,26 @@
-"""The geo-tree region map: regions as rectangles coloured by WER over US state outlines.
+"""The region map of the geographic methods: cells clipped to land, coloured by WER.
 
-State outlines come from the PyPI package ``bokeh-sampledata`` (simplified US Census Bureau
-TIGER/Line polygons, offline). The map shows the lower 48 states; unbounded region edges are
-clipped to that extent, and regions reaching Alaska or Hawaii are listed in a note instead of
-distorting the map.
+Two kinds of cells are drawn, read from a partition's ``details``:
+
+- ``regions`` (geo-tree): axis-aligned boxes of latitude/longitude (``None`` = unbounded);
+- ``windows`` (geo-scan): circles of ``radius_km`` around (``centre_lat``, ``centre_lon``),
+  drawn as geodesic circles (points at that great-circle distance from the centre).
+
+Every cell is intersected with the land of the lower 48 states (the union of the state
+polygons of the PyPI package ``bokeh-sampledata``: simplified US Census Bureau TIGER/Line,
+offline), so a region never spreads over the ocean, Canada or Mexico. Cells reaching Alaska,
+Hawaii or Puerto Rico are named in notes instead of distorting the map.
+
+Privacy (SPEC 6): a suppressed cohort is not drawn at all, neither filled nor outlined nor
+labelled, and the legend lists only what is drawn. Which shapes are drawn is decided by
+:func:`map_shapes` alone; :func:`draw_map` draws exactly those, so tests can check them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from fairaudit.render import charts
@@ -18,13 +30,35 @@ ATTRIBUTION = "State outlines: US Census Bureau via bokeh-sampledata"
 #: Map extent (degrees): the lower 48 states with a small margin.
 LON_RANGE = (-125.5, -66.0)
 LAT_RANGE = (24.0, 50.0)
-#: Rough boxes of the parts of the US outside the map, to say which regions reach them.
+#: Rough boxes of the parts of the US outside the map, to say which cells reach them.
 OUTSIDE = {
     "Alaska": ((51.0, 72.0), (-180.0, -129.5)),
     "Hawaii": ((18.5, 22.5), (-160.5, -154.5)),
     "Puerto Rico": ((17.8, 18.6), (-67.4, -65.2)),
 }
 NOT_LOWER_48 = {"AK", "HI", "PR"}
+#: Mean Earth radius (km, IUGG), as in the haversine formula.
+EARTH_RADIUS_KM = 6371.0088
+#: Vertices of a drawn window circle.
+CIRCLE_POINTS = 180
+#: Fill colours of the cells, from low to high WER.
+COLOUR_MAP = "YlOrRd"
+#: The bottom cohort's outline: dark, thick, over a white halo so it shows on any fill.
+BOTTOM_EDGE = "#111827"
+LAND = "#e5e7eb"
+SEA = "#f8fafc"
+#: With at most this many cells every cell is labelled (where labels do not collide).
+MAX_ALL_LABELS = 8
+
+
+@dataclass(frozen=True)
+class MapShape:
+    """One cell as drawn: its cohort id, land-clipped geometry (lon/lat degrees), WER and role."""
+
+    id: str
+    geometry: object  # shapely geometry, never empty
+    wer: float  # fraction of reference words
+    role: str  # "bottom", "top" or ""
 
 
 @lru_cache(maxsize=1)
@@ -37,114 +71,251 @@ def lower48_states():
     return geopandas.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4269")
 
 
-def _bounds(region: dict) -> tuple[float, float, float, float]:
-    """(lat_low, lat_high, lon_low, lon_high) with unbounded edges as infinities."""
-    inf = float("inf")
-    lat_low = region.get("latitude_min")
-    lat_high = region.get("latitude_max")
-    lon_low = region.get("longitude_min")
-    lon_high = region.get("longitude_max")
-    return (
-        -inf if lat_low is None else float(lat_low),
-        inf if lat_high is None else float(lat_high),
-        -inf if lon_low is None else float(lon_low),
-        inf if lon_high is None else float(lon_high),
-    )
+@lru_cache(maxsize=1)
+def land():
+    """The land of the lower 48 states and DC: the union of the state polygons."""
+    return lower48_states().union_all()
 
 
-def _overlap(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float] | None:
-    low, high = max(a[0], b[0]), min(a[1], b[1])
-    return (low, high) if high > low else None
+def _edge(value: object, default: float) -> float:
+    """A region bound in degrees, ``default`` when unbounded (None)."""
+    return default if value is None else float(value)
 
 
-def outside_notes(regions: Sequence[dict], descriptions: dict[str, str]) -> list[str]:
-    """Sentences naming regions that lie outside the map or also cover Alaska, Hawaii or Puerto Rico."""
-    notes = []
-    for region in regions:
-        lat_low, lat_high, lon_low, lon_high = _bounds(region)
-        on_map = _overlap((lat_low, lat_high), LAT_RANGE) and _overlap((lon_low, lon_high), LON_RANGE)
-        places = [
-            name for name, (lat, lon) in OUTSIDE.items()
-            if _overlap((lat_low, lat_high), lat) and _overlap((lon_low, lon_high), lon)
-        ]
-        if not places and on_map:
+def region_geometry(region: Mapping) -> object:
+    """The box of a geo-tree region (unbounded edges at the edge of the globe)."""
+    from shapely.geometry import box
+
+    lat_low = max(_edge(region.get("latitude_min"), -90.0), -90.0)
+    lat_high = min(_edge(region.get("latitude_max"), 90.0), 90.0)
+    lon_low = max(_edge(region.get("longitude_min"), -180.0), -180.0)
+    lon_high = min(_edge(region.get("longitude_max"), 180.0), 180.0)
+    if lat_high <= lat_low or lon_high <= lon_low:
+        from shapely.geometry import Polygon
+
+        return Polygon()
+    return box(lon_low, lat_low, lon_high, lat_high)
+
+
+def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) -> tuple[float, float]:
+    """(lat, lon) reached from (lat, lon) after ``distance_km`` along a great circle at a bearing."""
+    phi1, lambda1 = math.radians(lat), math.radians(lon)
+    theta, delta = math.radians(bearing_deg), distance_km / EARTH_RADIUS_KM
+    phi2 = math.asin(math.sin(phi1) * math.cos(delta) + math.cos(phi1) * math.sin(delta) * math.cos(theta))
+    lambda2 = lambda1 + math.atan2(math.sin(theta) * math.sin(delta) * math.cos(phi1),
+                                   math.cos(delta) - math.sin(phi1) * math.sin(phi2))
+    return math.degrees(phi2), (math.degrees(lambda2) + 540.0) % 360.0 - 180.0
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (km) between two points."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    a = (math.sin((phi2 - phi1) / 2) ** 2
+         + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> object:
+    """The geodesic circle of a geo-scan window: ``points`` vertices at ``radius_km`` from the centre."""
+    from shapely.geometry import Polygon
+
+    lat, lon, radius = float(window["centre_lat"]), float(window["centre_lon"]), float(window["radius_km"])
+    if radius <= 0:
+        return Polygon()
+    ring = [destination(lat, lon, 360.0 * k / points, radius) for k in range(points)]
+    return Polygon([(x, y) for y, x in ring])
+
+
+def cell_geometries(details: Mapping) -> dict[str, object]:
+    """Unclipped geometry of every drawable cell of a partition's details, by cohort id."""
+    cells: dict[str, object] = {}
+    for region in details.get("regions") or []:
+        cells[str(region.get("id"))] = region_geometry(region)
+    for window in details.get("windows") or []:
+        cells[str(window.get("id"))] = window_geometry(window)
+    return cells
+
+
+def has_map(details: Mapping) -> bool:
+    """Whether a method's details hold cells to draw on the map (regions or windows)."""
+    return bool(details.get("regions") or details.get("windows"))
+
+
+def _reported(cohorts: Sequence[Mapping]) -> dict[str, Mapping]:
+    """Cohorts that may be shown (not suppressed, with a WER), by id."""
+    return {str(c["id"]): c for c in cohorts if not c.get("suppressed") and c.get("wer") is not None}
+
+
+def _role(cid: str, bottom: Sequence[str], top: Sequence[str]) -> str:
+    """'bottom', 'top' (only a single top cohort is outlined) or ''."""
+    if cid in bottom:
+        return "bottom"
+    return "top" if len(top) == 1 and cid in top else ""
+
+
+def map_shapes(details: Mapping, cohorts: Sequence[Mapping], bottom: Sequence[str],
+               top: Sequence[str]) -> list[MapShape]:
+    """The shapes to draw: reported cells clipped to land, bottom cells last (drawn on top)."""
+    reported = _reported(cohorts)
+    shapes = []
+    for cid, geometry in cell_geometries(details).items():
+        cohort = reported.get(cid)
+        if cohort is None or geometry.is_empty:
+            continue  # suppressed, unknown or degenerate: nothing of it is drawn
+        clipped = geometry.intersection(land())
+        if clipped.is_empty or clipped.area <= 0:
             continue
-        rid = str(region.get("id"))
-        text = f"{rid} ({descriptions.get(rid, '')})"
+        shapes.append(MapShape(cid, clipped, float(cohort["wer"]), _role(cid, bottom, top)))
+    order = {"": 0, "top": 1, "bottom": 2}
+    return sorted(shapes, key=lambda s: (order[s.role], s.wer))
+
+
+def wer_range(cohorts: Sequence[Mapping]) -> tuple[float, float]:
+    """Colour-scale limits (% of words) over the reported cohorts' WERs."""
+    wers = [100 * float(c["wer"]) for c in _reported(cohorts).values()]
+    if not wers:
+        return 0.0, 1.0
+    low, high = min(wers), max(wers)
+    return (low - 0.5, high + 0.5) if high - low < 1e-9 else (low, high)
+
+
+def legend_entries(shapes: Sequence[MapShape]) -> list[tuple[str, str]]:
+    """(role, text) of each legend entry: only roles of shapes that are drawn."""
+    entries = []
+    for role, name in (("bottom", "bottom cohort"), ("top", "top cohort")):
+        ids = [s.id for s in sorted(shapes, key=lambda s: -s.wer) if s.role == role]
+        if ids:
+            entries.append((role, f"{name}: {short(', '.join(ids), 40)}"))
+    return entries
+
+
+def outside_notes(details: Mapping, cohorts: Sequence[Mapping], descriptions: Mapping[str, str]) -> list[str]:
+    """Sentences naming reported cells off the map's land or also covering Alaska, Hawaii or Puerto Rico."""
+    from shapely.geometry import box
+
+    reported = _reported(cohorts)
+    notes = []
+    for cid, geometry in cell_geometries(details).items():
+        if cid not in reported or geometry.is_empty:
+            continue
+        on_map = geometry.intersection(land()).area > 0
+        places = [name for name, ((lat0, lat1), (lon0, lon1)) in OUTSIDE.items()
+                  if geometry.intersects(box(lon0, lat0, lon1, lat1))]
+        if on_map and not places:
+            continue
+        description = descriptions.get(cid, "")
+        text = f"{cid} ({description})" if description and description != cid else cid
         where = " and ".join(places) if places else "areas outside the lower 48 states"
         notes.append(f"{text} lies outside the map; it covers {where}." if not on_map
                      else f"{text} also covers {where}, outside the map.")
     return notes
 
 
-def region_map(regions: Sequence[dict], cohorts: Sequence[dict], bottom: Sequence[str], top: Sequence[str],
-               min_report_speakers: int) -> str | None:
-    """PNG data URI of the regions over the lower 48 states, coloured by WER (% of words)."""
-    if not regions:
-        return None
-    by_id = {c["id"]: c for c in cohorts}
-    wers = [100 * c["wer"] for c in cohorts if not c.get("suppressed") and c.get("wer") is not None]
-    if wers:
-        low, high = min(wers), max(wers)
-        if high - low < 1e-9:
-            low, high = low - 0.5, high + 0.5
-    else:
-        low, high = 0.0, 1.0
+def _polygons(geometry) -> list:
+    """The polygons of a (multi)polygon or geometry collection."""
+    if geometry.geom_type == "Polygon":
+        return [geometry]
+    if hasattr(geometry, "geoms"):
+        return [p for g in geometry.geoms for p in _polygons(g)]
+    return []
+
+
+def _patch(geometry, **style):
+    """A matplotlib patch of a shapely (multi)polygon, holes included."""
+    from matplotlib.path import Path
+    from matplotlib.patches import PathPatch
+
+    vertices, codes = [], []
+    for polygon in _polygons(geometry):
+        for ring in [polygon.exterior, *polygon.interiors]:
+            points = list(ring.coords)
+            vertices += points
+            codes += [Path.MOVETO] + [Path.LINETO] * (len(points) - 2) + [Path.CLOSEPOLY]
+    return PathPatch(Path(vertices, codes), **style)
+
+
+def _draw_cells(ax, shapes: Sequence[MapShape], cmap, norm) -> None:
+    """Fill every shape by WER, then outline the top cohort and the bottom cohort."""
+    from shapely import union_all
+
+    for shape in shapes:
+        ax.add_patch(_patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white",
+                            lw=0.7, zorder=2))
+    top = [s.geometry for s in shapes if s.role == "top"]
+    if top:
+        ax.add_patch(_patch(union_all(top), fill=False, edgecolor=TOP, lw=2.0, ls=(0, (4, 2)), zorder=5))
+    bottom = [s.geometry for s in shapes if s.role == "bottom"]
+    if bottom:
+        outline = union_all(bottom)
+        ax.add_patch(_patch(outline, fill=False, edgecolor="white", lw=6.0, zorder=6))
+        ax.add_patch(_patch(outline, fill=False, edgecolor=BOTTOM_EDGE, lw=3.0, zorder=7))
+
+
+def _label_position(geometry) -> tuple[float, float, str]:
+    """Where a cell's label goes: inside a large cell, beside a small one (so it hides nothing)."""
+    minx, _, maxx, _ = geometry.bounds
+    point = geometry.representative_point()
+    if maxx - minx < 4.0:
+        return maxx + 0.35, point.y, "left"
+    return point.x, point.y, "center"
+
+
+def _draw_labels(ax, shapes: Sequence[MapShape]) -> None:
+    """Label bottom and top cells, then others where a label fits (the table lists every cell)."""
+    placed: list[tuple[float, float]] = []
+    few = len(shapes) <= MAX_ALL_LABELS
+    for shape in sorted(shapes, key=lambda s: (s.role != "bottom", s.role != "top", -s.geometry.area)):
+        x, y, align = _label_position(shape.geometry)
+        marked = bool(shape.role)
+        crowded = any(abs(x - px) < 6.0 and abs(y - py) < 1.1 for px, py in placed)
+        if not marked and (crowded or not (few or shape.geometry.area >= 6.0)):
+            continue
+        placed.append((x, y))
+        colour = BOTTOM if shape.role == "bottom" else TOP if shape.role == "top" else INK
+        ax.text(x, y, short(shape.id, 14), ha=align, va="center", fontsize=7.5, color=colour, zorder=8,
+                fontweight="bold" if marked else "normal",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour if marked else "none", "alpha": 0.9})
+
+
+def _draw_legend(ax, shapes: Sequence[MapShape]) -> None:
+    """A legend of the outlines actually drawn (nothing when no cohort is outlined)."""
+    from matplotlib.lines import Line2D
+
+    style = {"bottom": {"color": BOTTOM_EDGE, "lw": 3.0}, "top": {"color": TOP, "lw": 2.0, "ls": (0, (4, 2))}}
+    handles = [Line2D([], [], label=text, **style[role]) for role, text in legend_entries(shapes)]
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True, framealpha=0.92, edgecolor="#d1d5db")
+
+
+def map_figure(shapes: Sequence[MapShape], limits: tuple[float, float], colour_label: str):
+    """The matplotlib figure of ``shapes`` over the lower 48 states, with a WER colour bar."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["YlOrRd"]
-    norm = matplotlib.colors.Normalize(vmin=low, vmax=high)
+    cmap = matplotlib.colormaps[COLOUR_MAP]
+    norm = matplotlib.colors.Normalize(vmin=limits[0], vmax=limits[1])
     with plt.rc_context(charts.FONT):
-        fig, ax = plt.subplots(figsize=(9.6, 5.2))
-        ax.set_facecolor("#f8fafc")
-        lower48_states().plot(ax=ax, facecolor="#eef1f4", edgecolor="none", zorder=1)
-        labels = []
-        for region in regions:
-            rid = str(region.get("id"))
-            lat_low, lat_high, lon_low, lon_high = _bounds(region)
-            lat = _overlap((lat_low, lat_high), LAT_RANGE)
-            lon = _overlap((lon_low, lon_high), LON_RANGE)
-            if not lat or not lon:
-                continue
-            cohort = by_id.get(rid, {})
-            suppressed = bool(cohort.get("suppressed")) or cohort.get("wer") is None
-            face = "#d1d5db" if suppressed else cmap(norm(100 * cohort["wer"]))
-            is_bottom, is_top = rid in bottom, rid in top
-            ax.add_patch(plt.Rectangle((lon[0], lat[0]), lon[1] - lon[0], lat[1] - lat[0], facecolor=face,
-                                       alpha=0.82, edgecolor="white", lw=0.8, hatch="///" if suppressed else None,
-                                       zorder=2))
-            if is_bottom or is_top:
-                ax.add_patch(plt.Rectangle((lon[0], lat[0]), lon[1] - lon[0], lat[1] - lat[0], fill=False,
-                                           edgecolor=BOTTOM if is_bottom else TOP, lw=2.6 if is_bottom else 1.8,
-                                           ls="-" if is_bottom else "--", zorder=5))
-            area = (lon[1] - lon[0]) * (lat[1] - lat[0])
-            labels.append(((lon[0] + lon[1]) / 2, (lat[0] + lat[1]) / 2, rid, is_bottom, is_top, area))
-        lower48_states().boundary.plot(ax=ax, color="#4b5563", lw=0.45, zorder=3)
-        placed: list[tuple[float, float]] = []
-        # Bottom and top first, then larger regions; skip a label that would collide with one
-        # already drawn (the table lists every region).
-        for x, y, rid, is_bottom, is_top, area in sorted(labels, key=lambda item: (not item[3], not item[4], -item[5])):
-            if not (is_bottom or is_top) and (area < 6.0 or any(abs(x - px) < 6.0 and abs(y - py) < 1.1 for px, py in placed)):
-                continue
-            placed.append((x, y))
-            text = short(rid, 14) + (" (bottom)" if is_bottom else " (top)" if is_top else "")
-            ax.text(x, y, text, ha="center", va="center", fontsize=7.5, color=INK, zorder=6,
-                    fontweight="bold" if (is_bottom or is_top) else "normal",
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
+        fig, ax = plt.subplots(figsize=(9.6, 5.4))
+        ax.set_facecolor(SEA)
+        ax.add_patch(_patch(land(), facecolor=LAND, edgecolor="none", zorder=1))
+        _draw_cells(ax, shapes, cmap, norm)
+        lower48_states().boundary.plot(ax=ax, color="#6b7280", lw=0.4, zorder=3)
+        _draw_labels(ax, shapes)
+        _draw_legend(ax, shapes)
         ax.set_xlim(*LON_RANGE)
         ax.set_ylim(*LAT_RANGE)
         ax.set_aspect(1.25)  # ~1 / cos(37 deg): keeps the lower 48 from looking stretched
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-        bar = fig.colorbar(mappable, ax=ax, fraction=0.03, pad=0.01)
-        bar.set_label("region WER (% of reference words)")
+        ax.set_axis_off()
+        bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01)
+        bar.set_label(colour_label)
         bar.outline.set_visible(False)
-        ax.text(0.0, -0.02, ATTRIBUTION + f". Hatched: suppressed (fewer than {min_report_speakers} speakers).",
-                transform=ax.transAxes, fontsize=7, color=charts.MUTED, va="top")
+        ax.text(0.0, -0.01, ATTRIBUTION + ".", transform=ax.transAxes, fontsize=7, color=charts.MUTED, va="top")
         fig.tight_layout()
-        return png_data_uri(fig, quantize=False)
+    return fig
+
+
+def draw_map(shapes: Sequence[MapShape], limits: tuple[float, float],
+             colour_label: str = "WER (% of reference words)") -> str | None:
+    """PNG data URI of the map of ``shapes`` (None when there is nothing to draw)."""
+    if not shapes:
+        return None
+    return png_data_uri(map_figure(shapes, limits, colour_label), quantize=False)
