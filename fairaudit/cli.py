@@ -393,27 +393,50 @@ def score(
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it."),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it. Required unless --plant list."),
     speakers: int = typer.Option(2000, "--speakers", metavar="N", help="Number of speakers."),
-    effect: float = typer.Option(0.3, "--effect", metavar="X", help="Planted relative WER increase (0.3 = 30% higher WER in each planted cohort)."),
-    plant: Optional[list[str]] = typer.Option(None, "--plant", metavar="METHOD", help="Method whose cohort to plant: geo-tree, zip-demographic, embedding-kmeans, or none (repeatable). Default: all three."),
-    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed; the same seed writes identical files."),
+    effect: float = typer.Option(0.3, "--effect", metavar="X", help="Planted relative WER increase (0.3 = 30% higher mean WER in each planted cohort)."),
+    plant: Optional[list[str]] = typer.Option(
+        None, "--plant", metavar="SHAPE",
+        # the names come from the generator's shape registry, never from a list here
+        help="Cohort shape to plant (repeatable; shapes of different families combine): "
+        + ", ".join(__import__("fairaudit.synth", fromlist=["SHAPES"]).SHAPES)
+        + "; the old names " + ", ".join(__import__("fairaudit.synth", fromlist=["LEGACY_ALIASES"]).LEGACY_ALIASES)
+        + " (the default, all three); 'none' for a null log; 'list' describes each shape.",
+    ),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed; the same seed writes identical files. Shape instances (sizes, places, cuts, clusters) vary with it."),
     embeddings: str = typer.Option("file", "--embeddings", metavar="TEXT", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
+    embedding_dim: int = typer.Option(32, "--embedding-dim", metavar="N", help="Dimension of the speaker embeddings."),
+    geometry: str = typer.Option("auto", "--geometry", metavar="TEXT", help="Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that vary with the seed) or 'auto' (classic when only the old names are planted)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet."),
 ) -> None:
     """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""
-    from fairaudit.synth import PLANTABLE, synthesize, write_synth
+    from fairaudit.synth import GEOMETRIES, PLANTABLE, plant_help, synth_paths, synthesize, write_synth
 
     chosen = list(plant) if plant else list(PLANTABLE)
+    if "list" in chosen:
+        typer.echo(plant_help())  # raw lines: no wrapping or highlighting
+        return
     if chosen == ["none"]:
         chosen = []
-    bad = [p for p in chosen if p not in PLANTABLE]
-    if bad:
-        raise UsageError(f"--plant takes geo-tree, zip-demographic, embedding-kmeans or none, not {', '.join(bad)}")
     if embeddings not in ("file", "inline", "none"):
         raise UsageError("--embeddings takes file, inline or none")
-    if speakers < 1 or effect < 0:
-        raise UsageError("--speakers must be positive and --effect non-negative")
-    paths = write_synth(out, synthesize(speakers, effect=effect, plant=chosen, seed=seed, embeddings=embeddings))
+    if geometry not in ("auto", *GEOMETRIES):
+        raise UsageError(f"--geometry takes auto, {', '.join(GEOMETRIES)}")
+    if speakers < 1 or effect < 0 or embedding_dim < 2:
+        raise UsageError("--speakers must be positive, --effect non-negative and --embedding-dim at least 2")
+    if out is None:
+        raise UsageError("synth needs --output FILE (or --plant list)")
+    try:
+        paths = synth_paths(out, embeddings=embeddings == "file")
+        existing = [str(p) for key, p in paths.items() if key != "log" and p is not None and p.exists()]
+        if existing and not force:
+            raise UsageError(f"refusing to overwrite {', '.join(existing)}: remove it or use --force")
+        synthetic = synthesize(speakers, effect=effect, plant=chosen, seed=seed, embeddings=embeddings,
+                               embedding_dim=embedding_dim, embedding_geometry=None if geometry == "auto" else geometry)
+        paths = write_synth(out, synthetic, force=force)
+    except (ValueError, FileExistsError) as error:  # unknown shape, bad format, a file appeared meanwhile
+        raise UsageError(str(error)) from error
     _stdout_console(plain=True).print("Wrote " + ", ".join(f"{kind} {path}" for kind, path in paths.items() if path))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairaudit.synth import PLANTABLE, SynthLog, synthesize, write_synth
+from fairaudit.synth import LEGACY_ALIASES, PLANTABLE, SHAPES, SynthLog, synthesize, write_synth
 
 LOG_COLUMNS = [
     "speaker_id", "utterance_id", "errors", "ref_words", "latitude", "longitude", "zip_code",
@@ -374,3 +374,264 @@ def test_scale_100k_speakers_is_fast() -> None:
     assert synth.log["speaker_id"].nunique() == 100_000
     assert 1.8e6 < len(synth.log) < 2.2e6
     assert elapsed < 30, f"100,000 speakers took {elapsed:.1f} s"
+
+
+# --- the shape registry (SPEC 8: many shapes whose instances vary with the seed) -------------------
+
+SHAPE_SEEDS = (0, 1, 2)
+#: Plausible speaker shares (%) at 2,000 speakers: each shape's design range widened by sampling noise.
+SHARE_RANGE = {
+    "box": (3, 17), "state": (2.3, 13.5), "circle": (2, 14), "two-circles": (3, 17), "multi-state": (3, 20),
+    "lat-band": (10, 16), "zip-quantile": (4.5, 41), "zip-small": (1.5, 5.5), "zip-majority": (3, 25),
+    "zip-age": (27, 33), "emb-cluster": (6, 17), "emb-split": (12, 33), "emb-merge": (2.5, 10),
+}
+#: Truth keys that describe a shape's instance (not its speakers or WERs).
+RESULT_KEYS = {
+    "speakers", "eligible_speakers", "speaker_share_pct", "expected_wer_planted", "expected_wer_rest",
+    "expected_wer_gap_pct", "realised_wer_planted", "realised_wer_rest", "speaker_ids", "dominant_accent_share_pct",
+    "partner_speakers", "effect_sd_log",
+}
+
+
+@pytest.fixture(scope="module")
+def every_shape() -> dict[int, SynthLog]:
+    """Every shape planted at once on a few seeds (a shape's instance does not depend on the others)."""
+    return {seed: synthesize(2000, seed=seed, plant=list(SHAPES)) for seed in SHAPE_SEEDS}
+
+
+def test_registry_lists_families_and_targets() -> None:
+    assert set(SHAPES) >= {
+        "box", "state", "circle", "two-circles", "multi-state", "lat-band", "zip-quantile", "zip-small",
+        "zip-majority", "zip-age", "emb-cluster", "emb-split", "emb-merge",
+    }
+    targets = {"geo": ("geo-tree", "geo-scan"), "zip": ("zip-demographic",), "embedding": ("embedding-kmeans",)}
+    for name, shape in SHAPES.items():
+        assert shape.name == name and shape.targets == targets[shape.family]
+        assert shape.description and "\n" not in shape.description
+    assert LEGACY_ALIASES == {"geo-tree": "lat-band", "zip-demographic": "zip-age", "embedding-kmeans": "emb-cluster"}
+    assert PLANTABLE == tuple(LEGACY_ALIASES)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_shape_plants_a_plausible_share(every_shape: dict[int, SynthLog], shape: str) -> None:
+    low, high = SHARE_RANGE[shape]
+    for seed, synth in every_shape.items():
+        entry = synth.truth["planted"][shape]
+        assert low <= entry["speaker_share_pct"] <= high, (seed, entry["description"], entry["speaker_share_pct"])
+        assert entry["shape"] == shape and entry["family"] == SHAPES[shape].family
+        assert entry["targets"] == list(SHAPES[shape].targets)
+        # the truth's speakers are exactly the per-speaker mask
+        flags = synth.speakers.set_index("speaker_id")[f"planted_{shape}"]
+        assert set(flags.index[flags.to_numpy()]) == set(entry["speaker_ids"])
+        assert entry["speakers"] == len(entry["speaker_ids"]) > 0
+
+
+def test_planted_column_is_the_union(every_shape: dict[int, SynthLog]) -> None:
+    speakers = every_shape[0].speakers
+    columns = [f"planted_{name}" for name in SHAPES]
+    assert speakers["planted"].equals(speakers[columns].any(axis=1))
+    assert list(speakers.columns) == ["speaker_id", "n_utterances", "ref_words", "errors", "cluster", "true_wer", *columns, "planted"]
+
+
+@pytest.mark.parametrize("shape", [s for s, shape in SHAPES.items() if not shape.legacy])
+def test_instances_vary_with_the_seed(every_shape: dict[int, SynthLog], shape: str) -> None:
+    instances = [
+        json.dumps({k: v for k, v in synth.truth["planted"][shape].items() if k not in RESULT_KEYS}, sort_keys=True)
+        for synth in every_shape.values()
+    ]
+    speaker_sets = [frozenset(synth.truth["planted"][shape]["speaker_ids"]) for synth in every_shape.values()]
+    assert len(set(instances)) >= 2, instances  # e.g. a state may repeat on two of three seeds, not all
+    assert len(set(speaker_sets)) == len(speaker_sets)
+
+
+def test_geo_and_zip_instances_follow_their_rules(every_shape: dict[int, SynthLog], zips: pd.DataFrame) -> None:
+    for synth in every_shape.values():
+        speakers = speaker_totals(synth.log)
+        planted = synth.truth["planted"]
+        located = speakers["zip_code"].notna().to_numpy()
+        lat, lon = speakers["latitude"].to_numpy(), speakers["longitude"].to_numpy()
+        state = np.where(located, zips["state"].reindex(speakers["zip_code"]).to_numpy(dtype=object), "")
+        box = planted["box"]["box"]
+        assert set(speakers.index[in_box(speakers, box)]) == set(planted["box"]["speaker_ids"])
+        edges = np.array(list(box.values()))
+        assert (np.abs(edges * 2 - np.round(edges * 2)) >= 0.19).all()  # >= 0.1 degree off the half-degree grid
+        assert set(speakers.index[state == planted["state"]["state"]]) == set(planted["state"]["speaker_ids"])
+        assert set(speakers.index[np.isin(state, planted["multi-state"]["states"])]) == set(planted["multi-state"]["speaker_ids"])
+        assert 4 <= len(planted["multi-state"]["states"]) <= 7
+        for shape in ("circle", "two-circles"):
+            inside = np.zeros(len(speakers), dtype=bool)
+            for c in planted[shape]["circles"]:
+                dlat, dlon = np.radians(lat - c["lat"]), np.radians(lon - c["lon"])
+                h = np.sin(dlat / 2) ** 2 + np.cos(np.radians(lat)) * np.cos(np.radians(c["lat"])) * np.sin(dlon / 2) ** 2
+                inside |= 2 * 6371.0 * np.arcsin(np.sqrt(h)) < c["radius_km"]
+                assert 60 <= c["radius_km"] <= 250
+            assert set(speakers.index[inside]) == set(planted[shape]["speaker_ids"])
+        a, b = planted["two-circles"]["circles"]
+        assert planted["two-circles"]["metro_distance_km"] >= 800 and a["metro"] != b["metro"]
+        for shape in ("zip-quantile", "zip-small"):
+            entry = planted[shape]
+            value = np.where(located, zips[entry["attribute"]].reindex(speakers["zip_code"]).to_numpy(dtype=float), np.nan)
+            rule = value <= entry["threshold"] if entry["direction"] == "<=" else value > entry["threshold"]
+            ids = set(speakers.index[located & rule])
+            # the threshold is rounded to 6 digits in the truth: allow the odd speaker on the cut
+            assert len(ids ^ set(entry["speaker_ids"])) <= 0.002 * len(speakers)
+        q = planted["zip-quantile"]["speaker_quantile"]
+        assert abs(q * 10 - round(q * 10)) >= 0.19  # off any decile
+        group = planted["zip-majority"]["group"]
+        race = zips[["pct_white", "pct_black", "pct_hispanic", "pct_asian", "pct_native_american", "pct_pacific_islander"]].dropna()
+        majority = race.idxmax(axis=1).reindex(speakers["zip_code"]).to_numpy(dtype=object)
+        assert set(speakers.index[located & (majority == f"pct_{group}")]) == set(planted["zip-majority"]["speaker_ids"])
+
+
+@pytest.mark.parametrize("shape", [s for s, shape in SHAPES.items() if not shape.legacy])
+def test_each_shape_raises_the_wer_by_the_effect(shape: str) -> None:
+    synth = synthesize(10_000, seed=11, plant=[shape], embeddings="none")
+    speakers = speaker_totals(synth.log)
+    entry = synth.truth["planted"][shape]
+    planted = speakers.index.isin(entry["speaker_ids"])
+    eligible = np.ones(len(speakers), bool) if SHAPES[shape].family == "embedding" else speakers["latitude"].notna().to_numpy()
+    ratio = pooled(speakers, planted) / pooled(speakers, eligible & ~planted)
+    assert ratio == pytest.approx(1 + EFFECT, abs=0.12), (shape, entry["description"])
+    assert entry["expected_wer_gap_pct"] == pytest.approx(100 * EFFECT, abs=8)
+    assert 0 <= entry["effect_sd_log"] <= 0.3
+    assert entry["realised_wer_planted"] == pytest.approx(pooled(speakers, planted), abs=1e-6)
+
+
+def test_varied_embeddings_overlap_and_have_split_and_merge_structure() -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    sizes = set()
+    for seed in (0, 1):
+        synth = synthesize(2000, seed=seed, plant=["emb-cluster", "emb-split", "emb-merge"])
+        geometry = synth.truth["embedding_geometry"]
+        assert geometry["kind"] == "varied" and 12 <= geometry["n_clusters"] <= 16
+        sizes.add((geometry["n_clusters"], tuple(geometry["cluster_shares"])))
+        emb = synth.embeddings.iloc[:, 1:].to_numpy(np.float64)
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        true = synth.speakers["cluster"].to_numpy()
+        ari = adjusted_rand_score(true, KMeans(geometry["n_clusters"], n_init=4, random_state=0).fit_predict(emb))
+        assert 0.6 < ari < 0.995  # recoverable, but overlapping: not perfectly separable blobs
+        labels = KMeans(10, n_init=4, random_state=0).fit_predict(emb)
+        split = synth.speakers["planted_emb-split"].to_numpy()
+        parts = np.bincount(labels[split], minlength=10) / split.sum()
+        assert (parts >= 0.15).sum() >= 2  # k=10 splits the sub-population
+        merge = synth.speakers["planted_emb-merge"].to_numpy()
+        home = np.bincount(labels[merge]).argmax()
+        partner = true == synth.truth["planted"]["emb-merge"]["partner_cluster"]
+        assert (labels[partner] == home).mean() > 0.8  # ... and merges the close pair
+    assert len(sizes) == 2
+
+
+def test_two_shapes_of_one_family_and_aliases() -> None:
+    synth = synthesize(1500, seed=4, plant=["state", "box", "zip-small", "emb-merge"])
+    planted = synth.truth["planted"]
+    assert list(planted) == ["box", "state", "zip-small", "emb-merge"]  # registry order
+    assert planted["box"]["same_family_planted"] == ["state"] and planted["state"]["same_family_planted"] == ["box"]
+    assert "same_family_planted" not in planted["zip-small"]
+    # an old name is an alias: the same speakers as its shape, under the old key and column
+    old, new = synthesize(800, seed=3, plant=["geo-tree"]), synthesize(800, seed=3, plant=["lat-band"])
+    assert old.truth["planted"]["geo-tree"]["speaker_ids"] == new.truth["planted"]["lat-band"]["speaker_ids"]
+    assert "planted_geo-tree" in old.speakers and "planted_lat-band" in new.speakers
+    with pytest.raises(ValueError, match="twice"):
+        synthesize(10, plant=["geo-tree", "lat-band"])
+    with pytest.raises(ValueError, match="varied"):
+        synthesize(10, plant=["emb-split"], embedding_geometry="classic")
+
+
+def test_shape_instances_do_not_depend_on_what_else_is_planted() -> None:
+    alone = synthesize(1000, seed=6, plant=["circle"])
+    together = synthesize(1000, seed=6, plant=["circle", "zip-quantile", "emb-split"])
+    assert alone.truth["planted"]["circle"]["circles"] == together.truth["planted"]["circle"]["circles"]
+    assert alone.truth["planted"]["circle"]["speaker_ids"] == together.truth["planted"]["circle"]["speaker_ids"]
+    same = [c for c in LOG_COLUMNS if c != "errors"]
+    pd.testing.assert_frame_equal(alone.log[same], together.log[same])
+
+
+def test_old_default_reproduces_the_shipped_example_byte_for_byte(tmp_path) -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "synthetic"
+    shipped = json.loads((example / "eval_log.truth.json").read_text())
+    p = shipped["parameters"]
+    synth = synthesize(p["n_speakers"], effect=p["effect"], plant=p["plant"], seed=p["seed"],
+                       embedding_dim=p["embedding_dim"], n_clusters=p["n_clusters"], embeddings=p["embeddings"],
+                       mean_utterances=p["mean_utterances"])
+    paths = write_synth(tmp_path / "eval_log.csv.gz", synth)
+    assert paths["log"].read_bytes() == (example / "eval_log.csv.gz").read_bytes()
+    assert paths["embeddings"].read_bytes() == (example / "eval_log.embeddings.parquet").read_bytes()
+
+    def subset(old: object, new: object) -> bool:
+        """Every key of the old truth is in the new one with the same value (new keys are added)."""
+        if isinstance(old, dict):
+            return isinstance(new, dict) and all(k in new and subset(v, new[k]) for k, v in old.items())
+        return old == new
+
+    assert subset(shipped, json.loads(paths["truth"].read_text()))
+
+
+def test_write_synth_refuses_to_overwrite_sidecars_and_is_atomic(tmp_path) -> None:
+    synth = synthesize(50, seed=1)
+    write_synth(tmp_path / "keep.csv", synth)
+    before = (tmp_path / "keep.truth.json").read_bytes()
+    with pytest.raises(FileExistsError, match="keep.truth.json"):
+        write_synth(tmp_path / "keep.csv", synthesize(50, seed=2), force=False)
+    assert (tmp_path / "keep.truth.json").read_bytes() == before
+    write_synth(tmp_path / "keep.csv", synthesize(50, seed=2), force=True)
+    assert (tmp_path / "keep.truth.json").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.csv", "keep.embeddings.parquet", "keep.truth.json"]
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def run_cli(*args: object) -> tuple[int, str, str]:
+    """Run ``fairaudit`` in-process; (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+    import sys
+
+    from fairaudit.cli import main
+
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = ["fairaudit", *map(str, args)]
+    code: object = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as done:
+        code = done.code
+    finally:
+        sys.argv = argv
+    return int(code or 0), out.getvalue(), err.getvalue()
+
+
+def test_cli_plants_by_shape_and_refuses_unknown_shapes(tmp_path) -> None:
+    code, out, _ = run_cli("synth", "-o", tmp_path / "a.csv", "--speakers", 300, "--seed", 2,
+                           "--plant", "circle", "--plant", "zip-majority")
+    assert code == 0, out
+    truth = json.loads((tmp_path / "a.truth.json").read_text())
+    assert list(truth["planted"]) == ["circle", "zip-majority"]
+    assert truth["parameters"]["embedding_geometry"] == "varied"
+
+    code, out, err = run_cli("synth", "-o", tmp_path / "b.csv", "--plant", "blob")
+    assert code == 2 and "blob" in out + err and "emb-merge" in out + err
+    assert not (tmp_path / "b.csv").exists()
+
+    code, out, _ = run_cli("synth", "--plant", "list")
+    assert code == 0
+    for name, shape in SHAPES.items():
+        assert name in out and shape.description in out
+    code, out, _ = run_cli("synth", "--help")
+    flat = " ".join(out.split()).replace("- ", "-")  # undo the help's line wrapping
+    assert all(name in flat for name in SHAPES), flat
+
+
+def test_cli_refuses_to_overwrite_truth_without_force(tmp_path) -> None:
+    assert run_cli("synth", "-o", tmp_path / "keep.csv", "--speakers", 40)[0] == 0
+    truth = (tmp_path / "keep.truth.json").read_bytes()
+    code, out, err = run_cli("synth", "-o", tmp_path / "keep.csv", "--speakers", 40, "--seed", 9)
+    assert code == 2 and "--force" in out + err
+    assert (tmp_path / "keep.truth.json").read_bytes() == truth
+    assert run_cli("synth", "-o", tmp_path / "keep.csv", "--speakers", 40, "--seed", 9, "--force")[0] == 0
+    assert (tmp_path / "keep.truth.json").read_bytes() != truth
