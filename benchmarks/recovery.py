@@ -44,13 +44,17 @@ RULES = {
 BARS = {(5000, 0.5): (0.9, 0.7), (2000, 0.3): (0.75, None)}  # (mean bar, every-shape bar)
 
 
-def recovery_task(shape: str, n_speakers: int, effect: float, seed: int) -> list[dict]:
+def recovery_task(shape: str, n_speakers: int, effect: float, seed: int, methods: tuple[str, ...] = (),
+                  extra: dict | None = None, rules: tuple[str, ...] = tuple(RULES)) -> list[dict]:
     """F1 of each target method's bottom cohort, under the new and the old rule, on one log."""
     synth = synthesize(n_speakers, effect=effect, plant=[shape], seed=seed)
     planted = set(synth.truth["planted"][shape]["speaker_ids"])
     rows = []
     for method in SHAPES[shape].targets:
-        for rule, options in RULES.items():
+        if methods and method not in methods:
+            continue
+        for rule in rules:
+            options = {**RULES[rule], **(extra or {})}
             start = time.perf_counter()
             result = fairaudit.audit(
                 synth.log, methods=[method], embeddings=synth.embeddings if method == "embedding-kmeans" else None,
@@ -80,7 +84,7 @@ def table(rows: list[dict], n_speakers: int, effect: float) -> tuple[str, dict]:
              "|---|---|---|---|---|---|---|"]
     means = {"new": [], "old": []}
     for (shape, method), by_rule in sorted(groups.items(), key=lambda item: (list(SHAPES).index(item[0][0]), item[0][1])):
-        new, old = by_rule["new"], by_rule["old"]
+        new, old = by_rule["new"], by_rule["old"] or [float("nan")]
         means["new"].append(np.mean(new))
         means["old"].append(np.mean(old))
         lines.append(f"| {shape} | {method} | {np.mean(shares[shape]):.1f} | {np.mean(new):.3f} | {np.min(new):.2f} | "
@@ -97,10 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES), help="shapes to plant (default: all)")
     parser.add_argument("--sizes", nargs="*", default=[f"{n}:{e}" for n, e in SIZES], help="N:EFFECT pairs")
+    parser.add_argument("--methods", nargs="*", default=[], help="only these methods (default: every target)")
+    parser.add_argument("--rules", nargs="*", default=list(RULES), help="selection rules to run (new, old)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra audit options for every audit, e.g. min_gain=0 (values parsed as JSON)")
     parser.add_argument("--json", metavar="FILE", help="write every per-seed result to this JSON file")
     args = parser.parse_args(argv)
+    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     sizes = [(int(n), float(e)) for n, e in (pair.split(":") for pair in args.sizes)]
-    calls = [(shape, n, e, seed) for n, e in sizes for shape in args.shapes for seed in range(args.seeds)]
+    calls = [(shape, n, e, seed, tuple(args.methods), extra, tuple(args.rules))
+             for n, e in sizes for shape in args.shapes for seed in range(args.seeds)]
     start = time.perf_counter()
     chunks = run_tasks(_task_dict, calls, workers=args.workers, label="recovery")
     rows = [row for chunk in chunks for row in chunk["rows"]]
@@ -119,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _task_dict(shape: str, n_speakers: int, effect: float, seed: int) -> dict:
+def _task_dict(*args: object) -> dict:
     """Picklable wrapper for the process pool."""
-    return {"rows": recovery_task(shape, n_speakers, effect, seed)}
+    return {"rows": recovery_task(*args)}  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from fairaudit.cli import main
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--bootstrap", "100", "--permutations", "20"]
 OFF = ["--bootstrap", "0", "--permutations", "0"]
-METHODS = ["geo-tree", "zip-demographic", "embedding-kmeans", "attribute"]
+METHODS = ["geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"]  # report order
 
 
 @dataclass
@@ -607,7 +607,7 @@ def test_terminal_holdout_labels(log, tmp_path):
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "h.json").read_text())
     n = len(report["methods"])
-    assert n == 3  # geo-tree, zip-demographic, attribute (no embeddings given)
+    assert n == 4  # geo-tree, geo-scan, zip-demographic, attribute (no embeddings given)
     lines = run.stdout.splitlines()
     assert sum(line.strip() == "discovery" for line in lines) == n  # table titles
     assert sum(line.startswith("held-out") and "re-measured" in line for line in lines) == n

@@ -121,7 +121,7 @@ def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
     cases = [("csv/*.csv", data["full"]), ("parquet", data["full_parquet"])]
     for pattern, single in cases:
         expected = json.loads(fairaudit.audit(single, **FAST).to_json())
-        assert set(expected["methods"]) == {"geo-tree", "zip-demographic", "embedding-kmeans", "attribute"}
+        assert set(expected["methods"]) == {"geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"}
         out = root / "dask.json"
         run = _cli("audit", pattern, "--engine", "dask", "--scheduler", cluster, *FAST_CLI, "--json", out, "-q",
                    cwd=root)

@@ -29,7 +29,7 @@ from fairaudit.cli import main
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((REPO / "data_schemas" / "audit_report.schema.json").read_text(encoding="utf-8"))
 FAST = ["--bootstrap", "100", "--permutations", "20"]
-METHODS = ["geo-tree", "zip-demographic", "embedding-kmeans", "attribute"]
+METHODS = ["geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"]
 TOL = 1e-9
 
 CONFIGS = {
@@ -112,6 +112,20 @@ def test_schema_is_a_valid_draft_2020_12_schema():
     Draft202012Validator.check_schema(SCHEMA)
 
 
+def test_every_registered_method_name_is_a_valid_report_key():
+    """The schema's method-name pattern admits every registered method, and rejects junk."""
+    import re
+
+    from fairaudit.methods.registry import method_names
+
+    pattern = re.compile(SCHEMA["properties"]["methods"]["propertyNames"]["pattern"])
+    assert len(method_names()) >= 5
+    for name in [*method_names(), "attribute:accent,gender"]:
+        assert pattern.match(name), name
+    for bad in ["", "Geo Tree", "-x", "geo-"]:
+        assert not pattern.match(bad), bad
+
+
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_report_validates_against_the_schema(reports, config):
     report = reports[config]
@@ -130,7 +144,7 @@ def test_report_validates_against_the_schema(reports, config):
         lambda r: r["methods"]["attribute"]["cohorts"][0].__setitem__("wer_ci", [0.1]),
         lambda r: r["methods"]["zip-demographic"].__setitem__("bottom_share_pct", 120.0),
         lambda r: r["input"].__setitem__("sha256", "xyz"),
-        lambda r: r["methods"].__setitem__("kmeans", r["methods"]["embedding-kmeans"]),
+        lambda r: r["methods"].__setitem__("K Means!", r["methods"]["embedding-kmeans"]),
         lambda r: r.pop("parameters"),
         lambda r: r["methods"]["geo-tree"].pop("holdout"),
     ],

@@ -1,0 +1,610 @@
+"""geo-scan: circular windows of elevated WER, found with a spatial scan statistic (SPEC 4.2).
+
+Kulldorff's spatial scan statistic (Kulldorff 1997, "A spatial scan statistic", Communications in
+Statistics - Theory and Methods 26:1481-1496; the method of the SaTScan software) looks at every
+circle ("window") around a set of candidate centres, from small to large, scores how much higher
+the error rate is inside than outside, and reports the best window; a Monte Carlo permutation
+test of the maximum judges it. Secondary windows that share no speaker with a better one are
+reported too, as SaTScan does.
+
+Windows. Candidate centres are the centres of the 0.25-degree grid cells that hold located
+speakers (at most ``max_centres``, the most populated); radii come from the fixed list
+``RADII_KM``. A speaker is inside a window when the great-circle distance from the window's
+centre to the centre of the speaker's 0.1-degree grid cell is at most the radius; ``assign``
+applies exactly this rule to any speaker table, so the published definition (grid centre, round
+radius) is all that is needed to place a new speaker, and no speaker's location can be read from
+it. A window must hold at least ``min_speakers`` speakers and at most ``max_window_share`` of the
+located speakers.
+
+Score. Speakers are overdispersed: one or two speakers with many words and a bad microphone
+must not look like a region. Each speaker gets a bounded-influence score. Under a
+negative-binomial model with mean mu = r x words (r the pooled rate of the located speakers) and
+variance mu + alpha mu^2 (alpha estimated once, as a median of moment estimates over random
+groups of speakers, so that an extreme speaker cannot inflate it), the score is
+psi(t) x mu / sd: t = (errors - mu) / sd is the Pearson residual, psi clips it to
+[-HUBER_K, HUBER_K] (Huber 1964), and mu / sd = sqrt(mu / (1 + alpha mu)) is the efficient-score
+weight of a multiplicative rate effect, which saturates at 1 / sqrt(alpha), so a speaker with
+many words counts little more than an ordinary one. A window's statistic is the sum of its
+speakers' scores standardised by its exact mean and variance when outcomes are shuffled,
+z = (U_in - n_in mean(u)) / sqrt(var(u) n_in (n - n_in) / (n - 1)); the largest z (higher WER
+inside) wins. Without clipping and with alpha = 0 the sum is errors_in - r x words_in, the
+efficient score of Kulldorff's Poisson likelihood ratio (2 LLR ~ z^2 near the null); this is its
+robust version, standardised as Kulldorff et al. (2009, "A scan statistic for continuous data
+based on the normal probability model", Int. J. Health Geographics 8:58) do for continuous data.
+On synthetic logs the Poisson form puts a single speaker with 3,000 words at WER 0.9 into the
+best window every time, ahead of a real metro-area cohort; this score never does.
+
+Windows kept. After the best window, secondary windows are added greedily in score order when
+they share no speaker with the windows kept so far, keep the kept windows within
+``max_window_share`` of the speakers, and score above a noise threshold: by default
+(``min_score="auto"``) the 95th percentile of the best window's score over NOISE_SHUFFLES seeded
+shuffles of the outcomes, i.e. a secondary window must itself look significant. One large circle
+can swallow two separate clusters and the land between them, so, as SaTScan's Gini-optimised
+cluster collection (Han et al. 2016, "Using Gini coefficient to determining optimal cluster
+reporting sizes for spatial scan statistics", Int. J. Health Geographics 15:27) does, the selection is
+repeated with the largest allowed window halved step by step, and the collection whose union
+scores best (the same z over the union's speakers) is kept. Its best window is always a cell;
+whether it is significant is the permutation test's job (``null_gaps`` re-runs all of this).
+
+Speed. Speakers are binned to the L occupied 0.1-degree cells. Once per table, every (centre,
+cell) pair gets the index of the smallest radius containing it, stored as a sparse "ring" matrix
+(centre x radius rows, cell columns). For a block of shuffled outcomes, per-cell score sums come
+from one ``np.bincount``, ring sums from one sparse product, and window sums from a cumulative sum
+over each centre's radii; no Python loop runs per speaker or per window.
+
+Cells of the partition: "window-1", "window-2", ... (best first) and "outside-windows" (every
+located speaker in no window); speakers without coordinates are unassigned ("no coordinates").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fairaudit.logs import LATITUDE, LONGITUDE
+from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.registry import register
+from fairaudit.partition import UNASSIGNED, Partition
+from fairaudit.speakers import EARTH_RADIUS_KM, SpeakerTable
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
+
+    from fairaudit.audit import AuditOptions
+
+#: Public grid whose cell centres are the candidate window centres (degrees).
+CENTRE_GRID_DEG = 0.25
+#: Grid to which speakers' coordinates are snapped before measuring distances (degrees).
+LOCATION_GRID_DEG = 0.1
+#: Window radii (km), smallest first.
+RADII_KM = (25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000)
+#: Default cap on the number of candidate centres (the most populated grid cells are kept).
+MAX_CENTRES = 1000
+#: Clipping point of the Pearson residuals (Huber's psi) in the speaker scores.
+HUBER_K = 3.0
+#: Groups (and the least speakers per group) of the median-of-means overdispersion estimate.
+ALPHA_GROUPS = 15
+ALPHA_GROUP_SIZE = 50
+#: Shuffles of the outcomes used to calibrate the secondary-window threshold, and its quantile.
+NOISE_SHUFFLES = 50
+NOISE_QUANTILE = 0.95
+#: Outcome replicates scanned at once (bounds memory at BLOCK x speakers).
+BLOCK = 16
+#: Centres whose distances are computed at once (bounds memory at CHUNK x cells).
+CHUNK = 32
+
+OUTSIDE_ID = "outside-windows"
+
+
+@register
+class GeoScan(CohortMethod):
+    """Circular windows of elevated pooled WER (Kulldorff's spatial scan statistic)."""
+
+    name = "geo-scan"
+    title = "geo-scan: circular windows of elevated WER (spatial scan statistic)"
+    display_order = 15
+    runs_by_default = True
+    requires = (LATITUDE, LONGITUDE)
+
+    def __init__(
+        self,
+        min_speakers: int = 30,
+        max_window_share: float = 0.5,
+        max_windows: int = 5,
+        seed: int = 0,
+        min_score: float | str = "auto",
+        max_centres: int = MAX_CENTRES,
+    ) -> None:
+        self.min_speakers = min_speakers
+        self.max_window_share = max_window_share
+        self.max_windows = max_windows
+        self.seed = seed
+        self.min_score = min_score
+        self.max_centres = max_centres
+
+    @classmethod
+    def from_options(cls, opts: "AuditOptions") -> list["GeoScan"]:
+        """One scan with the audit's minimum cell size, window share and seed."""
+        share = getattr(opts, "max_window_share", 0.5)
+        return [cls(min_speakers=opts.min_speakers, max_window_share=share, seed=opts.seed)]
+
+    # --- fitting ---------------------------------------------------------------------------
+
+    def fit(self, speakers: SpeakerTable) -> "GeoScan":
+        """Scan every candidate window, keep the best and the significant disjoint others."""
+        self._check_params()
+        scan = self._scan_for(speakers)
+        errors, words = _located_outcomes(speakers, scan.located)
+        has_words = bool(words.sum() > 0)
+        self.located_at_fit_ = bool(scan.located.any())
+        self.rate_ = float(errors.sum() / words.sum()) if has_words else float("nan")
+        self.overdispersion_ = _overdispersion(errors, words, self.rate_, self.seed) if has_words else 0.0
+        self.min_score_ = float("nan")
+        self.candidate_windows_ = scan.n_windows
+        self.windows_: list[dict] = []
+        if scan.n_windows and has_words:
+            scores = _speaker_scores(errors, words, self.rate_, self.overdispersion_)
+            self.min_score_ = self._noise_threshold(scan, scores)
+            z, excess, variance = _window_statistics(scan, scores[None, :])
+            kept = _choose_windows(scan, z[:, 0], excess[:, 0], variance[0], self.min_score_, self.max_windows,
+                                   self._speaker_cap(scan))
+            self.windows_ = [_window_record(scan, w, float(z[w, 0]), rank) for rank, w in enumerate(kept)]
+        self.partition_ = self.assign(speakers)
+        return self
+
+    def _check_params(self) -> None:
+        """Reject parameters outside their ranges (checked at fit time, scikit-learn style)."""
+        if not (isinstance(self.min_speakers, (int, np.integer)) and self.min_speakers >= 1):
+            raise ValueError("min_speakers must be a whole number of at least 1")
+        if not 0 < self.max_window_share <= 1:
+            raise ValueError("max_window_share must be a fraction in (0, 1]")
+        if not (isinstance(self.max_windows, (int, np.integer)) and self.max_windows >= 1):
+            raise ValueError("max_windows must be a whole number of at least 1")
+        if not (self.min_score == "auto" or isinstance(self.min_score, (int, float))):
+            raise ValueError("min_score must be 'auto' or a number")
+
+    def _speaker_cap(self, scan: "_Scan") -> float:
+        """Most located speakers that all windows together may hold."""
+        return self.max_window_share * scan.n_located
+
+    def _noise_threshold(self, scan: "_Scan", scores: np.ndarray) -> float:
+        """Score a secondary window must beat: a high quantile of the best score on shuffles
+        of the located speakers' outcomes (their scores move with them)."""
+        if self.min_score != "auto":
+            return float(self.min_score)
+        rng = np.random.default_rng([self.seed, 0x5CA7])
+        best = np.concatenate([
+            _window_statistics(scan, rng.permuted(np.tile(scores, (rows, 1)), axis=1))[0].max(axis=0)
+            for rows in _block_sizes(NOISE_SHUFFLES)
+        ])
+        return float(np.quantile(best, NOISE_QUANTILE))
+
+    def _scan_for(self, speakers: SpeakerTable) -> "_Scan":
+        """The outcome-free scan geometry of ``speakers`` (cached: null_gaps reuses fit's)."""
+        lat, lon, located = _coordinates(speakers)
+        cached = getattr(self, "_scan_cache", None)
+        key = (self.min_speakers, self.max_window_share, self.max_centres)
+        if cached is not None and cached[0] == key and cached[1].same_places(lat, lon):
+            return cached[1]
+        scan = _build_scan(lat, lon, located, self.min_speakers, self.max_window_share, self.max_centres)
+        self._scan_cache = (key, scan)
+        return scan
+
+    # --- applying ----------------------------------------------------------------------------
+
+    def assign(self, speakers: SpeakerTable) -> Partition:
+        """Put each located speaker in the best-ranked window containing it, else outside."""
+        lat, lon, located = _coordinates(speakers)
+        labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
+        has_cells = bool(self.windows_) or self.located_at_fit_
+        if has_cells and located.any():
+            cell_lat, cell_lon, inverse = _grid_cells(lat[located], lon[located], LOCATION_GRID_DEG)
+            points = _unit_vectors(cell_lat, cell_lon)
+            cell_label = np.full(len(cell_lat), len(self.windows_), dtype=np.int64)
+            centres = _unit_vectors(
+                np.array([w["centre_lat"] for w in self.windows_], dtype=np.float64),
+                np.array([w["centre_lon"] for w in self.windows_], dtype=np.float64),
+            )
+            limits = _cos_radius(np.array([w["radius_km"] for w in self.windows_], dtype=np.float64))
+            closeness = _cos_distance(centres, points)
+            for rank in range(len(self.windows_) - 1, -1, -1):  # best-ranked last, so it wins
+                cell_label[closeness[rank] >= limits[rank]] = rank
+            labels[located] = cell_label[inverse]
+        ids = [w["id"] for w in self.windows_] + ([OUTSIDE_ID] if has_cells else [])
+        descriptions = [describe_window(w) for w in self.windows_]
+        descriptions += ["located speakers in no window"] if has_cells else []
+        unassigned = int((~located).sum())
+        return Partition(
+            method=self.name,
+            labels=labels,
+            cohort_ids=ids,
+            descriptions=descriptions,
+            unassigned_reasons={"no coordinates": unassigned} if unassigned else {},
+            details={"windows": [dict(w) for w in self.windows_], "scan": self._scan_details()},
+        )
+
+    def _scan_details(self) -> dict:
+        """The scan's settings for the report: what a reader needs to re-apply the windows."""
+        return {
+            "centre_grid_deg": CENTRE_GRID_DEG,
+            "location_grid_deg": LOCATION_GRID_DEG,
+            "radii_km": [float(r) for r in RADII_KM],
+            "membership": f"great-circle distance from the window centre to the centre of the speaker's "
+                          f"{LOCATION_GRID_DEG}-degree grid cell is at most the radius",
+            "candidate_windows": int(self.candidate_windows_),
+            "min_score": _finite_or_none(self.min_score_),
+            "overdispersion": _finite_or_none(self.overdispersion_),
+        }
+
+    # --- permutation test ----------------------------------------------------------------
+
+    def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
+        """Gap (%) found by the whole discovery (scan, window choice, cell selection) on each
+        shuffled outcome set; overdispersion and secondary threshold stay as fitted."""
+        permutations = np.atleast_2d(np.asarray(permutations, dtype=np.int64))
+        scan = self._scan_for(speakers)
+        gaps = np.full(len(permutations), np.nan)
+        if not self.windows_ or not scan.n_windows:
+            return gaps
+        errors, words = speakers.errors, speakers.ref_words
+        scores = _speaker_scores(errors, words, self.rate_, self.overdispersion_)
+        positions = np.flatnonzero(scan.located)
+        cap = self._speaker_cap(scan)
+        for start in range(0, len(permutations), BLOCK):
+            order = permutations[start:start + BLOCK][:, positions]
+            block_errors, block_words = errors[order], words[order]
+            block_scores = _rescore_rows(block_errors, block_words, scores[order], self.rate_, self.overdispersion_)
+            z, excess, variance = _window_statistics(scan, block_scores)
+            cell_errors, cell_words = scan.cell_sums(block_errors), scan.cell_sums(block_words)
+            for row in range(len(order)):
+                kept = _choose_windows(scan, z[:, row], excess[:, row], variance[row], self.min_score_,
+                                       self.max_windows, cap)
+                gaps[start + row] = _cells_gap(scan, kept, cell_errors[:, row], cell_words[:, row], rule)
+        return gaps
+
+
+# --- geometry ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """Everything about the candidate windows of one speaker table that outcomes do not change."""
+
+    lat: np.ndarray  # (n,) coordinates as given (NaN where missing), to recognise the table
+    lon: np.ndarray
+    located: np.ndarray  # (n,) speakers with coordinates
+    cell: np.ndarray  # (n_located,) index of each located speaker's location cell
+    n_cells: int
+    centres: np.ndarray  # (C, 2) latitude, longitude of the candidate centres
+    ring: np.ndarray  # (C, L) int8: index of the smallest radius containing the cell (len(RADII_KM): none)
+    rings: "csr_matrix"  # (C x K, L) 0/1: cell l lies in ring k of centre c (radii a centre uses)
+    window_centre: np.ndarray  # (W,) candidate windows: centre index
+    window_radius: np.ndarray  # (W,) radius index
+    window_speakers: np.ndarray  # (W,) speakers inside
+
+    @property
+    def n_located(self) -> int:
+        """Speakers with coordinates (the population every window is a part of)."""
+        return int(self.located.sum())
+
+    @property
+    def n_windows(self) -> int:
+        """Candidate windows (each holds min_speakers to max_window_share of the speakers)."""
+        return len(self.window_centre)
+
+    def same_places(self, lat: np.ndarray, lon: np.ndarray) -> bool:
+        """Whether ``lat``/``lon`` are the coordinates this scan was built for."""
+        return np.array_equal(lat, self.lat, equal_nan=True) and np.array_equal(lon, self.lon, equal_nan=True)
+
+    def cell_sums(self, values: np.ndarray) -> np.ndarray:
+        """(L, B) per-cell sums of per-speaker values of shape (B, n_located)."""
+        rows = len(values)
+        flat = (self.cell[None, :] + self.n_cells * np.arange(rows)[:, None]).ravel()
+        sums = np.bincount(flat, weights=np.asarray(values, dtype=np.float64).ravel(), minlength=self.n_cells * rows)
+        return sums.reshape(rows, self.n_cells).T
+
+    def window_sums(self, cell_values: np.ndarray) -> np.ndarray:
+        """(W, B) sums over every candidate window of per-cell values of shape (L, B)."""
+        k = len(RADII_KM)
+        rings = self.rings @ np.ascontiguousarray(cell_values, dtype=np.float32)
+        discs = np.cumsum(rings.reshape(len(self.centres), k, -1), axis=1).reshape(len(self.centres) * k, -1)
+        return discs[self.window_centre * k + self.window_radius].astype(np.float64)
+
+    def members(self, window: int) -> np.ndarray:
+        """Boolean mask over location cells: the cells inside candidate window ``window``."""
+        return self.ring[self.window_centre[window]] <= self.window_radius[window]
+
+    def nearest_ring(self, window: int) -> np.ndarray:
+        """(C,) per centre, the smallest radius index reaching any cell of ``window``."""
+        return self.ring[:, self.members(window)].min(axis=1)
+
+
+def _build_scan(lat: np.ndarray, lon: np.ndarray, located: np.ndarray, min_speakers: int, max_share: float,
+                max_centres: int) -> _Scan:
+    """Grid the located speakers, pick centres, and index every window's cells."""
+    k = len(RADII_KM)
+    cell_lat, cell_lon, cell = _grid_cells(lat[located], lon[located], LOCATION_GRID_DEG)
+    centres = _centres(lat[located], lon[located], max_centres)
+    ring = _ring_index(centres, cell_lat, cell_lon)
+    per_cell = np.bincount(cell, minlength=len(cell_lat)).astype(np.float64)
+    disc_speakers = np.cumsum(_ring_totals(ring, per_cell)[:, :k], axis=1).round().astype(np.int64)
+    n_radii = (disc_speakers <= max_share * len(cell)).sum(axis=1)  # radii each centre uses
+    grows = np.diff(disc_speakers, axis=1, prepend=0) > 0  # a radius adding nobody repeats a window
+    candidate = (disc_speakers >= min_speakers) & (np.arange(k)[None, :] < n_radii[:, None]) & grows
+    window_centre, window_radius = np.nonzero(candidate)
+    return _Scan(
+        lat=lat, lon=lon, located=located, cell=cell, n_cells=len(cell_lat), centres=centres, ring=ring,
+        rings=_ring_matrix(ring, n_radii), window_centre=window_centre, window_radius=window_radius,
+        window_speakers=disc_speakers[window_centre, window_radius],
+    )
+
+
+def _ring_totals(ring: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(C, K + 1) per centre, the sum of ``weights`` (L,) over the cells of each ring."""
+    k1 = len(RADII_KM) + 1
+    totals = np.empty((len(ring), k1))
+    for start in range(0, len(ring), CHUNK):
+        rows = ring[start:start + CHUNK].astype(np.intp)
+        flat = (rows + k1 * np.arange(len(rows))[:, None]).ravel()
+        weight = np.broadcast_to(weights, rows.shape).ravel()
+        totals[start:start + len(rows)] = np.bincount(flat, weights=weight, minlength=len(rows) * k1).reshape(-1, k1)
+    return totals
+
+
+def _ring_matrix(ring: np.ndarray, n_radii: np.ndarray) -> "csr_matrix":
+    """(C x K, L) sparse 0/1 matrix: row c x K + k marks the cells in ring k of centre c, for the
+    radii centre c uses (rows sorted by ring, so each centre's cells are sorted by distance)."""
+    from scipy.sparse import csr_matrix  # imported here: scipy slows every CLI start
+
+    k = len(RADII_KM)
+    pieces = []
+    for start in range(0, len(ring), CHUNK):
+        block = ring[start:start + CHUNK]
+        order = np.argsort(block, axis=1, kind="stable")
+        inside = np.take_along_axis(block, order, axis=1) < n_radii[start:start + CHUNK, None]
+        pieces.append(order[inside].astype(np.int32))
+    indices = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    cells_per_ring = _ring_totals(ring, np.ones(ring.shape[1]))[:, :k]
+    cells_per_ring[np.arange(k)[None, :] >= n_radii[:, None]] = 0
+    indptr = np.r_[0, np.cumsum(cells_per_ring.ravel().round().astype(np.int64))]
+    data = np.ones(len(indices), dtype=np.float32)
+    return csr_matrix((data, indices, indptr), shape=(len(ring) * k, ring.shape[1]))
+
+
+def _coordinates(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Latitude, longitude (NaN where missing) and the mask of located speakers."""
+    frame = speakers.frame
+    if LATITUDE not in frame.columns or LONGITUDE not in frame.columns:
+        nan = np.full(len(frame), np.nan)
+        return nan, nan.copy(), np.zeros(len(frame), dtype=bool)
+    lat = frame[LATITUDE].to_numpy(dtype=np.float64)
+    lon = frame[LONGITUDE].to_numpy(dtype=np.float64)
+    return lat, lon, ~(np.isnan(lat) | np.isnan(lon))
+
+
+def _grid_cells(lat: np.ndarray, lon: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres of the occupied ``step``-degree grid cells (sorted) and each point's cell index."""
+    index = np.stack([np.floor(lat / step), np.floor(lon / step)], axis=1).astype(np.int64)
+    cells, inverse = np.unique(index, axis=0, return_inverse=True)
+    return (cells[:, 0] + 0.5) * step, (cells[:, 1] + 0.5) * step, inverse.reshape(-1)
+
+
+def _centres(lat: np.ndarray, lon: np.ndarray, max_centres: int) -> np.ndarray:
+    """(C, 2) centres of the public-grid cells holding the most speakers (ties: south-west first)."""
+    cell_lat, cell_lon, inverse = _grid_cells(lat, lon, CENTRE_GRID_DEG)
+    counts = np.bincount(inverse, minlength=len(cell_lat))
+    keep = np.argsort(-counts, kind="stable")[:max_centres]
+    keep.sort()
+    return np.stack([cell_lat[keep], cell_lon[keep]], axis=1)
+
+
+def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(3, m) points on the unit sphere."""
+    phi, lam = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
+
+
+def _cos_distance(centres: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(C, L) cosine of the central angle between unit vectors (3, C) and (3, L).
+
+    Computed element by element (no BLAS), so a pair gets bit-identical values in ``fit`` and
+    ``assign`` however many points are processed together.
+    """
+    closeness = centres[0][:, None] * points[0][None, :]
+    closeness += centres[1][:, None] * points[1][None, :]
+    closeness += centres[2][:, None] * points[2][None, :]
+    return closeness
+
+
+def _cos_radius(radius_km: np.ndarray) -> np.ndarray:
+    """Cosine of the central angle of a great-circle distance: inside iff closeness >= it."""
+    return np.cos(np.asarray(radius_km, dtype=np.float64) / EARTH_RADIUS_KM)
+
+
+def _ring_index(centres: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray) -> np.ndarray:
+    """(C, L) int8: per centre and cell, the index of the smallest radius that contains the cell."""
+    points = _unit_vectors(cell_lat, cell_lon)
+    units = _unit_vectors(centres[:, 0], centres[:, 1])
+    limits = _cos_radius(np.array(RADII_KM, dtype=np.float64))
+    ring = np.zeros((len(centres), len(cell_lat)), dtype=np.int8)
+    for start in range(0, len(centres), CHUNK):
+        closeness = _cos_distance(units[:, start:start + CHUNK], points)
+        block = ring[start:start + CHUNK]
+        for limit in limits:  # radii ascending: count the radii the cell is outside of
+            block += closeness < limit
+    return ring
+
+
+# --- scores and selection ------------------------------------------------------------------
+
+
+def _block_sizes(total: int) -> list[int]:
+    """Sizes of the blocks of at most BLOCK replicates that make up ``total``."""
+    return [min(BLOCK, total - start) for start in range(0, total, BLOCK)]
+
+
+def _located_outcomes(speakers: SpeakerTable, located: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Errors and reference words of the located speakers."""
+    return speakers.errors[located], speakers.ref_words[located]
+
+
+def _overdispersion(errors: np.ndarray, words: np.ndarray, rate: float, seed: int) -> float:
+    """Negative-binomial alpha by a median of means: robust to a few extreme speakers.
+
+    Under the model E[(e - mu)^2 - mu] = alpha mu^2 exactly, whatever mu (so small counts add no
+    bias); speakers are split at random into ALPHA_GROUPS groups, each gives the moment estimate
+    sum((e - mu)^2 - mu) / sum(mu^2), and the median of the groups ignores the one or two groups
+    an extreme speaker lands in.
+    """
+    mu = rate * np.asarray(words, dtype=np.float64)
+    excess = (np.asarray(errors, dtype=np.float64) - mu) ** 2 - mu
+    groups = max(1, min(ALPHA_GROUPS, len(mu) // ALPHA_GROUP_SIZE))
+    group = np.random.default_rng([seed, 0xA1FA]).permutation(len(mu)) % groups
+    numerator = np.bincount(group, weights=excess, minlength=groups)
+    denominator = np.bincount(group, weights=mu * mu, minlength=groups)
+    estimates = numerator[denominator > 0] / denominator[denominator > 0]
+    return max(0.0, float(np.median(estimates))) if len(estimates) else 0.0
+
+
+def _speaker_scores(errors: np.ndarray, words: np.ndarray, rate: float | np.ndarray, alpha: float) -> np.ndarray:
+    """Bounded-influence efficient scores psi(Pearson residual) x mu / sd, one per speaker."""
+    errors = np.asarray(errors, dtype=np.float64)
+    mu = rate * np.asarray(words, dtype=np.float64)
+    sd = np.sqrt(mu + alpha * mu * mu)
+    positive = sd > 0
+    safe = np.where(positive, sd, 1.0)
+    residual = np.where(positive, (errors - mu) / safe, 0.0)
+    return np.clip(residual, -HUBER_K, HUBER_K) * np.where(positive, mu / safe, 0.0)
+
+
+def _rescore_rows(errors: np.ndarray, words: np.ndarray, scores: np.ndarray, rate: float, alpha: float) -> np.ndarray:
+    """Scores of shuffled outcome rows (B, n_located): ``scores`` (gathered with the fitted rate)
+    where a row's pooled rate is the fitted one, else recomputed with the row's own pooled rate
+    (shuffles that exchange outcomes with speakers without coordinates)."""
+    total_words = words.sum(axis=1)
+    rates = np.divide(errors.sum(axis=1), total_words, out=np.zeros(len(words)), where=total_words > 0)
+    stale = rates != rate
+    if stale.any():
+        scores[stale] = _speaker_scores(errors[stale], words[stale], rates[stale, None], alpha)
+    return scores
+
+
+def _window_statistics(scan: _Scan, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window statistics z (W, B), their numerators (W, B) and the score variances (B,) for B
+    rows of speaker scores (B, n_located).
+
+    z = (U_in - n_in mean(u)) / sqrt(var(u) n_in (n - n_in) / (n - 1)): the sum of the scores
+    inside, standardised by its exact mean and variance when outcomes are shuffled.
+    """
+    inside = scan.window_sums(scan.cell_sums(scores))
+    mean, variance = scores.mean(axis=1), scores.var(axis=1)
+    size = scan.window_speakers.astype(np.float64)[:, None]
+    excess = inside - size * mean[None, :]
+    return _standardise(excess, size, variance[None, :], scores.shape[1]), excess, variance
+
+
+def _standardise(excess: np.ndarray, size: np.ndarray, variance: np.ndarray, n: int) -> np.ndarray:
+    """z of score sums over ``size`` of ``n`` speakers drawn without replacement (0 if no spread)."""
+    spread = np.sqrt(variance * size * (n - size) / max(n - 1, 1))
+    return np.divide(excess, spread, out=np.zeros(np.broadcast(excess, spread).shape), where=spread > 0)
+
+
+def _choose_windows(scan: _Scan, z: np.ndarray, excess: np.ndarray, variance: float, threshold: float,
+                    max_windows: int, cap: float) -> list[int]:
+    """The window collection with the largest combined score over nested limits on window size.
+
+    Collections are selected with the largest window halved step by step (cap, cap / 2, ... down
+    to the smallest window), so two clusters are not taken for one circle around both; the
+    collection whose union scores best (the same z over the union's speakers) wins, ties going
+    to the larger limit.
+    """
+    best, best_score, previous = [int(np.argmax(z))], -np.inf, None
+    limit = cap
+    while limit >= scan.window_speakers.min():
+        allowed = scan.window_speakers <= limit
+        kept = _select_windows(scan, np.where(allowed, z, -np.inf), threshold, max_windows, cap)
+        if kept != previous:
+            size = float(scan.window_speakers[kept].sum())
+            score = float(_standardise(excess[kept].sum(), size, variance, scan.n_located))
+            if score > best_score:
+                best, best_score = kept, score
+            previous = kept
+        limit /= 2
+    return best
+
+
+def _select_windows(scan: _Scan, z: np.ndarray, threshold: float, max_windows: int, cap: float) -> list[int]:
+    """The best window, then greedily the best-scoring windows above ``threshold`` that share
+    no speaker with those kept and keep the total within ``cap`` speakers."""
+    best = int(np.argmax(z))
+    kept, total = [best], int(scan.window_speakers[best])
+    candidates = np.flatnonzero(z > threshold)
+    candidates = candidates[candidates != best]
+    if max_windows < 2 or not len(candidates):
+        return kept
+    candidates = candidates[np.lexsort((candidates, -z[candidates]))]
+    reach = scan.nearest_ring(best)
+    while len(kept) < max_windows:
+        free = (reach[scan.window_centre[candidates]] > scan.window_radius[candidates]) & (
+            total + scan.window_speakers[candidates] <= cap
+        )
+        candidates = candidates[free]
+        if not len(candidates):
+            break
+        chosen = int(candidates[0])
+        kept.append(chosen)
+        total += int(scan.window_speakers[chosen])
+        reach = np.minimum(reach, scan.nearest_ring(chosen))
+        candidates = candidates[1:]
+    return kept
+
+
+def _cells_gap(scan: _Scan, kept: list[int], cell_errors: np.ndarray, cell_words: np.ndarray,
+               rule: SelectionRule) -> float:
+    """Gap (%) the selection rule finds among the kept windows and the outside cell."""
+    masks = [scan.members(w) for w in kept]
+    errors = np.array([cell_errors[m].sum() for m in masks] + [0.0])
+    words = np.array([cell_words[m].sum() for m in masks] + [0.0])
+    sizes = np.append(scan.window_speakers[kept], 0)
+    errors[-1] = cell_errors.sum() - errors[:-1].sum()
+    words[-1] = cell_words.sum() - words[:-1].sum()
+    sizes[-1] = scan.n_located - sizes[:-1].sum()
+    return float(rule.gaps(errors[None, :], words[None, :], sizes)[0])
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+
+def _window_record(scan: _Scan, window: int, score: float, rank: int) -> dict:
+    """The published definition of a kept window (grid centre, listed radius, score)."""
+    lat, lon = scan.centres[scan.window_centre[window]]
+    return {
+        "id": f"window-{rank + 1}",
+        "centre_lat": float(lat),
+        "centre_lon": float(lon),
+        "radius_km": float(RADII_KM[scan.window_radius[window]]),
+        "score": float(score),
+    }
+
+
+def describe_window(window: dict) -> str:
+    """Readable definition such as "within 150 km of 33.625 N, 84.375 W" (the exact grid centre)."""
+    lat, lon = window["centre_lat"], window["centre_lon"]
+    return (
+        f"within {window['radius_km']:g} km of {_degrees(lat)} {'N' if lat >= 0 else 'S'}, "
+        f"{_degrees(lon)} {'E' if lon >= 0 else 'W'}"
+    )
+
+
+def _degrees(value: float) -> str:
+    """Absolute value with two decimals, or three when the grid centre needs them (33.625)."""
+    value = abs(value)
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:.3f}"
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A JSON-safe number: None for NaN or infinity."""
+    return float(value) if value is not None and math.isfinite(value) else None

@@ -1,0 +1,260 @@
+"""geo-scan (spatial scan statistic, SPEC 4.2) on synthetic speakers with planted circles.
+
+Speakers live around real US metro areas (plus a rural background); a planted cohort is every
+speaker within a given distance of a metro centre, whose error rate is multiplied by 1 + effect.
+Expected answers come from the planting, never from the code under test.
+"""
+
+import math
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaudit.audit import load_log
+from fairaudit.methods.base import SelectionRule, fixed_partition_gaps
+from fairaudit.methods.geo_scan import RADII_KM, GeoScan
+from fairaudit.partition import UNASSIGNED
+from fairaudit.speakers import build_speaker_table, haversine_km
+from fairaudit.stats import permutation_matrix, permutation_p_value
+
+#: (latitude, longitude, relative population) of US metro areas.
+METROS = {
+    "new_york": (40.71, -74.01, 12), "los_angeles": (34.05, -118.24, 9), "chicago": (41.88, -87.63, 6),
+    "dallas": (32.78, -96.80, 5), "houston": (29.76, -95.37, 5), "washington": (38.91, -77.04, 4),
+    "miami": (25.76, -80.19, 4), "philadelphia": (39.95, -75.17, 4), "atlanta": (33.75, -84.39, 4),
+    "boston": (42.36, -71.06, 3), "phoenix": (33.45, -112.07, 3), "san_francisco": (37.77, -122.42, 3),
+    "seattle": (47.61, -122.33, 3), "minneapolis": (44.98, -93.27, 2), "denver": (39.74, -104.99, 2),
+    "st_louis": (38.63, -90.20, 2), "portland": (45.52, -122.68, 2), "kansas_city": (39.10, -94.58, 1),
+}
+BASE_WER = 0.08
+
+
+def places(n, seed):
+    """Speaker coordinates: 80% around a metro (sd ~40 km), 20% spread over the lower 48; 1% missing."""
+    rng = np.random.default_rng(seed)
+    table = np.array(list(METROS.values()))
+    metro = rng.choice(len(table), size=n, p=table[:, 2] / table[:, 2].sum())
+    lat = table[metro, 0] + rng.normal(scale=40 / 111, size=n)
+    lon = table[metro, 1] + rng.normal(scale=40 / 85, size=n)
+    rural = rng.random(n) < 0.2
+    lat[rural] = rng.uniform(30, 48, rural.sum())
+    lon[rural] = rng.uniform(-122, -75, rural.sum())
+    missing = rng.random(n) < 0.01
+    lat[missing] = lon[missing] = np.nan
+    return lat, lon
+
+
+def within(lat, lon, metro, radius_km):
+    """Speakers within ``radius_km`` of a metro centre (False without coordinates)."""
+    centre_lat, centre_lon, _ = METROS[metro]
+    return np.nan_to_num(haversine_km(lat, lon, centre_lat, centre_lon), nan=np.inf) <= radius_km
+
+
+def make_log(n=2000, seed=0, planted=(), radius_km=150, effect=0.5):
+    """One utterance row per speaker; speaker WER = base x lognormal(sd 0.3) x (1 + effect) if planted."""
+    rng = np.random.default_rng([seed, 1])
+    lat, lon = places(n, seed)
+    words = 1 + np.floor(rng.lognormal(np.log(50), 0.8, size=n)).astype(np.int64)
+    truth = np.zeros(n, dtype=bool)
+    for metro in planted:
+        truth |= within(lat, lon, metro, radius_km)
+    rate = BASE_WER * np.exp(0.3 * rng.normal(size=n) - 0.045) * np.where(truth, 1 + effect, 1.0)
+    errors = rng.binomial(words, np.clip(rate, 0, 1))
+    frame = pd.DataFrame({
+        "speaker_id": [f"spk{i:05d}" for i in range(n)],
+        "utterance_id": [f"spk{i:05d}-0" for i in range(n)],
+        "errors": errors, "ref_words": words, "latitude": lat, "longitude": lon,
+    })
+    return frame, truth
+
+
+def speakers_of(frame):
+    return build_speaker_table(load_log(frame))
+
+
+def f1(predicted, truth):
+    hits = np.sum(predicted & truth)
+    return 2 * hits / (predicted.sum() + truth.sum())
+
+
+def observed_gap(method, speakers, rule):
+    errors = speakers.errors[None, :].astype(float)
+    words = speakers.ref_words[None, :].astype(float)
+    return fixed_partition_gaps(method.partition_, errors, words, rule)[0]
+
+
+# The speaker table is sorted by speaker id, and the ids are zero-padded row numbers, so row i of
+# the frame is speaker i of the table; the tests rely on it and check it once here.
+def test_speaker_order_matches_the_frame():
+    frame, _ = make_log(n=50)
+    assert list(speakers_of(frame).speaker_ids) == list(frame["speaker_id"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_planted_circle_is_the_first_window(seed):
+    frame, truth = make_log(seed=seed, planted=["atlanta"])
+    method = GeoScan().fit(speakers_of(frame))
+    partition = method.partition_
+    assert partition.cohort_ids[0] == "window-1" and partition.cohort_ids[-1] == "outside-windows"
+    assert f1(partition.labels == 0, truth) >= 0.8
+
+
+def test_two_disjoint_circles_are_separate_windows():
+    frame, _ = make_log(seed=3, planted=["atlanta", "chicago"], effect=0.6)
+    lat, lon = frame["latitude"].to_numpy(), frame["longitude"].to_numpy()
+    partition = GeoScan().fit(speakers_of(frame)).partition_
+    n_windows = len(partition.cohort_ids) - 1
+    found = []
+    for metro in ("atlanta", "chicago"):
+        truth = within(lat, lon, metro, 150)
+        scores = [f1(partition.labels == w, truth) for w in range(n_windows)]
+        assert max(scores) >= 0.75, (metro, scores)
+        found.append(int(np.argmax(scores)))
+    assert found[0] != found[1]
+
+
+def test_null_logs_are_not_significant_and_the_null_reruns_the_discovery():
+    rule = SelectionRule(min_speakers=30)
+    p_values = []
+    for seed in (10, 11, 12):
+        frame, _ = make_log(seed=seed)
+        speakers = speakers_of(frame)
+        method = GeoScan(seed=seed).fit(speakers)
+        observed = observed_gap(method, speakers, rule)
+        # Identity "shuffle": the null machinery must find exactly the observed discovery.
+        identity = np.arange(len(speakers))[None, :]
+        assert method.null_gaps(speakers, identity, rule)[0] == pytest.approx(observed, rel=1e-9)
+        permutations = permutation_matrix(method.partition_.assigned, len(speakers), 99, np.random.default_rng(seed))
+        null = method.null_gaps(speakers, permutations, rule)
+        assert np.isfinite(null).all()
+        p_values.append(permutation_p_value(observed, null))
+    # The best window of a null log always has a sizeable gap; only re-running the scan on every
+    # shuffle (not re-measuring the found cells) makes it unremarkable.
+    assert min(p_values) > 0.05, p_values
+
+
+def test_planted_cohort_is_significant():
+    rule = SelectionRule(min_speakers=30)
+    frame, _ = make_log(seed=4, planted=["chicago"])
+    speakers = speakers_of(frame)
+    method = GeoScan().fit(speakers)
+    permutations = permutation_matrix(method.partition_.assigned, len(speakers), 99, np.random.default_rng(0))
+    p = permutation_p_value(observed_gap(method, speakers, rule), method.null_gaps(speakers, permutations, rule))
+    assert p <= 0.02
+
+
+@pytest.mark.parametrize("bad_speakers", [1, 2])
+def test_few_bad_speakers_with_many_words_do_not_make_the_best_window(bad_speakers):
+    frame, truth = make_log(seed=5, planted=["chicago"])
+    lat, lon = frame["latitude"].to_numpy(), frame["longitude"].to_numpy()
+    # The speakers nearest Los Angeles get 3,000 words at WER 0.9 (over 2% of all words each).
+    bad = np.argsort(np.nan_to_num(haversine_km(lat, lon, 34.05, -118.24), nan=np.inf))[:bad_speakers]
+    frame.loc[bad, "ref_words"] = 3000
+    frame.loc[bad, "errors"] = 2700
+    labels = GeoScan().fit(speakers_of(frame)).partition_.labels
+    assert not (labels[bad] == 0).any()
+    assert f1(labels == 0, truth) >= 0.8
+
+
+def test_published_windows_reveal_no_speaker_location():
+    frame, _ = make_log(seed=6, planted=["atlanta", "chicago"], effect=0.6)
+    lat, lon = frame["latitude"].to_numpy(), frame["longitude"].to_numpy()
+    partition = GeoScan().fit(speakers_of(frame)).partition_
+    windows = partition.details["windows"]
+    assert windows
+    for window in windows:
+        assert set(window) == {"id", "centre_lat", "centre_lon", "radius_km", "score"}
+        for key in ("centre_lat", "centre_lon"):  # centres of the public 0.25-degree grid
+            steps = window[key] / 0.25 - 0.5
+            assert steps == round(steps)
+        assert window["radius_km"] in RADII_KM
+    published = []
+
+    def collect(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            published.append(float(value))
+
+    collect(partition.details)
+    for text in partition.descriptions:
+        published += [float(x) for x in re.findall(r"\d+(?:\.\d+)?", text)]
+    coordinates = set(np.abs(lat[~np.isnan(lat)])) | set(np.abs(lon[~np.isnan(lon)]))
+    assert not any(abs(value) in coordinates for value in published)
+
+
+def test_windows_follow_the_documented_membership_rule():
+    """Inside = great-circle distance from the centre to the speaker's 0.1-degree cell centre <= radius."""
+    frame, _ = make_log(seed=6, planted=["atlanta", "chicago"], effect=0.6)
+    speakers = speakers_of(frame)
+    method = GeoScan(min_speakers=25).fit(speakers)
+    partition = method.partition_
+    lat, lon = frame["latitude"].to_numpy(), frame["longitude"].to_numpy()
+    cell_lat = (np.floor(lat / 0.1) + 0.5) * 0.1
+    cell_lon = (np.floor(lon / 0.1) + 0.5) * 0.1
+    claimed = np.zeros(len(frame), dtype=bool)
+    for rank, window in enumerate(partition.details["windows"]):
+        distance = haversine_km(window["centre_lat"], window["centre_lon"], cell_lat, cell_lon)
+        inside = np.nan_to_num(distance, nan=np.inf) <= window["radius_km"]
+        assert np.array_equal(partition.labels == rank, inside)
+        assert inside.sum() >= 25
+        assert not (claimed & inside).any()  # windows share no speaker
+        claimed |= inside
+    located = ~np.isnan(lat)
+    assert np.array_equal(partition.labels == partition.n_cohorts - 1, located & ~claimed)
+    assert np.array_equal(partition.labels == UNASSIGNED, ~located)
+    assert partition.unassigned_reasons == {"no coordinates": int((~located).sum())}
+    # No window holds more than max_window_share of the located speakers, nor all windows together.
+    assert claimed.sum() <= 0.5 * located.sum()
+
+
+def test_assign_on_a_subset_reproduces_fit_and_fit_is_deterministic():
+    frame, _ = make_log(seed=7, planted=["atlanta", "chicago"], effect=0.6)
+    speakers = speakers_of(frame)
+    method = GeoScan(seed=3).fit(speakers)
+    subset = np.random.default_rng(0).choice(len(speakers), size=700, replace=False)
+    held_out = method.assign(speakers.subset(subset))
+    assert held_out.cohort_ids == method.partition_.cohort_ids
+    assert held_out.descriptions == method.partition_.descriptions
+    assert np.array_equal(held_out.labels, method.partition_.labels[subset])
+    again = GeoScan(seed=3).fit(speakers_of(frame))
+    assert np.array_equal(again.partition_.labels, method.partition_.labels)
+    assert again.partition_.details == method.partition_.details
+
+
+def test_descriptions_name_the_grid_centre_and_radius():
+    frame, _ = make_log(seed=0, planted=["atlanta"])
+    partition = GeoScan().fit(speakers_of(frame)).partition_
+    window = partition.details["windows"][0]
+    match = re.fullmatch(r"within (\d+) km of ([\d.]+) ([NS]), ([\d.]+) ([EW])", partition.descriptions[0])
+    assert match, partition.descriptions[0]
+    assert float(match.group(1)) == window["radius_km"]
+    lat = float(match.group(2)) * (1 if match.group(3) == "N" else -1)
+    lon = float(match.group(4)) * (1 if match.group(5) == "E" else -1)
+    assert (lat, lon) == (window["centre_lat"], window["centre_lon"])
+    assert math.isfinite(window["score"]) and window["score"] > 0
+
+
+def test_too_few_located_speakers_give_a_single_cell_and_no_null():
+    frame, _ = make_log(n=50, seed=8)
+    speakers = speakers_of(frame)
+    method = GeoScan().fit(speakers)  # 30 of ~50 speakers would exceed max_window_share
+    assert method.partition_.cohort_ids == ["outside-windows"]
+    assert method.partition_.details["windows"] == []
+    rule = SelectionRule(min_speakers=30)
+    assert np.isnan(method.null_gaps(speakers, np.arange(len(speakers))[None, :], rule)).all()
+
+
+def test_from_options_passes_the_audit_settings():
+    opts = SimpleNamespace(min_speakers=40, seed=7, max_window_share=0.3)
+    (method,) = GeoScan.from_options(opts)
+    assert (method.min_speakers, method.seed, method.max_window_share) == (40, 7, 0.3)
+    (default,) = GeoScan.from_options(SimpleNamespace(min_speakers=30, seed=0))
+    assert default.max_window_share == 0.5
