@@ -278,7 +278,7 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
 
 #: --bottom auto: a cell joins the bottom cohort only if it adds more than this many times the
 #: speaker dispersion to the size-weighted gain (what a random cell adds on average is 1x).
-CELL_PENALTY = 4.0
+CELL_PENALTY = 2.0
 
 
 def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> SelectionRule:
