@@ -21,7 +21,7 @@ from fairaudit.measure import discover_selection, fixed_selection_p_value, measu
 from fairaudit.methods import AttributeGroups, CohortMethod, SelectionRule
 from fairaudit.methods.registry import discovery_names, method_classes, method_names
 from fairaudit.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
-from fairaudit.methods.base import fixed_partition_gaps
+from fairaudit.methods.base import fixed_partition_statistic
 from fairaudit.partition import Partition
 from fairaudit.result import AuditResult, MethodResult
 from fairaudit.speakers import SpeakerTable, build_speaker_table
@@ -201,9 +201,9 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
             method.fit(discovery)
         partition = method.partition_
         selection = discover_selection(partition, discovery, rule)
-        observed = fixed_partition_gaps(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[0]
+        observed = fixed_partition_statistic(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[0]
         p_value = None
-        if opts.permutations > 0 and np.isfinite(observed):
+        if opts.permutations > 0 and np.isfinite(observed) and bool(selection.bottom.any()):  # a cohort was chosen
             tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
             with stage(f"{key}: permutations"):
                 order = permutation_matrix(partition.assigned, len(discovery), opts.permutations, rng)

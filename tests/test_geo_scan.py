@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from fairaudit.audit import load_log
-from fairaudit.methods.base import SelectionRule, fixed_partition_gaps
+from fairaudit.methods.base import SelectionRule, fixed_partition_statistic
 from fairaudit.methods.geo_scan import RADII_KM, GeoScan
 from fairaudit.partition import UNASSIGNED
 from fairaudit.speakers import build_speaker_table, haversine_km
@@ -83,7 +83,7 @@ def f1(predicted, truth):
 def observed_gap(method, speakers, rule):
     errors = speakers.errors[None, :].astype(float)
     words = speakers.ref_words[None, :].astype(float)
-    return fixed_partition_gaps(method.partition_, errors, words, rule)[0]
+    return fixed_partition_statistic(method.partition_, errors, words, rule)[0]
 
 
 # The speaker table is sorted by speaker id, and the ids are zero-padded row numbers, so row i of

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import UsageError
-from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_gaps
+from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
@@ -72,7 +72,7 @@ class AttributeGroups(CohortMethod):
         )
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
-        return fixed_partition_gaps(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+        return fixed_partition_statistic(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
 
     def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
         """One string key per speaker ("indian & female" for intersections) and a known-mask."""

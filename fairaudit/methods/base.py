@@ -47,6 +47,26 @@ class SelectionRule:
         """Gap (%) per replicate for cohort totals of shape (R, K) with speaker counts (K,)."""
         return self.select(errors, ref_words, speakers).gap_pct(errors, ref_words)
 
+    def statistic(self, errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+        """The permutation test's statistic per replicate: the size-weighted gain of the selected
+        bottom cohort against every other assigned speaker, W_B W_R / (W_B + W_R) (WER_B - WER_R)^2,
+        signed (negative when B is not worse), less ``cell_penalty`` per cell beyond the first.
+
+        It is the criterion the selection maximises, so a large cohort with a moderate excess is
+        judged on the same scale as a small extreme one (the raw gap favours the latter); 0 when
+        no cohort can be chosen.
+        """
+        errors = np.atleast_2d(np.asarray(errors, dtype=np.float64))
+        ref_words = np.atleast_2d(np.asarray(ref_words, dtype=np.float64))
+        bottom = self.select(errors, ref_words, speakers).bottom
+        e_b, w_b = (errors * bottom).sum(axis=1), (ref_words * bottom).sum(axis=1)
+        e_r, w_r = errors.sum(axis=1) - e_b, ref_words.sum(axis=1) - w_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            difference = e_b / w_b - e_r / w_r
+            gain = w_b * w_r / (w_b + w_r) * difference * np.abs(difference)
+        gain = gain - self.cell_penalty * np.maximum(bottom.sum(axis=1) - 1, 0)
+        return np.where(bottom.any(axis=1) & np.isfinite(gain), gain, 0.0)
+
     def select(self, errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray) -> Selection:
         """Bottom and top cohorts per replicate for cell totals (R, K) and speaker counts (K,)."""
         return select_bottom_top(
@@ -85,7 +105,8 @@ class CohortMethod(ABC):
         """Apply the learned rules to ``speakers``; cohorts keep the ids learned in ``fit``."""
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
-        """Discovered gap (%) for each row of ``permutations`` (shuffled speaker positions).
+        """The discovery's test statistic (:meth:`SelectionRule.statistic`) for each row of
+        ``permutations`` (shuffled speaker positions), both stages re-run.
 
         The default refits a copy of the method on each shuffled table: exact but slow. Methods
         whose cohorts do not depend on the outcomes override it with a vectorised re-ranking.
@@ -95,7 +116,7 @@ class CohortMethod(ABC):
         for row, order in enumerate(permutations):
             shuffled = speakers.with_outcomes(errors[order], words[order])
             method = copy.deepcopy(self).fit(shuffled)
-            gaps[row] = fixed_partition_gaps(method.partition_, errors[order][None, :], words[order][None, :], rule)[0]
+            gaps[row] = fixed_partition_statistic(method.partition_, errors[order][None, :], words[order][None, :], rule)[0]
         return gaps
 
     def check_requirements(self, speakers: SpeakerTable) -> list[str]:
@@ -110,10 +131,11 @@ class CohortMethod(ABC):
         return missing
 
 
-def fixed_partition_gaps(partition: Partition, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> np.ndarray:
-    """Gap (%) per replicate for a fixed partition and replicated per-speaker outcomes (R, n)."""
+def fixed_partition_statistic(partition: Partition, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> np.ndarray:
+    """The selection's test statistic (:meth:`SelectionRule.statistic`) per replicate, for a fixed
+    partition and replicated per-speaker outcomes (R, n): the bottom cohort is re-chosen each time."""
     indicator = partition.indicator()
     cohort_errors = np.asarray(errors, dtype=np.float64) @ indicator
     cohort_words = np.asarray(words, dtype=np.float64) @ indicator
     speakers = indicator.sum(axis=0)
-    return rule.gaps(cohort_errors, cohort_words, speakers)
+    return rule.statistic(cohort_errors, cohort_words, speakers)

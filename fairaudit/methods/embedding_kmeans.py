@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_gaps
+from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
@@ -88,7 +88,7 @@ class EmbeddingKMeans(CohortMethod):
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Clusters are fixed; only the ranking depends on outcomes."""
-        return fixed_partition_gaps(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+        return fixed_partition_statistic(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
 
 
 #: ``clusters="auto"``: at most this many clusters, and on average at least

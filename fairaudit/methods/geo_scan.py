@@ -572,7 +572,7 @@ def _cells_gap(scan: _Scan, kept: list[int], cell_errors: np.ndarray, cell_words
     errors[-1] = cell_errors.sum() - errors[:-1].sum()
     words[-1] = cell_words.sum() - words[:-1].sum()
     sizes[-1] = scan.n_located - sizes[:-1].sum()
-    return float(rule.gaps(errors[None, :], words[None, :], sizes)[0])
+    return float(rule.statistic(errors[None, :], words[None, :], sizes)[0])
 
 
 # --- reporting -----------------------------------------------------------------------------

@@ -121,7 +121,7 @@ class GeoTree(CohortMethod):
             k = labels.max() + 1
             cohort_errors = np.bincount(labels, weights=e, minlength=k)[None, :]
             cohort_words = np.bincount(labels, weights=w, minlength=k)[None, :]
-            return float(rule.gaps(cohort_errors, cohort_words, np.bincount(labels, minlength=k))[0])
+            return float(rule.statistic(cohort_errors, cohort_words, np.bincount(labels, minlength=k))[0])
 
         with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
             return np.fromiter(pool.map(gap, permutations), dtype=np.float64, count=len(permutations))

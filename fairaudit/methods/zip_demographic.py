@@ -146,16 +146,17 @@ class ZipDemographic(CohortMethod):
         sides = _candidate_sides(attributes, self.candidates_)
         errors = speakers.errors[permutations]
         words = speakers.ref_words[permutations]
-        null = np.full(len(permutations), np.nan)
+        null = np.zeros(len(permutations))
         for start in range(0, len(permutations), 50):  # bounded memory: 50 shuffles at a time
             block = slice(start, start + 50)
             stats = _candidate_stats(sides, errors[block], words[block], rule)
             if not stats["gain"].shape[1]:
                 continue
+            # The statistic of the best split: its size-weighted gain (SelectionRule.statistic for
+            # two cells: the worse side against the other, no extra cells to price).
             gains = np.where(stats["eligible"][None, :] & np.isfinite(stats["gain"]), stats["gain"], -np.inf)
-            chosen = np.argmax(gains, axis=1)
-            best = np.take_along_axis(stats["gap"], chosen[:, None], axis=1)[:, 0]
-            null[block] = np.where(np.isfinite(gains.max(axis=1)) & np.isfinite(best), best, np.nan)
+            best = gains.max(axis=1)
+            null[block] = np.where(np.isfinite(best), best, 0.0)
         return null
 
 
