@@ -221,8 +221,9 @@ BLOCKSIZE_HELP = (
 )
 
 MIN_GAIN_HELP = (
-    "geo-tree: minimum weighted squared-error reduction for a split. 'auto' (default): the median gain "
-    "of the best first split on shuffled speaker outcomes, so regions are not cut from noise; 0 grows the plain tree."
+    "geo-tree: cost-complexity pruning level, the weighted squared-error reduction per extra region a subtree "
+    "must achieve to be kept (units: squared WER per word, normalised by all words). 'auto' (default): the median gain "
+    "of the best first split on shuffled speaker outcomes, so regions are not cut from noise; 0 keeps the plain tree."
 )
 
 

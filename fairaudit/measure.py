@@ -19,7 +19,9 @@ from fairaudit.speakers import SpeakerTable
 from fairaudit.stats import (
     benjamini_hochberg,
     bootstrap_cohorts,
-    percentile_interval,
+    bca_interval,
+    cohort_wer_accelerations,
+    selection_accelerations,
     permutation_matrix,
     permutation_p_value,
 )
@@ -78,7 +80,11 @@ def measure(
         boot = bootstrap_cohorts(partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress)
     if boot is not None and len(boot["gap_pct"]) == 0:
         boot = None
-    wer_ci = percentile_interval(boot["wer"]) if boot is not None else [[None, None]] * partition.n_cohorts
+    if boot is not None:
+        accel = cohort_wer_accelerations(partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts)
+        wer_ci = bca_interval(boot["wer"], wer, accel)
+    else:
+        wer_ci = [[None, None]] * partition.n_cohorts
 
     order = rank_order(wer)
     rank = np.empty(partition.n_cohorts, dtype=np.int64)
@@ -113,14 +119,21 @@ def measure(
     ids = np.asarray(partition.cohort_ids, dtype=object)
     bottom_wer = masked_wer(sums.errors, sums.ref_words, bottom) if have_selection else np.nan
     top_wer = masked_wer(sums.errors, sums.ref_words, top) if have_selection else np.nan
+    gap = float(wer_gap_pct(bottom_wer, top_wer)) if have_selection else None
+    share = 100.0 * sums.speakers[bottom].sum() / total_speakers if have_selection else None
+    gap_ci, share_ci = [None, None], [None, None]
+    if boot is not None and have_selection:
+        gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
+        gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, gap_a)
+        share_ci = bca_interval(boot["share_pct"], share, share_a)
     return Figures(
         cohorts=cohorts,
         bottom=[str(i) for i in ids[bottom]],
         top=[str(i) for i in ids[top]],
-        wer_gap_pct=float(wer_gap_pct(bottom_wer, top_wer)) if have_selection else None,
-        wer_gap_ci=percentile_interval(boot["gap_pct"]) if boot is not None and have_selection else [None, None],
-        bottom_share_pct=100.0 * sums.speakers[bottom].sum() / total_speakers if have_selection else None,
-        bottom_share_ci=percentile_interval(boot["share_pct"]) if boot is not None and have_selection else [None, None],
+        wer_gap_pct=gap,
+        wer_gap_ci=gap_ci,
+        bottom_share_pct=share,
+        bottom_share_ci=share_ci,
         bottom_utterance_share_pct=100.0 * sums.utterances[bottom].sum() / total_utts if have_selection else None,
         bottom_word_share_pct=100.0 * sums.ref_words[bottom].sum() / total_words if have_selection else None,
         bottom_wer=float(bottom_wer) if have_selection else None,
