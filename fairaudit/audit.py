@@ -276,9 +276,10 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     )
 
 
-#: --bottom auto: a cell joins the bottom cohort only if it adds more than this many times the
-#: speaker dispersion to the size-weighted gain (what a random cell adds on average is 1x).
-CELL_PENALTY = 2.0
+#: --bottom auto: a cell joins the bottom cohort only if it adds more than CELL_PENALTY x 2 ln(K)
+#: times the speaker dispersion to the size-weighted gain (a random cell adds 1x on average; the
+#: 2 ln K of the risk-inflation criterion allows for the worst cells being the largest of K).
+CELL_PENALTY = 1.0
 
 
 def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> SelectionRule:

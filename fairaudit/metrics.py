@@ -178,6 +178,17 @@ def select_bottom_top(
     return Selection(bottom=bottom_mask & valid, top=top_mask & valid)
 
 
+def cell_price(dispersion_price: float, n_eligible: np.ndarray | int) -> np.ndarray:
+    """Gain one more cell must add to join the bottom cohort: ``dispersion_price`` (a multiple of
+    the speaker dispersion, what a random cell adds on average) x 2 ln(K) for K eligible cells.
+
+    The worst-ranked cells are the largest of K noisy values, so the price grows with K like the
+    risk-inflation criterion (Foster & George 1994): a partition of many small cells must show
+    more before a second, third, ... cell joins.
+    """
+    return dispersion_price * 2 * np.log(np.maximum(np.asarray(n_eligible, dtype=np.float64), 2.0))
+
+
 def _gain_maximising_count(
     errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray, eligible: np.ndarray,
     order: np.ndarray, n_eligible: np.ndarray, max_bottom_speakers: float, cell_penalty: float = 0.0,
@@ -196,7 +207,7 @@ def _gain_maximising_count(
         difference = cum_errors / cum_words - rest_errors / rest_words
         gain = cum_words * rest_words / total_words * difference**2
     j = np.arange(1, k + 1)[None, :]
-    gain = gain - cell_penalty * (j - 1)
+    gain = gain - cell_price(cell_penalty, n_eligible)[:, None] * (j - 1)
     allowed = (j <= (n_eligible - 1)[:, None]) & (cum_speakers <= max_bottom_speakers) & (difference > 0)
     gain = np.where(allowed & np.isfinite(gain), gain, -np.inf)
     best = np.argmax(gain, axis=1) + 1

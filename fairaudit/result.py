@@ -76,12 +76,20 @@ class MethodResult:
             return "all other speakers"
         return "; ".join(lookup.get(i, i) for i in ids) or "none"
 
+    def _suppressed_ids(self) -> set[str]:
+        """Cohorts under the reporting minimum in the discovery or the hold-out figures."""
+        ids = set()
+        for figures in (self.discovery, self.holdout):
+            if figures is not None:
+                ids |= set(figures.cohorts.loc[figures.cohorts["suppressed"].astype(bool), "id"].astype(str))
+        return ids
+
     def to_dict(self) -> dict:
         data = _figures_dict(self.discovery, self)
         data = {"verdict": self.verdict, "verdict_reason": self.verdict_reason, **data}
         data["unassigned"] = dict(self.partition.unassigned_reasons)
         data["holdout"] = None if self.holdout is None else _figures_dict(self.holdout, self)
-        details = _jsonable(self.partition.details)
+        details = _withhold_suppressed_cells(_jsonable(self.partition.details), self._suppressed_ids())
         if self.name == "zip-demographic":
             data["candidates"] = [_suppress_candidate(c, self.min_report_speakers) for c in details.pop("candidates", [])]
             data["chosen"] = details.pop("chosen", None)
@@ -157,7 +165,8 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         suppressed = bool(row["suppressed"])
         entry = {
             "id": row["id"],
-            "description": row["description"],
+            # A region's or window's description is its geometry: withheld with its figures.
+            "description": SUPPRESSED_DESCRIPTION if suppressed else row["description"],
             "rank": None if suppressed else visible_rank,
             "suppressed": suppressed,
             "eligible": bool(row["eligible"]),
@@ -193,6 +202,19 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         "assigned_speakers": int(figures.assigned_speakers),
         "cohorts": cohorts,
     }
+
+
+SUPPRESSED_DESCRIPTION = "suppressed: fewer speakers than --min-report-speakers"
+
+
+def _withhold_suppressed_cells(details: dict, suppressed: set[str]) -> dict:
+    """Method details without the entries (region bounds, scan windows) of suppressed cells."""
+    out = {}
+    for key, value in details.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) and "id" in v for v in value):
+            value = [v for v in value if str(v["id"]) not in suppressed]
+        out[key] = value
+    return out
 
 
 def _suppress_candidate(candidate: dict, minimum: int) -> dict:

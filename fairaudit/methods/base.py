@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from fairaudit.metrics import BottomMode, Selection, TopMode, select_bottom_top
+from fairaudit.metrics import BottomMode, Selection, TopMode, cell_price, select_bottom_top
 from fairaudit.partition import Partition
 from fairaudit.speakers import SpeakerTable
 
@@ -64,7 +64,8 @@ class SelectionRule:
         with np.errstate(invalid="ignore", divide="ignore"):
             difference = e_b / w_b - e_r / w_r
             gain = w_b * w_r / (w_b + w_r) * difference * np.abs(difference)
-        gain = gain - self.cell_penalty * np.maximum(bottom.sum(axis=1) - 1, 0)
+        n_eligible = (self.eligible(speakers)[None, :] & (ref_words > 0)).sum(axis=1)
+        gain = gain - cell_price(self.cell_penalty, n_eligible) * np.maximum(bottom.sum(axis=1) - 1, 0)
         return np.where(bottom.any(axis=1) & np.isfinite(gain), gain, 0.0)
 
     def select(self, errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray) -> Selection:

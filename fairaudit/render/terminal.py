@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fairaudit.render import format as fmt
-from fairaudit.result import AuditResult, Figures, MethodResult
+from fairaudit.result import SUPPRESSED_DESCRIPTION, AuditResult, Figures, MethodResult
 
 VERDICT_STYLE = {"disparity": "bold red", "no evidence": "green", "insufficient data": "yellow"}
 
@@ -41,14 +41,17 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
     has_p = "p_value_bh" in figures.cohorts.columns
     if has_p:
         table.add_column("p (BH)", justify="right")
-    for row in figures.cohorts.to_dict("records"):
+    # Suppressed cohorts last, unranked and undescribed: their rank or geometry would reveal them.
+    rows = sorted(figures.cohorts.to_dict("records"), key=lambda r: (bool(r["suppressed"]), r["rank"]))
+    for visible_rank, row in enumerate(rows, start=1):
         role = "bottom" if row["id"] in figures.bottom else "top" if row["id"] in figures.top and len(figures.top) == 1 else ""
-        name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
         if row["suppressed"]:
-            cells = [str(row["rank"]), name, role, f"<{min_report_speakers}", "", "", "", "suppressed", ""]
+            name = f"{escape(str(row['id']))}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
+            cells = ["", name, role, f"<{min_report_speakers}", "", "", "", "suppressed", ""]
         else:
+            name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
             cells = [
-                str(row["rank"]), name, role, f"{row['speakers']:,}", fmt.pct(row["speaker_share_pct"]),
+                str(visible_rank), name, role, f"{row['speakers']:,}", fmt.pct(row["speaker_share_pct"]),
                 f"{row['utterances']:,}", f"{row['ref_words']:,}", fmt.wer(_none(row["wer"])),
                 fmt.interval(_none(row["wer_ci_low"]), _none(row["wer_ci_high"]), fmt.wer),
             ]
