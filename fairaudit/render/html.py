@@ -29,16 +29,26 @@ VERDICT_CLASS = {"disparity": "disparity", "no evidence": "no-evidence", "insuff
 DEFINITIONS = [
     ("cohort WER", "sum of errors in the cohort / sum of reference words in the cohort (pooled over utterances, "
      "never a mean of per-utterance WERs); shown as a percentage of words, stored in JSON as a fraction"),
-    ("bottom cohort B", "the cohort with the highest WER among cohorts with at least --min-speakers speakers; with "
-     "--bottom-share p, the union of the worst cohorts whose share of speakers is closest to p"),
-    ("top cohort T", "the lowest-WER eligible cohort (--top best, default) or every assigned speaker not in B (--top rest)"),
+    ("cells", "what a method partitions the speakers into: tree regions, scan windows, census sides, k-means "
+     "clusters, attribute values. A cell with fewer than --min-speakers (default 30) speakers is never chosen as "
+     "bottom or top"),
+    ("bottom cohort B", "a real under-served group is rarely one cell, so by default (--bottom auto) B is the union "
+     "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises the "
+     "size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other assigned "
+     "speaker; the criterion a geo-tree split maximises), each cell after the first must add more than 2 ln(K) times "
+     "the gain a random cell adds (the speakers' WER dispersion; K eligible cells), and B holds at most "
+     "--max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; --bottom-share p: the "
+     "worst cells whose speaker share is closest to p"),
+    ("top cohort T", "every assigned speaker not in B (--top rest, default), or the lowest-WER eligible cell (--top best)"),
     ("WER gap (%)", "100 x (WER(B) - WER(T)) / WER(T)"),
     ("bottom-cohort share (%)", "100 x speakers in B / all speakers assigned to a cohort; utterance and word shares "
      "are shown beside it"),
-    ("95% interval", "percentile interval of 1,000 speaker-level bootstrap replicates (speakers are resampled, never "
-     "utterances)"),
+    ("95% interval", "bias-corrected and accelerated (BCa) interval of 1,000 speaker-level bootstrap replicates "
+     "(speakers are resampled, never utterances); BCa, unlike the plain percentile interval, does not sit low for a "
+     "ratio such as a pooled WER"),
     ("p-value", "permutation test: speaker outcomes (errors and words together) are shuffled across speakers and the "
-     "discovery is re-run each time, so the search for the worst cohort is accounted for"),
+     "whole discovery (cells, then the choice of B) is re-run each time; the statistic is B's size-weighted gain, so "
+     "the search for the worst cohort is accounted for"),
     ("verdict", "disparity (p < --alpha, default 0.05), no evidence, or insufficient data (fewer than two cohorts of "
      "the minimum size)"),
 ]
