@@ -30,8 +30,11 @@ from fairaudit.metrics import pooled_wer, wer_gap_pct
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
 
-#: Threshold grid: every 5% quantile of the speakers' values, so a cut off any decile is found.
-DEFAULT_QUANTILES = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
+#: Threshold grid: every 5% quantile of the speakers' values, so a cut off any decile is found,
+#: and every 1% in the two tails, where a small under-served group (2-5% of speakers) would
+#: otherwise be diluted into a 5% side.
+DEFAULT_QUANTILES = tuple(np.round(np.concatenate([np.arange(0.01, 0.05, 0.01), np.arange(0.05, 0.951, 0.05),
+                                                   np.arange(0.96, 0.995, 0.01)]), 2))
 
 
 @dataclass
