@@ -9,15 +9,12 @@ imports. Expected values are computed here from the input files, never copied fr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fairaudit.cli import main
+from cli_runner import Run, run_main  # noqa: F401  (shared in-process CLI runner)
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--bootstrap", "100", "--permutations", "20"]
@@ -34,28 +31,6 @@ OFF = ["--bootstrap", "0", "--permutations", "0"]
 METHODS = ["geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"]  # report order
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run_main(*args: object) -> Run:
-    """Call the console entry point ``fairaudit.cli:main`` in-process and capture what it prints."""
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["fairaudit", *map(str, args)]
-    code: object = None
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as done:
-        code = done.code
-    finally:
-        sys.argv = argv
-    assert code is not None, "main() must end with sys.exit"
-    return Run(0 if code is None else int(code), out.getvalue(), err.getvalue())
 
 
 def run_process(*args: object, cwd: Path | None = None, env: dict | None = None, script: bool = False) -> Run:

@@ -587,23 +587,10 @@ def test_write_synth_refuses_to_overwrite_sidecars_and_is_atomic(tmp_path) -> No
 
 def run_cli(*args: object) -> tuple[int, str, str]:
     """Run ``fairaudit`` in-process; (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-    import sys
+    from cli_runner import run_main
 
-    from fairaudit.cli import main
-
-    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
-    sys.argv = ["fairaudit", *map(str, args)]
-    code: object = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as done:
-        code = done.code
-    finally:
-        sys.argv = argv
-    return int(code or 0), out.getvalue(), err.getvalue()
+    run = run_main(*args)
+    return run.code, run.stdout, run.stderr
 
 
 def test_cli_plants_by_shape_and_refuses_unknown_shapes(tmp_path) -> None:
