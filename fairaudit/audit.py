@@ -94,6 +94,7 @@ def audit(
     engine: str = "pandas",
     scheduler: str | None = None,
     blocksize: int | str | None = None,
+    cohorts: str | Path | dict | None = None,
     **options: object,
 ) -> AuditResult:
     """Audit an utterance log (path, DataFrame or UtteranceLog) and return an :class:`AuditResult`.
@@ -103,6 +104,9 @@ def audit(
     ``"logs/*.parquet"``, local or an fsspec URL) on Dask: on the cluster at ``scheduler`` (an
     address such as ``"tcp://dask-scheduler:8786"``) or on local threads; ``blocksize`` (bytes or "64MB")
     splits large uncompressed CSV/TSV files. The results equal the pandas engine's.
+
+    ``cohorts`` (an audit report written by ``to_json``/``--json``, as a path or a dict) measures
+    the log on that report's stored cohort definitions instead of discovering new ones (SPEC 9).
     """
     unknown = set(options) - set(AuditOptions.__dataclass_fields__)
     if unknown:
@@ -119,7 +123,21 @@ def audit(
         speakers = speaker_table_of(log)  # built on Dask while reading
     else:
         speakers = build_speaker_table(log)
+    if cohorts is not None:
+        return run_stored_audit(log, speakers, opts, cohorts)
     return run_audit(log, speakers, opts, progress=progress)
+
+
+def run_stored_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, cohorts: str | Path | dict) -> AuditResult:
+    """Measure ``speakers`` on the cohort definitions of an earlier audit report (no discovery)."""
+    from fairaudit.stored import measure_stored, read_cohort_report
+
+    if opts.holdout:
+        raise UsageError("--holdout splits speakers for discovery; with --cohorts nothing is discovered: drop one of them")
+    report, where = read_cohort_report(cohorts)
+    results = measure_stored(speakers, report, where, selection_rule(opts, speakers), opts)
+    parameters = dict(asdict(opts), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
+    return _audit_result(log, speakers, opts, results, parameters, None)
 
 
 def load_log(data, *, columns=None, embeddings=None, normalize="default", engine="pandas", scheduler=None,
@@ -148,6 +166,15 @@ def load_log(data, *, columns=None, embeddings=None, normalize="default", engine
     if isinstance(data, pd.DataFrame):
         return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
     return ingest.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)
+
+
+def load_demographics_option(path: str | None):
+    """The --demographics table and its source line, or (None, None) for the built-in table."""
+    if not path:
+        return None, None
+    from fairaudit.ingest import read_demographics
+
+    return read_demographics(path), f"user demographics table {Path(path).name}"
 
 
 def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMethod]:
@@ -233,7 +260,8 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
                 permutations=opts.permutations, boot=boot,
             )
         results[key] = MethodResult(
-            key, partition, figures, "", "", None, top_mode=opts.top, min_report_speakers=opts.min_report_speakers
+            key, partition, figures, "", "", None, top_mode=opts.top, min_report_speakers=opts.min_report_speakers,
+            definition=method.definition(),
         )
         if held_out is not None:
             held_partition = method.assign(held_out)
@@ -258,10 +286,20 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     for result in results.values():
         result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
 
+    return _audit_result(log, speakers, opts, results, asdict(opts),
+                         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None)
+
+
+def _audit_result(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, results: dict, parameters: dict,
+                  assignments: pd.DataFrame | None) -> AuditResult:
+    """The AuditResult of one run: results per method plus provenance."""
+    if assignments is None:
+        assignments = pd.concat([_assignments(key, r.partition, speakers, r.discovery.bottom) for key, r in results.items()],
+                                ignore_index=True) if results else None
     return AuditResult(
         version=__version__,
         seed=opts.seed,
-        parameters=asdict(opts),
+        parameters=parameters,
         input={
             "path": log.path,
             "sha256": log.sha256,
@@ -272,7 +310,7 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
         methods=results,
         notes=list(log.notes),
         speaker_conflicts=dict(speakers.conflicts),
-        assignments_frame=pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
+        assignments_frame=assignments,
     )
 
 

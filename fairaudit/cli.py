@@ -141,9 +141,10 @@ def _log_argument(log: str, engine: str) -> tuple[str | Path, list[Path]]:
 
 
 def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, outputs: list[Path | None], quiet: bool,
-                  engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None):
+                  engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None,
+                  cohorts: Path | None = None):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
-    from fairaudit.audit import AuditOptions, load_log, run_audit
+    from fairaudit.audit import AuditOptions, load_log, run_audit, run_stored_audit
     from fairaudit.config import AUDIT_KINDS, check_section, find_config
     from fairaudit.engines import check_engine, speaker_table_of
 
@@ -175,11 +176,13 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
     columns.update(parse_columns(column))
     embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
     demographics_file = Path(opts.demographics) if opts.demographics else None
-    _check_outputs(outputs, [*log_files, embeddings_file, demographics_file])
+    _check_outputs(outputs, [*log_files, embeddings_file, demographics_file, cohorts])
 
     data = load_log(log_arg, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"),
                     engine=engine, scheduler=scheduler, blocksize=blocksize)
     speakers = speaker_table_of(data)
+    if cohorts is not None:
+        return run_stored_audit(data, speakers, opts, cohorts)
     with _progress_bars(err_console.is_terminal and not quiet) as bars:
         return run_audit(data, speakers, opts, progress=bars)
 
@@ -238,6 +241,13 @@ BOTTOM_HELP = (
 )
 
 
+COHORTS_HELP = (
+    "Measure the log on the cohorts stored in an earlier audit report (written by --json) instead of discovering "
+    "new ones: the same regions, windows, census rule, clusters or groups, and the same bottom and top cohorts; "
+    "p-values are then for fixed cohorts. Use it to compare two models on the same cohorts."
+)
+
+
 def _clusters_value(text: str | None) -> int | str | None:
     """--clusters: 'auto' or a whole number."""
     if text is None or text == "auto":
@@ -280,6 +290,7 @@ def audit(
     engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help=ENGINE_HELP),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
     blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
+    cohorts: Optional[Path] = typer.Option(None, "--cohorts", metavar="AUDIT_JSON", help=COHORTS_HELP),
 ) -> None:
     """Find the speaker cohorts with the highest WER and report WER gap, bottom-cohort share and verdicts."""
     from fairaudit.render.terminal import print_audit
@@ -292,7 +303,7 @@ def audit(
         "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
     }
     result = _audit_result(log, cli_values, column, embeddings, normalize, [json_out, assignments, html, markdown], quiet,
-                           engine=engine, scheduler=scheduler, blocksize=blocksize)
+                           engine=engine, scheduler=scheduler, blocksize=blocksize, cohorts=cohorts)
     _write_reports(result, json_out, assignments, html, markdown)
     if not quiet:
         print_audit(result, _stdout_console())

@@ -55,6 +55,10 @@ class MethodResult:
     holdout: Figures | None = None
     top_mode: str = "best"
     min_report_speakers: int = 10
+    #: Portable cohort definitions (``CohortMethod.definition()``), for ``audit --cohorts`` and compare.
+    definition: dict | None = None
+    #: "discovered" (found on this log) or "stored" (measured on definitions from an audit JSON).
+    cohort_source: str = "discovered"
 
     @property
     def cohorts(self) -> pd.DataFrame:
@@ -94,6 +98,10 @@ class MethodResult:
             data["candidates"] = [_suppress_candidate(c, self.min_report_speakers) for c in details.pop("candidates", [])]
             data["chosen"] = details.pop("chosen", None)
         data["details"] = details
+        data["cohort_source"] = self.cohort_source
+        data["definition"] = None if self.definition is None else dict(
+            _withhold_suppressed_cells(_jsonable(self.definition), self._suppressed_ids()), method=self.name.split(":")[0]
+        )
         return data
 
 

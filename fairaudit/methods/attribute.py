@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import UsageError
-from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_statistic
+from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
@@ -70,6 +70,23 @@ class AttributeGroups(CohortMethod):
             unassigned_reasons=reasons,
             details={"by": list(self.by)},
         )
+
+    def definition(self) -> dict:
+        """The grouping columns and each cohort's value (joined with " & " for intersections)."""
+        return {
+            "rule": "a speaker is in the cohort whose value equals its most frequent value of the columns",
+            "by": list(self.by),
+            "cells": [{"id": key, "description": self._describe(key), "value": key} for key in self.groups_],
+        }
+
+    @classmethod
+    def from_definition(cls, definition: dict, context: dict | None = None) -> "AttributeGroups":
+        by = definition.get("by")
+        if not isinstance(by, list) or not by or not all(isinstance(c, str) for c in by):
+            raise ValueError("an attribute definition needs 'by': a list of column names")
+        method = cls(by=by)
+        method.groups_ = [str(cell.get("value", cell["id"])) for cell in definition_cells(definition)]
+        return method
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         return fixed_partition_statistic(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)

@@ -97,6 +97,21 @@ class CohortMethod(ABC):
         """The method instance(s) an audit with these options runs (usually one)."""
         raise NotImplementedError
 
+    def definition(self) -> dict:
+        """The fitted cohorts as portable definitions (SPEC 6, 9): a JSON-serialisable dict with a
+        ``cells`` list (each with ``id`` and ``description``) and whatever else :meth:`assign`
+        needs, so that :meth:`from_definition` can put new speakers in the same cohorts."""
+        raise NotImplementedError(f"{type(self).__name__} has no portable cohort definitions")
+
+    @classmethod
+    def from_definition(cls, definition: dict, context: dict | None = None) -> "CohortMethod":
+        """A fitted method that assigns speakers to the stored cohorts (no discovery).
+
+        ``context`` carries what a definition refers to but does not hold (e.g. the census
+        table). Raises ValueError when the definition is malformed or cannot apply.
+        """
+        raise NotImplementedError(f"{cls.__name__} cannot be rebuilt from stored definitions")
+
     @abstractmethod
     def fit(self, speakers: SpeakerTable) -> "CohortMethod":
         """Learn cohort rules from ``speakers`` and set ``partition_`` (a partition of them)."""
@@ -140,3 +155,13 @@ def fixed_partition_statistic(partition: Partition, errors: np.ndarray, words: n
     cohort_words = np.asarray(words, dtype=np.float64) @ indicator
     speakers = indicator.sum(axis=0)
     return rule.statistic(cohort_errors, cohort_words, speakers)
+
+
+def definition_cells(definition: dict) -> list[dict]:
+    """The ``cells`` of a stored definition, checked: a list of objects with a string ``id``."""
+    cells = definition.get("cells") if isinstance(definition, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in cells):
+        raise ValueError("the definition needs 'cells': a list of objects with a string 'id'")
+    if len({c["id"] for c in cells}) != len(cells):
+        raise ValueError("cell ids in the definition are not unique")
+    return cells

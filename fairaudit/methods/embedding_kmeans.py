@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fairaudit.methods.base import CohortMethod, SelectionRule, fixed_partition_statistic
+from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
@@ -41,50 +41,78 @@ class EmbeddingKMeans(CohortMethod):
 
     def fit(self, speakers: SpeakerTable) -> "EmbeddingKMeans":
         vectors, present = _vectors(speakers)
-        self.model_ = None
         self.n_clusters_ = auto_cluster_count(int(present.sum()), self.min_speakers) if self.clusters == "auto" else int(self.clusters)
+        self.centroids_: np.ndarray | None = None
+        self.cluster_ids_: list[str] = []
+        self.profiles_: list[list[dict]] = []
+        self.projection_ = None
         if present.sum() >= max(self.n_clusters_, 2) and self.n_clusters_ >= 2:
             from sklearn.cluster import KMeans  # imported here: sklearn slows every CLI start
 
             k = self.n_clusters_
-            self.model_ = KMeans(n_clusters=k, random_state=self.seed, n_init=4).fit(vectors[present])
-            raw = self.model_.labels_
+            model = KMeans(n_clusters=k, random_state=self.seed, n_init=4).fit(vectors[present])
             # Number clusters by size (largest = cluster-1) so ids do not depend on k-means' order.
-            sizes = np.bincount(raw, minlength=k)
+            sizes = np.bincount(model.labels_, minlength=k)
             order = np.lexsort((np.arange(k), -sizes))
-            self._renumber = np.empty(k, dtype=np.int64)
-            self._renumber[order] = np.arange(k)
+            self.centroids_ = np.asarray(model.cluster_centers_, dtype=np.float64)[order]
+            self.cluster_ids_ = [f"cluster-{i + 1}" for i in range(k)]
             labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
-            labels[present] = self._renumber[raw]
+            labels[present] = nearest_centroid(vectors[present], self.centroids_)
             self.profiles_ = cluster_profiles(speakers, labels, k)
             self.projection_ = project_clusters(vectors[present], labels[present], k, self.seed)
-        else:
-            self.profiles_ = []
-            self.projection_ = None
+        self.descriptions_ = [_describe(profile) for profile in self.profiles_]
         self.partition_ = self.assign(speakers)
         return self
 
     def assign(self, speakers: SpeakerTable) -> Partition:
+        """Put each speaker with an embedding in the cluster of the nearest centroid."""
         vectors, present = _vectors(speakers)
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
-        n_clusters = 0
-        if self.model_ is not None:
-            n_clusters = self.n_clusters_
-            if present.any():
-                labels[present] = self._renumber[self.model_.predict(vectors[present])]
+        if self.centroids_ is not None and present.any():
+            if vectors.shape[1] != self.centroids_.shape[1]:
+                raise ValueError(f"the stored clusters are in a {self.centroids_.shape[1]}-dimensional embedding space; "
+                                 f"this log's embeddings have {vectors.shape[1]} dimensions (another embedding model?)")
+            labels[present] = nearest_centroid(vectors[present], self.centroids_)
         reasons = {}
         if (~present).any():
             reasons["no embedding"] = int((~present).sum())
-        if self.model_ is None and present.any():
+        if self.centroids_ is None and present.any():
             reasons["too few speakers with embeddings for k-means"] = int(present.sum())
         return Partition(
             method=self.name,
             labels=labels,
-            cohort_ids=[f"cluster-{i + 1}" for i in range(n_clusters)],
-            descriptions=[_describe(profile) for profile in self.profiles_],
+            cohort_ids=list(self.cluster_ids_),
+            descriptions=list(self.descriptions_),
             unassigned_reasons=reasons,
             details={"profiles": self.profiles_, "projection": getattr(self, "projection_", None)},
         )
+
+    def definition(self) -> dict:
+        """Centroids in the normalised embedding space: a new speaker joins the nearest one."""
+        centroids = self.centroids_ if self.centroids_ is not None else np.zeros((0, 0))
+        return {
+            "rule": "a speaker is in the cluster whose centroid is nearest (Euclidean distance) to its embedding",
+            "normalisation": "utterance vectors averaged per speaker, the mean L2-normalised (SPEC 2)",
+            "dimension": int(centroids.shape[1]) if len(centroids) else None,
+            "cells": [{"id": cid, "description": text, "centroid": [float(v) for v in row]}
+                      for cid, text, row in zip(self.cluster_ids_, self.descriptions_, centroids)],
+        }
+
+    @classmethod
+    def from_definition(cls, definition: dict, context: dict | None = None) -> "EmbeddingKMeans":
+        cells = definition_cells(definition)
+        method = cls()
+        centroids = [cell.get("centroid") for cell in cells]
+        if not all(isinstance(c, list) and c and all(isinstance(v, (int, float)) for v in c) for c in centroids):
+            raise ValueError("every embedding-kmeans cell needs a 'centroid': a list of numbers")
+        if len({len(c) for c in centroids}) > 1:
+            raise ValueError("the stored centroids do not all have the same dimension")
+        method.centroids_ = np.asarray(centroids, dtype=np.float64) if cells else None
+        method.cluster_ids_ = [cell["id"] for cell in cells]
+        method.descriptions_ = [str(cell.get("description", cell["id"])) for cell in cells]
+        method.profiles_, method.projection_ = [], None
+        method.n_clusters_ = len(cells)
+        return method
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Clusters are fixed; only the ranking depends on outcomes."""
@@ -138,6 +166,13 @@ def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int, s
         "cells": np.column_stack([cluster, x_bin, y_bin, cell_counts]).tolist(),
         "centres": centres.tolist(),
     }
+
+
+def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (squared Euclidean distance, ties to the lower index)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    distances = (vectors**2).sum(axis=1)[:, None] - 2 * vectors @ centroids.T + (centroids**2).sum(axis=1)[None, :]
+    return np.argmin(distances, axis=1).astype(np.int64)
 
 
 def _vectors(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:

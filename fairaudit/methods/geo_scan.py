@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fairaudit.logs import LATITUDE, LONGITUDE
-from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.base import definition_cells, CohortMethod, SelectionRule
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import EARTH_RADIUS_KM, SpeakerTable
@@ -225,6 +225,37 @@ class GeoScan(CohortMethod):
             unassigned_reasons={"no coordinates": unassigned} if unassigned else {},
             details={"windows": [dict(w) for w in self.windows_], "scan": self._scan_details()},
         )
+
+    def definition(self) -> dict:
+        """The windows (grid centre, listed radius) and the membership rule."""
+        cells = [{"id": w["id"], "description": describe_window(w), "centre_lat": w["centre_lat"],
+                  "centre_lon": w["centre_lon"], "radius_km": w["radius_km"]} for w in self.windows_]
+        cells.append({"id": OUTSIDE_ID, "description": "located speakers in no window"})
+        return {
+            "rule": f"a speaker is in the first window (in this order) whose centre is within its radius of the centre "
+                    f"of the speaker's {LOCATION_GRID_DEG}-degree grid cell (great-circle distance); else outside",
+            "location_grid_deg": LOCATION_GRID_DEG,
+            "cells": cells,
+        }
+
+    @classmethod
+    def from_definition(cls, definition: dict, context: dict | None = None) -> "GeoScan":
+        cells = definition_cells(definition)
+        if definition.get("location_grid_deg") != LOCATION_GRID_DEG:
+            raise ValueError(f"the windows were defined on a {definition.get('location_grid_deg')}-degree location grid; "
+                             f"this version uses {LOCATION_GRID_DEG}")
+        method = cls()
+        windows = [c for c in cells if c["id"] != OUTSIDE_ID]
+        for cell in windows:
+            if not all(isinstance(cell.get(k), (int, float)) for k in ("centre_lat", "centre_lon", "radius_km")):
+                raise ValueError(f"window {cell['id']} needs numeric centre_lat, centre_lon and radius_km")
+        method.windows_ = [{"id": c["id"], "centre_lat": float(c["centre_lat"]), "centre_lon": float(c["centre_lon"]),
+                            "radius_km": float(c["radius_km"]), "score": None} for c in windows]
+        method.located_at_fit_ = True
+        method.candidate_windows_ = 0
+        method.min_score_ = float("nan")
+        method.overdispersion_ = float("nan")
+        return method
 
     def _scan_details(self) -> dict:
         """The scan's settings for the report: what a reader needs to re-apply the windows."""

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fairaudit.logs import LATITUDE, LONGITUDE
-from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
@@ -70,31 +70,50 @@ class GeoTree(CohortMethod):
             self.regions_ = _leaf_bounds(self.tree_)
         elif located.any():
             self.regions_ = [{"node": 0, **{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}]
-        self._leaf_to_cohort = {region["node"]: index for index, region in enumerate(self.regions_)}
+        self.regions_ = [dict(region, id=f"region-{i + 1}") for i, region in enumerate(self.regions_)]
         self.partition_ = self.assign(speakers)
         return self
 
     def assign(self, speakers: SpeakerTable) -> Partition:
+        """Put each located speaker in the region whose bounds contain it (the tree's own rule:
+        coordinates as float32, lower bounds exclusive, upper inclusive)."""
         coords, located = _coordinates(speakers)
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
-        if self.tree_ is not None and located.any():
-            leaves = self.tree_.apply(coords[located])
-            lookup = np.full(self.tree_.tree_.node_count, UNASSIGNED, dtype=np.int64)
-            for node, cohort in self._leaf_to_cohort.items():
-                lookup[node] = cohort
-            labels[located] = lookup[leaves]
-        elif self.regions_:
-            labels[located] = 0
-        ids = [f"region-{i + 1}" for i in range(len(self.regions_))]
+        labels[located] = region_labels(coords[located], self.regions_)
+        withheld = int((located & (labels == UNASSIGNED)).sum())
         unassigned = int((~located).sum())
+        reasons = {"no coordinates": unassigned} if unassigned else {}
+        if withheld:
+            reasons["in a region withheld from the stored definitions (suppressed)"] = withheld
         return Partition(
             method=self.name,
             labels=labels,
-            cohort_ids=ids,
+            cohort_ids=[region["id"] for region in self.regions_],
             descriptions=[describe_region(region) for region in self.regions_],
-            unassigned_reasons={"no coordinates": unassigned} if unassigned else {},
-            details={"regions": [dict(region, id=cid) for region, cid in zip(self.regions_, ids)]},
+            unassigned_reasons=reasons,
+            details={"regions": [dict(region) for region in self.regions_]},
         )
+
+    def definition(self) -> dict:
+        """The regions' bounds: enough to put any new speaker in the same region."""
+        return {
+            "rule": "a speaker is in the region whose bounds contain its median coordinates, compared as float32; "
+                    "lower bounds exclusive, upper bounds inclusive, null = unbounded",
+            "cells": [{"id": r["id"], "description": describe_region(r),
+                       **{f"{axis}_{end}": r[f"{axis}_{end}"] for axis in AXES for end in ("min", "max")}}
+                      for r in self.regions_],
+        }
+
+    @classmethod
+    def from_definition(cls, definition: dict, context: dict | None = None) -> "GeoTree":
+        method = cls()
+        method.tree_ = None
+        method.min_gain_ = float("nan")
+        method.regions_ = [
+            {"id": str(cell["id"]), **{f"{axis}_{end}": _bound(cell, f"{axis}_{end}") for axis in AXES for end in ("min", "max")}}
+            for cell in definition_cells(definition)
+        ]
+        return method
 
 
     def _grow(self, coords: np.ndarray, target: np.ndarray, words: np.ndarray, min_gain: float):
@@ -134,6 +153,33 @@ class GeoTree(CohortMethod):
 
 
 NOISE_SHUFFLES = 20
+
+
+def region_labels(coords: np.ndarray, regions: list[dict]) -> np.ndarray:
+    """Index of the region containing each point, UNASSIGNED when none does (a withheld region).
+
+    Coordinates are rounded to float32 first, as scikit-learn's tree compares them, so labels
+    from the bounds equal the fitted tree's leaves exactly.
+    """
+    points = np.asarray(coords, dtype=np.float32).astype(np.float64)
+    labels = np.full(len(points), UNASSIGNED, dtype=np.int64)
+    for index, region in enumerate(regions):
+        inside = labels == UNASSIGNED
+        for column, axis in enumerate(AXES):
+            low, high = region.get(f"{axis}_min"), region.get(f"{axis}_max")
+            if low is not None:
+                inside &= points[:, column] > low
+            if high is not None:
+                inside &= points[:, column] <= high
+        labels[inside] = index
+    return labels
+
+
+def _bound(cell: dict, key: str) -> float | None:
+    value = cell.get(key)
+    if value is not None and not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number or null")
+    return None if value is None else float(value)
 
 
 def noise_split_gain(coords: np.ndarray, target: np.ndarray, words: np.ndarray, min_speakers: int, seed: int) -> float:

@@ -22,9 +22,10 @@ from fairaudit.census import (
     builtin_demographics,
     demographic_columns,
     format_value,
+    table_version,
 )
 from fairaudit.logs import ZIP_CODE
-from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.metrics import pooled_wer, wer_gap_pct
 from fairaudit.partition import UNASSIGNED, Partition
@@ -73,14 +74,9 @@ class ZipDemographic(CohortMethod):
     def from_options(cls, opts) -> list["ZipDemographic"]:
         """Candidates are limited to splits both of whose sides may be reported and selected
         (the same minimum the selection and the permutation test use)."""
-        demographics, source = None, None
-        if opts.demographics:
-            from pathlib import Path
+        from fairaudit.audit import load_demographics_option
 
-            from fairaudit.ingest import read_demographics
-
-            demographics = read_demographics(opts.demographics)
-            source = f"user demographics table {Path(opts.demographics).name}"
+        demographics, source = load_demographics_option(opts.demographics)
         return [cls(min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source)]
 
     def _table(self) -> pd.DataFrame:
@@ -142,6 +138,43 @@ class ZipDemographic(CohortMethod):
             unassigned_reasons=_count(reasons),
             details=dict(details, chosen=self.candidates_[self.chosen_].ids),
         )
+
+    def definition(self) -> dict:
+        """The chosen census rule and the table version it refers to (a mismatch is an error)."""
+        cells, candidate = [], None
+        if self.chosen_ is not None:
+            chosen = self.candidates_[self.chosen_]
+            candidate = {"attribute": chosen.attribute, "kind": chosen.kind, "value": _json_value(chosen.value)}
+            cells = [{"id": cid, "description": text} for cid, text in zip(chosen.ids, chosen.descriptions)]
+        return {
+            "rule": "side A (first cell): the ZIP's value is at or below the threshold, or its majority "
+                    "race/ethnicity is the group; side B: above it, or another majority",
+            "census_table": table_version(self._table(), self.demographics is None),
+            "source": self.source or BUILTIN_SOURCE,
+            "candidate": candidate,
+            "cells": cells,
+        }
+
+    @classmethod
+    def from_definition(cls, definition: dict, context: dict | None = None) -> "ZipDemographic":
+        context = context or {}
+        method = cls(demographics=context.get("demographics"), source=context.get("source"))
+        cells = definition_cells(definition)
+        stored = definition.get("census_table")
+        current = table_version(method._table(), method.demographics is None)
+        if stored != current:
+            raise ValueError(f"the cohorts were defined on census table '{stored}', but this run has '{current}': "
+                             "give the same --demographics file (or none, for the built-in table)")
+        spec = definition.get("candidate")
+        method.candidates_, method.chosen_, method.ranking_ = [], None, []
+        if spec is not None:
+            if not isinstance(spec, dict) or spec.get("kind") not in ("majority", "threshold") or len(cells) != 2:
+                raise ValueError("a zip-demographic definition needs a 'candidate' (attribute, kind, value) and two cells")
+            method.candidates_ = [Candidate(attribute=str(spec["attribute"]), kind=spec["kind"], value=spec["value"],
+                                            ids=(cells[0]["id"], cells[1]["id"]),
+                                            descriptions=(str(cells[0].get("description")), str(cells[1].get("description"))))]
+            method.chosen_ = 0
+        return method
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Candidates do not depend on outcomes: re-rank all of them on each shuffle at once."""

@@ -1,0 +1,113 @@
+"""Measure a log on stored cohort definitions (``audit --cohorts AUDIT_JSON``; SPEC 9).
+
+No discovery: each method is rebuilt from the ``definition`` an earlier audit wrote
+(``CohortMethod.from_definition``), assigns this log's speakers to the same cohorts, and the
+stored bottom and top cohorts are measured with the usual speaker bootstrap. Because nothing is
+searched, the permutation test is the fixed-cohort one (as for a hold-out).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from fairaudit.errors import InputError, UsageError
+from fairaudit.measure import fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.methods.registry import method_classes
+from fairaudit.result import MethodResult
+from fairaudit.speakers import SpeakerTable
+from fairaudit.stats import bootstrap_partitions
+
+
+def read_cohort_report(source: str | Path | dict) -> tuple[dict, str]:
+    """The audit report holding the definitions, and a name for messages; InputError when unusable."""
+    if isinstance(source, dict):
+        return source, "the given report"
+    path = Path(source)
+    if not path.is_file():
+        raise InputError("no such audit report (give the JSON written by `fairaudit audit --json`)", file=str(path))
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"not a JSON audit report: {error}", file=str(path)) from None
+    if not isinstance(report, dict) or not isinstance(report.get("methods"), dict):
+        raise InputError("not an audit report: it has no 'methods' object", file=str(path))
+    return report, str(path)
+
+
+def stored_methods(report: dict, where: str, demographics=None, source: str | None = None,
+                   only: list[str] | None = None) -> list[tuple[str, object, dict]]:
+    """(method key, rebuilt method, the report's method entry) for every stored method (or those
+    whose name is in ``only``)."""
+    classes = method_classes()
+    rebuilt = []
+    for key, entry in report["methods"].items():
+        if only and key.split(":")[0] not in only:
+            continue
+        definition = entry.get("definition") if isinstance(entry, dict) else None
+        if definition is None:
+            raise InputError(f"method {key!r} has no cohort definitions (written by an older fairaudit?): "
+                             "re-run the audit with this version", file=where)
+        name = definition.get("method") if isinstance(definition, dict) else None
+        if name not in classes:
+            raise InputError(f"method {key!r}: unknown method {name!r} in the definitions", file=where)
+        try:
+            method = classes[name].from_definition(definition, {"demographics": demographics, "source": source})
+        except ValueError as error:
+            raise InputError(f"method {key!r}: the stored cohorts cannot be used: {error}", file=where) from None
+        rebuilt.append((key, method, entry))
+    if not rebuilt:
+        raise InputError("the audit report holds no methods" + (f" among {', '.join(only)}" if only else ""), file=where)
+    return rebuilt
+
+
+def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts) -> dict[str, MethodResult]:
+    """Every stored method's cohorts measured on ``speakers``: figures, fixed-cohort p-value, verdict."""
+    from fairaudit.audit import load_demographics_option
+
+    demographics, source = load_demographics_option(opts.demographics)
+    top_mode = str(report.get("parameters", {}).get("top", opts.top))
+    designs, entries = [], []
+    for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods):
+        missing = method.check_requirements(speakers)
+        if missing:
+            raise UsageError(f"the stored cohorts of {key} need {', '.join(missing)}, which this log does not have")
+        try:
+            partition = method.assign(speakers)
+        except ValueError as error:
+            raise InputError(f"method {key!r}: the stored cohorts cannot be used on this log: {error}", file=where) from None
+        sizes = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts)
+        selection = selection_from_ids(partition, list(entry.get("bottom_cohorts") or []),
+                                       list(entry.get("top_cohorts") or []), top_mode, sizes)
+        designs.append((partition.indicator(), selection))
+        entries.append((key, method, partition, selection))
+    boots = bootstrap_partitions([d for d in designs], speakers.errors, speakers.ref_words, opts.bootstrap,
+                                 np.random.default_rng([opts.seed, 0xB007]))
+    results = {}
+    for (key, method, partition, selection), boot in zip(entries, boots):
+        rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
+        figures = measure(partition, speakers, selection, rule, bootstrap=opts.bootstrap, rng=rng,
+                          min_report_speakers=opts.min_report_speakers, p_value=None,
+                          cohort_p_values=method.name == "attribute", permutations=opts.permutations, boot=boot)
+        figures.p_value = fixed_selection_p_value(partition, speakers, selection, figures.wer_gap_pct, opts.permutations, rng)
+        result = MethodResult(key, partition, figures, "", "", None, top_mode=top_mode,
+                              min_report_speakers=opts.min_report_speakers, definition=method.definition(),
+                              cohort_source="stored")
+        result.verdict, result.verdict_reason = judge_stored(figures, opts.alpha, where)
+        results[key] = result
+    return results
+
+
+def judge_stored(figures, alpha: float, where: str) -> tuple[str, str]:
+    """Verdict on cohorts fixed in advance: the permutation p-value needs no search correction."""
+    origin = f"cohorts from {Path(where).name}"
+    if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
+        return "insufficient data", f"{origin}: this log has no speakers in the stored bottom or top cohort"
+    if figures.p_value is None:
+        return "no evidence", f"{origin}: significance was not tested (--permutations 0)"
+    if figures.p_value < alpha and figures.wer_gap_pct > 0:
+        return "disparity", f"{origin} (no search): permutation p-value {figures.p_value:.3g} < {alpha:g}"
+    return "no evidence", f"{origin} (no search): permutation p-value {figures.p_value:.3g} >= {alpha:g}"

@@ -1,0 +1,126 @@
+"""Portable cohort definitions (SPEC 6, 9): every method writes what is needed to put new speakers
+into the same cohorts, and `audit --cohorts AUDIT_JSON` measures another log on them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fairaudit
+from cli_runner import run_main
+from fairaudit.audit import load_log
+from fairaudit.methods import GeoTree
+from fairaudit.speakers import build_speaker_table
+from fairaudit.synth import synthesize, write_synth
+
+FAST = dict(bootstrap=50, permutations=20)
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    """A log with geographic, census and embedding cohorts planted, and its audit report."""
+    synth = synthesize(2500, effect=0.5, plant=["circle", "zip-majority", "emb-cluster"], seed=7)
+    result = fairaudit.audit(synth.log, embeddings=synth.embeddings, by=["accent"], **FAST)
+    return synth, json.loads(result.to_json())
+
+
+def other_model(synth, seed: int = 1, factor: float = 1.0) -> pd.DataFrame:
+    """The same utterances transcribed by another system: new error counts, same speakers."""
+    rng = np.random.default_rng(seed)
+    log = synth.log.copy()
+    rate = np.clip(log["errors"] / log["ref_words"] * factor, 0, 1)
+    log["errors"] = rng.binomial(log["ref_words"].to_numpy(), (0.5 * rate + 0.04).to_numpy())
+    return log
+
+
+def test_every_method_writes_definitions_that_reproduce_its_cohorts(baseline):
+    synth, report = baseline
+    again = json.loads(fairaudit.audit(synth.log, embeddings=synth.embeddings, cohorts=report, **FAST).to_json())
+    assert set(again["methods"]) == set(report["methods"]) == {"geo-tree", "geo-scan", "zip-demographic",
+                                                              "embedding-kmeans", "attribute"}
+    for name, method in report["methods"].items():
+        stored = again["methods"][name]
+        assert method["definition"]["method"] == name and method["definition"]["cells"], name
+        assert stored["cohort_source"] == "stored" and method["cohort_source"] == "discovered"
+        assert stored["bottom_cohorts"] == method["bottom_cohorts"], name
+        for before, after in zip(method["cohorts"], stored["cohorts"]):
+            assert (before["id"], before["speakers"], before["errors"], before["ref_words"]) == (
+                after["id"], after["speakers"], after["errors"], after["ref_words"]), name
+        assert stored["wer_gap_pct"] == pytest.approx(method["wer_gap_pct"])
+        assert "no search" in stored["verdict_reason"]
+
+
+def test_another_model_is_measured_on_the_same_speaker_cohorts(baseline):
+    synth, report = baseline
+    first = fairaudit.audit(synth.log, embeddings=synth.embeddings, cohorts=report, **FAST).assignments()
+    second_result = fairaudit.audit(other_model(synth), embeddings=synth.embeddings, cohorts=report, **FAST)
+    second = second_result.assignments()
+    merged = first.merge(second, on=["method", "speaker_id"], suffixes=("_a", "_b"))
+    assert len(merged) == len(first) == len(second)
+    assert (merged["cohort_id_a"] == merged["cohort_id_b"]).all()
+    # Figures are the new model's own: recomputed here from its log for the stored bottom cohort.
+    log = other_model(synth)
+    geo = second_result.methods["geo-scan"]
+    bottom = set(merged.loc[(merged["method"] == "geo-scan") & merged["bottom_b"], "speaker_id"])
+    rows = log[log["speaker_id"].isin(bottom)]
+    assert geo.discovery.bottom_wer == pytest.approx(rows["errors"].sum() / rows["ref_words"].sum())
+
+
+def test_geo_tree_bounds_assign_exactly_as_the_fitted_tree():
+    synth = synthesize(1500, effect=0.5, plant=["box"], seed=3, embeddings="none")
+    speakers = build_speaker_table(load_log(synth.log))
+    tree = GeoTree(min_gain=0).fit(speakers)
+    coords = speakers.frame[["latitude", "longitude"]].to_numpy()
+    located = ~np.isnan(coords).any(axis=1)
+    leaves = tree.tree_.apply(coords[located])  # scikit-learn's own traversal
+    labels = tree.partition_.labels[located]
+    # One leaf <-> one region, in both directions.
+    assert len(set(zip(leaves, labels))) == len(set(leaves)) == len(set(labels)) == len(tree.regions_)
+    rebuilt = GeoTree.from_definition(json.loads(json.dumps(tree.definition())))
+    assert (rebuilt.assign(speakers).labels == tree.partition_.labels).all()
+
+
+def test_definitions_that_cannot_apply_are_clear_errors(baseline, tmp_path):
+    synth, report = baseline
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    paths = write_synth(tmp_path / "new.csv", synthesize(300, seed=2, embedding_dim=8))
+    # Another embedding dimension (8 instead of 32).
+    run = run_main("audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "-q", "--bootstrap", 0)
+    assert run.code == 2 and "dimension" in run.stderr and "Traceback" not in run.stderr
+    # A missing column.
+    run = run_main("audit", paths["log"], "--cohorts", path, "-q")
+    assert run.code == 2 and "embedding" in run.stderr
+    # Another census table (the stored one was the built-in table).
+    table = tmp_path / "census.csv"
+    pd.DataFrame({"zip_code": ["00501", "10001"], "median_household_income": [50000, 60000]}).to_csv(table, index=False)
+    run = run_main("audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "--method", "zip-demographic",
+                   "--demographics", table, "-q")
+    assert run.code == 2 and "census table" in run.stderr, run.stderr
+    # Not an audit report; and a report without definitions.
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    assert run_main("audit", paths["log"], "--cohorts", tmp_path / "bad.json", "-q").code == 2
+    old = json.loads(json.dumps(report))
+    del old["methods"]["geo-tree"]["definition"]
+    (tmp_path / "old.json").write_text(json.dumps(old), encoding="utf-8")
+    run = run_main("audit", paths["log"], "--cohorts", tmp_path / "old.json", "-q")
+    assert run.code == 2 and "no cohort definitions" in run.stderr
+
+
+def test_suppressed_cells_are_withheld_from_the_definitions():
+    synth = synthesize(400, effect=0.5, plant=["lat-band"], seed=3, embeddings="none")
+    result = fairaudit.audit(synth.log, methods=["geo-tree"], min_speakers=5, min_gain=0, min_report_speakers=25,
+                             bootstrap=0, permutations=0)
+    cohorts = result.methods["geo-tree"].discovery.cohorts
+    suppressed = set(cohorts.loc[cohorts["suppressed"], "id"])
+    assert suppressed
+    definition = result.to_dict()["methods"]["geo-tree"]["definition"]
+    assert not {cell["id"] for cell in definition["cells"]} & suppressed
+    # Re-applied, their speakers are unassigned with a reason, not silently moved to another region.
+    again = fairaudit.audit(synth.log, cohorts=result.to_dict(), bootstrap=0, permutations=0, min_report_speakers=25,
+                            min_speakers=5)
+    reasons = again.methods["geo-tree"].partition.unassigned_reasons
+    assert any("withheld" in reason for reason in reasons)
