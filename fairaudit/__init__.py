@@ -3,11 +3,13 @@
 ``fairaudit.audit(log, methods=[...], **options)`` returns an :class:`AuditResult` with each
 cohort's pooled WER, the WER gap between bottom and top cohorts, the bottom-cohort share, speaker-
 level bootstrap intervals, search-aware permutation p-values and a verdict per method.
+``fairaudit.compare(baseline, new)`` measures two systems on the same cohorts (paired when the
+logs transcribe the same utterances).
 """
 
 __version__ = "0.1.0"
 
-from fairaudit.audit import AuditOptions, audit  # noqa: E402
+from fairaudit.audit import AuditOptions, audit, compare  # noqa: E402
 from fairaudit.result import AuditResult, MethodResult  # noqa: E402
 
-__all__ = ["AuditOptions", "AuditResult", "MethodResult", "audit", "__version__"]
+__all__ = ["AuditOptions", "AuditResult", "MethodResult", "audit", "compare", "__version__"]

@@ -128,6 +128,47 @@ def audit(
     return run_audit(log, speakers, opts, progress=progress)
 
 
+def compare(
+    baseline: str | Path | pd.DataFrame | UtteranceLog,
+    new: str | Path | pd.DataFrame | UtteranceLog,
+    *,
+    cohorts: str | Path | dict | None = None,
+    pairing: str = "auto",
+    columns: dict[str, str] | None = None,
+    embeddings: str | Path | pd.DataFrame | None = None,
+    normalize: str = "default",
+    **options: object,
+):
+    """Compare two systems on the same cohorts (SPEC 9) and return a :class:`~fairaudit.comparison.Comparison`.
+
+    Cohorts come from ``cohorts`` (an audit report) or are discovered on ``baseline``; both logs
+    are measured on them. ``pairing``: "auto" (paired when utterance ids match), "paired" or
+    "unpaired". ``embeddings`` applies to both logs (the same speakers).
+    """
+    from fairaudit.comparison import cohort_report_for, compare_logs
+
+    if pairing not in ("auto", "paired", "unpaired"):
+        raise UsageError("pairing must be 'auto', 'paired' or 'unpaired'")
+    if isinstance(options.get("by"), str):
+        options["by"] = [options["by"]]
+    unknown = set(options) - set(AuditOptions.__dataclass_fields__)
+    if unknown:
+        raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    opts = AuditOptions(**options)  # type: ignore[arg-type]
+    opts.validate()
+    if opts.holdout:
+        raise UsageError("--holdout does not apply to compare: cohorts are discovered on the baseline and measured on both logs")
+    before = load_log(baseline, columns=columns, embeddings=embeddings, normalize=normalize)
+    after = load_log(new, columns=columns, embeddings=embeddings, normalize=normalize)
+    report, where = cohort_report_for(before, cohorts, opts)
+    comparison = compare_logs(before, after, report, where, opts, pairing=pairing)
+    comparison.parameters = dict(asdict(opts), pairing=pairing,
+                                 cohorts=None if cohorts is None or isinstance(cohorts, dict) else str(cohorts))
+    comparison.version = __version__
+    comparison.cohorts_from = where
+    return comparison
+
+
 def run_stored_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, cohorts: str | Path | dict) -> AuditResult:
     """Measure ``speakers`` on the cohort definitions of an earlier audit report (no discovery)."""
     from fairaudit.stored import measure_stored, read_cohort_report

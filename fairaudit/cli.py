@@ -310,6 +310,44 @@ def audit(
 
 
 @app.command()
+def compare(
+    baseline: Path = typer.Argument(..., metavar="BASELINE_LOG", help="Utterance log of the released (baseline) model."),
+    new: Path = typer.Argument(..., metavar="NEW_LOG", help="Utterance log of the new model, ideally on the same utterances."),
+    cohorts: Optional[Path] = typer.Option(None, "--cohorts", metavar="AUDIT_JSON", help="Cohorts stored in an audit report (--json). Default: discovered on BASELINE_LOG."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
+    by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method (repeatable)."),
+    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column in both logs: canonical=actual (repeatable)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Speaker embeddings for both logs (same speakers)."),
+    pairing: str = typer.Option("auto", "--pairing", metavar="auto|paired|unpaired", help="auto (default): paired when the logs share utterance_ids (one speaker bootstrap for both, narrower intervals); unpaired: independent bootstraps."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", metavar="N", help="Speaker bootstrap replicates for the 95% intervals of each change. Default 1000."),
+    min_report_speakers: int = typer.Option(10, "--min-report-speakers", metavar="N", help="Cohorts with fewer speakers are suppressed. Default 10."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed. Default 0."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the comparison as JSON (schema: fairaudit schema compare_report)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a Markdown pull-request comment."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
+) -> None:
+    """Compare two models on the same cohorts: each cohort's WER before and after, the change with a paired 95% interval, and a verdict (worse, better, no evidence)."""
+    import fairaudit
+    from fairaudit.render.comparison import comparison_markdown, print_comparison
+
+    _check_outputs([json_out, markdown], [baseline, new, cohorts, embeddings])
+    comparison = fairaudit.compare(
+        str(baseline), str(new), cohorts=cohorts, pairing=pairing, columns=parse_columns(column), embeddings=embeddings,
+        methods=list(method) if method else None, by=list(by or []), bootstrap=bootstrap,
+        min_report_speakers=min_report_speakers, seed=seed,
+    )
+    data = comparison.to_dict()
+    if json_out:
+        with _writing(json_out):
+            json_out.write_text(comparison.to_json(), encoding="utf-8")
+    if markdown:
+        with _writing(markdown):
+            markdown.write_text(comparison_markdown(data), encoding="utf-8")
+    if not quiet:
+        print_comparison(data, _stdout_console())
+
+
+@app.command()
 def gate(
     source: str = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`."),
     policy: Optional[Path] = typer.Option(None, "--policy", metavar="FILE", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),

@@ -6,7 +6,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-SCHEMA_NAMES = ("utterance_log", "embeddings", "demographics", "audit_report")
+SCHEMA_NAMES = ("utterance_log", "embeddings", "demographics", "audit_report", "compare_report")
 
 
 def load_schema(name: str) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jiwer
 import pandas as pd
+import numpy as np
 import pytest
 
 import fairaudit
@@ -153,3 +154,26 @@ def test_gate_verdicts_follow_independently_computed_per_accent_figures(system):
     worst = max(expected_level(gap, GATE_POLICY["max-wer-gap-pct"]), expected_level(bottom_wer, GATE_POLICY["max-bottom-wer"]), key=["pass", "warn", "fail"].index)
     assert gate.outcome == worst
     assert gate.exit_code == (1 if worst == "fail" else 0)
+
+
+def test_paired_comparison_of_two_real_systems_matches_independent_per_accent_changes(tmp_path):
+    """Google vs Amazon on the same Artie clips, cohorts = accents: the per-accent WER before and
+    after equal the test's own pooled counts, pairing is detected from the clip ids, and the
+    paired intervals are narrower than unpaired ones on the same data."""
+    before, after = artie_log("google-en-US-dec-4-2019"), artie_log("amazon-en-US-dec-9-2019")
+    options = dict(methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20, bootstrap=400, seed=0)
+    paired = fairaudit.compare(before, after, **options)
+    unpaired = fairaudit.compare(before, after, pairing="unpaired", **options)
+    assert paired.paired and not unpaired.paired and paired.matched_utterances == len(before)
+    counts_before, counts_after = independent_counts(before), independent_counts(after)
+    widths = []
+    for cohort, other in zip(paired.methods["attribute"].cohorts, unpaired.methods["attribute"].cohorts):
+        if cohort.suppressed:
+            continue
+        wer_before = counts_before.loc[cohort.id, "errors"] / counts_before.loc[cohort.id, "ref_words"]
+        wer_after = counts_after.loc[cohort.id, "errors"] / counts_after.loc[cohort.id, "ref_words"]
+        assert cohort.wer_before == pytest.approx(wer_before) and cohort.wer_after == pytest.approx(wer_after), cohort.id
+        assert cohort.change_points == pytest.approx(100 * (wer_after - wer_before))
+        assert cohort.change_ci[0] <= cohort.change_points <= cohort.change_ci[1]
+        widths.append((cohort.change_ci[1] - cohort.change_ci[0], other.change_ci[1] - other.change_ci[0]))
+    assert np.median([p / u for p, u in widths]) < 0.9, widths  # pairing removes the shared speaker variance

@@ -1,0 +1,270 @@
+"""Two systems, the same cohorts (SPEC 9): ``fairaudit compare BASELINE NEW``.
+
+Cohorts are discovered once, on the baseline log (or read from ``--cohorts AUDIT_JSON``), and both
+systems are measured on exactly those cohorts. When the two logs transcribe the same evaluation
+set, utterances are matched by ``utterance_id`` and the comparison is *paired*: one speaker
+bootstrap resamples the same speakers for both systems, so a cohort's change in WER has the narrow
+interval of a paired difference (Bisani & Ney 2004), and the probability of improvement is the
+share of replicates in which the new system is better. Otherwise the two logs are resampled
+independently (unpaired), and the outputs say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.errors import InputError, UsageError
+from fairaudit.logs import ERRORS, REF_WORDS, SPEAKER, UTTERANCE, UtteranceLog
+from fairaudit.metrics import pooled_wer, wer_gap_pct
+from fairaudit.speakers import SpeakerTable, build_speaker_table
+from fairaudit.stats import bootstrap_counts, bca_interval
+
+LEVEL = 0.95
+
+
+@dataclass
+class CohortChange:
+    """One cohort measured on both systems."""
+
+    id: str
+    description: str
+    speakers: int | None
+    wer_before: float | None
+    wer_after: float | None
+    change_points: float | None  # after - before, in percentage points of WER
+    change_ci: list[float | None]
+    probability_improved: float | None
+    verdict: str  # worse, better, no evidence, suppressed
+    suppressed: bool = False
+
+
+@dataclass
+class MethodChange:
+    """Every cohort of one method, and the gap between its stored bottom and top cohorts."""
+
+    name: str
+    cohorts: list[CohortChange]
+    bottom: list[str]
+    top: list[str]
+    gap_before_pct: float | None
+    gap_after_pct: float | None
+    gap_change_points: float | None
+    gap_change_ci: list[float | None]
+    gap_verdict: str
+    summary_before: dict
+    summary_after: dict
+
+
+@dataclass
+class Comparison:
+    """The result of ``compare``: per method the cohort changes, plus the pairing and provenance."""
+
+    paired: bool
+    matched_utterances: int
+    unmatched_baseline: int
+    unmatched_new: int
+    methods: dict[str, MethodChange]
+    baseline: dict
+    new: dict
+    parameters: dict = field(default_factory=dict)
+    version: str = ""
+    cohorts_from: str = ""
+
+    def to_dict(self) -> dict:
+        """The comparison report (schema: ``fairaudit schema compare_report``); WERs are fractions,
+        changes in percentage points of WER; nothing suppressed is shown."""
+        from dataclasses import asdict
+
+        return {
+            "fairaudit_version": self.version,
+            "paired": self.paired,
+            "pairing": ("paired: utterances matched by utterance_id, one speaker bootstrap for both systems"
+                        if self.paired else "unpaired: the two logs are resampled independently"),
+            "matched_utterances": self.matched_utterances,
+            "unmatched_utterances": {"baseline": self.unmatched_baseline, "new": self.unmatched_new},
+            "cohorts_from": self.cohorts_from,
+            "baseline": dict(self.baseline),
+            "new": dict(self.new),
+            "parameters": dict(self.parameters),
+            "methods": {name: asdict(method) for name, method in self.methods.items()},
+        }
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def match_utterances(before: UtteranceLog, after: UtteranceLog) -> tuple[pd.DataFrame, int, int]:
+    """Utterances of both logs joined on ``utterance_id``: speaker, errors and words of each system.
+
+    A matched utterance must belong to the same speaker in both logs (else it is an error).
+    """
+    if UTTERANCE not in before.frame.columns or UTTERANCE not in after.frame.columns:
+        return pd.DataFrame(), len(before.frame), len(after.frame)
+    left = before.frame[[UTTERANCE, SPEAKER, ERRORS, REF_WORDS]]
+    right = after.frame[[UTTERANCE, SPEAKER, ERRORS, REF_WORDS]]
+    joined = left.merge(right, on=UTTERANCE, suffixes=("_before", "_after"))
+    clash = joined[f"{SPEAKER}_before"] != joined[f"{SPEAKER}_after"]
+    if clash.any():
+        row = joined[clash].iloc[0]
+        raise InputError(f"utterance {row[UTTERANCE]!r} is spoken by {row[f'{SPEAKER}_before']!r} in the baseline "
+                         f"but by {row[f'{SPEAKER}_after']!r} in the new log", file=after.path, column=SPEAKER)
+    return joined, len(left) - len(joined), len(right) - len(joined)
+
+
+def per_speaker(matched: pd.DataFrame, speakers: SpeakerTable) -> tuple[np.ndarray, ...]:
+    """Errors and words of each speaker of ``speakers`` over the matched utterances, per system."""
+    position = pd.Index(speakers.speaker_ids).get_indexer(matched[f"{SPEAKER}_before"])
+    n = len(speakers)
+    total = lambda column: np.bincount(position, weights=matched[column].to_numpy(np.float64), minlength=n)  # noqa: E731
+    return total(f"{ERRORS}_before"), total(f"{REF_WORDS}_before"), total(f"{ERRORS}_after"), total(f"{REF_WORDS}_after")
+
+
+def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where: str, opts, *,
+                 pairing: str = "auto") -> Comparison:
+    """Measure both logs on the report's stored cohorts and compare them (paired when they match)."""
+    from fairaudit.audit import load_demographics_option
+    from fairaudit.stored import stored_methods
+
+    matched, unmatched_before, unmatched_after = match_utterances(before, after)
+    paired = pairing != "unpaired" and len(matched) > 0
+    if pairing == "paired" and not paired:
+        raise UsageError("--paired needs utterance_id in both logs and utterances in common; none match")
+    if paired and len(matched) == 0:
+        raise InputError("the two logs have no utterance_id in common", file=after.path)
+    demographics, source = load_demographics_option(opts.demographics)
+    speakers_before = build_speaker_table(before)
+    speakers_after = speakers_before if paired else build_speaker_table(after)
+    if paired:
+        e_b, w_b, e_a, w_a = per_speaker(matched, speakers_before)
+    else:
+        e_b, w_b = speakers_before.errors.astype(float), speakers_before.ref_words.astype(float)
+        e_a, w_a = speakers_after.errors.astype(float), speakers_after.ref_words.astype(float)
+    rng = np.random.default_rng([opts.seed, 0xC0DE])
+    counts_before = list(bootstrap_counts(len(speakers_before), opts.bootstrap, rng))
+    counts_after = counts_before if paired else list(bootstrap_counts(len(speakers_after), opts.bootstrap, rng))
+    top_mode = str(report.get("parameters", {}).get("top", "rest"))
+    methods = {}
+    for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods):
+        for table in (speakers_before, speakers_after):
+            missing = method.check_requirements(table)
+            if missing:
+                raise UsageError(f"the stored cohorts of {key} need {', '.join(missing)}, which a log does not have")
+        try:
+            partition = method.assign(speakers_before)
+            labels_b = partition.labels
+            labels_a = labels_b if paired else method.assign(speakers_after).labels
+        except ValueError as error:
+            raise InputError(f"method {key!r}: the stored cohorts cannot be used: {error}", file=where) from None
+        methods[key] = _method_change(
+            key, partition, labels_b, labels_a, (e_b, w_b, e_a, w_a), counts_before, counts_after,
+            list(entry.get("bottom_cohorts") or []), list(entry.get("top_cohorts") or []), top_mode,
+            opts.min_report_speakers,
+        )
+    return Comparison(paired=paired, matched_utterances=int(len(matched)), unmatched_baseline=int(unmatched_before),
+                      unmatched_new=int(unmatched_after), methods=methods,
+                      baseline={"path": before.path, "sha256": before.sha256, "utterances": before.n_utterances},
+                      new={"path": after.path, "sha256": after.sha256, "utterances": after.n_utterances})
+
+
+def _cohort_totals(labels: np.ndarray, k: int, values: np.ndarray, counts: list[np.ndarray] | None) -> np.ndarray:
+    """Per-cohort sums of ``values``: shape (K,) for the data, (R, K) over bootstrap counts."""
+    indicator = np.zeros((len(labels), k))
+    assigned = labels >= 0
+    indicator[np.flatnonzero(assigned), labels[assigned]] = 1.0
+    weighted = indicator * np.asarray(values, dtype=np.float64)[:, None]
+    if counts is None:
+        return weighted.sum(axis=0)
+    return np.vstack([block @ weighted for block in counts]) if counts else np.zeros((0, k))
+
+
+def _method_change(key, partition, labels_b, labels_a, outcomes, counts_b, counts_a, bottom, top, top_mode,
+                   min_report) -> MethodChange:
+    """Cohort WERs before/after with paired (or independent) bootstrap intervals of the change."""
+    e_b, w_b, e_a, w_a = outcomes
+    k = partition.n_cohorts
+    ids = np.asarray(partition.cohort_ids, dtype=object)
+    bottom_mask = np.isin(ids, bottom)
+    top_mask = ~bottom_mask if top_mode == "rest" else np.isin(ids, top)
+    point, boot = {}, {}
+    for side, labels, errors, words, counts in (("before", labels_b, e_b, w_b, counts_b), ("after", labels_a, e_a, w_a, counts_a)):
+        point[side] = (_cohort_totals(labels, k, errors, None), _cohort_totals(labels, k, words, None))
+        boot[side] = (_cohort_totals(labels, k, errors, counts), _cohort_totals(labels, k, words, counts))
+    sizes = np.bincount(labels_b[labels_b >= 0], minlength=k)
+    wer = {s: pooled_wer(*point[s]) for s in point}
+    wer_boot = {s: pooled_wer(*boot[s]) for s in boot}
+    change = 100 * (wer["after"] - wer["before"])
+    change_boot = 100 * (wer_boot["after"] - wer_boot["before"])
+    cohorts = []
+    for c in range(k):
+        suppressed = bool(sizes[c] < min_report)
+        if suppressed:
+            cohorts.append(CohortChange(str(ids[c]), "suppressed: fewer speakers than --min-report-speakers", None,
+                                        None, None, None, [None, None], None, "suppressed", True))
+            continue
+        ci = bca_interval(change_boot[:, c], change[c], 0.0) if len(change_boot) else [None, None]
+        finite = change_boot[np.isfinite(change_boot[:, c]), c]
+        improved = float(np.mean(finite < 0)) if len(finite) else None
+        cohorts.append(CohortChange(str(ids[c]), partition.descriptions[c], int(sizes[c]), _num(wer["before"][c]),
+                                    _num(wer["after"][c]), _num(change[c]), ci, improved, _verdict(ci)))
+
+    def gap(errors, words):
+        b = pooled_wer((errors * bottom_mask).sum(axis=-1), (words * bottom_mask).sum(axis=-1))
+        t = pooled_wer((errors * top_mask).sum(axis=-1), (words * top_mask).sum(axis=-1))
+        return wer_gap_pct(b, t)
+
+    gap_before, gap_after = gap(*point["before"]), gap(*point["after"])
+    gap_boot = gap(*boot["after"]) - gap(*boot["before"])
+    gap_change = float(gap_after - gap_before) if np.isfinite(gap_after - gap_before) else None
+    gap_ci = bca_interval(gap_boot, gap_change if gap_change is not None else np.nan, 0.0) if len(gap_boot) else [None, None]
+    visible = sizes >= min_report
+    return MethodChange(
+        name=key, cohorts=cohorts, bottom=list(map(str, ids[bottom_mask])), top=list(map(str, ids[top_mask])),
+        gap_before_pct=_num(gap_before), gap_after_pct=_num(gap_after), gap_change_points=gap_change,
+        gap_change_ci=gap_ci, gap_verdict=_verdict(gap_ci),
+        summary_before=_summary(wer["before"][visible]), summary_after=_summary(wer["after"][visible]),
+    )
+
+
+def _verdict(ci: list[float | None]) -> str:
+    """worse / better when the whole interval of the change is above / below zero."""
+    low, high = ci
+    if low is not None and low > 0:
+        return "worse"
+    if high is not None and high < 0:
+        return "better"
+    return "no evidence"
+
+
+def _summary(wers: np.ndarray) -> dict:
+    """Mean, maximum and spread (max - min) of the reported cohorts' WERs (Trinh et al. report these)."""
+    wers = wers[np.isfinite(wers)]
+    if not len(wers):
+        return {"mean_wer": None, "max_wer": None, "spread": None}
+    return {"mean_wer": float(wers.mean()), "max_wer": float(wers.max()), "spread": float(wers.max() - wers.min())}
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def cohort_report_for(baseline: UtteranceLog, cohorts: str | Path | dict | None, opts) -> tuple[dict, str]:
+    """The report holding the cohorts: ``--cohorts`` if given, else a discovery on the baseline log."""
+    import json
+
+    from fairaudit.audit import run_audit
+    from fairaudit.stored import read_cohort_report
+
+    if cohorts is not None:
+        return read_cohort_report(cohorts)
+    from dataclasses import replace
+
+    result = run_audit(baseline, build_speaker_table(baseline), replace(opts, bootstrap=0, permutations=0))
+    return json.loads(result.to_json()), "cohorts discovered on the baseline"
+

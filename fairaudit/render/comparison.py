@@ -1,0 +1,76 @@
+"""Renderers of a comparison of two systems (terminal and Markdown); they compute nothing."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fairaudit.render import format as fmt
+from fairaudit.render.markdown import escape as md_escape
+
+
+def _points(value: float | None) -> str:
+    return "" if value is None else f"{value:+.2f}"
+
+
+def _interval(ci: list[float | None]) -> str:
+    low, high = ci
+    return "" if low is None or high is None else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def _pairing_line(data: dict) -> str:
+    unmatched = data["unmatched_utterances"]
+    return (f"{data['pairing']}; {data['matched_utterances']:,} utterances matched, unmatched: "
+            f"{unmatched['baseline']:,} in the baseline, {unmatched['new']:,} in the new log; cohorts: {data['cohorts_from']}")
+
+
+def print_comparison(data: dict, console: Console | None = None) -> None:
+    """Per method: each cohort's WER before and after, the change with its 95% interval, the verdict."""
+    console = console or Console()
+    if not console.is_terminal and console.width < 140:
+        console.width = 140
+    console.print(escape(_pairing_line(data)))
+    for name, method in data["methods"].items():
+        console.rule(f"[bold]{escape(name)}")
+        table = Table(title="change in WER (new - baseline), percentage points", title_justify="left")
+        for column in ("cohort", "speakers", "WER before", "WER after", "change", "95% CI", "P(better)", "verdict"):
+            table.add_column(column, justify="left" if column in ("cohort", "verdict") else "right")
+        for cohort in method["cohorts"]:
+            if cohort["suppressed"]:
+                table.add_row(escape(cohort["id"]), "<min", "", "", "", "", "", "suppressed")
+                continue
+            name_cell = f"{escape(cohort['id'])}\n[dim]{escape(cohort['description'])}[/dim]"
+            better = "" if cohort["probability_improved"] is None else f"{cohort['probability_improved']:.2f}"
+            table.add_row(name_cell, f"{cohort['speakers']:,}", fmt.wer(cohort["wer_before"]), fmt.wer(cohort["wer_after"]),
+                          _points(cohort["change_points"]), _interval(cohort["change_ci"]), better, cohort["verdict"])
+        console.print(table)
+        console.print(escape(gap_line(method)))
+        before, after = method["summary_before"], method["summary_after"]
+        console.print(f"cohort WERs, before -> after: mean {fmt.wer(before['mean_wer'])} -> {fmt.wer(after['mean_wer'])}, "
+                      f"max {fmt.wer(before['max_wer'])} -> {fmt.wer(after['max_wer'])}, "
+                      f"spread {fmt.wer(before['spread'])} -> {fmt.wer(after['spread'])}")
+
+
+def gap_line(method: dict) -> str:
+    """One sentence on the gap between the stored bottom and top cohorts, before and after."""
+    bottom = " + ".join(method["bottom"]) or "none"
+    return (f"WER gap of {bottom} vs {'the rest' if len(method['top']) > 1 else ' + '.join(method['top'])}: "
+            f"{fmt.pct(method['gap_before_pct'])} -> {fmt.pct(method['gap_after_pct'])}, change "
+            f"{_points(method['gap_change_points'])} points {_interval(method['gap_change_ci'])}: {method['gap_verdict']}")
+
+
+def comparison_markdown(data: dict) -> str:
+    """A short pull-request comment: per method the gap change and the cohorts that got worse."""
+    lines = ["## fairaudit: baseline vs new model", "", md_escape(_pairing_line(data)), ""]
+    for name, method in data["methods"].items():
+        worse = [c for c in method["cohorts"] if c["verdict"] == "worse"]
+        lines += [f"### {md_escape(name)}", "", md_escape(gap_line(method)), ""]
+        lines += ["| cohort | WER before | WER after | change (points) [95% CI] | verdict |", "|---|---|---|---|---|"]
+        for cohort in method["cohorts"]:
+            if cohort["suppressed"]:
+                continue
+            lines.append(f"| {md_escape(cohort['id'])} | {fmt.wer(cohort['wer_before'])} | {fmt.wer(cohort['wer_after'])} | "
+                         f"{_points(cohort['change_points'])} {_interval(cohort['change_ci'])} | {cohort['verdict']} |")
+        lines += ["", f"{len(worse)} cohort(s) worse." if worse else "No cohort is worse.", ""]
+    return "\n".join(lines)
