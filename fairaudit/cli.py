@@ -142,16 +142,21 @@ def _log_argument(log: str, engine: str) -> tuple[str | Path, list[Path]]:
 
 def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, outputs: list[Path | None], quiet: bool,
                   engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None,
-                  cohorts: Path | None = None):
+                  cohorts: Path | None = None, config_file: Path | None = None):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
     from fairaudit.audit import AuditOptions, load_log, run_audit, run_stored_audit
-    from fairaudit.config import AUDIT_KINDS, check_section, find_config
+    from fairaudit.config import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
     from fairaudit.engines import check_engine, speaker_table_of
 
     check_engine(engine, scheduler, blocksize)
     log_arg, log_files = _log_argument(log, engine)
 
     config, config_path = find_config()
+    if config_file is not None:  # --policy FILE: its audit keys apply, over the working directory's
+        extra, extra_path = read_config_file(config_file)
+        if extra:
+            config = merge_configs(config, extra)
+            config_path = extra_path
     fields = set(AuditOptions.__dataclass_fields__)
     settings = check_section(config, "audit", {**{f: "any" for f in fields}, **AUDIT_KINDS}, config_path)
     if "method" in settings and "methods" not in settings:
@@ -185,6 +190,24 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
         return run_stored_audit(data, speakers, opts, cohorts)
     with _progress_bars(err_console.is_terminal and not quiet) as bars:
         return run_audit(data, speakers, opts, progress=bars)
+
+
+def _gate_comparison(source: str, baseline: Path, before: dict | None, result, column, embeddings, policy):
+    """The change of every figure on the baseline's cohorts: paired against a baseline log, or
+    against a baseline audit report by re-measuring the new log on its stored cohorts."""
+    import fairaudit
+    from fairaudit.gate import comparison_from_reports
+
+    parameters = {k: v for k, v in result.parameters.items()
+                  if k in ("methods", "by", "min_speakers", "min_report_speakers", "bootstrap", "seed", "alpha", "bottom",
+                           "bottom_share", "max_bottom_share", "top", "clusters", "max_regions", "min_gain", "max_window_share",
+                           "demographics")}
+    if before is None:
+        comparison = fairaudit.compare(str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **parameters)
+        return comparison.to_dict()
+    stored = fairaudit.audit(source, columns=parse_columns(column), embeddings=embeddings, cohorts=str(baseline),
+                             **{k: v for k, v in parameters.items() if k != "methods"})
+    return comparison_from_reports(before, json.loads(stored.to_json()))
 
 
 def _write_reports(result, json_out=None, assignments=None, html=None, markdown=None) -> None:
@@ -351,7 +374,7 @@ def compare(
 def gate(
     source: str = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`."),
     policy: Optional[Path] = typer.Option(None, "--policy", metavar="FILE", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="FILE", help="Audit report (JSON) of the last released model, for the regression rules."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="LOG_OR_AUDIT_JSON", help="The last released model, for the regression rules: its audit report (--json; the new log is re-measured on its cohorts) or its log (paired when the logs share utterances)."),
     junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML: one test case per rule and method, failures carrying the figures."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write the gate result as a Markdown pull-request comment."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="When auditing a log: also write its audit report as JSON (use it as the next --baseline)."),
@@ -371,21 +394,34 @@ def gate(
     from fairaudit.gate import load_policy, read_report, run_gate
     from fairaudit.render.gate_report import gate_markdown, junit_xml, print_gate
 
+    from fairaudit.gate import has_rules
+
     rules = load_policy(policy)
-    before = read_report(baseline) if baseline else None
+    if not has_rules(rules):
+        raise UsageError(
+            "the gate has no rules, so it would pass anything: add rules such as max-wer-gap-pct = 40 to [gate] in "
+            "fairaudit.toml (or [tool.fairaudit.gate] in pyproject.toml), or give --policy FILE (see examples/ci/fairaudit.toml)"
+        )
+    baseline_is_report = baseline is not None and baseline.suffix.lower() == ".json"
+    before = read_report(baseline) if baseline_is_report else None
+    comparison = None
     if Path(source).suffix.lower() == ".json" and "://" not in source:
         if json_out or html:
             raise UsageError("--json and --html need a log to audit; the input is already an audit report")
+        if baseline is not None and not baseline_is_report:
+            raise UsageError("a baseline log needs the new log too: gate the new log, not its audit report")
         report = read_report(Path(source))
         _check_outputs([junit, markdown], [Path(source), baseline, policy])
     else:
         cli_values = {"methods": method or None, "by": by or None, "holdout": holdout, "seed": seed}
         _check_outputs([junit, markdown, json_out, html], [baseline, policy])
         result = _audit_result(source, cli_values, column, embeddings, None, [junit, markdown, json_out, html], quiet,
-                               engine=engine, scheduler=scheduler, blocksize=blocksize)
+                               engine=engine, scheduler=scheduler, blocksize=blocksize, config_file=policy)
         _write_reports(result, json_out=json_out, html=html)
         report = json.loads(result.to_json())
-    outcome = run_gate(report, rules, before)
+        if baseline is not None:
+            comparison = _gate_comparison(source, baseline, before, result, column, embeddings, policy)
+    outcome = run_gate(report, rules, before, comparison)
     if junit:
         with _writing(junit):
             junit.write_text(junit_xml(outcome, report), encoding="utf-8")

@@ -57,6 +57,28 @@ def find_config(directory: Path | None = None) -> tuple[dict, Path | None]:
     return {}, None
 
 
+def read_config_file(path: Path) -> tuple[dict, Path]:
+    """The options of a given file (e.g. ``gate --policy FILE``), read exactly as ``find_config``
+    reads ``fairaudit.toml`` or ``pyproject.toml``: its audit keys apply wherever it comes from."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such configuration or policy file" if not path.exists() else "is not a file", file=str(path))
+    data = _read(path)
+    table = data.get("tool", {}).get("fairaudit") if isinstance(data.get("tool"), dict) else None
+    table = table if isinstance(table, dict) else data
+    if "gate" not in table:
+        return {}, path  # a bare policy (gate keys at the top): no audit options
+    return table, path
+
+
+def merge_configs(base: dict, override: dict) -> dict:
+    """``override``'s options over ``base``'s; tables ([audit], [columns], ...) merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
 def section(config: dict, name: str) -> dict:
     """Options for one command: top-level keys plus ``[name]`` overrides, keys with underscores.
 

@@ -31,7 +31,12 @@ SETTINGS = {
     "insufficient-data": "what an 'insufficient data' verdict means for the build: pass, warn (default) or fail",
     "min-bottom-share-pct": "below this bottom-cohort share (% of speakers) a gap is reported but not actionable (default 0)",
     "methods": "which methods the gate judges (default: every method in the report)",
+    "not-evaluated": "what a rule that cannot be evaluated means for the build (no baseline, cohorts not the "
+                     "baseline's, a relative rule on a gap near zero): pass, warn or fail (default)",
 }
+#: A relative rule needs a baseline figure clearly above zero: below this (a gap in %, or a WER
+#: in percentage points) the relative change is refused rather than allowed to flip sign or explode.
+MIN_RELATIVE_BASE = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Policy:
     rules: dict[str, Level] = field(default_factory=dict)
     on: str = "lower"
     insufficient_data: str = "warn"
+    not_evaluated: str = "fail"
     min_bottom_share_pct: float = 0.0
     methods: list[str] | None = None
     per_method: dict[str, "Policy"] = field(default_factory=dict)
@@ -101,6 +107,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
     """The policy from ``path`` (a TOML file with a [gate] table or gate keys at the top), else from
     ``fairaudit.toml`` / ``[tool.fairaudit.gate]`` in pyproject.toml, else an empty policy."""
     if path is not None:
+        if not Path(path).is_file():
+            raise InputError("no such policy file" if not Path(path).exists() else "the policy is not a file", file=str(path))
         data = read_toml(Path(path))
         table = data.get("tool", {}).get("fairaudit", {}).get("gate") if "tool" in data else None
         if table is None:
@@ -131,6 +139,8 @@ def parse_policy(table: dict, source: str | None, *, method: str | None = None) 
             policy.on = _choice(key, value, ("lower", "point"), source, where)
         elif key == "insufficient-data":
             policy.insufficient_data = _choice(key, value, OUTCOMES, source, where)
+        elif key == "not-evaluated":
+            policy.not_evaluated = _choice(key, value, OUTCOMES, source, where)
         elif key == "min-bottom-share-pct":
             policy.min_bottom_share_pct = _number(key, value, source, where, low=0, high=100)
         elif key == "methods":
@@ -145,6 +155,7 @@ def parse_policy(table: dict, source: str | None, *, method: str | None = None) 
             rules={**policy.rules, **override.rules},
             on=sub.get("on", policy.on),
             insufficient_data=sub.get("insufficient-data", policy.insufficient_data),
+            not_evaluated=sub.get("not-evaluated", policy.not_evaluated),
             min_bottom_share_pct=float(sub.get("min-bottom-share-pct", policy.min_bottom_share_pct)),
             source=source,
         )
@@ -187,11 +198,19 @@ def read_report(path: str | Path) -> dict:
     from fairaudit.schemas import load_schema
 
     try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        report = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_reject_constant)
     except FileNotFoundError:
         raise InputError("no such audit report", file=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"not a JSON audit report: {error}", file=str(path), line=getattr(error, "lineno", None)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not an audit report", file=str(path)) from None
+    except PermissionError:
+        raise InputError("cannot be read (permission denied)", file=str(path)) from None
+    except RecursionError:
+        raise InputError("not a fairaudit audit report: nested too deeply", file=str(path)) from None
+    except ValueError as error:
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+            raise InputError(f"not a JSON audit report: {error}", file=str(path), line=getattr(error, "lineno", None)) from None
+        raise InputError(str(error), file=str(path)) from None
     validator = jsonschema.Draft202012Validator(load_schema("audit_report"))
     problem = next(iter(sorted(validator.iter_errors(report), key=lambda e: list(e.path))), None)
     if problem is not None:
@@ -202,13 +221,33 @@ def read_report(path: str | Path) -> dict:
     return report
 
 
+def _reject_constant(name: str) -> float:
+    """json.loads hook: NaN and infinities are never valid figures in a report (SPEC 6)."""
+    raise ValueError(f"the report holds {name}, which is never a valid figure (SPEC 6: NaN and infinities never appear)")
+
+
 # ---------------------------------------------------------------- judging
 
 
-def run_gate(report: dict, policy: Policy, baseline: dict | None = None) -> GateResult:
-    """Apply every rule of ``policy`` to every method of ``report`` (and ``baseline``)."""
+def has_rules(policy: Policy) -> bool:
+    """Whether the policy (or any per-method override) holds a rule at all."""
+    return bool(policy.rules) or any(sub.rules for sub in policy.per_method.values())
+
+
+def run_gate(report: dict, policy: Policy, baseline: dict | None = None, comparison: dict | None = None) -> GateResult:
+    """Apply every rule of ``policy`` to every method of ``report``.
+
+    Regression rules judge the *change* of each figure on the same cohorts: ``comparison`` (a
+    ``Comparison.to_dict()``, paired when the two logs match) or, without it, the ``baseline``
+    report compared with ``report`` where both hold the same cohort definitions (unpaired, normal
+    approximation from the two intervals).
+    """
     results: list[RuleResult] = []
     methods = policy.methods or list(report["methods"])
+    if comparison is None and baseline is not None:
+        comparison = comparison_from_reports(baseline, report)
+    if baseline is not None:
+        results += _compatibility(report, baseline)
     for name in methods:
         method = report["methods"].get(name)
         if method is None:
@@ -216,16 +255,26 @@ def run_gate(report: dict, policy: Policy, baseline: dict | None = None) -> Gate
         rules = policy.for_method(name)
         figures = method["holdout"] if method.get("holdout") else method
         label = "held-out" if method.get("holdout") else "discovery"
-        if method["verdict"] == "insufficient data":
+        insufficient = method["verdict"] == "insufficient data"
+        if insufficient:
             results.append(RuleResult("insufficient-data", name, rules.insufficient_data, f"insufficient data: {method['verdict_reason']}"))
-            continue
         for rule, level in rules.rules.items():
             if rule in LEVEL_RULES:
-                results.append(_level_rule(rule, level, name, figures, rules, label))
-            elif baseline is None:
-                results.append(RuleResult(rule, name, "skip", "no --baseline audit given"))
+                if not insufficient:
+                    results.append(_level_rule(rule, level, name, figures, rules, label))
+            elif comparison is None:
+                results.append(RuleResult(rule, name, rules.not_evaluated,
+                                          "not evaluated: no --baseline given (the released model's log or audit JSON)"))
+            elif name not in comparison["methods"]:
+                results.append(RuleResult(rule, name, rules.not_evaluated, (
+                    "not evaluated: this audit's cohorts are not the baseline's (different definitions); gate the log "
+                    "itself, which is re-measured on the baseline's cohorts, or audit it with --cohorts BASELINE_JSON")))
             else:
-                results.append(_regression_rule(rule, level, name, figures, baseline, rules, label))
+                results.append(_regression_rule(rule, level, name, comparison["methods"][name], comparison.get("pairing", ""), rules))
+    for rule in {r for sub in [policy, *policy.per_method.values()] for r in sub.rules}:
+        ran = [r for r in results if r.rule == rule]
+        if ran and all(r.outcome == "skip" for r in ran):
+            results.append(RuleResult(rule, "all methods", policy.not_evaluated, f"not evaluated: {rule} could not run on any method"))
     return GateResult(results)
 
 
@@ -255,40 +304,119 @@ def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Pol
     return RuleResult(rule, method, outcome, f"{text}; limits: {level.describe()}", value)
 
 
-def _regression_rule(rule: str, level: Level, method: str, figures: dict, baseline: dict, policy: Policy, label: str) -> RuleResult:
-    before_method = baseline["methods"].get(method)
-    if before_method is None or before_method["verdict"] == "insufficient data":
-        return RuleResult(rule, method, "skip", "the baseline audit has no figures for this method")
-    before = before_method["holdout"] if before_method.get("holdout") else before_method
-    relative = rule.endswith("-pct")
-    if rule.startswith("max-gap"):
-        now, how = _judged(figures.get("wer_gap_pct"), figures.get("wer_gap_ci"), policy.on)
-        then = before.get("wer_gap_pct")
-        if now is None or then is None:
-            return RuleResult(rule, method, "skip", "the WER gap is undefined in the audit or the baseline")
-        increase = _increase(now, then, relative)
-        unit = "%" if relative else " points"
-        text = f"WER gap {then:.1f}% -> {figures['wer_gap_pct']:.1f}% ({label}; judged on the {how} {now:.1f}%): increase {increase:.1f}{unit}"
-        return RuleResult(rule, method, level.judge(increase), f"{text}; limits: {level.describe()}", increase)
-    # cohort WER: cohorts with the same id and description in both audits
-    previous = {(c["id"], c["description"]): c for c in before["cohorts"] if c.get("wer") is not None}
-    worst, worst_text = -math.inf, "no cohort is defined the same way in both audits"
-    for cohort in figures["cohorts"]:
-        match = previous.get((cohort["id"], cohort["description"]))
-        if match is None or cohort.get("wer") is None:
+
+def _compatibility(report: dict, baseline: dict) -> list[RuleResult]:
+    """A warning naming what differs between the audit and its baseline (methods, parameters, version)."""
+    differences = []
+    if report.get("fairaudit_version") != baseline.get("fairaudit_version"):
+        differences.append(f"fairaudit version {baseline.get('fairaudit_version')} -> {report.get('fairaudit_version')}")
+    if set(report.get("methods", {})) != set(baseline.get("methods", {})):
+        differences.append(f"methods {', '.join(sorted(baseline.get('methods', {})))} -> {', '.join(sorted(report.get('methods', {})))}")
+    ignore = {"seed", "cohorts", "pairing"}
+    before, after = baseline.get("parameters", {}), report.get("parameters", {})
+    changed = sorted(k for k in set(before) | set(after) if k not in ignore and before.get(k) != after.get(k))
+    if changed:
+        differences.append("parameters " + ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in changed))
+    if not differences:
+        return []
+    return [RuleResult("baseline-compatibility", "all methods", "warn", "the baseline differs: " + "; ".join(differences))]
+
+
+Z95 = 1.959963984540054
+
+
+def _normal_change(before: float | None, after: float | None, ci_before, ci_after, scale: float) -> tuple:
+    """Change after - before (x ``scale``) and an approximate 95% interval from two independent
+    intervals (normal approximation: half-width / 1.96 = standard error)."""
+    if before is None or after is None:
+        return None, [None, None]
+    change = scale * (after - before)
+    ses = []
+    for ci in (ci_before, ci_after):
+        if not ci or ci[0] is None or ci[1] is None:
+            return change, [None, None]
+        ses.append(scale * (ci[1] - ci[0]) / (2 * Z95))
+    half = Z95 * math.hypot(*ses)
+    return change, [change - half, change + half]
+
+
+def comparison_from_reports(before: dict, after: dict) -> dict:
+    """Per method whose cohort definitions agree in both reports: each cohort's WER change and the
+    gap's change, with approximate unpaired intervals (the reports hold no per-speaker data)."""
+    methods = {}
+    for name, now in after.get("methods", {}).items():
+        then = before.get("methods", {}).get(name)
+        if then is None or not now.get("definition") or _cells(now) != _cells(then):
             continue
-        now, how = _judged(cohort["wer"], cohort.get("wer_ci"), policy.on)
-        increase = _increase(100 * now, 100 * match["wer"], relative)
-        if increase > worst:
-            unit = "%" if relative else " WER points"
-            worst = increase
-            worst_text = (
-                f"cohort {cohort['id']} ({cohort['description']}): WER {100 * match['wer']:.2f}% -> {100 * cohort['wer']:.2f}% "
-                f"({label}; judged on the {how} {100 * now:.2f}%): increase {increase:.2f}{unit}"
-            )
+        now_f = now["holdout"] if now.get("holdout") else now
+        then_f = then["holdout"] if then.get("holdout") else then
+        previous = {c["id"]: c for c in then_f["cohorts"]}
+        cohorts = []
+        for cohort in now_f["cohorts"]:
+            old = previous.get(cohort["id"])
+            if old is None or cohort.get("wer") is None or old.get("wer") is None:
+                continue
+            change, ci = _normal_change(old["wer"], cohort["wer"], old.get("wer_ci"), cohort.get("wer_ci"), 100.0)
+            cohorts.append({"id": cohort["id"], "description": cohort["description"], "wer_before": old["wer"],
+                            "wer_after": cohort["wer"], "change_points": change, "change_ci": ci, "suppressed": False})
+        gap_change, gap_ci = _normal_change(then_f.get("wer_gap_pct"), now_f.get("wer_gap_pct"),
+                                            then_f.get("wer_gap_ci"), now_f.get("wer_gap_ci"), 1.0)
+        methods[name] = {"cohorts": cohorts, "gap_before_pct": then_f.get("wer_gap_pct"), "gap_after_pct": now_f.get("wer_gap_pct"),
+                         "gap_change_points": gap_change, "gap_change_ci": gap_ci,
+                         "bottom": list(then_f.get("bottom_cohorts") or [])}
+    return {"pairing": "unpaired: both audit reports, intervals combined by normal approximation", "methods": methods}
+
+
+def _cells(method: dict) -> list:
+    """A method's cohort definitions without their wording (what decides who is in which cohort)."""
+    definition = method.get("definition") or {}
+    return [{k: v for k, v in cell.items() if k != "description"} for cell in definition.get("cells", [])] + [
+        {k: v for k, v in definition.items() if k not in ("cells", "rule")}]
+
+
+def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing: str, policy: Policy) -> RuleResult:
+    """Judge the interval of a change on the same cohorts: its lower bound (default) or the point."""
+    relative = rule.endswith("-pct")
+    how_pairing = pairing.split(":")[0] if pairing else "unpaired"
+    if rule.startswith("max-gap"):
+        before, point, ci = change.get("gap_before_pct"), change.get("gap_change_points"), change.get("gap_change_ci") or [None, None]
+        if point is None or before is None:
+            return RuleResult(rule, method, "skip", "the WER gap is undefined in the baseline or the new audit")
+        if relative and before < MIN_RELATIVE_BASE:
+            return RuleResult(rule, method, policy.not_evaluated, (
+                f"refused: the baseline WER gap is {before:.1f}%, too close to zero (or below) for a relative rule; "
+                "use max-gap-increase-points"))
+        scale = 100.0 / before if relative else 1.0
+        value, how = _judged(scale * point, [None if v is None else scale * v for v in ci], policy.on)
+        unit = "% of the baseline gap" if relative else " gap points"
+        text = (f"WER gap {before:.1f}% -> {change['gap_after_pct']:.1f}%: change {scale * point:+.1f}{unit}"
+                f"{_interval(ci, scale)} ({how_pairing}); judged on the {how} {value:+.1f}")
+        return RuleResult(rule, method, level.judge(value), f"{text}; limits: {level.describe()}", value)
+    worst, worst_text = -math.inf, ""
+    for cohort in change["cohorts"]:
+        if cohort.get("suppressed") or cohort.get("change_points") is None:
+            continue
+        base = 100 * cohort["wer_before"]
+        if relative and base < MIN_RELATIVE_BASE:
+            continue  # a WER near zero has no meaningful relative change
+        scale = 100.0 / base if relative else 1.0
+        ci = cohort.get("change_ci") or [None, None]
+        value, how = _judged(scale * cohort["change_points"], [None if v is None else scale * v for v in ci], policy.on)
+        if value > worst:
+            unit = "% of its baseline WER" if relative else " WER points"
+            worst = value
+            worst_text = (f"cohort {cohort['id']} ({cohort['description']}): WER {base:.2f}% -> {100 * cohort['wer_after']:.2f}%, "
+                          f"change {scale * cohort['change_points']:+.2f}{unit}{_interval(ci, scale)} ({how_pairing}); "
+                          f"judged on the {how} {value:+.2f}")
     if worst == -math.inf:
-        return RuleResult(rule, method, "skip", worst_text)
-    return RuleResult(rule, method, level.judge(worst), f"largest increase: {worst_text}; limits: {level.describe()}", worst)
+        return RuleResult(rule, method, "skip", "no cohort has a WER in both the baseline and the new audit")
+    return RuleResult(rule, method, level.judge(worst), f"largest change: {worst_text}; limits: {level.describe()}", worst)
+
+
+def _interval(ci: list, scale: float) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f" [{scale * ci[0]:+.1f}, {scale * ci[1]:+.1f}]"
 
 
 def _judged(point: float | None, ci: list | None, on: str) -> tuple[float | None, str]:
@@ -296,12 +424,6 @@ def _judged(point: float | None, ci: list | None, on: str) -> tuple[float | None
     if on == "lower" and ci and ci[0] is not None:
         return ci[0], "95% interval's lower bound"
     return point, "point estimate" if on == "point" else "point estimate (no interval computed)"
-
-
-def _increase(now: float, then: float, relative: bool) -> float:
-    if relative:
-        return math.inf if then == 0 and now > 0 else 0.0 if then == 0 else 100 * (now - then) / then
-    return now - then
 
 
 def _bottom_cohort(figures: dict) -> dict | None:

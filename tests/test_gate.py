@@ -107,10 +107,12 @@ def test_regression_worse_on_one_cohort_fails_uniformly_better_passes(report):
     assert gate.exit_code == 0
 
 
-def test_regression_rules_skip_without_baseline(report):
+def test_regression_rules_without_baseline_are_not_evaluated_and_fail_by_default(report):
     gate, outcomes = outcome(report, {"max-gap-increase-pct": 10})
-    assert outcomes[("max-gap-increase-pct", "attribute")] == "skip"
-    assert gate.exit_code == 0
+    assert outcomes[("max-gap-increase-pct", "attribute")] == "fail"
+    assert "not evaluated" in gate.results[0].message and gate.exit_code == 1
+    gate, outcomes = outcome(report, {"max-gap-increase-pct": 10, "not-evaluated": "warn"})
+    assert outcomes[("max-gap-increase-pct", "attribute")] == "warn" and gate.exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -153,10 +155,11 @@ def test_junit_xml_parses_with_one_case_per_rule_and_method(report):
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == ["max-wer-gap-pct [attribute]", "max-bottom-wer [attribute]", "max-gap-increase-points [attribute]"]
-    assert suite.get("failures") == "1" and suite.get("skipped") == "1" and suite.get("tests") == "3"
+    # The regression rule has no baseline: not evaluated, a failure by default (never a silent pass).
+    assert suite.get("failures") == "2" and suite.get("tests") == "3"
     failure = cases[0].find("failure")
     assert failure is not None and "WER gap" in failure.get("message")
-    assert cases[1].find("failure") is None and cases[2].find("skipped") is not None
+    assert cases[1].find("failure") is None and "not evaluated" in cases[2].find("failure").get("message")
 
 
 def test_markdown_comment_escapes_user_strings(report):

@@ -60,7 +60,7 @@ def test_exit_2_on_a_broken_audit_report(workspace):
     report = json.loads((workspace / "baseline.json").read_text())
     del report["methods"]["attribute"]["verdict"]
     (workspace / "broken.json").write_text(json.dumps(report))
-    run = fairaudit("gate", "broken.json", cwd=workspace)
+    run = fairaudit("gate", "broken.json", "--policy", policy(workspace, "[gate]\nmax-wer-gap-pct = 40\n"), cwd=workspace)
     assert run.returncode == 2 and "not a valid fairaudit audit report" in run.stderr and "verdict" in run.stderr
 
 
@@ -86,5 +86,37 @@ def test_baseline_regression_fails_a_model_worse_on_one_cohort(workspace):
 
 
 def test_gate_refuses_to_overwrite_its_inputs(workspace):
-    run = fairaudit("gate", "baseline.json", "--junit", "baseline.json", cwd=workspace)
+    rules = policy(workspace, "[gate]\nmax-wer-gap-pct = 40\n")
+    run = fairaudit("gate", "baseline.json", "--policy", rules, "--junit", "baseline.json", cwd=workspace)
     assert run.returncode == 2 and "refusing to overwrite" in run.stderr
+
+
+def test_gate_without_rules_is_a_usage_error(workspace):
+    run = fairaudit("gate", "baseline.json", cwd=workspace)
+    assert run.returncode == 2 and "no rules" in run.stderr
+
+
+def test_policy_file_audit_keys_apply_like_the_working_directory_config(workspace, tmp_path):
+    """A --policy file in fairaudit.toml form sets the audit options of the gated log, as the same
+    file would in the working directory (here a hold-out, which the gate then judges on)."""
+    rules = policy(workspace, "holdout = 0.5\n[gate]\nmax-wer-gap-pct = 1000\n")
+    run = fairaudit("gate", "log.csv", *AUDIT, "--policy", rules, "--json", tmp_path / "gated.json", cwd=workspace)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "gated.json").read_text())
+    assert report["parameters"]["holdout"] == 0.5 and report["parameters"]["bootstrap"] == 200  # both files apply
+
+
+@pytest.mark.parametrize("content", ["NaN", "Infinity"])
+def test_reports_with_nan_or_infinite_figures_are_rejected(workspace, content):
+    text = (workspace / "baseline.json").read_text()
+    report = json.loads(text)
+    gap = report["methods"]["attribute"]["wer_gap_pct"]
+    (workspace / "nan.json").write_text(text.replace(f'"wer_gap_pct": {json.dumps(gap)}', f'"wer_gap_pct": {content}', 1))
+    run = fairaudit("gate", "nan.json", "--policy", policy(workspace, "[gate]\nmax-wer-gap-pct = 40\n"), cwd=workspace)
+    assert run.returncode == 2 and content in run.stderr and "Traceback" not in run.stderr
+
+
+def test_missing_or_directory_policy_is_a_clear_error(workspace):
+    for path in ("no-such-policy.toml", "."):
+        run = fairaudit("gate", "baseline.json", "--policy", path, cwd=workspace)
+        assert run.returncode == 2 and "policy" in run.stderr and "Traceback" not in run.stderr
