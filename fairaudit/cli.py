@@ -347,13 +347,14 @@ def compare(
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed. Default 0."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the comparison as JSON (schema: fairaudit schema compare_report)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a Markdown pull-request comment."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the self-contained HTML comparison (no network needed to view it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
     """Compare two models on the same cohorts: each cohort's WER before and after, the change with a paired 95% interval, and a verdict (worse, better, no evidence)."""
     import fairaudit
-    from fairaudit.render.comparison import comparison_markdown, print_comparison
+    from fairaudit.render.comparison import comparison_html, comparison_markdown, print_comparison
 
-    _check_outputs([json_out, markdown], [baseline, new, cohorts, embeddings])
+    _check_outputs([json_out, markdown, html], [baseline, new, cohorts, embeddings])
     comparison = fairaudit.compare(
         str(baseline), str(new), cohorts=cohorts, pairing=pairing, columns=parse_columns(column), embeddings=embeddings,
         methods=list(method) if method else None, by=list(by or []), bootstrap=bootstrap,
@@ -366,6 +367,9 @@ def compare(
     if markdown:
         with _writing(markdown):
             markdown.write_text(comparison_markdown(data), encoding="utf-8")
+    if html:
+        with _writing(html):
+            html.write_text(comparison_html(data), encoding="utf-8")
     if not quiet:
         print_comparison(data, _stdout_console())
 

@@ -82,8 +82,12 @@ def test_cli_writes_schema_valid_json_markdown_and_a_table(logs, tmp_path):
     base.to_csv(tmp_path / "base.csv", index=False)
     regressed.to_csv(tmp_path / "new.csv", index=False)
     run = run_main("compare", tmp_path / "base.csv", tmp_path / "new.csv", "--method", "geo-scan", "--bootstrap", 200,
-                   "--json", tmp_path / "c.json", "--markdown", tmp_path / "c.md")
+                   "--json", tmp_path / "c.json", "--markdown", tmp_path / "c.md", "--html", tmp_path / "c.html")
     assert run.code == 0, run.stderr
+    page = (tmp_path / "c.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # offline, no script
+    assert "window-1" in page and ">worse<" in page and "data:image/png;base64," in page
     report = json.loads((tmp_path / "c.json").read_text())
     assert not list(Draft202012Validator(load_schema("compare_report")).iter_errors(report))
     assert "window-1" in run.stdout and "worse" in run.stdout and "paired" in run.stdout
@@ -91,3 +95,14 @@ def test_cli_writes_schema_valid_json_markdown_and_a_table(logs, tmp_path):
     assert "| window-1 |" in markdown and "worse" in markdown
     # An output may not replace an input.
     assert run_main("compare", tmp_path / "base.csv", tmp_path / "new.csv", "--json", tmp_path / "new.csv").code == 2
+
+
+def test_html_escapes_cohort_descriptions(logs):
+    from fairaudit.render.comparison import comparison_html
+
+    _, base, regressed, _, _ = logs
+    hostile = base.assign(accent=np.where(base.index % 2 == 0, "<script>x</script>", "plain"))
+    data = fairaudit.compare(hostile, regressed.assign(accent=hostile["accent"]), methods=["attribute"], by=["accent"],
+                             bootstrap=50).to_dict()
+    page = comparison_html(data)
+    assert "<script>x" not in page and "&lt;script&gt;x" in page

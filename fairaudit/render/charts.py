@@ -155,3 +155,40 @@ def projection_view(projection: dict, cohort_ids: Sequence[str], hidden: set[int
                   fontsize=8, title_fontsize=8)
         fig.tight_layout()
         return png_data_uri(fig)
+
+
+WORSE = "#b42318"
+BETTER = "#15803d"
+
+
+def change_by_cohort(cohorts: Sequence[dict]) -> str | None:
+    """Each cohort's change in WER (new - baseline, percentage points) with its 95% interval:
+    red when the new model is worse, green when better, grey when there is no evidence."""
+    rows = [c for c in cohorts if not c.get("suppressed") and c.get("change_points") is not None]
+    if not rows:
+        return None
+    with plt.rc_context(FONT):
+        n = len(rows)
+        fig, ax = plt.subplots(figsize=(8.6, 1.25 + 0.3 * n))
+        y = list(range(n))[::-1]
+        values = [c["change_points"] for c in rows]
+        colours = [WORSE if c["verdict"] == "worse" else BETTER if c["verdict"] == "better" else OTHER for c in rows]
+        ax.barh(y, values, height=0.62, color=colours, alpha=0.9, zorder=2)
+        lows = [c["change_ci"][0] if c["change_ci"][0] is not None else v for c, v in zip(rows, values)]
+        highs = [c["change_ci"][1] if c["change_ci"][1] is not None else v for c, v in zip(rows, values)]
+        err = [[max(v - lo, 0) for v, lo in zip(values, lows)], [max(hi - v, 0) for v, hi in zip(values, highs)]]
+        ax.errorbar(values, y, xerr=err, fmt="none", ecolor=INK, elinewidth=1, capsize=3, zorder=3)
+        ax.axvline(0, color=INK, lw=1, zorder=4)
+        span = max(max(abs(v) for v in lows + highs + values), 0.5)
+        ax.set_xlim(-span * 1.15, span * 1.15)
+        ax.set_yticks(y, [short(c["id"]) for c in rows])
+        ax.set_ylim(-0.7, n - 0.3)
+        ax.set_xlabel("change in WER, new - baseline (percentage points)")
+        ax.grid(axis="x", color=GRID, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+        handles = [Patch(color=WORSE, label="worse"), Patch(color=BETTER, label="better"), Patch(color=OTHER, label="no evidence"),
+                   Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval")]
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
+                  fontsize=8, handlelength=1.4, columnspacing=1.2)
+        fig.tight_layout()
+        return png_data_uri(fig)

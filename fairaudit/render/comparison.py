@@ -74,3 +74,30 @@ def comparison_markdown(data: dict) -> str:
                          f"{_points(cohort['change_points'])} {_interval(cohort['change_ci'])} | {cohort['verdict']} |")
         lines += ["", f"{len(worse)} cohort(s) worse." if worse else "No cohort is worse.", ""]
     return "\n".join(lines)
+
+
+def comparison_html(data: dict) -> str:
+    """The self-contained HTML page of a comparison (tables and one change chart per method)."""
+    from fairaudit.render.charts import change_by_cohort
+    from fairaudit.render.html import environment, method_title
+
+    methods = []
+    for name, method in data["methods"].items():
+        before, after = method["summary_before"], method["summary_after"]
+        methods.append({
+            "title": method_title(name), "gap_line": gap_line(method),
+            "mean": f"{fmt.wer(before['mean_wer'])} -> {fmt.wer(after['mean_wer'])}",
+            "max": f"{fmt.wer(before['max_wer'])} -> {fmt.wer(after['max_wer'])}",
+            "spread": f"{fmt.wer(before['spread'])} -> {fmt.wer(after['spread'])}",
+            "cohorts": [dict(c, before=fmt.wer(c["wer_before"]), after=fmt.wer(c["wer_after"]), change=_points(c["change_points"]),
+                             ci=_interval(c["change_ci"]), css={"worse": "bottom", "better": "top"}.get(c["verdict"], ""),
+                             better="" if c["probability_improved"] is None else f"{c['probability_improved']:.2f}")
+                        for c in method["cohorts"]],
+            "chart": change_by_cohort(method["cohorts"]),
+        })
+    return environment().get_template("comparison.html.j2").render(
+        title="fairaudit comparison", version=data["fairaudit_version"], baseline=data["baseline"].get("path") or "data frame",
+        new=data["new"].get("path") or "data frame", pairing=data["pairing"], pairing_short=data["pairing"].split(":")[0],
+        cohorts_from=data["cohorts_from"], methods=methods,
+        min_report_speakers=data["parameters"].get("min_report_speakers", 10),
+    )
