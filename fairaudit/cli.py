@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fairaudit.errors import InputError, UsageError
+from fairaudit.outputs import is_same_file, write_atomically
 
 app = typer.Typer(
     add_completion=False,
@@ -50,12 +51,19 @@ def _check_output(path: Path | None, inputs: list[Path | None]) -> None:
         return
     path = Path(path)
     for source in inputs:
-        if source is not None and Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
-            raise UsageError(f"refusing to overwrite the input file {source} with an output")
+        if source is not None and path.exists() and is_same_file(path, source):
+            raise UsageError(f"refusing to overwrite the input file {source} with an output (the same file)")
     if path.is_dir():
         raise UsageError(f"the output {path} is a directory; give a file name")
     if not path.resolve().parent.is_dir():
         raise UsageError(f"can not write {path}: the directory {path.resolve().parent} does not exist")
+
+
+def _config_file() -> Path | None:
+    """The configuration file the working directory provides (an input no output may replace)."""
+    from fairaudit.config import find_config
+
+    return find_config()[1]
 
 
 def _check_outputs(outputs: list[Path | None], inputs: list[Path | None]) -> None:
@@ -181,7 +189,7 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
     columns.update(parse_columns(column))
     embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
     demographics_file = Path(opts.demographics) if opts.demographics else None
-    _check_outputs(outputs, [*log_files, embeddings_file, demographics_file, cohorts])
+    _check_outputs(outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file])
 
     data = load_log(log_arg, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"),
                     engine=engine, scheduler=scheduler, blocksize=blocksize)
@@ -214,7 +222,7 @@ def _write_reports(result, json_out=None, assignments=None, html=None, markdown=
     """Write the requested report files (before any terminal output: `| head` must not lose them)."""
     if json_out:
         with _writing(json_out):
-            json_out.write_text(result.to_json(), encoding="utf-8")
+            write_atomically(json_out, result.to_json())
     if assignments:
         from fairaudit.render.assignments import write_assignments
 
@@ -224,12 +232,12 @@ def _write_reports(result, json_out=None, assignments=None, html=None, markdown=
         from fairaudit.render.html import render_html
 
         with _writing(html):
-            html.write_text(render_html(result), encoding="utf-8")
+            write_atomically(html, render_html(result))
     if markdown:
         from fairaudit.render.markdown import render_markdown
 
         with _writing(markdown):
-            markdown.write_text(render_markdown(result), encoding="utf-8")
+            write_atomically(markdown, render_markdown(result))
 
 
 LOG_HELP = (
@@ -363,13 +371,13 @@ def compare(
     data = comparison.to_dict()
     if json_out:
         with _writing(json_out):
-            json_out.write_text(comparison.to_json(), encoding="utf-8")
+            write_atomically(json_out, comparison.to_json())
     if markdown:
         with _writing(markdown):
-            markdown.write_text(comparison_markdown(data), encoding="utf-8")
+            write_atomically(markdown, comparison_markdown(data))
     if html:
         with _writing(html):
-            html.write_text(comparison_html(data), encoding="utf-8")
+            write_atomically(html, comparison_html(data))
     if not quiet:
         print_comparison(data, _stdout_console())
 
@@ -415,10 +423,10 @@ def gate(
         if baseline is not None and not baseline_is_report:
             raise UsageError("a baseline log needs the new log too: gate the new log, not its audit report")
         report = read_report(Path(source))
-        _check_outputs([junit, markdown], [Path(source), baseline, policy])
+        _check_outputs([junit, markdown], [Path(source), baseline, policy, _config_file()])
     else:
         cli_values = {"methods": method or None, "by": by or None, "holdout": holdout, "seed": seed}
-        _check_outputs([junit, markdown, json_out, html], [baseline, policy])
+        _check_outputs([junit, markdown, json_out, html], [baseline, policy, _config_file()])
         result = _audit_result(source, cli_values, column, embeddings, None, [junit, markdown, json_out, html], quiet,
                                engine=engine, scheduler=scheduler, blocksize=blocksize, config_file=policy)
         _write_reports(result, json_out=json_out, html=html)
@@ -428,10 +436,10 @@ def gate(
     outcome = run_gate(report, rules, before, comparison)
     if junit:
         with _writing(junit):
-            junit.write_text(junit_xml(outcome, report), encoding="utf-8")
+            write_atomically(junit, junit_xml(outcome, report))
     if markdown:
         with _writing(markdown):
-            markdown.write_text(gate_markdown(outcome, report), encoding="utf-8")
+            write_atomically(markdown, gate_markdown(outcome, report))
     if not quiet:
         print_gate(outcome, _stdout_console())
     raise typer.Exit(outcome.exit_code)
@@ -586,9 +594,9 @@ def _print_error(prefix: str, message: str) -> None:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
+    from fairaudit.render.safe_text import terminal
 
-    return escape(text)
+    return terminal(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

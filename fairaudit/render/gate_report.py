@@ -6,6 +6,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from fairaudit.gate import LEVEL_RULES, REGRESSION_RULES, GateResult
+from fairaudit.outputs import write_atomically
+from fairaudit.render import safe_text
 
 RULE_TEXT = {**LEVEL_RULES, **REGRESSION_RULES, "insufficient-data": "what an 'insufficient data' verdict means for the build"}
 MARKER = {"pass": "pass", "warn": "**WARN**", "fail": "**FAIL**", "skip": "skipped"}
@@ -23,15 +25,16 @@ def junit_xml(gate: GateResult, report: dict) -> str:
     )
     properties = ET.SubElement(suite, "properties")
     for name, value in (("fairaudit_version", report.get("fairaudit_version")), ("input_sha256", (report.get("input") or {}).get("sha256"))):
-        ET.SubElement(properties, "property", name=name, value=str(value))
+        ET.SubElement(properties, "property", name=name, value=safe_text.xml(value))
     for result in gate.results:
-        case = ET.SubElement(suite, "testcase", classname=f"fairaudit.gate.{result.method}", name=f"{result.rule} [{result.method}]")
+        method, message = safe_text.xml(result.method), safe_text.xml(result.message)
+        case = ET.SubElement(suite, "testcase", classname=f"fairaudit.gate.{method}", name=f"{result.rule} [{method}]")
         if result.outcome == "fail":
-            ET.SubElement(case, "failure", message=result.message, type="FairnessGateFailure").text = result.message
+            ET.SubElement(case, "failure", message=message, type="FairnessGateFailure").text = message
         elif result.outcome == "skip":
-            ET.SubElement(case, "skipped", message=result.message)
+            ET.SubElement(case, "skipped", message=message)
         else:
-            ET.SubElement(case, "system-out").text = f"{result.outcome.upper()}: {result.message}"
+            ET.SubElement(case, "system-out").text = f"{result.outcome.upper()}: {message}"
     suites = ET.Element("testsuites", name="fairaudit")
     suites.append(suite)
     ET.indent(suites)
@@ -59,9 +62,9 @@ def gate_markdown(gate: GateResult, report: dict) -> str:
 
 def print_gate(gate: GateResult, console) -> None:
     """The gate's outcome per rule and method as a terminal table, then the overall outcome."""
-    from rich.markup import escape
     from rich.table import Table
 
+    escape = safe_text.terminal
     if not console.is_terminal and console.width < 140:
         console.width = 140  # files and CI logs have no width: do not squeeze the table to 80
     table = Table(title="fairaudit gate", title_justify="left")
@@ -79,12 +82,9 @@ def print_gate(gate: GateResult, console) -> None:
 
 
 def md(text: object) -> str:
-    """Escape Markdown table/format characters in a user-supplied string."""
-    out = str(text)
-    for char in "\\`*_[]<>|#":
-        out = out.replace(char, "\\" + char)
-    return out.replace("\n", " ")
+    """A user string as literal Markdown (the escaper shared with the audit's Markdown summary)."""
+    return safe_text.markdown(text)
 
 
 def write(path: str | Path, text: str) -> None:
-    Path(path).write_text(text, encoding="utf-8")
+    write_atomically(path, text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from fairaudit.render import format as fmt
+from fairaudit.render import safe_text
 from fairaudit.result import AuditResult
 
 VERDICT_MARK = {"disparity": "**DISPARITY**", "no evidence": "no evidence", "insufficient data": "*insufficient data*"}
@@ -21,14 +22,9 @@ DEFINITIONS = (
     "[95% interval] from a speaker-level bootstrap; p-value from a search-aware permutation test."
 )
 
-_BACKSLASHED = re.compile(r"([\\`*_\[\]|~])")
-
-
 def escape(text: object) -> str:
-    """``text`` as literal Markdown text on one line (safe inside a table cell)."""
-    value = " ".join(str(text).split())
-    value = _BACKSLASHED.sub(r"\\\1", value)
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """``text`` as literal Markdown text on one line (the shared Markdown escaper)."""
+    return safe_text.markdown(text)
 
 
 def render_markdown(result: AuditResult) -> str:

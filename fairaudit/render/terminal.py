@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
-from rich.markup import escape
+from fairaudit.render.safe_text import terminal as escape
 from rich.table import Table
 
 from fairaudit.render import format as fmt

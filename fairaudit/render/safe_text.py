@@ -1,0 +1,47 @@
+"""Every string from the data made safe for the output it goes to (terminal, Markdown, XML, CSV).
+
+One place per output kind, so that no renderer escapes on its own (HTML is escaped by jinja2's
+autoescaping in the templates).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#<>])")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def strip_controls(text: object) -> str:
+    """``text`` without C0/C1 control characters (escape sequences, OSC-8 links, window titles,
+    bells), each replaced by a space; tabs and line breaks become spaces too."""
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in str(text))
+
+
+def terminal(text: object) -> str:
+    """A data string for rich's terminal output: no control characters, no rich markup."""
+    from rich.markup import escape
+
+    return escape(strip_controls(text))
+
+
+def markdown(text: object) -> str:
+    """A data string as literal Markdown on one line, safe inside a table cell and a pull-request
+    comment: formatting characters backslashed, & < > as entities, no @mentions or autolinks."""
+    value = " ".join(strip_controls(text).split())
+    value = value.replace("&", "&amp;")
+    value = _MARKDOWN_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;"}.get(m.group(1), "\\" + m.group(1)), value)
+    return value.replace("@", "&#64;").replace("://", ":&#47;&#47;").replace("www.", "www&#46;")
+
+
+def xml(text: object) -> str:
+    """A string with the characters XML 1.0 forbids removed (ElementTree escapes the rest)."""
+    return _XML_FORBIDDEN.sub("", str(text))
+
+
+def csv_cell(text: object) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP: prefix a quote)."""
+    value = str(text)
+    return "'" + value if value.startswith(_FORMULA_START) else value
