@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit import __version__
-from fairaudit.errors import UsageError
+from fairaudit.errors import InputError, UsageError
 from fairaudit.logs import SPEAKER, UtteranceLog
 from fairaudit.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.methods import AttributeGroups, CohortMethod, SelectionRule
@@ -25,7 +25,7 @@ from fairaudit.methods.base import fixed_partition_statistic
 from fairaudit.partition import Partition
 from fairaudit.result import AuditResult, MethodResult
 from fairaudit.speakers import SpeakerTable, build_speaker_table
-from fairaudit.stats import bootstrap_partitions, permutation_matrix, permutation_p_value
+from fairaudit.stats import bootstrap_partitions, permutation_blocks, permutation_p_value
 
 
 
@@ -203,6 +203,10 @@ def load_log(data, *, columns=None, embeddings=None, normalize="default", engine
     if isinstance(data, UtteranceLog):
         return data
     if isinstance(data, (str, Path)) and is_pattern(data) and not Path(data).exists():
+        import glob
+
+        if not glob.glob(str(data)):
+            raise InputError("no such file (and, read as a pattern of file names, it matches none)", file=str(data))
         raise UsageError(f"{data} is a pattern of many files; read it with --engine dask (engine='dask')")
     if isinstance(data, pd.DataFrame):
         return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
@@ -274,8 +278,8 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
         if opts.permutations > 0 and np.isfinite(observed) and bool(selection.bottom.any()):  # a cohort was chosen
             tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
             with stage(f"{key}: permutations"):
-                order = permutation_matrix(partition.assigned, len(discovery), opts.permutations, rng)
-                null = _null_gaps(method, discovery, order, rule, tick)
+                blocks = permutation_blocks(partition.assigned, len(discovery), opts.permutations, rng)
+                null = _null_gaps(method, discovery, blocks, rule, tick)
             p_value = permutation_p_value(float(observed), null)
         found.append((key, method, rng, partition, selection, p_value))
 
@@ -375,11 +379,10 @@ def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> 
     )
 
 
-def _null_gaps(method: CohortMethod, speakers: SpeakerTable, order: np.ndarray, rule: SelectionRule, tick) -> np.ndarray:
-    """The method's null gaps, in blocks so the progress bar moves."""
+def _null_gaps(method: CohortMethod, speakers: SpeakerTable, blocks, rule: SelectionRule, tick) -> np.ndarray:
+    """The method's null statistics, block by block (bounded memory; the progress bar moves)."""
     parts = []
-    for start in range(0, len(order), 20):
-        block = order[start:start + 20]
+    for block in blocks:
         parts.append(method.null_gaps(speakers, block, rule))
         if tick:
             tick(len(block))
@@ -393,6 +396,9 @@ def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray
     rng = np.random.default_rng([seed, 0x401D0])
     shuffled = rng.permutation(n)
     n_holdout = int(round(holdout * n))
+    if n_holdout < 1 or n_holdout > n - 1:
+        raise UsageError(f"--holdout {holdout:g} of {n:,} speakers holds out {n_holdout:,}: both parts need speakers; "
+                         f"use a fraction between {1 / n:.3g} and {1 - 1 / n:.3g} (0.5 is usual)")
     return np.sort(shuffled[n_holdout:]), np.sort(shuffled[:n_holdout])
 
 

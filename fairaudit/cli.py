@@ -23,6 +23,22 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 
+
+def _show_version(value: bool) -> None:
+    """--version: print the version and stop."""
+    if value:
+        from fairaudit import __version__
+
+        typer.echo(f"fairaudit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the fairaudit version and exit."),
+) -> None:
+    """Audit a speech recogniser for fairness: find the speaker cohorts with the highest word error rate (WER)."""
+
 def _method_help() -> str:
     """--method help listing the registered methods."""
     from fairaudit.methods.registry import method_names
@@ -550,6 +566,12 @@ def schema(name: str = typer.Argument(..., metavar="NAME", help="utterance_log, 
 
 def main() -> None:
     """Console entry point: bad input and usage errors print one line and exit 2, never a traceback."""
+    if not os.environ.get("FAIRAUDIT_DEBUG"):
+        import warnings
+
+        # Library warnings (numpy casts, matplotlib, scikit-learn) are not messages for the user:
+        # every condition that matters is checked and reported in plain words.
+        warnings.simplefilter("ignore")
     try:
         code = app(standalone_mode=False)
     except InputError as error:

@@ -20,6 +20,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -50,7 +51,10 @@ CANONICAL_COLUMNS = (
     INSERTIONS, WER, REFERENCE, HYPOTHESIS, logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE,
 )
 #: Columns always read as text, never guessed as numbers ("007" stays "007", "02134" keeps its 0).
-STRING_COLUMNS = (logs.SPEAKER, logs.UTTERANCE, logs.ZIP_CODE, REFERENCE, HYPOTHESIS)
+STRING_COLUMNS = (logs.SPEAKER, logs.UTTERANCE, logs.ZIP_CODE, REFERENCE, HYPOTHESIS,
+                  # counts and rates too: pyarrow's CSV reader would read "0x10" as 16; they are parsed
+                  # here, strictly (plain decimal numbers only), by _counts and _floats
+                  logs.ERRORS, logs.REF_WORDS, "substitutions", "deletions", "insertions", "wer")
 #: The four forms of error information, in order of preference (the first complete one is used).
 ERROR_FORMS: dict[str, tuple[str, ...]] = {
     "errors": (logs.ERRORS, logs.REF_WORDS),
@@ -195,6 +199,13 @@ def source_for(path: str | Path, allowed: tuple[str, ...] = ("csv", "tsv", "parq
         raise InputError("this is a directory, not a file", file=str(path))
     if p.stat().st_size == 0:
         raise InputError("the file is empty (0 bytes); expected a header line and data rows", file=str(path))
+    with open(p, "rb") as handle:
+        magic = handle.read(4)
+    if magic == b"PAR1" and fmt.kind != "parquet":
+        raise InputError(f"this is a Parquet file (it starts with PAR1) but is named .{fmt.kind}: rename it to .parquet",
+                         file=str(path))
+    if magic[:2] == b"\x1f\x8b" and not fmt.gzip and fmt.kind in ("csv", "tsv"):
+        raise InputError(f"this file is gzip-compressed but is named .{fmt.kind}: rename it to .{fmt.kind}.gz", file=str(path))
     return Source(p, str(path), fmt)
 
 
@@ -450,7 +461,7 @@ def _numeric(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         values = pc.cast(arr, pa.float64()) if not pa.types.is_floating(typ) else arr
         missing = arr.is_null().to_numpy(zero_copy_only=False)
-        out = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+        out = np.array(pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)  # writable copy
         return out, missing | np.isnan(out), np.zeros(len(arr), bool)
     if pa.types.is_null(typ):
         return np.full(len(arr), np.nan), np.ones(len(arr), bool), np.zeros(len(arr), bool)
@@ -458,10 +469,23 @@ def _numeric(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         text = pc.utf8_trim_whitespace(arr)
         missing = pc.fill_null(pc.is_in(text, value_set=pa.array(_NUMERIC_NULLS)), True)
         missing = missing.to_numpy(zero_copy_only=False)
-        parsed = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
-                               errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        return parsed, missing, np.isnan(parsed) & ~missing
+        decimal = pc.fill_null(pc.match_substring_regex(text, _DECIMAL), False).to_numpy(zero_copy_only=False)
+        parsed = np.full(len(arr), np.nan)
+        if decimal.any():  # only plain decimal numbers: "0x10", "1_000" or "١٢" are not read as numbers
+            parsed[decimal] = pc.cast(pc.filter(text, pa.array(decimal)), pa.float64()).to_numpy(zero_copy_only=False)
+        return parsed, missing, ~decimal & ~missing
     return np.full(len(arr), np.nan), np.zeros(len(arr), bool), np.ones(len(arr), bool)
+
+
+_NUMBER_TEXT = (logs.ERRORS, logs.REF_WORDS, "substitutions", "deletions", "insertions", "wer")
+#: A plain decimal number (optional sign, digits, point, exponent), or a spelled-out infinity.
+_DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity|Infinity|INF)$"
+#: The largest count fairaudit accepts, per utterance and summed over the log: counts are added
+#: in float64, which is exact up to 2**53.
+MAX_COUNT = 2**53
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: A WER above this (errors per reference word) is a broken value, not a recogniser's output.
+MAX_WER = 100.0
 
 
 def _first(mask: np.ndarray) -> int | None:
@@ -474,26 +498,50 @@ def _counts(table: pa.Table, actual: str, src: Source, what: str) -> np.ndarray:
     """A column of non-negative integer counts as int64; the first bad value is an InputError."""
     arr = _as_plain(table.column(actual))
     if pa.types.is_integer(arr.type) and arr.null_count == 0:
-        values = arr.to_numpy().astype(np.int64, copy=False)
+        raw = arr.to_numpy()
+        too_large = raw > MAX_COUNT if raw.dtype.kind == "u" else raw.astype(np.int64) > MAX_COUNT
+        values = np.where(too_large, 0, raw).astype(np.int64)
         bad = _first(values < 0)
-        if bad is None:
-            return values
+        if bad is None and not too_large.any():
+            return _checked_total(values, src, actual, what)
+        if bad is None or (_first(too_large) is not None and _first(too_large) < bad):
+            bad = _first(too_large)
+            raise src.error(f"{what} must be at most {MAX_COUNT:,} (this one is too large to count exactly)",
+                            row=bad, column=actual, value=_pyvalue(arr, bad))
         raise src.error(f"{what} must be non-negative integers (this one is negative)",
-                        row=bad, column=actual, value=int(values[bad]))
+                        row=bad, column=actual, value=_pyvalue(arr, bad))
+    if pa.types.is_string(arr.type) and arr.null_count == 0 and pc.all(pc.utf8_is_digit(arr)).as_py():
+        try:  # the usual case, plain digits: Arrow's own cast, no regular expression
+            digits = pa.Table.from_arrays([pc.cast(arr, pa.int64())], names=[actual])
+            return _counts(digits, actual, src, what)
+        except pa.ArrowInvalid:  # too many digits for int64: the general path says which row
+            pass
     values, missing, nonnumeric = _numeric(arr)
     with np.errstate(invalid="ignore"):
         infinite = np.isinf(values)
         negative = values < 0
         fractional = ~missing & ~nonnumeric & ~infinite & (values != np.floor(values))
-    bad = _first(missing | nonnumeric | infinite | negative | fractional)
+        too_large = ~missing & ~nonnumeric & ~infinite & (values > MAX_COUNT)
+    bad = _first(missing | nonnumeric | infinite | negative | fractional | too_large)
     if bad is None:
-        return values.astype(np.int64)
+        return _checked_total(values.astype(np.int64), src, actual, what)
     reason = ("is missing (empty, NA or NaN); every row needs a value" if missing[bad] else
               "is not a number" if nonnumeric[bad] else
               "is infinite" if infinite[bad] else
-              "is negative" if negative[bad] else "is not a whole number")
+              "is negative" if negative[bad] else
+              f"is above {MAX_COUNT:,}, too large to count exactly" if too_large[bad] else "is not a whole number")
     raise src.error(f"{what} must be non-negative integers (this one {reason})",
                     row=bad, column=actual, value=_pyvalue(arr, bad))
+
+
+def _checked_total(values: np.ndarray, src: Source, actual: str, what: str) -> np.ndarray:
+    """``values`` if their running total stays countable (per speaker sums never overflow)."""
+    running = np.cumsum(values.astype(np.float64))
+    bad = _first(running > MAX_COUNT)
+    if bad is not None:
+        raise src.error(f"{what} add up to more than {MAX_COUNT:,} by this row, too many to count exactly",
+                        row=bad, column=actual, value=int(values[bad]))
+    return values
 
 
 def _floats(table: pa.Table, actual: str, src: Source, what: str, low: float | None,
@@ -539,8 +587,8 @@ def _text_column(table: pa.Table, actual: str) -> pa.Array:
 def _missing_text(arr: pa.Array) -> np.ndarray:
     """Mask of null, blank or "NA" text values."""
     trimmed = pc.utf8_trim_whitespace(arr)
-    return pc.fill_null(pc.is_in(trimmed, value_set=pa.array(_MISSING_TEXT)), True).to_numpy(
-        zero_copy_only=False)
+    listed = pc.fill_null(pc.is_in(trimmed, value_set=pa.array(_MISSING_TEXT)), True).to_numpy(zero_copy_only=False)
+    return listed | arr.is_null().to_numpy(zero_copy_only=False)  # is_in says "false" for a null
 
 
 def _first_duplicate(arr: pa.Array, skip: np.ndarray | None = None) -> tuple[int, int] | None:
@@ -736,8 +784,9 @@ def _error_information(table: pa.Table, actual: dict[str, str], present: set[str
         sdi = counts[SUBSTITUTIONS] + counts[DELETIONS] + counts[INSERTIONS]
         derived["sdi"] = (sdi, counts[logs.REF_WORDS], "substitutions+deletions+insertions")
     if "wer" in forms:
-        wer = _floats(table, actual[WER], src, "wer (word error rate)", 0.0, None, False)
-        derived["wer"] = (np.floor(wer * counts[logs.REF_WORDS] + 0.5).astype(np.int64),
+        wer = _floats(table, actual[WER], src, "wer (word error rate)", 0.0, MAX_WER, False)
+        derived["wer"] = (_checked_total(np.floor(wer * counts[logs.REF_WORDS] + 0.5).astype(np.int64), src, actual[WER],
+                                         "errors (round(wer x ref_words))"),
                           counts[logs.REF_WORDS], "round(wer x ref_words)")
     if "text" in forms:
         scored = score_texts(_text_column(table, actual[REFERENCE]),
@@ -799,7 +848,8 @@ def _shown_values(table: pa.Table, cols: list[str], row: int) -> str:
     parts = []
     for col in cols:
         value = table.column(col)[row].as_py()
-        text = repr(value) if isinstance(value, str) else str(value)
+        # text is quoted, except counts and rates (read as text only to parse them strictly)
+        text = repr(value) if isinstance(value, str) and col not in _NUMBER_TEXT else str(value)
         parts.append(f"{col}={text if len(text) <= 60 else text[:57] + '...'}")
     return ", ".join(parts)
 
@@ -844,8 +894,13 @@ def _zip_codes(table: pa.Table, actual: str, src: Source, notes: list[str] | Non
 
 
 def _metadata_column(arr: pa.ChunkedArray) -> pd.Series | pa.Array:
-    """A metadata column: text becomes categorical with "" and "NA" as missing; numbers as read."""
+    """A metadata column: text becomes categorical with "" and "NA" as missing; numbers as read;
+    nested values (struct, list, map) become their JSON text and bytes their UTF-8 text, so that
+    every value can be counted and grouped."""
     arr = _as_plain(arr)
+    if pa.types.is_nested(arr.type) or pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        arr = pa.array([None if v is None else v.decode("utf-8", "replace") if isinstance(v, bytes)
+                        else json.dumps(v, default=str, sort_keys=True) for v in arr.to_pylist()], pa.string())
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         missing = pc.is_in(arr, value_set=pa.array(_MISSING_TEXT, arr.type))
         arr = pc.if_else(missing, pa.scalar(None, arr.type), arr)
@@ -893,12 +948,16 @@ def _vectors_from_columns(table: pa.Table, emb_columns: list[str], src: Source) 
     for j, name in enumerate(emb_columns):
         arr = _as_plain(table.column(name))
         values, missing, nonnumeric = _numeric(arr)
-        bad = _first(missing | nonnumeric | ~np.isfinite(values))
+        with np.errstate(invalid="ignore"):
+            too_large = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)  # would become infinite as float32
+        bad = _first(missing | nonnumeric | ~np.isfinite(values) | too_large)
         if bad is not None and (first_bad is None or bad < first_bad[0]):
             reason = (f"is empty: every row needs all {d} embedding values (mixed dimensions)"
-                      if missing[bad] else "is not a number" if nonnumeric[bad] else "is infinite")
+                      if missing[bad] else "is not a number" if nonnumeric[bad] else
+                      f"is beyond +-{FLOAT32_MAX:.3g}, the float32 range" if too_large[bad] else "is infinite")
             first_bad = (bad, name, reason)
-        vectors[:, j] = values
+        if first_bad is None:
+            vectors[:, j] = values
     if first_bad is not None:
         row, name, reason = first_bad
         raise src.error(f"embedding values must be finite numbers (this one {reason})",

@@ -22,7 +22,7 @@ from fairaudit.stats import (
     bca_interval,
     cohort_wer_accelerations,
     selection_accelerations,
-    permutation_matrix,
+    permutation_blocks,
     permutation_p_value,
 )
 
@@ -158,11 +158,10 @@ def fixed_selection_p_value(
     """p-value of a gap between cohorts fixed in advance (the hold-out test: no search to correct)."""
     if observed_gap is None or permutations <= 0:
         return None
-    order = permutation_matrix(partition.assigned, len(speakers), permutations, rng)
     indicator = partition.indicator()
-    errors = speakers.errors.astype(np.float64)[order] @ indicator
-    words = speakers.ref_words.astype(np.float64)[order] @ indicator
-    null = selection.gap_pct(errors, words)
+    e, w = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
+    null = np.concatenate([selection.gap_pct(e[order] @ indicator, w[order] @ indicator)
+                           for order in permutation_blocks(partition.assigned, len(speakers), permutations, rng)])
     return permutation_p_value(observed_gap, null)
 
 
@@ -172,14 +171,16 @@ def cohort_vs_rest_p_values(partition: Partition, speakers: SpeakerTable, permut
     if permutations <= 0 or k < 2:
         return np.full(k, np.nan)
     indicator = partition.indicator()
-    order = permutation_matrix(partition.assigned, len(speakers), permutations, rng)
 
     def distance(errors: np.ndarray, words: np.ndarray) -> np.ndarray:
         total_e, total_w = errors.sum(axis=-1, keepdims=True), words.sum(axis=-1, keepdims=True)
         return np.abs(pooled_wer(errors, words) - pooled_wer(total_e - errors, total_w - words))
 
     observed = distance(speakers.errors.astype(np.float64) @ indicator, speakers.ref_words.astype(np.float64) @ indicator)
-    null = distance(speakers.errors.astype(np.float64)[order] @ indicator, speakers.ref_words.astype(np.float64)[order] @ indicator)
-    exceed = (np.nan_to_num(null, nan=-np.inf) >= observed[None, :] - 1e-12).sum(axis=0)
+    e, w = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
+    exceed = np.zeros(k, dtype=np.int64)
+    for order in permutation_blocks(partition.assigned, len(speakers), permutations, rng, block=200):
+        null = distance(e[order] @ indicator, w[order] @ indicator)
+        exceed += (np.nan_to_num(null, nan=-np.inf) >= observed[None, :] - 1e-12).sum(axis=0)
     p = (1 + exceed) / (1 + permutations)
     return np.where(np.isfinite(observed), p, np.nan)

@@ -146,6 +146,9 @@ def select_bottom_top(
     speakers = np.asarray(speakers, dtype=np.float64)
     wer = pooled_wer(errors, ref_words)
     n_rep, k = wer.shape
+    if k == 0:  # no cells (e.g. fewer speakers than clusters): nothing to choose
+        empty = np.zeros((n_rep, 0), dtype=bool)
+        return Selection(bottom=empty, top=empty.copy())
     eligible = np.asarray(eligible, dtype=bool) & ~np.isnan(wer)
     n_eligible = eligible.sum(axis=1)
     # Worst first among eligible; ineligible cells sort to the end.

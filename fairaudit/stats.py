@@ -216,6 +216,14 @@ def selection_accelerations(labels: np.ndarray, errors: np.ndarray, ref_words: n
     return gap_a, jackknife_acceleration(share_loo, len(labels), share)
 
 
+def permutation_blocks(pool: np.ndarray, n: int, permutations: int, rng: np.random.Generator,
+                       block: int = 20) -> Iterator[np.ndarray]:
+    """:func:`permutation_matrix` in blocks of ``block`` rows, so that memory stays at
+    block x n however many permutations are asked for (the rows are the same as one matrix's)."""
+    for start in range(0, permutations, block):
+        yield permutation_matrix(pool, n, min(block, permutations - start), rng)
+
+
 def permutation_matrix(pool: np.ndarray, n: int, permutations: int, rng: np.random.Generator) -> np.ndarray:
     """(P, n) speaker positions: identity outside ``pool``, a fresh shuffle of ``pool`` per row."""
     base = np.tile(np.arange(n, dtype=np.int64), (permutations, 1))

@@ -121,3 +121,148 @@ def test_both_markdown_writers_share_one_escaper_that_neutralises(text):
             if line.startswith("|"):
                 assert "\r" not in line and "\x0b" not in line and "\x0c" not in line
         assert "@team" not in page and "https://evil" not in page and "R&D" not in page and "<b>" not in page
+
+
+# --- wrong numbers and crashes on ordinary input (exit 2 with file, line, column and value) ------------------
+
+
+def write_csv(tmp_path, frame, name="log.csv"):
+    frame.to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("1e20", "too large to count exactly"),
+    ("9223372036854775807", "too large to count exactly"),
+    ("0x10", "not a number"),
+    ("1_000", "not a number"),
+])
+def test_counts_that_cannot_be_represented_or_are_not_decimal_are_rejected(tmp_path, value, fragment):
+    frame = small_log().astype({"errors": object})
+    frame.loc[3, "errors"] = value
+    path = write_csv(tmp_path, frame)
+    before = digest(path)
+    run = run_main("validate", path)
+    assert run.code == 2 and fragment in run.stderr and "line 5" in run.stderr and "'errors'" in run.stderr, run.stderr
+    assert digest(path) == before
+
+
+def test_per_speaker_sums_that_would_overflow_are_rejected(tmp_path):
+    frame = small_log()
+    frame["errors"] = 2**52
+    frame["ref_words"] = 2**52
+    run = run_main("validate", write_csv(tmp_path, frame))
+    assert run.code == 2 and "add up to more than" in run.stderr
+
+
+def test_a_wer_that_no_recogniser_produces_is_rejected(tmp_path):
+    frame = small_log().drop(columns=["errors"]).assign(wer=0.1)
+    frame.loc[7, "wer"] = 1e300
+    run = run_main("validate", write_csv(tmp_path, frame))
+    assert run.code == 2 and "wer" in run.stderr and "line 9" in run.stderr
+
+
+def test_parquet_uint64_counts_are_shown_as_they_are(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"speaker_id": ["a", "b"], "errors": pa.array([1, 2**63 + 5], pa.uint64()), "ref_words": [5, 5]}),
+                   tmp_path / "log.parquet")
+    run = run_main("validate", tmp_path / "log.parquet")
+    assert run.code == 2 and str(2**63 + 5) in run.stderr and "-922" not in run.stderr
+
+
+def test_embedding_values_beyond_float32_are_an_error_not_a_missing_embedding(tmp_path):
+    frame = small_log()
+    path = write_csv(tmp_path, frame)
+    speakers = frame["speaker_id"].unique()
+    emb = pd.DataFrame({"speaker_id": speakers, "emb_0": np.linspace(0.1, 1, len(speakers)), "emb_1": 1.0})
+    emb.loc[4, "emb_0"] = 1e39
+    emb.to_csv(tmp_path / "emb.csv", index=False)
+    run = run_main("audit", path, "--embeddings", tmp_path / "emb.csv", "--method", "embedding-kmeans", "-q")
+    assert run.code == 2 and "float32" in run.stderr and "line 6" in run.stderr
+
+
+@pytest.mark.parametrize("kind", ["csv-blank", "parquet-text"])
+def test_coordinates_stored_as_text_are_read_or_rejected_never_a_crash(tmp_path, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = small_log()
+    if kind == "csv-blank":
+        frame = frame.assign(latitude=" ", longitude=" ")
+        path = write_csv(tmp_path, frame)
+    else:
+        frame = frame.assign(latitude="30.5", longitude="-90.25")
+        path = tmp_path / "log.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    run = run_main("audit", path, "--by", "group", "-q", "--bootstrap", 0, "--permutations", 0)
+    assert run.code in (0, 2) and "internal error" not in run.stderr, run.stderr
+
+
+def test_parquet_null_speaker_and_nested_metadata(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 200
+    base = {"speaker_id": [f"s{i % 40}" for i in range(n)], "errors": [1] * n, "ref_words": [5] * n}
+    pq.write_table(pa.table({**base, "speaker_id": [None] + base["speaker_id"][1:]}), tmp_path / "null.parquet")
+    run = run_main("validate", tmp_path / "null.parquet")
+    assert run.code == 2 and "speaker_id is empty" in run.stderr and "row 1" in run.stderr
+    nested = pa.table({**base, "struct": pa.array([{"x": i % 2} for i in range(n)]), "list": pa.array([[k % 3] for k in range(n)]),
+                       "bytes": pa.array([b"ab"] * n)})
+    pq.write_table(nested, tmp_path / "nested.parquet")
+    run = run_main("audit", tmp_path / "nested.parquet", "--by", "struct", "--min-speakers", 5, "-q", "--bootstrap", 0,
+                   "--permutations", 0, "--json", tmp_path / "n.json")
+    assert run.code == 0, run.stderr
+    import json
+
+    cohorts = {c["id"] for c in json.loads((tmp_path / "n.json").read_text())["methods"]["attribute"]["cohorts"]}
+    assert cohorts == {'{"x": 0}', '{"x": 1}'}
+
+
+def test_more_clusters_than_speakers_is_insufficient_data(tmp_path):
+    frame = small_log(n=12)
+    path = write_csv(tmp_path, frame)
+    emb = pd.DataFrame({"speaker_id": frame["speaker_id"].unique(), "emb_0": np.linspace(0.1, 1, 12), "emb_1": 0.5})
+    emb.to_csv(tmp_path / "emb.csv", index=False)
+    for clusters in ("1000", "auto"):
+        run = run_main("audit", path, "--embeddings", tmp_path / "emb.csv", "--method", "embedding-kmeans",
+                       "--clusters", clusters, "--json", tmp_path / "k.json", "-q")
+        assert run.code == 0, run.stderr
+        import json
+
+        assert json.loads((tmp_path / "k.json").read_text())["methods"]["embedding-kmeans"]["verdict"] == "insufficient data"
+
+
+def test_a_holdout_that_holds_out_nobody_is_a_usage_error(tmp_path):
+    run = run_main("audit", write_csv(tmp_path, small_log()), "--by", "group", "--holdout", 0.001, "-q")
+    assert run.code == 2 and "--holdout" in run.stderr
+
+
+def test_many_permutations_run_in_bounded_blocks():
+    """100,000 permutations of 300 speakers once needed a 1.1 GB matrix; blocks need a few MB and
+    give the same rows as one matrix."""
+    from fairaudit.stats import permutation_blocks, permutation_matrix
+
+    pool = np.ones(300, bool)
+    blocks = permutation_blocks(pool, 300, 100_000, np.random.default_rng(3))
+    first = next(blocks)
+    assert first.shape == (20, 300)
+    assert (np.vstack([first, next(blocks)]) == permutation_matrix(pool, 300, 40, np.random.default_rng(3))).all()
+
+
+def test_file_name_messages_say_what_is_wrong(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = run_main("validate", tmp_path / "results[2024].csv")
+    assert run.code == 2 and "no such file" in run.stderr and "pattern of many files" not in run.stderr
+    pq.write_table(pa.table({"speaker_id": ["a"]}), tmp_path / "actually.csv")
+    run = run_main("validate", tmp_path / "actually.csv")
+    assert run.code == 2 and "Parquet file" in run.stderr and "rename it to .parquet" in run.stderr
+
+
+def test_version():
+    run = run_main("--version")
+    assert run.code == 0 and run.stdout.strip() == f"fairaudit {fairaudit.__version__}"
