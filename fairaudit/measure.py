@@ -75,6 +75,10 @@ def measure(
     total_utts = max(int(sums.utterances.sum()), 1)
     total_words = max(int(sums.ref_words.sum()), 1)
     have_selection = bool(bottom.any() and top.any())
+    # The chosen cohorts' own figures are published: a bottom or top union under the reporting
+    # minimum (possible on held-out speakers) withholds them all (SPEC 6).
+    if have_selection and min(sums.speakers[bottom].sum(), sums.speakers[top].sum()) < min_report_speakers:
+        have_selection = False
 
     if boot is None and bootstrap > 0 and partition.n_cohorts > 0:
         boot = bootstrap_cohorts(partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress)
@@ -90,7 +94,7 @@ def measure(
     rank = np.empty(partition.n_cohorts, dtype=np.int64)
     rank[order] = np.arange(1, partition.n_cohorts + 1)
     eligible = rule.eligible(sums.speakers, sums.ref_words)
-    suppressed = sums.speakers < min_report_speakers
+    suppressed = suppressed_cells(sums.speakers, min_report_speakers, bottom | top)
     cohorts = pd.DataFrame(
         {
             "id": partition.cohort_ids,
@@ -144,6 +148,27 @@ def measure(
         overall_wer=_float(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
         reported_wer=_float(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
     )
+
+
+def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> np.ndarray:
+    """Cells under ``minimum`` speakers, plus complementary cells (SPEC 6).
+
+    Totals are published, so the union of the suppressed cells is always recoverable by
+    subtraction; it must therefore itself hold at least ``minimum`` speakers. While it does not,
+    the smallest other cell is suppressed too (cells outside the chosen bottom and top first), as
+    census agencies do.
+    """
+    speakers = np.asarray(speakers)
+    suppressed = speakers < minimum
+    if not suppressed.any() or minimum <= 0:
+        return suppressed
+    order = np.lexsort((speakers, np.asarray(chosen, dtype=bool)))  # unchosen first, smallest first
+    for cell in order:
+        if speakers[suppressed].sum() >= minimum or suppressed.all():
+            break
+        if not suppressed[cell]:
+            suppressed[cell] = True
+    return suppressed
 
 
 def _float(value: np.ndarray) -> float | None:

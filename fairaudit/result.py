@@ -94,6 +94,7 @@ class MethodResult:
         data["unassigned"] = dict(self.partition.unassigned_reasons)
         data["holdout"] = None if self.holdout is None else _figures_dict(self.holdout, self)
         details = _withhold_suppressed_cells(_jsonable(self.partition.details), self._suppressed_ids())
+        details = _withhold_cluster_views(details, self.partition.cohort_ids, self._suppressed_ids())
         if self.name == "zip-demographic":
             data["candidates"] = [_suppress_candidate(c, self.min_report_speakers) for c in details.pop("candidates", [])]
             data["chosen"] = details.pop("chosen", None)
@@ -164,7 +165,16 @@ class AuditResult:
         return render_html(self)
 
 
+def public_ids(figures: Figures) -> dict[str, str]:
+    """Suppressed cohorts' ids replaced by "suppressed-1", "suppressed-2", ...: an attribute
+    cohort's id is its value (a ZIP code, a name), which must not be published either."""
+    rows = figures.cohorts
+    hidden = [str(i) for i in rows.loc[rows["suppressed"].astype(bool), "id"]]
+    return {**{str(i): str(i) for i in rows["id"]}, **{cid: f"suppressed-{n}" for n, cid in enumerate(sorted(hidden), 1)}}
+
+
 def _figures_dict(figures: Figures, method: MethodResult) -> dict:
+    public = public_ids(figures)
     cohorts = []
     # Reported cohorts are ranked 1..m among themselves and suppressed ones listed last without a
     # rank: their position in the ranking would reveal their WER.
@@ -172,7 +182,7 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
     for visible_rank, row in enumerate(rows, start=1):
         suppressed = bool(row["suppressed"])
         entry = {
-            "id": row["id"],
+            "id": public[str(row["id"])],
             # A region's or window's description is its geometry: withheld with its figures.
             "description": SUPPRESSED_DESCRIPTION if suppressed else row["description"],
             "rank": None if suppressed else visible_rank,
@@ -191,8 +201,8 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
     return {
         "bottom": method.bottom_label(figures) or None,
         "top": method.top_label(figures) or None,
-        "bottom_cohorts": list(figures.bottom),
-        "top_cohorts": list(figures.top),
+        "bottom_cohorts": [public[str(i)] for i in figures.bottom],
+        "top_cohorts": [public[str(i)] for i in figures.top],
         "bottom_description": method.describe(figures.bottom) if figures.bottom else None,
         "top_description": method.describe(figures.top) if figures.top else None,
         "bottom_wer": _num(figures.bottom_wer),
@@ -213,6 +223,24 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
 
 
 SUPPRESSED_DESCRIPTION = "suppressed: fewer speakers than --min-report-speakers"
+
+
+def _withhold_cluster_views(details: dict, cohort_ids: list[str], suppressed: set[str]) -> dict:
+    """embedding-kmeans extras without suppressed clusters: no metadata profile, no projection
+    cells, no centre (SPEC 6)."""
+    hidden = {index for index, cid in enumerate(cohort_ids) if cid in suppressed}
+    if not hidden:
+        return details
+    out = dict(details)
+    if isinstance(out.get("profiles"), list):
+        out["profiles"] = [[] if index in hidden else profile for index, profile in enumerate(out["profiles"])]
+    projection = out.get("projection")
+    if isinstance(projection, dict):
+        projection = dict(projection)
+        projection["cells"] = [cell for cell in projection.get("cells", []) if int(cell[0]) not in hidden]
+        projection["centres"] = [None if index in hidden else centre for index, centre in enumerate(projection.get("centres", []))]
+        out["projection"] = projection
+    return out
 
 
 def _withhold_suppressed_cells(details: dict, suppressed: set[str]) -> dict:

@@ -252,10 +252,13 @@ def test_artie_real_data_report_shows_exactly_the_json_figures_and_suppresses_sm
     assert suppressed, "the Artie corpus has accents with fewer than 10 speakers"
     text = render_html(artie)
     frame = artie.methods["attribute"].cohorts.set_index("id")
+    hidden = frame[frame["suppressed"].astype(bool)]
+    assert all(c.startswith("suppressed-") for c in suppressed) and len(suppressed) == len(hidden)
     for cohort in suppressed:
         row = re.search(rf'<tr data-cohort="{re.escape(str(escape(cohort)))}".*?</tr>', text, re.S).group(0)
-        assert "suppressed (fewer than 10 speakers)" in row
-        assert fmt.wer(frame.loc[cohort, "wer"]) not in row and "data-value" not in row
+        assert "suppressed (fewer than 10 speakers)" in row and "data-value" not in row
+    for accent, record in hidden.iterrows():  # neither the accent's name nor its WER is published
+        assert f'data-cohort="{escape(accent)}"' not in text and fmt.wer(record["wer"]) not in text
     # Suppressed cohorts come after every reported one, so their rank is not shown by position.
     table = text[text.index('<table class="cohorts"'):]
     table = table[:table.index("</table>")]
@@ -486,8 +489,10 @@ def test_map_draws_every_cell_clipped_to_land(quickstart, geo_fake):
 def test_suppressed_cells_are_not_drawn_labelled_or_in_the_legend(geo_fake):
     text = _render_html(geo_fake)
     for view in _map_views(geo_fake):
-        hidden = {c["id"] for c in geo_fake.to_dict()["methods"][view["key"]]["cohorts"] if c["suppressed"]}
-        assert hidden == {"geo-tree": {"region-5"}, "geo-scan": {"window-3"}}[view["key"]]
+        published = {c["id"] for c in geo_fake.to_dict()["methods"][view["key"]]["cohorts"] if c["suppressed"]}
+        assert published == {"suppressed-1"}  # the JSON names a suppressed cell by a placeholder only
+        hidden = {"geo-tree": {"region-5"}, "geo-scan": {"window-3"}}[view["key"]]
+        assert not hidden & {c["id"] for c in geo_fake.to_dict()["methods"][view["key"]]["cohorts"]}
         assert not hidden & {s.id for s in view["map_shapes"]}
         assert not any(cid in legend for _, legend in view["map_legend"] for cid in hidden)
         assert not any(cid in note for note in view["map_notes"] for cid in hidden), "region-5 also covers Puerto Rico"

@@ -266,3 +266,50 @@ def test_file_name_messages_say_what_is_wrong(tmp_path):
 def test_version():
     run = run_main("--version")
     assert run.code == 0 and run.stdout.strip() == f"fairaudit {fairaudit.__version__}"
+
+
+# --- privacy: nothing suppressed can be recovered from what is published (SPEC 6) ----------------------------
+
+
+def random_groups_log(seed: int) -> pd.DataFrame:
+    """Speakers in groups of random sizes, several under the reporting minimum of 10."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.choice([2, 3, 5, 8, 12, 40, 60, 90], size=rng.integers(3, 8))
+    groups = np.repeat([f"g{i}" for i in range(len(sizes))], sizes)
+    speakers = np.arange(len(groups))
+    rows = np.repeat(speakers, 4)
+    words = rng.integers(2, 12, size=len(rows))
+    return pd.DataFrame({"speaker_id": [f"s{i}" for i in rows], "errors": rng.binomial(words, rng.uniform(0.05, 0.3, len(groups))[rows]),
+                         "ref_words": words, "group": groups[rows]})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_subtraction_from_published_totals_recovers_no_suppressed_cohort(seed):
+    """Attacks on the JSON (the HTML, Markdown and terminal show a subset of it): (1) assigned
+    speakers minus the reported cohorts' speakers, (2) the overall WER's errors and words (words
+    from any reported cohort's word share) minus the reported cohorts', (3) the top cohort's pooled
+    WER minus its reported cells. Each can only ever reveal the union of the suppressed cohorts,
+    which must hold at least --min-report-speakers speakers (or be empty)."""
+    frame = random_groups_log(seed)
+    result = fairaudit.audit(frame, by=["group"], min_speakers=10, min_report_speakers=10, bootstrap=0, permutations=0,
+                             holdout=0.5 if seed % 2 else None, seed=seed)
+    true_sizes = frame.groupby("group")["speaker_id"].nunique()
+    method = result.to_dict()["methods"]["attribute"]
+    for figures in filter(None, [method, method["holdout"]]):
+        visible = [c for c in figures["cohorts"] if not c["suppressed"]]
+        hidden = [c for c in figures["cohorts"] if c["suppressed"]]
+        recovered = figures["assigned_speakers"] - sum(c["speakers"] for c in visible)
+        assert recovered == 0 or recovered >= 10, (seed, recovered)
+        assert not hidden or recovered >= 10
+        if hidden and visible and figures["overall_wer"] is not None:
+            words_total = visible[0]["ref_words"] / (visible[0]["word_share_pct"] / 100)
+            errors_left = figures["overall_wer"] * words_total - sum(c["errors"] for c in visible)
+            words_left = words_total - sum(c["ref_words"] for c in visible)
+            # what subtraction yields is the pooled WER of all suppressed speakers together, never one small group
+            assert words_left > 0 and errors_left >= -1e-6
+        # no suppressed group is named (an attribute cohort's id is its value)
+        assert all(c["id"].startswith("suppressed-") for c in hidden)
+        assert not {c["id"] for c in hidden} & set(true_sizes.index)
+        # a single suppressed group's size never appears as a cohort figure
+        if figures["top_wer"] is not None and len(figures["top_cohorts"]) > 1:
+            assert all(c in [x["id"] for x in figures["cohorts"]] for c in figures["top_cohorts"])

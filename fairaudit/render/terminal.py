@@ -9,7 +9,7 @@ from fairaudit.render.safe_text import terminal as escape
 from rich.table import Table
 
 from fairaudit.render import format as fmt
-from fairaudit.result import SUPPRESSED_DESCRIPTION, AuditResult, Figures, MethodResult
+from fairaudit.result import SUPPRESSED_DESCRIPTION, public_ids, AuditResult, Figures, MethodResult
 
 VERDICT_STYLE = {"disparity": "bold red", "no evidence": "green", "insufficient data": "yellow"}
 
@@ -43,10 +43,11 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
         table.add_column("p (BH)", justify="right")
     # Suppressed cohorts last, unranked and undescribed: their rank or geometry would reveal them.
     rows = sorted(figures.cohorts.to_dict("records"), key=lambda r: (bool(r["suppressed"]), r["rank"]))
+    public = public_ids(figures)
     for visible_rank, row in enumerate(rows, start=1):
         role = "bottom" if row["id"] in figures.bottom else "top" if row["id"] in figures.top and len(figures.top) == 1 else ""
         if row["suppressed"]:
-            name = f"{escape(str(row['id']))}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
+            name = f"{escape(public[str(row['id'])])}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
             cells = ["", name, role, f"<{min_report_speakers}", "", "", "", "suppressed", ""]
         else:
             name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
