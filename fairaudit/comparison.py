@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.logs import ERRORS, REF_WORDS, SPEAKER, UTTERANCE, UtteranceLog
+from fairaudit.logs import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
 from fairaudit.metrics import pooled_wer, wer_gap_pct
 from fairaudit.speakers import SpeakerTable, build_speaker_table
 from fairaudit.stats import bootstrap_counts, bca_interval
@@ -82,7 +82,7 @@ class Comparison:
         return {
             "fairaudit_version": self.version,
             "paired": self.paired,
-            "pairing": ("paired: utterances matched by utterance_id, one speaker bootstrap for both systems"
+            "pairing": ("paired: utterances matched by utterance_id (or speaker and reference text), one speaker bootstrap for both systems"
                         if self.paired else "unpaired: the two logs are resampled independently"),
             "matched_utterances": self.matched_utterances,
             "unmatched_utterances": {"baseline": self.unmatched_baseline, "new": self.unmatched_new},
@@ -100,15 +100,25 @@ class Comparison:
 
 
 def match_utterances(before: UtteranceLog, after: UtteranceLog) -> tuple[pd.DataFrame, int, int]:
-    """Utterances of both logs joined on ``utterance_id``: speaker, errors and words of each system.
+    """Utterances of both logs joined on ``utterance_id`` (or, without ids, on speaker and reference
+    text): speaker, errors and words of each system.
 
     A matched utterance must belong to the same speaker in both logs (else it is an error).
     """
-    if UTTERANCE not in before.frame.columns or UTTERANCE not in after.frame.columns:
+    if UTTERANCE in before.frame.columns and UTTERANCE in after.frame.columns:
+        left = before.frame[[UTTERANCE, SPEAKER, ERRORS, REF_WORDS]]
+        right = after.frame[[UTTERANCE, SPEAKER, ERRORS, REF_WORDS]]
+        joined = left.merge(right, on=UTTERANCE, suffixes=("_before", "_after"))
+    elif REFERENCE_HASH in before.frame.columns and REFERENCE_HASH in after.frame.columns:
+        # Same speaker and same reference text; a prompt a speaker read k times is matched in order.
+        keys = [SPEAKER, REFERENCE_HASH, "occurrence"]
+        left, right = (frame[[SPEAKER, REFERENCE_HASH, ERRORS, REF_WORDS]].assign(
+            occurrence=frame.groupby([SPEAKER, REFERENCE_HASH]).cumcount()) for frame in (before.frame, after.frame))
+        joined = left.merge(right, on=keys, suffixes=("_before", "_after"))
+        joined[f"{SPEAKER}_before"] = joined[f"{SPEAKER}_after"] = joined[SPEAKER]
+        return joined, len(left) - len(joined), len(right) - len(joined)
+    else:
         return pd.DataFrame(), len(before.frame), len(after.frame)
-    left = before.frame[[UTTERANCE, SPEAKER, ERRORS, REF_WORDS]]
-    right = after.frame[[UTTERANCE, SPEAKER, ERRORS, REF_WORDS]]
-    joined = left.merge(right, on=UTTERANCE, suffixes=("_before", "_after"))
     clash = joined[f"{SPEAKER}_before"] != joined[f"{SPEAKER}_after"]
     if clash.any():
         row = joined[clash].iloc[0]

@@ -711,6 +711,9 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
     errors, ref_words, form = _error_information(table, actual, present, src, normalize)
     data[logs.ERRORS] = errors
     data[logs.REF_WORDS] = ref_words
+    if REFERENCE in present:  # for matching two systems' logs that have no utterance ids
+        text = pc.utf8_trim_whitespace(_text_column(table, actual[REFERENCE])).to_numpy(zero_copy_only=False)
+        data[logs.REFERENCE_HASH] = pd.util.hash_array(np.asarray(text, dtype=object))
 
     _coordinates(table, actual, present, src, data)
     if logs.ZIP_CODE in present:

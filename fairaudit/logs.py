@@ -17,8 +17,12 @@ LATITUDE = "latitude"
 LONGITUDE = "longitude"
 ZIP_CODE = "zip_code"
 
+#: A 64-bit hash of each utterance's reference text (logs scored from text), so that two systems'
+#: logs without utterance ids can still be matched by speaker and reference (``compare``).
+REFERENCE_HASH = "reference_hash"
+
 #: Columns that are not metadata once the log is canonical.
-RESERVED_COLUMNS = (SPEAKER, UTTERANCE, ERRORS, REF_WORDS, LATITUDE, LONGITUDE, ZIP_CODE)
+RESERVED_COLUMNS = (SPEAKER, UTTERANCE, ERRORS, REF_WORDS, LATITUDE, LONGITUDE, ZIP_CODE, REFERENCE_HASH)
 
 
 @dataclass

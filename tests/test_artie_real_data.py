@@ -177,3 +177,17 @@ def test_paired_comparison_of_two_real_systems_matches_independent_per_accent_ch
         assert cohort.change_ci[0] <= cohort.change_points <= cohort.change_ci[1]
         widths.append((cohort.change_ci[1] - cohort.change_ci[0], other.change_ci[1] - other.change_ci[0]))
     assert np.median([p / u for p, u in widths]) < 0.9, widths  # pairing removes the shared speaker variance
+
+
+def test_logs_without_utterance_ids_are_paired_by_speaker_and_reference():
+    """The same clips without their file names: matched by speaker and reference text (a speaker
+    who read one sentence twice is matched in order), with the same per-accent figures."""
+    columns = {k: v for k, v in COLUMNS.items() if k != "utterance_id"}
+    before = artie_log("google-en-US-dec-4-2019").drop(columns=["path"])
+    after = artie_log("amazon-en-US-dec-9-2019").drop(columns=["path"])
+    options = dict(methods=["attribute"], by=["accent"], min_speakers=20, bootstrap=100, seed=0)
+    by_text = fairaudit.compare(before, after, columns=columns, **options)
+    by_id = fairaudit.compare(artie_log("google-en-US-dec-4-2019"), artie_log("amazon-en-US-dec-9-2019"), columns=COLUMNS, **options)
+    assert by_text.paired and by_text.matched_utterances == by_id.matched_utterances == len(before)
+    for a, b in zip(by_text.methods["attribute"].cohorts, by_id.methods["attribute"].cohorts):
+        assert (a.id, a.wer_before, a.wer_after) == (b.id, b.wer_before, b.wer_after)
