@@ -127,7 +127,7 @@ def test_all_forms_together_agree_and_first_form_wins(tmp_path):
     log = read_log(tmp_path / "log.csv")
     assert log.error_form == "errors"
     assert log.frame.errors.tolist() == frame.errors.tolist()
-    assert list(log.frame.columns) == ["speaker_id", "errors", "ref_words"]
+    assert list(log.frame.columns) == ["speaker_id", "errors", "ref_words", "reference_hash"]  # the hash matches systems in compare
 
 
 def test_wer_is_rounded_to_whole_errors(tmp_path):
