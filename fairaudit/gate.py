@@ -147,7 +147,11 @@ def parse_policy(table: dict, source: str | None, *, method: str | None = None) 
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise InputError(f"{where} methods must be a list of method names", file=source, value=value)
             policy.methods = list(value)
-    for name, sub in (table.get("method") or {}).items():
+    methods_table = table.get("method") or {}
+    if not isinstance(methods_table, dict):
+        raise InputError(f"{where} method must be a table of per-method overrides, e.g. [gate.method.geo-tree]",
+                         file=source, value=methods_table)
+    for name, sub in methods_table.items():
         if not isinstance(sub, dict):
             raise InputError(f"[gate.method.{name}] must be a table", file=source)
         override = parse_policy(sub, source, method=name)

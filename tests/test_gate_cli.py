@@ -48,7 +48,8 @@ def test_exit_0_on_pass_and_warn_1_on_fail(workspace):
 
 @pytest.mark.parametrize(
     "text, fragment",
-    [("[gate]\nmax-gap = 3\n", "unknown gate policy key 'max-gap'"), ("[gate]\non = 'median'\n", "on must be one of"), ("[gate\n", "not valid TOML")],
+    [("[gate]\nmax-gap = 3\n", "unknown gate policy key 'max-gap'"), ("[gate]\non = 'median'\n", "on must be one of"), ("[gate\n", "not valid TOML"),
+     ("[gate]\nmethod = 5\nmax-wer-gap-pct = 40\n", "method must be a table")],
 )
 def test_exit_2_on_bad_policy_naming_the_file(workspace, text, fragment):
     run = fairaudit("gate", "baseline.json", "--policy", policy(workspace, text), cwd=workspace)
