@@ -458,6 +458,8 @@ def gate(
             write_atomically(markdown, gate_markdown(outcome, report))
     if not quiet:
         print_gate(outcome, _stdout_console())
+    else:  # -q: no table, but the outcome is never silent
+        typer.echo(f"gate: {outcome.outcome.upper()} (exit code {outcome.exit_code})")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -519,9 +521,9 @@ def synth(
         + " (the default, all three); 'none' for a null log; 'list' describes each shape.",
     ),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed; the same seed writes identical files. Shape instances (sizes, places, cuts, clusters) vary with it."),
-    embeddings: str = typer.Option("file", "--embeddings", metavar="TEXT", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
+    embeddings: str = typer.Option("file", "--embeddings", metavar="file|inline|none", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
     embedding_dim: int = typer.Option(32, "--embedding-dim", metavar="N", help="Dimension of the speaker embeddings."),
-    geometry: str = typer.Option("auto", "--geometry", metavar="TEXT", help="Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that vary with the seed) or 'auto' (classic when only the old names are planted)."),
+    geometry: str = typer.Option("auto", "--geometry", metavar="auto|classic|varied", help="Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that vary with the seed) or 'auto' (classic when only the old names are planted)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet."),
 ) -> None:
     """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""

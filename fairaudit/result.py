@@ -153,10 +153,33 @@ class AuditResult:
         return self.assignments_frame
 
     def summary(self) -> str:
-        """The terminal headline lines as plain text."""
+        """Per method the verdict (with its reason) and the headline, as plain text."""
         from fairaudit.render.terminal import headline
 
-        return "\n".join(f"{name}: {headline(result)}" for name, result in self.methods.items())
+        return "\n".join(f"{name}: {result.verdict} ({result.verdict_reason}); {headline(result)}"
+                          for name, result in self.methods.items())
+
+    def __repr__(self) -> str:
+        verdicts = ", ".join(f"{name}: {result.verdict}" for name, result in self.methods.items())
+        return (f"AuditResult({self.input.get('speakers', 0):,} speakers, {self.input.get('utterances', 0):,} utterances; "
+                f"{verdicts}; .summary(), .to_frame(), .to_json(), .to_html())")
+
+    def _repr_html_(self) -> str:
+        """A compact verdict table for notebooks (every data string escaped)."""
+        from html import escape
+
+        from fairaudit.render import format as fmt
+
+        rows = []
+        for name, result in self.methods.items():
+            figures = result.discovery
+            rows.append(
+                f"<tr><td>{escape(name)}</td><td><b>{escape(result.verdict)}</b></td>"
+                f"<td>{escape(fmt.pct(figures.wer_gap_pct))} {escape(fmt.interval(*figures.wer_gap_ci))}</td>"
+                f"<td>{escape(fmt.pct(figures.bottom_share_pct))}</td>"
+                f"<td>{escape(result.describe(figures.bottom) if figures.bottom else '')}</td></tr>")
+        return ("<table><thead><tr><th>method</th><th>verdict</th><th>WER gap [95% CI]</th><th>bottom-cohort share</th>"
+                "<th>bottom cohort</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
     def to_html(self) -> str:
         """The self-contained HTML report."""

@@ -313,3 +313,20 @@ def test_subtraction_from_published_totals_recovers_no_suppressed_cohort(seed):
         # a single suppressed group's size never appears as a cohort figure
         if figures["top_wer"] is not None and len(figures["top_cohorts"]) > 1:
             assert all(c in [x["id"] for x in figures["cohorts"]] for c in figures["top_cohorts"])
+
+
+def test_python_result_shows_verdicts_in_summary_repr_and_notebooks():
+    result = fairaudit.audit(small_log(groups=("<b>x</b>", "y"), n=300), by=["group"], bootstrap=50, permutations=20)
+    verdict = result.methods["attribute"].verdict
+    assert f"attribute: {verdict}" in result.summary()
+    assert len(repr(result)) < 300 and verdict in repr(result)
+    html = result._repr_html_()
+    assert "<table>" in html and verdict in html and "<b>x</b>" not in html
+
+
+def test_gate_quiet_still_says_the_outcome(tmp_path):
+    report = fairaudit.audit(small_log(), by=["group"], bootstrap=20, permutations=10).to_json()
+    (tmp_path / "a.json").write_text(report)
+    (tmp_path / "p.toml").write_text("[gate]\nmax-wer-gap-pct = 100000\n")
+    run = run_main("gate", tmp_path / "a.json", "--policy", tmp_path / "p.toml", "-q")
+    assert run.code == 0 and run.stdout.strip() == "gate: PASS (exit code 0)"
