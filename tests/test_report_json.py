@@ -404,7 +404,7 @@ def test_api_summary_matches_the_json(api_result, reports):
     report = reports["default"]
     assert len(lines) == len(report["methods"])
     for line, (name, method) in zip(lines, report["methods"].items()):
-        assert line.startswith(f"{name}: WER gap {method['wer_gap_pct']:.1f}%")
+        assert line.startswith(f"{name}: {method['verdict']} ({method['verdict_reason']}); WER gap {method['wer_gap_pct']:.1f}%")
         assert f"between {method['bottom']}" in line and f"and {method['top']}" in line
         assert f"bottom-cohort share {method['bottom_share_pct']:.1f}%" in line
         assert f"WER {100 * method['bottom_wer']:.2f}%" in line
