@@ -330,3 +330,29 @@ def test_gate_quiet_still_says_the_outcome(tmp_path):
     (tmp_path / "p.toml").write_text("[gate]\nmax-wer-gap-pct = 100000\n")
     run = run_main("gate", tmp_path / "a.json", "--policy", tmp_path / "p.toml", "-q")
     assert run.code == 0 and run.stdout.strip() == "gate: PASS (exit code 0)"
+
+
+def test_nested_census_splits_never_differ_by_a_handful_of_speakers():
+    """Two published thresholds of one attribute whose sides differ by 1-9 speakers would publish
+    those speakers' errors and words by subtraction; such a candidate is withheld."""
+    from fairaudit.result import _suppress_differencing
+
+    def candidate(rank, value, a):
+        sides = [{"id": f"x<={value}", "speakers": a, "errors": a, "ref_words": 10 * a, "wer": 0.1},
+                 {"id": f"x>{value}", "speakers": 500 - a, "errors": 1, "ref_words": 10, "wer": 0.1}]
+        return {"rank": rank, "attribute": "median_age", "kind": "threshold", "value": value, "cohorts": sides, "wer_gap_pct": 1.0}
+
+    out = _suppress_differencing([candidate(1, 30, 200), candidate(2, 31, 203), candidate(3, 35, 260)], 10)
+    assert [c.get("suppressed", False) for c in out] == [False, True, False]
+    assert out[1]["cohorts"][0]["speakers"] is None and out[1]["wer_gap_pct"] is None
+    from fairaudit.synth import synthesize
+
+    for seed in range(3):
+        synth = synthesize(1500, plant=["zip-small"], seed=seed, embeddings="none")
+        report = fairaudit.audit(synth.log, methods=["zip-demographic"], bootstrap=0, permutations=0).to_dict()
+        by_attribute: dict[str, list[int]] = {}
+        for c in report["methods"]["zip-demographic"]["candidates"]:
+            if c["kind"] == "threshold" and not c.get("suppressed"):
+                by_attribute.setdefault(c["attribute"], []).append(c["cohorts"][0]["speakers"])
+        for sizes in by_attribute.values():
+            assert not [(a, b) for a in sizes for b in sizes if 0 < abs(a - b) < 10], sizes

@@ -284,7 +284,8 @@ def _candidates(candidates: list[dict], chosen: list[str] | None, minimum: int) 
             label, threshold = attribute, f"= {value}"
         # A side under the reporting minimum hides the whole row: the other side's figures
         # together with the overall totals would otherwise reveal it.
-        suppressed_any = any((side.get("speakers") or 0) < minimum for side in candidate.get("cohorts") or [])
+        suppressed_any = bool(candidate.get("suppressed")) or any(
+            (side.get("speakers") or 0) < minimum for side in candidate.get("cohorts") or [])
         sides = [
             {
                 "id": side.get("id"),
@@ -306,6 +307,7 @@ def _candidates(candidates: list[dict], chosen: list[str] | None, minimum: int) 
             "gap": None if suppressed_any else candidate.get("wer_gap_pct"),
             "gap_text": "" if suppressed_any else fmt.pct(candidate.get("wer_gap_pct")),
             "suppressed": suppressed_any,
+            "reason": candidate.get("suppressed_reason") or f"a side has fewer than {minimum} speakers",
             "eligible": bool(candidate.get("eligible")),
             "chosen": bool(ids) and ids == chosen_ids,
         })
