@@ -23,6 +23,7 @@ from fairaudit.methods.registry import discovery_names, method_classes, method_n
 from fairaudit.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
 from fairaudit.methods.base import fixed_partition_statistic
 from fairaudit.partition import Partition
+from fairaudit.privacy import suppress_nested_attributes
 from fairaudit.result import AuditResult, MethodResult
 from fairaudit.speakers import SpeakerTable, build_speaker_table
 from fairaudit.stats import bootstrap_partitions, permutation_blocks, permutation_p_value
@@ -328,6 +329,7 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
                 )
                 held.p_value = fixed_selection_p_value(held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng)
                 results[key].holdout = held
+    suppress_nested_attributes(results)
     for result in results.values():
         result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
 

@@ -14,6 +14,7 @@ import pandas as pd
 from fairaudit.methods.base import SelectionRule
 from fairaudit.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
 from fairaudit.partition import Partition
+from fairaudit.privacy import suppressed_cells
 from fairaudit.result import Figures
 from fairaudit.speakers import SpeakerTable
 from fairaudit.stats import (
@@ -148,27 +149,6 @@ def measure(
         overall_wer=_float(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
         reported_wer=_float(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
     )
-
-
-def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> np.ndarray:
-    """Cells under ``minimum`` speakers, plus complementary cells (SPEC 6).
-
-    Totals are published, so the union of the suppressed cells is always recoverable by
-    subtraction; it must therefore itself hold at least ``minimum`` speakers. While it does not,
-    the smallest other cell is suppressed too (cells outside the chosen bottom and top first), as
-    census agencies do.
-    """
-    speakers = np.asarray(speakers)
-    suppressed = speakers < minimum
-    if not suppressed.any() or minimum <= 0:
-        return suppressed
-    order = np.lexsort((speakers, np.asarray(chosen, dtype=bool)))  # unchosen first, smallest first
-    for cell in order:
-        if speakers[suppressed].sum() >= minimum or suppressed.all():
-            break
-        if not suppressed[cell]:
-            suppressed[cell] = True
-    return suppressed
 
 
 def _float(value: np.ndarray) -> float | None:

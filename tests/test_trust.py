@@ -356,3 +356,25 @@ def test_nested_census_splits_never_differ_by_a_handful_of_speakers():
                 by_attribute.setdefault(c["attribute"], []).append(c["cohorts"][0]["speakers"])
         for sizes in by_attribute.values():
             assert not [(a, b) for a in sizes for b in sizes if 0 < abs(a - b) < 10], sizes
+
+
+def test_a_coarse_group_minus_its_published_subgroups_reveals_no_suppressed_subgroup():
+    """--by grp --by grp,sex: group C minus (C & male) would equal the suppressed (C & female)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for group, n_male, n_female in (("C", 40, 4), ("D", 50, 45), ("E", 30, 30)):
+        for sex, n in (("male", n_male), ("female", n_female)):
+            for i in range(n):
+                words = rng.integers(3, 10, size=4)
+                rows += [(f"{group}{sex}{i}", group, sex, int(rng.binomial(w, 0.1)), int(w)) for w in words]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "grp", "sex", "errors", "ref_words"])
+    report = fairaudit.audit(frame, by=["grp", "grp,sex"], bootstrap=0, permutations=0, min_speakers=10).to_dict()
+    coarse = {c["id"]: c for c in report["methods"]["attribute:grp"]["cohorts"]}
+    fine = report["methods"]["attribute:grp,sex"]["cohorts"]
+    for group in ("C", "D", "E"):
+        published = [c for c in fine if c["id"].startswith(f"{group} & ")]
+        if coarse[group]["suppressed"]:
+            continue
+        hidden = coarse[group]["speakers"] - sum(c["speakers"] for c in published)
+        assert hidden == 0 or hidden >= 10, (group, hidden)
+    assert not any(c["id"] == "C & male" for c in fine)  # withheld with its suppressed sibling
