@@ -312,7 +312,7 @@ def audit(
     by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
-    normalize: Optional[str] = typer.Option(None, "--normalize", metavar="default|none", help="Text normalisation before scoring reference/hypothesis: 'default' (lower-case, strip punctuation, collapse whitespace) or 'none'."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", metavar="default|none", help="Text normalisation before scoring reference/hypothesis: 'default' (lower-case; delete apostrophes; every other run of punctuation becomes a space; collapse whitespace) or 'none'."),
     min_speakers: Optional[int] = typer.Option(None, "--min-speakers", metavar="N", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
     max_regions: Optional[int] = typer.Option(None, "--max-regions", metavar="N", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
     min_gain: Optional[str] = typer.Option(None, "--min-gain", metavar="auto|GAIN", help=MIN_GAIN_HELP),
