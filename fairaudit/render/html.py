@@ -120,7 +120,8 @@ def _anchor(key: str, used: set[str]) -> str:
 #: What an unset (None) parameter means, for the settings table.
 UNSET = {
     "methods": "every method the log supports",
-    "bottom_share": "none (the single worst cohort)",
+    "bottom_share": "none (the bottom cohort follows --bottom)",
+    "cohorts": "none (cohorts discovered on this log)",
     "demographics": "built-in ACS table",
     "holdout": "none (no held-out speakers)",
 }
