@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fairaudit.logs import LATITUDE, LONGITUDE
-from fairaudit.methods.base import definition_cells, CohortMethod, SelectionRule
+from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import EARTH_RADIUS_KM, SpeakerTable
