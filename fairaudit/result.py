@@ -261,8 +261,8 @@ def _withhold_cluster_views(details: dict, cohort_ids: list[str], suppressed: se
     projection = out.get("projection")
     if isinstance(projection, dict):
         projection = dict(projection)
-        projection["cells"] = [cell for cell in projection.get("cells", []) if int(cell[0]) not in hidden]
         projection["centres"] = [None if index in hidden else centre for index, centre in enumerate(projection.get("centres", []))]
+        projection["covariances"] = [None if index in hidden else cov for index, cov in enumerate(projection.get("covariances", []))]
         out["projection"] = projection
     return out
 

@@ -60,3 +60,21 @@ def test_suppressed_scan_windows_are_withheld():
     all_windows = {window["id"] for window in scan.partition.details["windows"]}
     assert published == all_windows - suppressed
     assert np.all([c["description"].startswith("suppressed") for c in report["cohorts"] if c["suppressed"]])
+
+
+def test_the_cluster_view_publishes_aggregates_only():
+    """The embedding projection holds each cluster's mean and covariance, never per-speaker points
+    or sparsely filled bins (issue 11: 189 of 237 published cells once held a single speaker)."""
+    synth = synthesize(600, effect=0.5, plant=["emb-cluster"], seed=2)
+    result = fairaudit.audit(synth.log, embeddings=synth.embeddings, methods=["embedding-kmeans"], clusters=12,
+                             min_speakers=5, min_report_speakers=40, bootstrap=0, permutations=0)
+    details = result.to_dict()["methods"]["embedding-kmeans"]["details"]
+    projection = details["projection"]
+    assert "cells" not in projection and set(projection) == {"explained_variance_pct", "centres", "covariances"}
+    cohorts = result.methods["embedding-kmeans"].discovery.cohorts.set_index("id")
+    for cid, centre, cov, profile in zip(result.methods["embedding-kmeans"].partition.cohort_ids, projection["centres"],
+                                         projection["covariances"], details["profiles"]):
+        if cohorts.loc[cid, "suppressed"]:
+            assert centre is None and cov is None and profile == []
+        else:
+            assert cohorts.loc[cid, "speakers"] >= 40 and len(centre) == 2 and len(cov) == 2

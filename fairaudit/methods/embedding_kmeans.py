@@ -135,36 +135,23 @@ def auto_cluster_count(n_speakers: int, min_speakers: int) -> int:
     return int(np.clip(n_speakers // max(AUTO_SPEAKERS_PER_MIN * min_speakers, 1), 2, AUTO_MAX_CLUSTERS))
 
 
-PROJECTION_BINS = 40
-
-
 def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> dict:
-    """A 2-D PCA view of the clusters as aggregates only: per-cluster speaker counts on a grid.
-
-    Reports must not hold per-speaker data, so instead of one point per speaker this keeps, for
-    each cluster, the non-empty cells of a 40 x 40 histogram of its speakers' first two principal components, plus the
-    cluster centres in the same plane and the variance the two components explain.
-    """
+    """A 2-D PCA view of the clusters as aggregates only: each cluster's mean and covariance in
+    the plane of the first two principal components (drawn as ellipses), never a speaker's point
+    or a sparsely filled bin, plus the variance the two components explain."""
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=2, random_state=seed).fit(vectors)
     points = pca.transform(vectors)
-    low, high = points.min(axis=0), points.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    cells = np.clip(((points - low) / span * PROJECTION_BINS).astype(np.int64), 0, PROJECTION_BINS - 1)
-    flat = (labels * PROJECTION_BINS + cells[:, 0]) * PROJECTION_BINS + cells[:, 1]
-    cell_ids, cell_counts = np.unique(flat, return_counts=True)
-    cluster, rest = np.divmod(cell_ids, PROJECTION_BINS * PROJECTION_BINS)
-    x_bin, y_bin = np.divmod(rest, PROJECTION_BINS)
-    centres = np.array([points[labels == k].mean(axis=0) if (labels == k).any() else [np.nan, np.nan] for k in range(n_clusters)])
+    centres, covariances = [], []
+    for k in range(n_clusters):
+        members = points[labels == k]
+        centres.append(members.mean(axis=0).tolist() if len(members) else None)
+        covariances.append(np.cov(members, rowvar=False).tolist() if len(members) > 2 else None)
     return {
-        "bins": PROJECTION_BINS,
-        "x_range": [float(low[0]), float(high[0])],
-        "y_range": [float(low[1]), float(high[1])],
         "explained_variance_pct": [float(v) * 100 for v in pca.explained_variance_ratio_],
-        # Non-empty cells only: [cluster index, x bin, y bin, speakers].
-        "cells": np.column_stack([cluster, x_bin, y_bin, cell_counts]).tolist(),
-        "centres": centres.tolist(),
+        "centres": centres,
+        "covariances": covariances,
     }
 
 

@@ -12,14 +12,15 @@ import io
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 DPI = 100
 INK = "#1f2933"
@@ -108,51 +109,49 @@ def wer_by_cohort(cohorts: Sequence[dict], bottom: Sequence[str], top: Sequence[
 
 def projection_view(projection: dict, cohort_ids: Sequence[str], hidden: set[int], bottom: Sequence[str],
                     top: Sequence[str], wer_by_id: dict[str, float | None]) -> str | None:
-    """The 2-D PCA view of the clusters from binned counts: each cluster's occupied cells as squares
-    in its colour, more opaque where more speakers fall, and the centres labelled with cluster ids.
+    """The 2-D PCA view of the clusters from aggregates only: each cluster as ellipses of one and
+    two standard deviations around its mean, in its colour, labelled with its id.
 
-    ``hidden`` holds the indices of suppressed clusters, whose cells are not drawn.
+    ``hidden`` holds the indices of suppressed clusters, which are not drawn.
     """
-    if not projection or not projection.get("cells"):
+    from matplotlib.patches import Ellipse
+
+    if not projection or not projection.get("centres"):
         return None
-    bins = int(projection["bins"])
-    (x0, x1), (y0, y1) = projection["x_range"], projection["y_range"]
-    dx = (x1 - x0) / bins if x1 > x0 else 1.0 / bins
-    dy = (y1 - y0) / bins if y1 > y0 else 1.0 / bins
-    cells = [cell for cell in projection["cells"] if int(cell[0]) not in hidden]
-    if not cells:
+    shown = [(index, centre, cov) for index, (centre, cov) in enumerate(zip(projection["centres"], projection.get("covariances") or []))
+             if index not in hidden and index < len(cohort_ids) and centre is not None and cov is not None]
+    if not shown:
         return None
-    peak = max(int(cell[3]) for cell in cells)
     variance = projection.get("explained_variance_pct") or [None, None]
     with plt.rc_context(FONT):
         fig, ax = plt.subplots(figsize=(8.6, 5.6))
-        patches, faces = [], []
-        for cluster, xb, yb, count in cells:
-            colour = matplotlib.colors.to_rgb(CLUSTER_COLOURS[int(cluster) % len(CLUSTER_COLOURS)])
-            alpha = 0.18 + 0.72 * math.sqrt(int(count) / peak)
-            patches.append(Rectangle((x0 + int(xb) * dx, y0 + int(yb) * dy), dx, dy))
-            faces.append((*colour, alpha))
-        ax.add_collection(PatchCollection(patches, facecolors=faces, edgecolors="none"))
-        handles = []
-        for index, centre in enumerate(projection.get("centres") or []):
-            if index in hidden or index >= len(cohort_ids) or centre is None or None in centre:
-                continue
+        handles, extent = [], []
+        for index, centre, cov in shown:
             cid = cohort_ids[index]
             colour = CLUSTER_COLOURS[index % len(CLUSTER_COLOURS)]
-            role = " (bottom)" if cid in bottom else " (top)" if cid in top else ""
-            edge = BOTTOM if cid in bottom else TOP if cid in top else colour
+            values, vectors = np.linalg.eigh(np.asarray(cov, dtype=float))
+            angle = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1]))
+            for sd, alpha in ((2, 0.12), (1, 0.28)):
+                width, height = 2 * sd * np.sqrt(np.maximum(values[::-1], 0))
+                ax.add_patch(Ellipse(centre, width, height, angle=angle, facecolor=colour, edgecolor=colour, alpha=alpha, lw=1))
+                extent += [(centre[0] - width / 2, centre[1] - height / 2), (centre[0] + width / 2, centre[1] + height / 2)]
+            single_top = len(top) == 1  # a "rest" top cohort is everyone else: not worth a label each
+            role = " (bottom)" if cid in bottom else " (top)" if cid in top and single_top else ""
+            edge = BOTTOM if cid in bottom else TOP if role else colour
             ax.annotate(short(cid, 18) + role, xy=centre, ha="center", va="center", fontsize=8,
                         fontweight="bold" if role else "normal", color=INK,
                         bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 2 if role else 1, "alpha": 0.92})
             wer = wer_by_id.get(cid)
             handles.append(Patch(color=colour, label=f"{short(cid, 18)}  {100 * wer:.2f}%" if wer is not None else short(cid, 18)))
-        ax.set_xlim(x0, x0 + bins * dx)
-        ax.set_ylim(y0, y0 + bins * dy)
+        xs, ys = zip(*extent)
+        ax.set_xlim(min(xs), max(xs))
+        ax.set_ylim(min(ys), max(ys))
         ax.set_xlabel(f"PC1 ({variance[0]:.1f}% of variance)" if variance[0] is not None else "PC1")
         ax.set_ylabel(f"PC2 ({variance[1]:.1f}% of variance)" if len(variance) > 1 and variance[1] is not None else "PC2")
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(handles=handles, title="cluster  WER", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
                   fontsize=8, title_fontsize=8)
+        ax.set_title("ellipses: 1 and 2 standard deviations of each cluster's speakers (aggregates only)", fontsize=8, color=MUTED)
         fig.tight_layout()
         return png_data_uri(fig)
 
