@@ -731,7 +731,7 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
         data[name] = _metadata_column(table.column(name))
     frame = _to_frame(data)
     return UtteranceLog(frame=frame, metadata_columns=metadata, embeddings=embeddings,
-                        error_form=form, notes=notes)
+                        error_form=form, notes=notes, text_normalization=normalize if form == "text" else None)
 
 
 def _require_columns(src: Source, present: set[str]) -> None:

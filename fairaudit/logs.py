@@ -56,6 +56,7 @@ class UtteranceLog:
     path: str | None = None
     sha256: str | None = None
     error_form: str = "errors"  # which of the SPEC's four forms the counts came from
+    text_normalization: str | None = None  # the --normalize used when counts were scored from text
     notes: list[str] = field(default_factory=list)  # repairs and warnings to show the user
 
     @property

@@ -29,7 +29,10 @@ import pyarrow.compute as pc
 
 from fairaudit.errors import InputError, UsageError
 
-NORMALIZATIONS = ("default", "none")
+#: Text normalisations: "default" (documented above), "jiwer" (jiwer's own ToLowerCase +
+#: RemovePunctuation + RemoveMultipleSpaces + Strip: punctuation is deleted, so ``well-known``
+#: becomes ``wellknown``) and "none".
+NORMALIZATIONS = ("default", "jiwer", "none")
 SCORE_COLUMNS = ("substitutions", "deletions", "insertions", "ref_words", "errors")
 _BATCH = 20_000  # pairs per jiwer call: bounds the memory of jiwer's alignment objects
 _SPLIT = jiwer.Compose([jiwer.ReduceToListOfListOfWords()])
@@ -53,6 +56,9 @@ def normalize_texts(texts: Sequence[str] | pa.Array | pa.ChunkedArray, normalize
         arr = pc.utf8_lower(arr)
         arr = pc.replace_substring_regex(arr, pattern="['’‘`]", replacement="")
         arr = pc.replace_substring_regex(arr, pattern=r"\pP+", replacement=" ")
+    elif normalize == "jiwer":  # jiwer's RemovePunctuation deletes every Unicode punctuation character
+        arr = pc.utf8_lower(arr)
+        arr = pc.replace_substring_regex(arr, pattern=r"\pP+", replacement="")
     arr = pc.replace_substring_regex(arr, pattern=r"[\s\p{Z}]+", replacement=" ")
     return pc.utf8_trim(arr, characters=" ")
 

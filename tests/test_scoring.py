@@ -177,3 +177,31 @@ def test_score_log_file_unknown_output_extension(tmp_path):
         score_log_file(path, tmp_path / "out.xlsx", columns={"reference": "sentence",
                                                               "hypothesis": "prediction"})
     assert info.value.file.endswith("out.xlsx")
+
+
+def test_jiwer_normalisation_equals_jiwers_own_transforms():
+    """--normalize jiwer gives exactly what jiwer's standard transforms give (computed by jiwer here)."""
+    import jiwer
+
+    from fairaudit.scoring import normalize_texts
+
+    texts = ["Well-known, isn't it?", "  Hello...   WORLD!! ", "end.Start", "«quoted» — dash", "don’t", ""]
+    transform = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
+    assert normalize_texts(texts, "jiwer").to_pylist() == [transform(t) for t in texts]
+
+
+def test_the_normalisation_used_is_recorded_in_the_report():
+    import fairaudit
+
+    frame = pd.DataFrame({"speaker_id": ["a", "a", "b", "c"], "grp": ["x", "x", "y", "y"],
+                          "reference": ["well-known x", "y z", "q", "r"], "hypothesis": ["wellknown x", "y", "q", "r"]})
+    options = dict(by=["grp"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0)
+    by_jiwer = fairaudit.audit(frame, normalize="jiwer", **options).to_dict()
+    by_default = fairaudit.audit(frame, **options).to_dict()
+    assert by_jiwer["input"]["text_normalization"] == "jiwer" and by_default["input"]["text_normalization"] == "default"
+    # jiwer deletes the hyphen (wellknown = wellknown: 0 errors); the default splits it (well known vs wellknown).
+    errors = {name: sum(c["errors"] for c in report["methods"]["attribute"]["cohorts"])
+              for name, report in (("jiwer", by_jiwer), ("default", by_default))}
+    assert errors == {"jiwer": 1, "default": 3}
+    counts = fairaudit.audit(frame.drop(columns=["reference", "hypothesis"]).assign(errors=1, ref_words=2), **options)
+    assert counts.to_dict()["input"]["text_normalization"] is None
