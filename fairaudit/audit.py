@@ -19,7 +19,7 @@ from fairaudit.errors import InputError, UsageError
 from fairaudit.logs import SPEAKER, UtteranceLog
 from fairaudit.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.methods import AttributeGroups, CohortMethod, SelectionRule
-from fairaudit.methods.registry import discovery_names, method_classes, method_names
+from fairaudit.methods.registry import method_classes, method_names
 from fairaudit.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
 from fairaudit.methods.base import fixed_partition_statistic
 from fairaudit.partition import Partition

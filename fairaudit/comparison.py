@@ -19,9 +19,9 @@ import pandas as pd
 
 from fairaudit.errors import InputError, UsageError
 from fairaudit.logs import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
-from fairaudit.metrics import pooled_wer, wer_gap_pct
+from fairaudit.metrics import Selection, cohort_sums
 from fairaudit.speakers import SpeakerTable, build_speaker_table
-from fairaudit.stats import bootstrap_counts, bca_interval
+from fairaudit.stats import bca_interval, bootstrap_partitions
 
 LEVEL = 0.95
 
@@ -139,14 +139,13 @@ def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where:
                  pairing: str = "auto") -> Comparison:
     """Measure both logs on the report's stored cohorts and compare them (paired when they match)."""
     from fairaudit.audit import load_demographics_option
-    from fairaudit.stored import stored_methods
+    from fairaudit.stored import assign_stored, stored_methods
 
     matched, unmatched_before, unmatched_after = match_utterances(before, after)
     paired = pairing != "unpaired" and len(matched) > 0
     if pairing == "paired" and not paired:
-        raise UsageError("--paired needs utterance_id in both logs and utterances in common; none match")
-    if paired and len(matched) == 0:
-        raise InputError("the two logs have no utterance_id in common", file=after.path)
+        raise UsageError("--pairing paired needs utterances in common (by utterance_id, or by speaker and reference "
+                         "text); none match")
     demographics, source = load_demographics_option(opts.demographics)
     speakers_before = build_speaker_table(before)
     speakers_after = speakers_before if paired else build_speaker_table(after)
@@ -155,61 +154,46 @@ def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where:
     else:
         e_b, w_b = speakers_before.errors.astype(float), speakers_before.ref_words.astype(float)
         e_a, w_a = speakers_after.errors.astype(float), speakers_after.ref_words.astype(float)
-    rng = np.random.default_rng([opts.seed, 0xC0DE])
-    counts_before = list(bootstrap_counts(len(speakers_before), opts.bootstrap, rng))
-    counts_after = counts_before if paired else list(bootstrap_counts(len(speakers_after), opts.bootstrap, rng))
     top_mode = str(report.get("parameters", {}).get("top", "rest"))
-    methods = {}
+    stored = []
     for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods):
-        for table in (speakers_before, speakers_after):
-            missing = method.check_requirements(table)
-            if missing:
-                raise UsageError(f"the stored cohorts of {key} need {', '.join(missing)}, which a log does not have")
-        try:
-            partition = method.assign(speakers_before)
-            labels_b = partition.labels
-            labels_a = labels_b if paired else method.assign(speakers_after).labels
-        except ValueError as error:
-            raise InputError(f"method {key!r}: the stored cohorts cannot be used: {error}", file=where) from None
-        methods[key] = _method_change(
-            key, partition, labels_b, labels_a, (e_b, w_b, e_a, w_a), counts_before, counts_after,
-            list(entry.get("bottom_cohorts") or []), list(entry.get("top_cohorts") or []), top_mode,
-            opts.min_report_speakers,
-        )
+        partition = assign_stored(method, key, where, speakers_before)
+        after_partition = partition if paired else assign_stored(method, key, where, speakers_after)
+        ids = np.asarray(partition.cohort_ids, dtype=object)
+        bottom = np.isin(ids, list(entry.get("bottom_cohorts") or []))
+        top = ~bottom if top_mode == "rest" else np.isin(ids, list(entry.get("top_cohorts") or []))
+        stored.append((key, partition, after_partition, Selection(bottom=bottom[None, :], top=top[None, :])))
+    # One speaker bootstrap per system for every method together. Paired: the same seed, so both
+    # systems see the very same resampled speakers; unpaired: independent draws.
+    seed_before, seed_after = [opts.seed, 0xC0DE], [opts.seed, 0xC0DE if paired else 0xC0DF]
+    boot_before = bootstrap_partitions([(p.indicator(), sel) for _, p, _, sel in stored], e_b, w_b, opts.bootstrap,
+                                       np.random.default_rng(seed_before))
+    boot_after = bootstrap_partitions([(a.indicator(), sel) for _, _, a, sel in stored], e_a, w_a, opts.bootstrap,
+                                      np.random.default_rng(seed_after))
+    methods = {
+        key: _method_change(key, partition, after_partition, selection, (e_b, w_b, e_a, w_a), before_boot, after_boot,
+                            opts.min_report_speakers)
+        for (key, partition, after_partition, selection), before_boot, after_boot in zip(stored, boot_before, boot_after)
+    }
     return Comparison(paired=paired, matched_utterances=int(len(matched)), unmatched_baseline=int(unmatched_before),
                       unmatched_new=int(unmatched_after), methods=methods,
                       baseline={"path": before.path, "sha256": before.sha256, "utterances": before.n_utterances},
                       new={"path": after.path, "sha256": after.sha256, "utterances": after.n_utterances})
 
 
-def _cohort_totals(labels: np.ndarray, k: int, values: np.ndarray, counts: list[np.ndarray] | None) -> np.ndarray:
-    """Per-cohort sums of ``values``: shape (K,) for the data, (R, K) over bootstrap counts."""
-    indicator = np.zeros((len(labels), k))
-    assigned = labels >= 0
-    indicator[np.flatnonzero(assigned), labels[assigned]] = 1.0
-    weighted = indicator * np.asarray(values, dtype=np.float64)[:, None]
-    if counts is None:
-        return weighted.sum(axis=0)
-    return np.vstack([block @ weighted for block in counts]) if counts else np.zeros((0, k))
-
-
-def _method_change(key, partition, labels_b, labels_a, outcomes, counts_b, counts_a, bottom, top, top_mode,
+def _method_change(key, partition, after_partition, selection, outcomes, boot_before: dict, boot_after: dict,
                    min_report) -> MethodChange:
     """Cohort WERs before/after with paired (or independent) bootstrap intervals of the change."""
     e_b, w_b, e_a, w_a = outcomes
     k = partition.n_cohorts
     ids = np.asarray(partition.cohort_ids, dtype=object)
-    bottom_mask = np.isin(ids, bottom)
-    top_mask = ~bottom_mask if top_mode == "rest" else np.isin(ids, top)
-    point, boot = {}, {}
-    for side, labels, errors, words, counts in (("before", labels_b, e_b, w_b, counts_b), ("after", labels_a, e_a, w_a, counts_a)):
-        point[side] = (_cohort_totals(labels, k, errors, None), _cohort_totals(labels, k, words, None))
-        boot[side] = (_cohort_totals(labels, k, errors, counts), _cohort_totals(labels, k, words, counts))
-    sizes = np.bincount(labels_b[labels_b >= 0], minlength=k)
-    wer = {s: pooled_wer(*point[s]) for s in point}
-    wer_boot = {s: pooled_wer(*boot[s]) for s in boot}
+    bottom_mask, top_mask = selection.bottom[0], selection.top[0]
+    sums = {"before": cohort_sums(partition, e_b, w_b, np.zeros(len(e_b))),
+            "after": cohort_sums(after_partition, e_a, w_a, np.zeros(len(e_a)))}
+    sizes = sums["before"].speakers
+    wer = {side: total.wer for side, total in sums.items()}
     change = 100 * (wer["after"] - wer["before"])
-    change_boot = 100 * (wer_boot["after"] - wer_boot["before"])
+    change_boot = 100 * (boot_after["wer"] - boot_before["wer"])
     cohorts = []
     for c in range(k):
         suppressed = bool(sizes[c] < min_report)
@@ -222,14 +206,9 @@ def _method_change(key, partition, labels_b, labels_a, outcomes, counts_b, count
         improved = float(np.mean(finite < 0)) if len(finite) else None
         cohorts.append(CohortChange(str(ids[c]), partition.descriptions[c], int(sizes[c]), _num(wer["before"][c]),
                                     _num(wer["after"][c]), _num(change[c]), ci, improved, _verdict(ci)))
-
-    def gap(errors, words):
-        b = pooled_wer((errors * bottom_mask).sum(axis=-1), (words * bottom_mask).sum(axis=-1))
-        t = pooled_wer((errors * top_mask).sum(axis=-1), (words * top_mask).sum(axis=-1))
-        return wer_gap_pct(b, t)
-
-    gap_before, gap_after = gap(*point["before"]), gap(*point["after"])
-    gap_boot = gap(*boot["after"]) - gap(*boot["before"])
+    gap_before, gap_after = (float(selection.gap_pct(sums[side].errors[None, :], sums[side].ref_words[None, :])[0])
+                             for side in ("before", "after"))
+    gap_boot = boot_after["gap_pct"] - boot_before["gap_pct"]
     gap_change = float(gap_after - gap_before) if np.isfinite(gap_after - gap_before) else None
     gap_ci = bca_interval(gap_boot, gap_change if gap_change is not None else np.nan, 0.0) if len(gap_boot) else [None, None]
     visible = sizes >= min_report

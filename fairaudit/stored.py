@@ -64,6 +64,18 @@ def stored_methods(report: dict, where: str, demographics=None, source: str | No
     return rebuilt
 
 
+def assign_stored(method, key: str, where: str, speakers: SpeakerTable):
+    """``method.assign(speakers)`` for a rebuilt method, with a clear error when the log lacks what
+    the stored cohorts need or they cannot apply to it (another embedding dimension, ...)."""
+    missing = method.check_requirements(speakers)
+    if missing:
+        raise UsageError(f"the stored cohorts of {key} need {', '.join(missing)}, which this log does not have")
+    try:
+        return method.assign(speakers)
+    except ValueError as error:
+        raise InputError(f"method {key!r}: the stored cohorts cannot be used on this log: {error}", file=where) from None
+
+
 def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts) -> dict[str, MethodResult]:
     """Every stored method's cohorts measured on ``speakers``: figures, fixed-cohort p-value, verdict."""
     from fairaudit.audit import load_demographics_option
@@ -72,19 +84,13 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
     top_mode = str(report.get("parameters", {}).get("top", opts.top))
     designs, entries = [], []
     for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods):
-        missing = method.check_requirements(speakers)
-        if missing:
-            raise UsageError(f"the stored cohorts of {key} need {', '.join(missing)}, which this log does not have")
-        try:
-            partition = method.assign(speakers)
-        except ValueError as error:
-            raise InputError(f"method {key!r}: the stored cohorts cannot be used on this log: {error}", file=where) from None
+        partition = assign_stored(method, key, where, speakers)
         sizes = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts)
         selection = selection_from_ids(partition, list(entry.get("bottom_cohorts") or []),
                                        list(entry.get("top_cohorts") or []), top_mode, sizes)
         designs.append((partition.indicator(), selection))
         entries.append((key, method, partition, selection))
-    boots = bootstrap_partitions([d for d in designs], speakers.errors, speakers.ref_words, opts.bootstrap,
+    boots = bootstrap_partitions(designs, speakers.errors, speakers.ref_words, opts.bootstrap,
                                  np.random.default_rng([opts.seed, 0xB007]))
     results = {}
     for (key, method, partition, selection), boot in zip(entries, boots):

@@ -74,6 +74,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fairaudit.speakers import haversine_km
+
 #: The old plant names, kept as aliases of the fixed legacy shapes; also the default plant.
 LEGACY_ALIASES = {"geo-tree": "lat-band", "zip-demographic": "zip-age", "embedding-kmeans": "emb-cluster"}
 PLANTABLE = tuple(LEGACY_ALIASES)
@@ -129,7 +131,6 @@ INSERTION_SHARE = 0.1  # share of the expected errors that are insertions
 MISSING_LOCATION_SHARE = 0.01
 JITTER_KM = 3.0
 EMBEDDING_NOISE = (0.4, 0.7)  # classic: per-cluster noise sd range, relative to unit-variance centres
-EARTH_RADIUS_KM = 6371.0
 EFFECT_SD_MAX = 0.3  # per-speaker effect heterogeneity: log-scale sd drawn uniform in [0, this]
 
 # --- random streams: one per purpose, so a shape's instance does not depend on other draws ------
@@ -240,14 +241,6 @@ def _borders() -> dict[str, frozenset[str]]:
     return {state: frozenset(neighbours) for state, neighbours in adjacency.items()}
 
 
-def _km(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
-    """Great-circle (haversine) distance in km from (lat0, lon0); NaN stays NaN."""
-    p1, p2 = np.radians(lat), np.radians(lat0)
-    dp, dl = p1 - p2, np.radians(lon - lon0)
-    h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
-
-
 def _offset(lat: float, lon: float, km: float, bearing: float) -> tuple[float, float]:
     """The point ``km`` from (lat, lon) towards ``bearing`` radians (flat approximation, fine < 50 km)."""
     dlat = km * np.cos(bearing) / 111.0  # ~111 km per degree of latitude
@@ -340,7 +333,7 @@ def _in_circles(circles: list[dict]) -> Callable[[np.ndarray, np.ndarray], np.nd
         """Element-wise: inside any circle."""
         hit = np.zeros(np.shape(lat), dtype=bool)
         for c in circles:
-            hit |= _km(lat, lon, c["lat"], c["lon"]) < c["radius_km"]
+            hit |= haversine_km(lat, lon, c["lat"], c["lon"]) < c["radius_km"]
         return hit
     return inside
 
@@ -431,7 +424,7 @@ def _draw_two_circles(rng: np.random.Generator) -> dict | None:
     """Two circles around two metros at least TWO_CIRCLE_MIN_DISTANCE_KM apart (None if closer)."""
     metros = _metros()
     first, second = (int(i) for i in rng.choice(len(metros), size=2, replace=False))
-    apart = float(_km(np.array(metros["lat"].iat[first]), np.array(metros["lon"].iat[first]),
+    apart = float(haversine_km(np.array(metros["lat"].iat[first]), np.array(metros["lon"].iat[first]),
                       metros["lat"].iat[second], metros["lon"].iat[second]))
     if apart < TWO_CIRCLE_MIN_DISTANCE_KM:
         return None

@@ -9,7 +9,6 @@ is computed here.
 
 from __future__ import annotations
 
-import re
 
 from fairaudit.render import format as fmt
 from fairaudit.render import safe_text

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from fairaudit.render import charts
 from fairaudit.render.charts import BOTTOM, INK, TOP, plt, png_data_uri, short
+from fairaudit.speakers import EARTH_RADIUS_KM
 
 ATTRIBUTION = "State outlines: US Census Bureau via bokeh-sampledata"
 #: Map extent (degrees): the lower 48 states with a small margin.
@@ -38,7 +39,6 @@ OUTSIDE = {
 }
 NOT_LOWER_48 = {"AK", "HI", "PR"}
 #: Mean Earth radius (km, IUGG), as in the haversine formula.
-EARTH_RADIUS_KM = 6371.0088
 #: Vertices of a drawn window circle.
 CIRCLE_POINTS = 180
 #: Fill colours of the cells, from low to high WER.
@@ -105,14 +105,6 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) 
     lambda2 = lambda1 + math.atan2(math.sin(theta) * math.sin(delta) * math.cos(phi1),
                                    math.cos(delta) - math.sin(phi1) * math.sin(phi2))
     return math.degrees(phi2), (math.degrees(lambda2) + 540.0) % 360.0 - 180.0
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (km) between two points."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((phi2 - phi1) / 2) ** 2
-         + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> object:
