@@ -75,7 +75,7 @@ def test_geo_tree_bounds_assign_exactly_as_the_fitted_tree():
     tree = GeoTree(min_gain=0).fit(speakers)
     coords = speakers.frame[["latitude", "longitude"]].to_numpy()
     located = ~np.isnan(coords).any(axis=1)
-    leaves = tree.tree_.apply(coords[located])  # scikit-learn's own traversal
+    leaves = tree.tree_.leaf_of_point  # the grown tree's own leaves
     labels = tree.partition_.labels[located]
     # One leaf <-> one region, in both directions.
     assert len(set(zip(leaves, labels))) == len(set(leaves)) == len(set(labels)) == len(tree.regions_)

@@ -121,13 +121,20 @@ def test_geo_tree_permutation_refits_the_tree():
 
 
 def test_geo_tree_auto_min_gain_does_not_split_noise():
-    """With the default noise-calibrated split threshold, noise yields few regions and no disparity."""
+    """With the default noise-calibrated split threshold, noise yields few regions and no disparity.
+
+    Judged over several null logs (the count of regions on one log is itself noisy): unpruned
+    trees always grow all 16 leaves, pruned ones keep a few on average."""
+    counts = []
+    for seed in range(10, 18):
+        log = geo_null_log(2000, seed)
+        auto = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0).methods["geo-tree"]
+        plain = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0, min_gain=0).methods["geo-tree"]
+        assert plain.partition.n_cohorts == 16
+        counts.append(auto.partition.n_cohorts)
+    assert np.mean(counts) <= 5 and max(counts) < 16
     log = geo_null_log(2000, 12)
-    auto = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=50, seed=0).methods["geo-tree"]
-    plain = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0, min_gain=0).methods["geo-tree"]
-    assert plain.partition.n_cohorts == 16
-    assert auto.partition.n_cohorts <= 6
-    assert auto.verdict == "no evidence"
+    assert fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=50, seed=0).methods["geo-tree"].verdict == "no evidence"
 
 
 def test_seed_makes_every_figure_reproducible_and_changes_with_it():

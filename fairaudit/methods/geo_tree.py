@@ -1,30 +1,26 @@
 """geo-tree (Trinh et al. 2022): recursive binary partitioning of latitude/longitude into regions.
 
-Each split maximises (W_L x W_R / (W_L + W_R)) x (WER_L - WER_R)^2 with W = reference words, which
-is exactly a weighted regression tree on speaker WER with weight = words; scikit-learn's
-DecisionTreeRegressor grown best-first (``max_leaf_nodes``) computes it, and a leaf's value is its
-pooled WER. Leaves are the cohorts ("regions").
+Each split maximises (W_L x W_R / (W_L + W_R)) x (WER_L - WER_R)^2 with W = reference words: a
+weighted regression tree on speaker WER with weight = words, whose leaf value is the pooled WER.
+Leaves are the cohorts ("regions"). The tree itself lives in ``region_tree`` (splits on a public
+0.05-degree grid, so region bounds are round numbers that reveal no speaker's location).
 
 Regions that do not beat noise are pruned: the tree is grown to ``max_regions`` leaves and then
-cut back by minimal cost-complexity pruning (Breiman et al. 1984; scikit-learn's ``ccp_alpha``),
-so a subtree stays only when its splits reduce the weighted squared error by more than
-``min_gain`` per extra region. ``min_gain="auto"`` is what the best first split typically gains on
-shuffled outcomes (the median over a few shuffles). Pruning judges whole subtrees, so a region
-that takes two or three splits to cut out survives even when its first split alone gains little
-(stopping at the first weak split, as before, lost such regions: planted-box recovery F1 0.42 ->
-0.51 at 2,000 speakers, 0.78 -> 0.80 at 5,000; benchmarks/recovery.py). The bottom cohort is the
-union of the worst regions (SPEC 5).
+cut back by minimal cost-complexity pruning (Breiman et al. 1984), so a subtree stays only when its
+splits reduce the weighted squared error by more than ``min_gain`` per extra region.
+``min_gain="auto"`` is what the best first split typically gains on shuffled outcomes (the median
+over a few shuffles). Pruning judges whole subtrees, so a region that takes two or three splits to
+cut out survives even when its first split alone gains little. The bottom cohort is the union of
+the worst regions (SPEC 5).
 """
 
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from fairaudit.logs import LATITUDE, LONGITUDE
 from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
+from fairaudit.methods.region_tree import GRID_STEP_DEGREES, GridPoints, cell_bound, grid_cells, grow_tree, root_split_gain
 from fairaudit.methods.registry import register
 from fairaudit.partition import UNASSIGNED, Partition
 from fairaudit.speakers import SpeakerTable
@@ -60,13 +56,13 @@ class GeoTree(CohortMethod):
         self.min_gain_ = 0.0
         self.regions_: list[dict] = []
         if located.sum() >= 2 * self.min_speakers and words.sum() > 0 and self.max_regions >= 2:
-            target = np.divide(errors, words, out=np.zeros_like(errors), where=words > 0)
+            points = GridPoints(coords[located])
             self.min_gain_ = (
-                noise_split_gain(coords[located], target, words, self.min_speakers, self.seed)
+                noise_split_gain(points, errors, words, self.min_speakers, self.seed)
                 if self.min_gain == "auto"
                 else float(self.min_gain)
             )
-            self.tree_ = self._grow(coords[located], target, words, self.min_gain_)
+            self.tree_ = self._grow(points, errors, words)
             self.regions_ = _leaf_bounds(self.tree_)
         elif located.any():
             self.regions_ = [{"node": 0, **{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}]
@@ -76,7 +72,7 @@ class GeoTree(CohortMethod):
 
     def assign(self, speakers: SpeakerTable) -> Partition:
         """Put each located speaker in the region whose bounds contain it (the tree's own rule:
-        coordinates as float32, lower bounds exclusive, upper inclusive)."""
+        compared on the grid, lower bounds exclusive, upper inclusive)."""
         coords, located = _coordinates(speakers)
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
         labels[located] = region_labels(coords[located], self.regions_)
@@ -97,7 +93,8 @@ class GeoTree(CohortMethod):
     def definition(self) -> dict:
         """The regions' bounds: enough to put any new speaker in the same region."""
         return {
-            "rule": "a speaker is in the region whose bounds contain its median coordinates, compared as float32; "
+            "rule": f"a speaker is in the region whose bounds contain its median coordinates; bounds are lines of a "
+                    f"{GRID_STEP_DEGREES} degree grid and a coordinate x lies in grid cell ceil(x / {GRID_STEP_DEGREES}) - 1; "
                     "lower bounds exclusive, upper bounds inclusive, null = unbounded",
             "cells": [{"id": r["id"], "description": describe_region(r),
                        **{f"{axis}_{end}": r[f"{axis}_{end}"] for axis in AXES for end in ("min", "max")}}
@@ -116,40 +113,30 @@ class GeoTree(CohortMethod):
         return method
 
 
-    def _grow(self, coords: np.ndarray, target: np.ndarray, words: np.ndarray, min_gain: float):
+    def _grow(self, points: GridPoints, errors: np.ndarray, words: np.ndarray):
         """The weighted regression tree on speaker WER (weight = reference words), grown best-first
-        to ``max_regions`` leaves, then pruned at cost-complexity ``min_gain`` per leaf."""
-        from sklearn.tree import DecisionTreeRegressor  # imported here: sklearn slows every CLI start
-
-        return DecisionTreeRegressor(
-            max_leaf_nodes=self.max_regions,
-            min_samples_leaf=self.min_speakers,
-            ccp_alpha=min_gain,
-            random_state=self.seed,
-        ).fit(coords, target, sample_weight=words)
+        to ``max_regions`` leaves, then pruned at cost-complexity ``min_gain_`` per leaf."""
+        return grow_tree(points, errors, words, max_leaves=self.max_regions, min_samples_leaf=self.min_speakers,
+                         ccp_alpha=self.min_gain_)
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Regrow the tree on each shuffle of the outcomes, keeping the split threshold calibrated
-        on the real data; trees are grown on two threads (scikit-learn releases the GIL)."""
+        on the real data (the grid cells are counted once: the coordinates do not move)."""
         coords, located = _coordinates(speakers)
         if self.tree_ is None or not located.any():
             return np.full(len(permutations), np.nan)
-        points = coords[located]
+        points = GridPoints(coords[located])
         errors, words = speakers.errors, speakers.ref_words
-
-        def gap(order: np.ndarray) -> float:
+        gaps = np.empty(len(permutations))
+        for row, order in enumerate(permutations):
             e = errors[order][located].astype(np.float64)
             w = words[order][located].astype(np.float64)
-            target = np.divide(e, w, out=np.zeros_like(e), where=w > 0)
-            leaves = self._grow(points, target, w, self.min_gain_).apply(points)
-            _, labels = np.unique(leaves, return_inverse=True)
+            labels = self._grow(points, e, w).leaf_labels()
             k = labels.max() + 1
             cohort_errors = np.bincount(labels, weights=e, minlength=k)[None, :]
             cohort_words = np.bincount(labels, weights=w, minlength=k)[None, :]
-            return float(rule.statistic(cohort_errors, cohort_words, np.bincount(labels, minlength=k))[0])
-
-        with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-            return np.fromiter(pool.map(gap, permutations), dtype=np.float64, count=len(permutations))
+            gaps[row] = rule.statistic(cohort_errors, cohort_words, np.bincount(labels, minlength=k))[0]
+        return gaps
 
 
 NOISE_SHUFFLES = 20
@@ -158,19 +145,19 @@ NOISE_SHUFFLES = 20
 def region_labels(coords: np.ndarray, regions: list[dict]) -> np.ndarray:
     """Index of the region containing each point, UNASSIGNED when none does (a withheld region).
 
-    Coordinates are rounded to float32 first, as scikit-learn's tree compares them, so labels
-    from the bounds equal the fitted tree's leaves exactly.
+    Points and bounds are compared as grid cells (``region_tree.grid_cells``), the tree's own
+    rule, so labels from the bounds equal the fitted tree's leaves exactly.
     """
-    points = np.asarray(coords, dtype=np.float32).astype(np.float64)
-    labels = np.full(len(points), UNASSIGNED, dtype=np.int64)
+    cells = grid_cells(coords)
+    labels = np.full(len(cells), UNASSIGNED, dtype=np.int64)
     for index, region in enumerate(regions):
         inside = labels == UNASSIGNED
         for column, axis in enumerate(AXES):
             low, high = region.get(f"{axis}_min"), region.get(f"{axis}_max")
             if low is not None:
-                inside &= points[:, column] > low
+                inside &= cells[:, column] >= cell_bound(low)
             if high is not None:
-                inside &= points[:, column] <= high
+                inside &= cells[:, column] < cell_bound(high)
         labels[inside] = index
     return labels
 
@@ -182,25 +169,17 @@ def _bound(cell: dict, key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def noise_split_gain(coords: np.ndarray, target: np.ndarray, words: np.ndarray, min_speakers: int, seed: int) -> float:
+def noise_split_gain(points: GridPoints, errors: np.ndarray, words: np.ndarray, min_speakers: int, seed: int) -> float:
     """Median weighted impurity decrease of the best first split on shuffled speaker outcomes.
 
-    Outcomes (speaker WER with its word weight) are shuffled together across locations, so the
+    Outcomes (a speaker's errors and words together) are shuffled across locations, so the
     result measures how much a split gains from noise alone at this sample size.
     """
-    from sklearn.tree import DecisionTreeRegressor
-
     rng = np.random.default_rng([seed, 0x6E0])
     gains = np.zeros(NOISE_SHUFFLES)
     for row in range(NOISE_SHUFFLES):
-        order = rng.permutation(len(target))
-        stump = DecisionTreeRegressor(max_depth=1, min_samples_leaf=min_speakers).fit(
-            coords, target[order], sample_weight=words[order]
-        )
-        tree = stump.tree_
-        if tree.node_count == 3:
-            weight = tree.weighted_n_node_samples
-            gains[row] = (weight[0] * tree.impurity[0] - weight[1] * tree.impurity[1] - weight[2] * tree.impurity[2]) / weight[0]
+        order = rng.permutation(len(words))
+        gains[row] = root_split_gain(points, errors[order], words[order], min_speakers)
     return float(np.median(gains))
 
 
@@ -212,9 +191,8 @@ def _coordinates(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
     return coords, ~np.isnan(coords).any(axis=1)
 
 
-def _leaf_bounds(tree) -> list[dict]:
+def _leaf_bounds(structure) -> list[dict]:
     """Axis-aligned bounds of every leaf, in node order: lower bounds exclusive, upper inclusive."""
-    structure = tree.tree_
     bounds: dict[int, dict] = {0: {f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}
     leaves = []
     for node in range(structure.node_count):  # parents always precede children in sklearn trees
