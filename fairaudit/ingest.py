@@ -24,6 +24,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -536,6 +537,8 @@ def _counts(table: pa.Table, actual: str, src: Source, what: str) -> np.ndarray:
 
 def _checked_total(values: np.ndarray, src: Source, actual: str, what: str) -> np.ndarray:
     """``values`` if their running total stays countable (per speaker sums never overflow)."""
+    if float(values.sum(dtype=np.float64)) <= MAX_COUNT / 2:  # the usual case: no running total needed
+        return values
     running = np.cumsum(values.astype(np.float64))
     bad = _first(running > MAX_COUNT)
     if bad is not None:
@@ -593,14 +596,20 @@ def _missing_text(arr: pa.Array) -> np.ndarray:
 
 def _first_duplicate(arr: pa.Array, skip: np.ndarray | None = None) -> tuple[int, int] | None:
     """(first row, later row) of the first repeated value in ``arr`` (ignoring ``skip`` rows)."""
-    valid = arr if skip is None else arr.filter(pa.array(~skip))
+    valid = arr if skip is None or not skip.any() else arr.filter(pa.array(~skip))
     valid = valid.drop_null()
-    if len(pc.unique(valid)) == len(valid):  # the fast, vectorised check on valid input
+    # the fast check on valid input (dictionary encoding hashes each id once; about twice as fast
+    # as pc.unique on ten million distinct strings)
+    if len(valid.dictionary_encode().dictionary) == len(valid):
         return None
+    return _first_repeat(_codes(arr.dictionary_encode()), skip)
+
+
+def _first_repeat(codes: np.ndarray, skip: np.ndarray | None = None) -> tuple[int, int] | None:
+    """(first row, later row) of the first repeated dictionary code (ignoring ``skip`` and -1)."""
     # dictionary codes are numbered in order of first appearance: a code no larger than every
     # earlier code seen so far is a repeat
-    codes = pc.fill_null(arr.dictionary_encode().indices, -1).to_numpy(zero_copy_only=False)
-    codes = codes.astype(np.int64)
+    codes = codes.copy()
     if skip is not None:
         codes[skip] = -1
     seen_max = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
@@ -633,10 +642,12 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
     """
     check_normalize(normalize)
     src = source_for(path)
-    table, rename = read_table(src, columns=columns)
-    log = _canonical_log(table, rename, src, normalize)
-    log.path = str(path)
-    log.sha256 = file_sha256(path)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
+        digest = pool.submit(file_sha256, path)
+        table, rename = read_table(src, columns=columns)
+        log = _canonical_log(table, rename, src, normalize)
+        log.path = str(path)
+        log.sha256 = digest.result()
     if embeddings is not None:
         if log.embeddings is not None:
             raise InputError(
@@ -699,11 +710,13 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
     data: dict[str, object] = {}
 
     speakers = _text_column(table, actual[logs.SPEAKER])
-    bad = _first(_missing_text(speakers))
+    encoded = speakers.dictionary_encode()  # once: checks, speaker grouping and the embedding join use it
+    bad = _first(_missing_rows(encoded)[0])
     if bad is not None:
         raise src.error("speaker_id is empty (or NA); every row needs a speaker",
                         row=bad, column=actual[logs.SPEAKER], value=_pyvalue(speakers, bad))
     data[logs.SPEAKER] = speakers
+    speaker_codes, speaker_ids = _sorted_codes(encoded)
 
     if logs.UTTERANCE in present:
         data[logs.UTTERANCE] = _utterance_ids(table, actual[logs.UTTERANCE], src)
@@ -731,7 +744,31 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
         data[name] = _metadata_column(table.column(name))
     frame = _to_frame(data)
     return UtteranceLog(frame=frame, metadata_columns=metadata, embeddings=embeddings,
-                        error_form=form, notes=notes, text_normalization=normalize if form == "text" else None)
+                        error_form=form, notes=notes, text_normalization=normalize if form == "text" else None,
+                        speaker_codes=speaker_codes, speaker_ids=speaker_ids)
+
+
+def _missing_rows(encoded: pa.DictionaryArray) -> tuple[np.ndarray, int]:
+    """Rows whose value is null, blank or "NA", and the number of distinct other values; the
+    text checks run on the distinct values only."""
+    codes = _codes(encoded)
+    missing_values = np.r_[_missing_text(encoded.dictionary), True]  # the extra entry: code -1 (null)
+    return missing_values[codes], len(encoded.dictionary) - int(missing_values[:-1].sum())
+
+
+def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
+    """The indices of a dictionary array as int64 (-1 for null)."""
+    return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _sorted_codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, pd.Index]:
+    """Codes into the sorted distinct values (what ``pd.factorize(sort=True)`` gives): Arrow sorts
+    strings by UTF-8 bytes, which is code point order, as Python compares them."""
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    values = encoded.dictionary.take(pa.array(order)).to_pandas().astype("str")
+    return rank[_codes(encoded)], pd.Index(values, dtype="string")
 
 
 def _require_columns(src: Source, present: set[str]) -> None:
@@ -758,8 +795,9 @@ def _require_columns(src: Source, present: set[str]) -> None:
 def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:
     """Utterance ids as text (missing allowed as null); duplicates are an InputError."""
     ids = _text_column(table, actual)
-    missing = _missing_text(ids)
-    duplicate = _first_duplicate(ids, missing)
+    encoded = ids.dictionary_encode()  # one hash of every id serves the missing and duplicate checks
+    missing, distinct = _missing_rows(encoded)
+    duplicate = None if distinct == int((~missing).sum()) else _first_repeat(_codes(encoded), missing)
     if duplicate is not None:
         earlier, later = duplicate
         raise src.error(
@@ -1074,13 +1112,17 @@ def _vectors_from_list_column(table: pa.Table, name: str, src: Source) -> np.nda
         got = "no vector" if lengths[row] < 0 else f"{lengths[row]} values"
         raise src.error(f"every embedding must have the same dimension ({d} on the first row); "
                         f"this row has {got}", row=row, column=name, value=int(lengths[row]))
-    flat = pc.list_flatten(arr)
-    values, missing, nonnumeric = _numeric(_as_plain(flat))
+    flat = _as_plain(pc.list_flatten(arr))
+    if pa.types.is_floating(flat.type) and flat.null_count == 0:  # the usual case: no copy to float64
+        values = flat.to_numpy(zero_copy_only=False)
+        missing, nonnumeric = np.isnan(values), np.zeros(len(values), dtype=bool)
+    else:
+        values, missing, nonnumeric = _numeric(flat)
     if (missing | nonnumeric).any():
         k = _first(missing | nonnumeric)
         raise src.error("embedding values must be finite numbers (a component is empty or not a "
-                        "number)", row=k // d, column=name, value=_pyvalue(_as_plain(flat), k))
-    return _check_vectors(values.reshape(-1, d).astype(np.float32), src, name)
+                        "number)", row=k // d, column=name, value=_pyvalue(flat, k))
+    return _check_vectors(values.reshape(-1, d).astype(np.float32, copy=False), src, name)
 
 
 def _read_npy_embeddings(src: Source) -> tuple[EmbeddingTable, bool]:
@@ -1138,21 +1180,24 @@ def _attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> Em
     table, known = _read_embeddings(path)
     name = table.source
     frame = log.frame
-    ids = pd.Index(table.ids)
+    ids = pa.array(table.ids, pa.string())
     present = {key for key in (logs.SPEAKER, logs.UTTERANCE) if key in frame}
 
-    def log_values(key: str) -> pd.Index:
-        """The distinct ids of one key in the log (vectorised: logs have millions of rows)."""
-        return pd.Index(pd.unique(frame[key].dropna().to_numpy()))
+    def log_values(key: str) -> pa.Array:
+        """The distinct ids of one key in the log (Arrow's hash table: logs have millions of rows)."""
+        return pc.unique(pa.array(frame[key].array, pa.string()).drop_null())
+
+    def matches(values: pa.Array) -> int:
+        return int(pc.sum(pc.is_in(ids, value_set=values)).as_py() or 0)
 
     if not known:
-        overlaps = {key: int(ids.isin(log_values(key)).sum()) for key in present}
+        overlaps = {key: matches(log_values(key)) for key in present}
         table.key = max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER))
     if table.key not in present:
         raise InputError("the embeddings are keyed by utterance_id but the log has no utterance_id "
                          "column", file=name, column=logs.UTTERANCE)
     values = log_values(table.key)
-    matched = int(ids.isin(values).sum())
+    matched = matches(values)
     if matched == 0:
         example = table.ids[0] if len(table.ids) else ""
         raise InputError(f"none of the {len(ids)} ids in the embeddings file match a {table.key} in "

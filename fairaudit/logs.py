@@ -58,6 +58,10 @@ class UtteranceLog:
     error_form: str = "errors"  # which of the SPEC's four forms the counts came from
     text_normalization: str | None = None  # the --normalize used when counts were scored from text
     notes: list[str] = field(default_factory=list)  # repairs and warnings to show the user
+    #: The speaker column dictionary-encoded once at ingest (issue 12): ``speaker_ids`` sorted,
+    #: ``speaker_codes[i]`` the position of row i's speaker in it. None: computed when needed.
+    speaker_codes: np.ndarray | None = field(default=None, repr=False)
+    speaker_ids: pd.Index | None = field(default=None, repr=False)
 
     @property
     def n_utterances(self) -> int:

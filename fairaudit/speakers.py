@@ -88,7 +88,10 @@ class SpeakerTable:
 def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
     """Aggregate an utterance log into one row per speaker (SPEC 3)."""
     utt = log.frame
-    codes, speaker_ids = pd.factorize(utt[SPEAKER], sort=True)
+    if log.speaker_codes is not None and len(log.speaker_codes) == len(utt):
+        codes, speaker_ids = log.speaker_codes, log.speaker_ids  # encoded once at ingest
+    else:
+        codes, speaker_ids = pd.factorize(utt[SPEAKER], sort=True)
     n = len(speaker_ids)
     frame = pd.DataFrame(index=pd.Index(speaker_ids, name=SPEAKER, dtype="string"))
     frame[ERRORS] = np.bincount(codes, weights=utt[ERRORS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
@@ -114,22 +117,37 @@ def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
 
 
 def _median_coordinates(codes: np.ndarray, n: int, lat: pd.Series, lon: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-speaker median coordinates and the number of speakers whose points spread over 50 km."""
-    coords = pd.DataFrame({"lat": lat.to_numpy(np.float64), "lon": lon.to_numpy(np.float64), "code": codes})
-    coords = coords[coords["lat"].notna() & coords["lon"].notna()]
-    medians = coords.groupby("code", sort=True)[["lat", "lon"]].median()
-    med_lat = np.full(n, np.nan)
-    med_lon = np.full(n, np.nan)
-    med_lat[medians.index.to_numpy()] = medians["lat"].to_numpy()
-    med_lon[medians.index.to_numpy()] = medians["lon"].to_numpy()
-    codes_present = coords["code"].to_numpy()
-    distance = haversine_km(coords["lat"].to_numpy(), coords["lon"].to_numpy(), med_lat[codes_present], med_lon[codes_present])
+    """Per-speaker median coordinates and the number of speakers whose points spread over 50 km.
+
+    Most speakers have one location: their first located utterance gives it, and only the
+    utterances of speakers whose coordinates vary go through the median (a group-by)."""
+    lat_all, lon_all = lat.to_numpy(np.float64), lon.to_numpy(np.float64)
+    rows = np.flatnonzero(~np.isnan(lat_all) & ~np.isnan(lon_all))
+    row_codes = codes[rows]
+    first = np.full(n, -1, dtype=np.int64)
+    first[row_codes[::-1]] = rows[::-1]  # the last write wins: each speaker's first located row
+    med_lat = np.where(first >= 0, lat_all[first], np.nan)
+    med_lon = np.where(first >= 0, lon_all[first], np.nan)
+    differs = (lat_all[rows] != med_lat[row_codes]) | (lon_all[rows] != med_lon[row_codes])
+    if differs.any():
+        varying = np.zeros(n, dtype=bool)
+        varying[row_codes[differs]] = True
+        subset = rows[varying[row_codes]]
+        coords = pd.DataFrame({"lat": lat_all[subset], "lon": lon_all[subset], "code": codes[subset]})
+        medians = coords.groupby("code", sort=True)[["lat", "lon"]].median()
+        med_lat[medians.index.to_numpy()] = medians["lat"].to_numpy()
+        med_lon[medians.index.to_numpy()] = medians["lon"].to_numpy()
+    # only utterances away from their speaker's median can be far from it (usually none are)
+    moved = rows[(lat_all[rows] != med_lat[row_codes]) | (lon_all[rows] != med_lon[row_codes])]
+    distance = haversine_km(lat_all[moved], lon_all[moved], med_lat[codes[moved]], med_lon[codes[moved]])
     far = np.zeros(n, dtype=bool)
-    far[codes_present[distance > COORDINATE_CONFLICT_KM / 2]] = True
+    far[codes[moved[distance > COORDINATE_CONFLICT_KM / 2]]] = True
     # Two points more than 50 km apart have at least one more than 25 km from the median;
     # confirm with the speaker's bounding-box diagonal to avoid over-counting.
     if far.any():
-        box = coords[far[codes_present]].groupby("code").agg(
+        subset = rows[far[row_codes]]
+        coords = pd.DataFrame({"lat": lat_all[subset], "lon": lon_all[subset], "code": codes[subset]})
+        box = coords.groupby("code").agg(
             lat_min=("lat", "min"), lat_max=("lat", "max"), lon_min=("lon", "min"), lon_max=("lon", "max")
         )
         diag = haversine_km(box["lat_min"].to_numpy(), box["lon_min"].to_numpy(), box["lat_max"].to_numpy(), box["lon_max"].to_numpy())
@@ -179,8 +197,9 @@ def _most_frequent(codes: np.ndarray, n: int, values: pd.Series) -> tuple[pd.api
 
 
 def _speaker_embeddings(table: EmbeddingTable, codes: np.ndarray, speaker_ids: pd.Index, utt: pd.DataFrame) -> np.ndarray:
-    """Mean vector per speaker, L2-normalised; NaN rows where a speaker has no vector."""
-    vectors = np.asarray(table.vectors, dtype=np.float64)
+    """Mean vector per speaker, L2-normalised, as float32 (summed in float64); NaN rows where a
+    speaker has no vector."""
+    vectors = table.vectors
     if table.key == "row":
         row_codes = codes
     elif table.key == SPEAKER:
@@ -200,17 +219,19 @@ def _speaker_embeddings(table: EmbeddingTable, codes: np.ndarray, speaker_ids: p
         raise ValueError(table.key)
     keep = row_codes >= 0
     row_codes = row_codes[keep]
-    vectors = vectors[keep]
     n, d = len(speaker_ids), vectors.shape[1]
     sums = np.zeros((n, d))
-    order = np.argsort(row_codes, kind="stable")
-    sorted_codes = row_codes[order]
-    if len(sorted_codes):
-        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-        sums[sorted_codes[starts]] = np.add.reduceat(vectors[order], starts, axis=0)
+    if table.key == SPEAKER:  # one vector per speaker (ids are unique): the mean is the vector
+        sums[row_codes] = vectors[keep]
+    else:
+        order = np.argsort(row_codes, kind="stable")
+        sorted_codes = row_codes[order]
+        if len(sorted_codes):
+            starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+            sums[sorted_codes[starts]] = np.add.reduceat(np.asarray(vectors, dtype=np.float64)[keep][order], starts, axis=0)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        result = sums / norms
+        result = (sums / norms).astype(np.float32)
     result[norms[:, 0] == 0] = np.nan
     return result
 
