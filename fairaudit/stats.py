@@ -122,7 +122,7 @@ def bca_interval(
     median is from ``estimate``) and the ``acceleration`` (skewness of the jackknife influence
     values, :func:`jackknife_acceleration`). NaN replicates are ignored; None when undefined.
     """
-    from scipy.stats import norm
+    from scipy.special import ndtr, ndtri  # the normal cdf and its inverse (scipy.stats takes ~1 s to import)
 
     samples = np.asarray(samples, dtype=np.float64)
     one = samples.ndim == 1
@@ -140,12 +140,12 @@ def bca_interval(
             out.append([None, None])
             continue
         below = (np.count_nonzero(values < theta) + 0.5 * np.count_nonzero(values == theta)) / len(values)
-        z0 = norm.ppf(np.clip(below, 1 / (len(values) + 1), len(values) / (len(values) + 1)))
+        z0 = ndtri(np.clip(below, 1 / (len(values) + 1), len(values) / (len(values) + 1)))
         a = a if np.isfinite(a) else 0.0
         bounds = []
-        for z in (norm.ppf(tail), norm.ppf(1 - tail)):
+        for z in (ndtri(tail), ndtri(1 - tail)):
             shifted = z0 + (z0 + z) / (1 - a * (z0 + z))
-            bounds.append(float(np.quantile(values, norm.cdf(shifted))))
+            bounds.append(float(np.quantile(values, ndtr(shifted))))
         out.append([_num(bounds[0]), _num(bounds[1])])
     return out[0] if one else out
 
@@ -228,7 +228,9 @@ def permutation_matrix(pool: np.ndarray, n: int, permutations: int, rng: np.rand
     """(P, n) speaker positions: identity outside ``pool``, a fresh shuffle of ``pool`` per row."""
     base = np.tile(np.arange(n, dtype=np.int64), (permutations, 1))
     pool = np.flatnonzero(pool)
-    if len(pool) > 1 and permutations > 0:
+    if len(pool) == n and permutations > 0:  # every speaker is shuffled: in place, no extra copy
+        rng.permuted(base, axis=1, out=base)
+    elif len(pool) > 1 and permutations > 0:
         base[:, pool] = rng.permuted(np.tile(pool, (permutations, 1)), axis=1)
     return base
 

@@ -126,11 +126,12 @@ class GeoTree(CohortMethod):
         if self.tree_ is None or not located.any():
             return np.full(len(permutations), np.nan)
         points = GridPoints(coords[located])
-        errors, words = speakers.errors, speakers.ref_words
+        shuffled = permutations[:, located]
+        block_errors = speakers.errors.astype(np.float64)[shuffled]  # (P, located) in one gather each
+        block_words = speakers.ref_words.astype(np.float64)[shuffled]
         gaps = np.empty(len(permutations))
-        for row, order in enumerate(permutations):
-            e = errors[order][located].astype(np.float64)
-            w = words[order][located].astype(np.float64)
+        for row in range(len(permutations)):
+            e, w = block_errors[row], block_words[row]
             labels = self._grow(points, e, w).leaf_labels()
             k = labels.max() + 1
             cohort_errors = np.bincount(labels, weights=e, minlength=k)[None, :]

@@ -80,8 +80,8 @@ class GrownTree:
 
     def leaf_labels(self) -> np.ndarray:
         """Each point's leaf as 0..L-1, numbered in node order."""
-        _, labels = np.unique(self.leaf_of_point, return_inverse=True)
-        return labels
+        rank = np.cumsum(self.children_left == LEAF) - 1  # node id -> its rank among the leaves
+        return rank[self.leaf_of_point]
 
 
 @dataclass
@@ -125,9 +125,10 @@ class _Grower:
     def __init__(self, points: GridPoints, errors: np.ndarray, words: np.ndarray, min_samples_leaf: int) -> None:
         self.points = points
         self.words = words
-        self.errors = np.where(words > 0, errors, 0.0)  # words x WER: a speaker without words weighs nothing
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.squares = np.where(words > 0, self.errors * self.errors / words, 0.0)
+        has_words = words > 0
+        # words x WER: a speaker without words weighs nothing
+        self.errors = errors if has_words.all() else np.where(has_words, errors, 0.0)
+        self.squares = np.divide(self.errors * self.errors, words, out=np.zeros_like(words), where=has_words)
         self.min_leaf = max(1, int(min_samples_leaf))
         self.root_weight = float(words.sum())
 

@@ -88,7 +88,7 @@ class ZipDemographic(CohortMethod):
         self.candidates_ = _candidates(attributes, table, self.quantiles)
         sides = _candidate_sides(attributes, self.candidates_)  # (n, C) in {-1, 0, 1}
         rule = SelectionRule(min_speakers=self.min_speakers)
-        stats = _candidate_stats(sides, speakers.errors[None, :], speakers.ref_words[None, :], rule)
+        stats = _candidate_stats(CandidateSides(sides), speakers.errors[None, :], speakers.ref_words[None, :], rule)
         order = _rank_candidates(stats["gain"][0], stats["eligible"])
         self.ranking_ = [
             {
@@ -176,10 +176,19 @@ class ZipDemographic(CohortMethod):
             method.chosen_ = 0
         return method
 
+    def _null_sides(self, speakers: SpeakerTable) -> "CandidateSides":
+        """The candidates' sides for these speakers, computed once for all permutation blocks
+        (they depend on ZIP codes only, never on the shuffled outcomes)."""
+        cached = getattr(self, "_null_sides_cache", None)
+        if cached is None or cached[0] is not speakers:
+            attributes, _ = _speaker_attributes(speakers, self._table())
+            cached = (speakers, CandidateSides(_candidate_sides(attributes, self.candidates_)))
+            self._null_sides_cache = cached
+        return cached[1]
+
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Candidates do not depend on outcomes: re-rank all of them on each shuffle at once."""
-        attributes, _ = _speaker_attributes(speakers, self._table())
-        sides = _candidate_sides(attributes, self.candidates_)
+        sides = self._null_sides(speakers)
         errors = speakers.errors[permutations]
         words = speakers.ref_words[permutations]
         null = np.zeros(len(permutations))
@@ -276,15 +285,22 @@ def _candidate_sides(attributes: pd.DataFrame, candidates: list[Candidate]) -> n
     return sides
 
 
-def _candidate_stats(sides: np.ndarray, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> dict:
+class CandidateSides:
+    """The (n_speakers, n_candidates) side indicators as float matrices, ready for matrix products."""
+
+    def __init__(self, sides: np.ndarray) -> None:
+        self.side_a = (sides == 0).astype(np.float64)
+        self.side_b = (sides == 1).astype(np.float64)
+        self.speakers = np.stack([self.side_a.sum(axis=0), self.side_b.sum(axis=0)], axis=-1)  # (C, 2)
+
+
+def _candidate_stats(sides: CandidateSides, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> dict:
     """Per replicate and candidate: side totals, WERs, gap (worse vs. better side), eligibility."""
-    side_a = (sides == 0).astype(np.float64)
-    side_b = (sides == 1).astype(np.float64)
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(words, dtype=np.float64)
-    err = np.stack([errors @ side_a, errors @ side_b], axis=-1)  # (R, C, 2)
-    wrd = np.stack([words @ side_a, words @ side_b], axis=-1)
-    spk = np.stack([side_a.sum(axis=0), side_b.sum(axis=0)], axis=-1)  # (C, 2)
+    err = np.stack([errors @ sides.side_a, errors @ sides.side_b], axis=-1)  # (R, C, 2)
+    wrd = np.stack([words @ sides.side_a, words @ sides.side_b], axis=-1)
+    spk = sides.speakers
     wer = pooled_wer(err, wrd)
     gap = wer_gap_pct(np.nanmax(np.where(np.isnan(wer), -np.inf, wer), axis=-1), np.nanmin(np.where(np.isnan(wer), np.inf, wer), axis=-1))
     eligible = (spk >= rule.min_speakers).all(axis=-1)
