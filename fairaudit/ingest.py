@@ -596,12 +596,6 @@ def _missing_text(arr: pa.Array) -> np.ndarray:
 
 def _first_duplicate(arr: pa.Array, skip: np.ndarray | None = None) -> tuple[int, int] | None:
     """(first row, later row) of the first repeated value in ``arr`` (ignoring ``skip`` rows)."""
-    valid = arr if skip is None or not skip.any() else arr.filter(pa.array(~skip))
-    valid = valid.drop_null()
-    # the fast check on valid input (dictionary encoding hashes each id once; about twice as fast
-    # as pc.unique on ten million distinct strings)
-    if len(valid.dictionary_encode().dictionary) == len(valid):
-        return None
     return _first_repeat(_codes(arr.dictionary_encode()), skip)
 
 
@@ -711,12 +705,13 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
 
     speakers = _text_column(table, actual[logs.SPEAKER])
     encoded = speakers.dictionary_encode()  # once: checks, speaker grouping and the embedding join use it
-    bad = _first(_missing_rows(encoded)[0])
+    codes = _codes(encoded)
+    bad = _first(_missing_rows(encoded, codes))
     if bad is not None:
         raise src.error("speaker_id is empty (or NA); every row needs a speaker",
                         row=bad, column=actual[logs.SPEAKER], value=_pyvalue(speakers, bad))
     data[logs.SPEAKER] = speakers
-    speaker_codes, speaker_ids = _sorted_codes(encoded)
+    speaker_codes, speaker_ids = _sorted_codes(encoded, codes)
 
     if logs.UTTERANCE in present:
         data[logs.UTTERANCE] = _utterance_ids(table, actual[logs.UTTERANCE], src)
@@ -748,12 +743,11 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
                         speaker_codes=speaker_codes, speaker_ids=speaker_ids)
 
 
-def _missing_rows(encoded: pa.DictionaryArray) -> tuple[np.ndarray, int]:
-    """Rows whose value is null, blank or "NA", and the number of distinct other values; the
-    text checks run on the distinct values only."""
-    codes = _codes(encoded)
+def _missing_rows(encoded: pa.DictionaryArray, codes: np.ndarray) -> np.ndarray:
+    """Rows whose value is null, blank or "NA" (``codes`` from :func:`_codes`); the text checks
+    run on the distinct values only."""
     missing_values = np.r_[_missing_text(encoded.dictionary), True]  # the extra entry: code -1 (null)
-    return missing_values[codes], len(encoded.dictionary) - int(missing_values[:-1].sum())
+    return missing_values[codes]
 
 
 def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
@@ -761,14 +755,14 @@ def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
     return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _sorted_codes(encoded: pa.DictionaryArray) -> tuple[np.ndarray, pd.Index]:
+def _sorted_codes(encoded: pa.DictionaryArray, codes: np.ndarray) -> tuple[np.ndarray, pd.Index]:
     """Codes into the sorted distinct values (what ``pd.factorize(sort=True)`` gives): Arrow sorts
     strings by UTF-8 bytes, which is code point order, as Python compares them."""
     order = pc.sort_indices(encoded.dictionary).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     values = encoded.dictionary.take(pa.array(order)).to_pandas().astype("str")
-    return rank[_codes(encoded)], pd.Index(values, dtype="string")
+    return rank[codes], pd.Index(values, dtype="string")
 
 
 def _require_columns(src: Source, present: set[str]) -> None:
@@ -796,8 +790,9 @@ def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:
     """Utterance ids as text (missing allowed as null); duplicates are an InputError."""
     ids = _text_column(table, actual)
     encoded = ids.dictionary_encode()  # one hash of every id serves the missing and duplicate checks
-    missing, distinct = _missing_rows(encoded)
-    duplicate = None if distinct == int((~missing).sum()) else _first_repeat(_codes(encoded), missing)
+    codes = _codes(encoded)
+    missing = _missing_rows(encoded, codes)
+    duplicate = _first_repeat(codes, missing)
     if duplicate is not None:
         earlier, later = duplicate
         raise src.error(
@@ -1184,7 +1179,10 @@ def _attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> Em
     present = {key for key in (logs.SPEAKER, logs.UTTERANCE) if key in frame}
 
     def log_values(key: str) -> pa.Array:
-        """The distinct ids of one key in the log (Arrow's hash table: logs have millions of rows)."""
+        """The distinct ids of one key in the log (speakers were made distinct at ingest; otherwise
+        Arrow's hash table: logs have millions of rows)."""
+        if key == logs.SPEAKER and log.speaker_ids is not None:
+            return pa.array(log.speaker_ids.array, pa.string())
         return pc.unique(pa.array(frame[key].array, pa.string()).drop_null())
 
     def matches(values: pa.Array) -> int:
