@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fairaudit.errors import InputError, UsageError
+from fairaudit.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
 from fairaudit.outputs import is_same_file, write_atomically
 
 app = typer.Typer(
@@ -277,11 +278,11 @@ MIN_GAIN_HELP = (
 )
 
 
+NORMALIZE_METAVAR = "|".join(NORMALIZATIONS)
 NORMALIZE_HELP = (
-    "Text normalisation of reference and hypothesis before scoring: 'default' (lower-case; delete apostrophes; every "
-    "other run of punctuation becomes a space; collapse whitespace), 'jiwer' (jiwer's own ToLowerCase, "
-    "RemovePunctuation, RemoveMultipleSpaces, Strip: punctuation is deleted, so well-known becomes wellknown) or 'none'. "
-    "Recorded in the report."
+    "Text normalisation of reference and hypothesis before scoring: "
+    + "; ".join(f"'{name}' ({what})" for name, what in NORMALIZATION_DESCRIPTIONS.items())
+    + ". Recorded in the report."
 )
 CLUSTERS_HELP = (
     "embedding-kmeans: number of clusters k, or 'auto' (default): a generous k (about one cluster per "
@@ -318,7 +319,7 @@ def audit(
     by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
-    normalize: Optional[str] = typer.Option(None, "--normalize", metavar="default|jiwer|none", help=NORMALIZE_HELP),
+    normalize: Optional[str] = typer.Option(None, "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
     min_speakers: Optional[int] = typer.Option(None, "--min-speakers", metavar="N", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
     max_regions: Optional[int] = typer.Option(None, "--max-regions", metavar="N", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
     min_gain: Optional[str] = typer.Option(None, "--min-gain", metavar="auto|GAIN", help=MIN_GAIN_HELP),
@@ -474,7 +475,7 @@ def validate(
     log: Path = typer.Argument(..., metavar="LOG", help="Utterance log to check."),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual (repeatable)."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file to check with the log."),
-    normalize: str = typer.Option("default", "--normalize", metavar="default|jiwer|none", help=NORMALIZE_HELP),
+    normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
     from fairaudit.audit import load_log
@@ -503,7 +504,7 @@ def score(
     log: Path = typer.Argument(..., metavar="LOG", help="Log with reference and hypothesis text columns."),
     out: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable)."),
-    normalize: str = typer.Option("default", "--normalize", metavar="default|jiwer|none", help=NORMALIZE_HELP),
+    normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Score reference/hypothesis text with jiwer: add substitutions, deletions, insertions, ref_words and errors."""
     from fairaudit.scoring import score_log_file

@@ -205,3 +205,51 @@ def test_the_normalisation_used_is_recorded_in_the_report():
     assert errors == {"jiwer": 1, "default": 3}
     counts = fairaudit.audit(frame.drop(columns=["reference", "hypothesis"]).assign(errors=1, ref_words=2), **options)
     assert counts.to_dict()["input"]["text_normalization"] is None
+
+
+def test_whisper_normalisation_equals_whispers_own_normaliser():
+    """--normalize whisper gives, text for text, what Whisper's English normaliser gives (called here directly)."""
+    pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install 'fairaudit[whisper]')")
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    from fairaudit.scoring import normalize_texts
+
+    texts = ["Mr. Smith has twenty five colours", "uh hello", "Mr. Smith has twenty five colours", "", None, "It's $3.50!"]
+    expected = [EnglishTextNormalizer()(t or "") for t in texts]
+    assert normalize_texts(texts, "whisper").to_pylist() == expected
+    assert expected[0] == "mister smith has 25 colors"  # the normaliser really ran (numbers, spelling, title)
+
+
+def test_whisper_normalisation_changes_the_scores_and_is_recorded():
+    pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install 'fairaudit[whisper]')")
+    import fairaudit
+
+    frame = pd.DataFrame({"speaker_id": ["a", "b"], "grp": ["x", "y"],
+                          "reference": ["the colour is twenty five", "uh hi there"],
+                          "hypothesis": ["the color is 25", "hi there"]})
+    options = dict(by=["grp"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0)
+    whisper = fairaudit.audit(frame, normalize="whisper", **options).to_dict()
+    default = fairaudit.audit(frame, **options).to_dict()
+    assert whisper["input"]["text_normalization"] == "whisper"
+    # Whisper's rules make both pairs identical; the default counts colour/color, twenty five/25 and uh.
+    total = {name: sum(c["errors"] for c in report["methods"]["attribute"]["cohorts"])
+             for name, report in (("whisper", whisper), ("default", default))}
+    assert total == {"whisper": 0, "default": 4}
+
+
+def test_whisper_normalisation_without_the_package_says_how_to_install(monkeypatch):
+    import builtins
+
+    from fairaudit.errors import UsageError
+    from fairaudit.scoring import check_normalize
+
+    real_import = builtins.__import__
+
+    def no_whisper(name, *args, **kwargs):
+        if name.startswith("whisper_normalizer"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_whisper)
+    with pytest.raises(UsageError, match=r"pip install 'fairaudit\[whisper\]'"):
+        check_normalize("whisper")
