@@ -16,6 +16,25 @@ from fairaudit.errors import InputError, UsageError
 from fairaudit.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
 from fairaudit.outputs import is_same_file, write_atomically
 
+class _PlainHelpCommand(typer.core.TyperCommand):
+    """A typer command whose help reads like other Unix tools: ``fairaudit audit [OPTIONS] LOG``.
+
+    typer writes required arguments as ``{LOG}`` (braces read as a set) and types a ``str`` argument
+    ``<str>``; every argument naming a log or report here is a file path, a glob pattern or a URL,
+    shown as ``<path>`` whether it is declared ``Path`` or (to keep ``s3://`` intact) ``str``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument) and "LOG" in (param.metavar or ""):
+                param.display_type_rich = lambda ctx: "<path>"  # type: ignore[method-assign]
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece for piece in pieces]
+
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -312,7 +331,7 @@ def _clusters_value(text: str | None) -> int | str | None:
         raise UsageError(f"--clusters takes 'auto' or a whole number, not {text!r}") from None
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def audit(
     log: str = typer.Argument(..., metavar="LOG", help=LOG_HELP),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
@@ -363,7 +382,7 @@ def audit(
         print_audit(result, _stdout_console())
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def compare(
     baseline: Path = typer.Argument(..., metavar="BASELINE_LOG", help="Utterance log of the released (baseline) model."),
     new: Path = typer.Argument(..., metavar="NEW_LOG", help="Utterance log of the new model, ideally on the same utterances."),
@@ -405,7 +424,7 @@ def compare(
         print_comparison(data, _stdout_console())
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def gate(
     source: str = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`."),
     policy: Optional[Path] = typer.Option(None, "--policy", metavar="FILE", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
@@ -470,7 +489,7 @@ def gate(
     raise typer.Exit(outcome.exit_code)
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def validate(
     log: Path = typer.Argument(..., metavar="LOG", help="Utterance log to check."),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual (repeatable)."),
@@ -499,7 +518,7 @@ def validate(
         console.print("Speakers with conflicting metadata (the most frequent value is used): " + ", ".join(f"{k}: {v:,}" for k, v in conflicts.items()))
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def score(
     log: Path = typer.Argument(..., metavar="LOG", help="Log with reference and hypothesis text columns."),
     out: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
@@ -514,7 +533,7 @@ def score(
     _stdout_console(plain=True).print(f"Scored {rows:,} utterances -> {out}")
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def synth(
     out: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it. Required unless --plant list."),
     speakers: int = typer.Option(2000, "--speakers", metavar="N", help="Number of speakers."),
@@ -563,7 +582,7 @@ def synth(
     _stdout_console(plain=True).print("Wrote " + ", ".join(f"{kind} {path}" for kind, path in paths.items() if path))
 
 
-@app.command()
+@app.command(cls=_PlainHelpCommand)
 def schema(name: str = typer.Argument(..., metavar="NAME", help="utterance_log, embeddings, demographics or audit_report.")) -> None:
     """Print one of fairaudit's JSON schemas."""
     from fairaudit.schemas import SCHEMA_NAMES, load_schema

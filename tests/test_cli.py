@@ -280,6 +280,18 @@ def test_help_exits_0():
     assert run.code == 0 and "--bottom-share" in run.stdout and run.stderr == ""
 
 
+@pytest.mark.parametrize("command, usage", [("audit", "LOG"), ("validate", "LOG"), ("score", "LOG"),
+                                             ("compare", "BASELINE_LOG NEW_LOG"), ("gate", "LOG_OR_AUDIT_JSON")])
+def test_help_names_arguments_plainly_and_types_every_log_a_path(command, usage):
+    """Usage reads `LOG`, not typer's `{LOG}`; every log argument is `<path>` (audit's was `<str>`)."""
+    run = run_main(command, "--help")
+    assert run.code == 0, run.stderr
+    assert f" {command} [OPTIONS] {usage}\n" in run.stdout
+    assert "{" not in run.stdout.splitlines()[0]
+    for name in usage.split():
+        assert f"{name} <path>" in run.stdout
+
+
 # --- 2. too few speakers -> "insufficient data", exit 0 --------------------------------------------
 
 
