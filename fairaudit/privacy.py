@@ -56,3 +56,56 @@ def suppress_nested_attributes(results: dict) -> None:
                 shown = cohorts.loc[~cohorts["suppressed"]]
                 words = shown["ref_words"].sum()
                 figures.reported_wer = float(shown["errors"].sum() / words) if words > 0 else None
+
+
+#: Why a group of figures is withheld (shown in the report next to the withheld row).
+SMALL_SIDE = "a side has fewer speakers than --min-report-speakers"
+DIFFERENCING = "it differs from another published group by fewer speakers than --min-report-speakers"
+
+
+def differencing_withheld(items: list[list[np.ndarray]], speakers: np.ndarray, minimum: int,
+                          already_published: list[np.ndarray] | None = None) -> list[str | None]:
+    """Which items (in publication order) must be withheld so that no two published groups differ
+    by a handful of speakers (SPEC 6: differencing).
+
+    Each item is the list of speaker groups it would publish figures for (its sides), each a boolean
+    mask over "atoms" (sets of speakers that every group either holds whole or not at all, such as
+    ZIP codes) with ``speakers[a]`` speakers in atom ``a``. When one published group contains
+    another, their difference is published by subtraction; it must hold no speakers or at least
+    ``minimum``, as must each side itself. Compared are every side, the union of an item's sides
+    (recoverable by adding them), all speakers (the published totals) and ``already_published``
+    groups. An item that would
+    break the rule is withheld whole (its entry is the reason, else None); the next items are
+    checked against what is published. Differences of three or more groups are not examined.
+    """
+    speakers = np.asarray(speakers, dtype=np.float64)
+    withheld: list[str | None] = [None] * len(items)
+    if minimum <= 0:
+        return withheld
+    start = [np.ones(len(speakers), dtype=bool), *(already_published or [])]
+    capacity = len(start) + sum(len(sides) + 1 for sides in items)
+    published = np.zeros((capacity, len(speakers)), dtype=np.float64)  # rows: published groups
+    published[: len(start)] = start
+    sizes_old = np.zeros(capacity)
+    sizes_old[: len(start)] = published[: len(start)] @ speakers
+    count = len(start)
+    for index, sides in enumerate(items):
+        groups = [np.asarray(side, dtype=bool) for side in sides]
+        if len(groups) > 1:
+            groups.append(np.logical_or.reduce(groups))
+        new = np.array(groups, dtype=np.float64)  # (g, atoms)
+        sizes_new = new @ speakers
+        if ((sizes_new > 0) & (sizes_new < minimum)).any():
+            withheld[index] = SMALL_SIDE
+            continue
+        overlap = (new * speakers) @ published[:count].T  # speakers in both
+        old = sizes_old[:count]
+        nested = np.isclose(overlap, sizes_new[:, None]) | np.isclose(overlap, old[None, :])
+        difference = np.abs(old[None, :] - sizes_new[:, None])
+        if (nested & (difference > 0) & (difference < minimum)).any():
+            withheld[index] = DIFFERENCING
+            continue
+        published[count: count + len(groups)] = new
+        sizes_old[count: count + len(groups)] = sizes_new
+        count += len(groups)
+    return withheld

@@ -96,8 +96,7 @@ class MethodResult:
         details = _withhold_suppressed_cells(_jsonable(self.partition.details), self._suppressed_ids())
         details = _withhold_cluster_views(details, self.partition.cohort_ids, self._suppressed_ids())
         if self.name == "zip-demographic":
-            data["candidates"] = _suppress_differencing(
-                [_suppress_candidate(c, self.min_report_speakers) for c in details.pop("candidates", [])], self.min_report_speakers)
+            data["candidates"] = [_withhold_candidate(dict(c)) for c in details.pop("candidates", [])]
             data["chosen"] = details.pop("chosen", None)
         data["details"] = details
         data["cohort_source"] = self.cohort_source
@@ -277,40 +276,14 @@ def _withhold_suppressed_cells(details: dict, suppressed: set[str]) -> dict:
     return out
 
 
-def _suppress_differencing(candidates: list[dict], minimum: int) -> list[dict]:
-    """Withhold threshold candidates whose sides differ from an already published candidate of
-    the same attribute by fewer than ``minimum`` speakers: the two sides are nested, so their
-    difference would publish that handful of speakers' errors and words (SPEC 6)."""
-    published: dict[str, list[int]] = {}
-    out = []
-    for candidate in sorted(candidates, key=lambda c: c.get("rank") or 0):
-        if candidate.get("kind") != "threshold" or candidate.get("suppressed"):
-            out.append(candidate)
-            continue
-        side_a = candidate["cohorts"][0].get("speakers")
-        seen = published.setdefault(str(candidate.get("attribute")), [])
-        if side_a is not None and any(0 < abs(side_a - other) < minimum for other in seen):
-            sides = [dict(side, speakers=None, ref_words=None, errors=None, wer=None, suppressed=True) for side in candidate["cohorts"]]
-            out.append(dict(candidate, cohorts=sides, wer_gap_pct=None, gain=None, suppressed=True,
-                            suppressed_reason="differs from a listed split by fewer speakers than --min-report-speakers"))
-            continue
-        if side_a is not None:
-            seen.append(side_a)
-        out.append(candidate)
-    return out
-
-
-def _suppress_candidate(candidate: dict, minimum: int) -> dict:
-    """A zip-demographic candidate with the figures of sides under the reporting minimum withheld."""
-    small = any((side.get("speakers") or 0) < minimum for side in candidate.get("cohorts", []))
-    if not small:
-        return candidate
-    sides = [
-        dict(side, speakers=None, ref_words=None, errors=None, wer=None, suppressed=True)
-        if (side.get("speakers") or 0) < minimum else dict(side, suppressed=False)
-        for side in candidate["cohorts"]
-    ]
-    return dict(candidate, cohorts=sides, wer_gap_pct=None, gain=None, suppressed=True)
+def _withhold_candidate(candidate: dict) -> dict:
+    """A zip-demographic candidate as published: whole, or with every figure withheld when the
+    method marked it (a side under --min-report-speakers, or differencing; ``fairaudit.privacy``)."""
+    reason = candidate.pop("withheld_reason", None)
+    if reason is None:
+        return dict(candidate, suppressed=False, suppressed_reason=None)
+    sides = [dict(side, speakers=None, ref_words=None, errors=None, wer=None, suppressed=True) for side in candidate["cohorts"]]
+    return dict(candidate, cohorts=sides, wer_gap_pct=None, gain=None, suppressed=True, suppressed_reason=reason)
 
 
 def _join(ids: list[str]) -> str:

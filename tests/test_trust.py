@@ -332,30 +332,80 @@ def test_gate_quiet_still_says_the_outcome(tmp_path):
     assert run.code == 0 and run.stdout.strip() == "gate: PASS (exit code 0)"
 
 
-def test_nested_census_splits_never_differ_by_a_handful_of_speakers():
-    """Two published thresholds of one attribute whose sides differ by 1-9 speakers would publish
-    those speakers' errors and words by subtraction; such a candidate is withheld."""
-    from fairaudit.result import _suppress_differencing
+def test_differencing_rule_withholds_nested_groups_that_differ_by_a_handful():
+    """Hand-made atoms (ZIP codes holding 200, 3, 57 and 240 speakers): a split whose side is
+    another published side plus the 3-speaker ZIP is withheld; one differing by 57 is published."""
+    from fairaudit.privacy import DIFFERENCING, SMALL_SIDE, differencing_withheld
 
-    def candidate(rank, value, a):
-        sides = [{"id": f"x<={value}", "speakers": a, "errors": a, "ref_words": 10 * a, "wer": 0.1},
-                 {"id": f"x>{value}", "speakers": 500 - a, "errors": 1, "ref_words": 10, "wer": 0.1}]
-        return {"rank": rank, "attribute": "median_age", "kind": "threshold", "value": value, "cohorts": sides, "wer_gap_pct": 1.0}
+    speakers = np.array([200, 3, 57, 240])
+    split = lambda *a: [np.isin(np.arange(4), a), ~np.isin(np.arange(4), a)]  # noqa: E731
+    reasons = differencing_withheld([split(0), split(0, 1), split(0, 2), split(1)], speakers, 10)
+    assert reasons == [None, DIFFERENCING, None, SMALL_SIDE]
+    # ZIPs without the attribute (no side): the two sides together differ from all speakers by 3
+    assert differencing_withheld([[np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 1], bool)]], speakers, 10) == [DIFFERENCING]
+    assert differencing_withheld([split(0, 1)], speakers, 0) == [None]
 
-    out = _suppress_differencing([candidate(1, 30, 200), candidate(2, 31, 203), candidate(3, 35, 260)], 10)
-    assert [c.get("suppressed", False) for c in out] == [False, True, False]
-    assert out[1]["cohorts"][0]["speakers"] is None and out[1]["wer_gap_pct"] is None
-    from fairaudit.synth import synthesize
 
-    for seed in range(3):
-        synth = synthesize(1500, plant=["zip-small"], seed=seed, embeddings="none")
-        report = fairaudit.audit(synth.log, methods=["zip-demographic"], bootstrap=0, permutations=0).to_dict()
-        by_attribute: dict[str, list[int]] = {}
-        for c in report["methods"]["zip-demographic"]["candidates"]:
-            if c["kind"] == "threshold" and not c.get("suppressed"):
-                by_attribute.setdefault(c["attribute"], []).append(c["cohorts"][0]["speakers"])
-        for sizes in by_attribute.values():
-            assert not [(a, b) for a in sizes for b in sizes if 0 < abs(a - b) < 10], sizes
+def zip_cluster_log(seed: int) -> pd.DataFrame:
+    """Speakers in 60 real ZIP codes holding 1-60 speakers each, so census splits of different
+    attributes are often nested and differ by one small ZIP."""
+    from fairaudit.census import builtin_demographics
+
+    rng = np.random.default_rng(seed)
+    table = builtin_demographics().dropna()
+    zips = table.index.to_series().sample(60, random_state=seed).to_numpy()
+    sizes = rng.choice([1, 2, 3, 4, 6, 9, 15, 30, 60], size=len(zips))
+    zip_of_speaker = np.repeat(zips, sizes)
+    rate = rng.uniform(0.05, 0.3, len(zip_of_speaker))
+    rows = np.repeat(np.arange(len(zip_of_speaker)), 3)
+    words = rng.integers(3, 15, len(rows))
+    return pd.DataFrame({"speaker_id": [f"s{i}" for i in rows], "zip_code": zip_of_speaker[rows],
+                         "ref_words": words, "errors": rng.binomial(words, rate[rows])})
+
+
+def published_split_sides(candidate: dict, values: pd.DataFrame) -> list[np.ndarray]:
+    """The speaker sets of a published candidate, recomputed here from its rule and the census table."""
+    from fairaudit.census import RACE_COLUMNS
+
+    if candidate["kind"] == "threshold":
+        value = values[candidate["attribute"]]
+        return [(value <= candidate["value"]).to_numpy(), (value > candidate["value"]).to_numpy()]
+    race = values[list(RACE_COLUMNS)]
+    majority = race.idxmax(axis=1).map(RACE_COLUMNS)
+    return [(majority == candidate["value"]).to_numpy(), (majority != candidate["value"]).to_numpy()]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_two_published_census_splits_differ_by_a_handful_of_speakers(seed):
+    """The attack: every published zip-demographic side, the union of each split's sides and all
+    speakers; whenever one holds another (of any attributes), the difference is a group whose errors
+    and words are published by subtraction. It must be empty or hold at least 10 speakers. Before
+    the fix, sides of different attributes (median_age, income) differed by 1-9 speakers."""
+    from fairaudit.census import builtin_demographics
+
+    frame = zip_cluster_log(seed)
+    report = fairaudit.audit(frame, methods=["zip-demographic"], bootstrap=0, permutations=0, min_speakers=10).to_dict()
+    speaker_zips = frame.drop_duplicates("speaker_id")["zip_code"]
+    values = builtin_demographics().loc[speaker_zips.to_numpy()].reset_index(drop=True)
+    candidates = report["methods"]["zip-demographic"]["candidates"]
+    groups = [np.ones(len(values), bool)]
+    for candidate in candidates:
+        if candidate.get("suppressed"):
+            assert all(side["errors"] is None and side["speakers"] is None for side in candidate["cohorts"])
+            assert candidate["suppressed_reason"]
+            continue
+        sides = published_split_sides(candidate, values)
+        assert [int(side.sum()) for side in sides] == [side["speakers"] for side in candidate["cohorts"]]
+        groups += [*sides, sides[0] | sides[1]]
+    assert len(groups) > 10  # the attack had material
+    matrix = np.array(groups, dtype=np.int64)
+    both = matrix @ matrix.T
+    size = matrix.sum(axis=1)
+    nested = (both == size[:, None]) | (both == size[None, :])
+    difference = np.abs(size[:, None] - size[None, :])
+    exposed = nested & (difference > 0) & (difference < 10)
+    assert not exposed.any(), sorted(set(difference[exposed].tolist()))
+    assert any(c["suppressed_reason"] and "differs" in c["suppressed_reason"] for c in candidates)
 
 
 def test_a_coarse_group_minus_its_published_subgroups_reveals_no_suppressed_subgroup():

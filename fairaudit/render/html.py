@@ -283,10 +283,7 @@ def _candidates(candidates: list[dict], chosen: list[str] | None, minimum: int) 
             label, threshold = attribute, f"{value:g}" if isinstance(value, (int, float)) else str(value)
         else:
             label, threshold = attribute, f"= {value}"
-        # A side under the reporting minimum hides the whole row: the other side's figures
-        # together with the overall totals would otherwise reveal it.
-        suppressed_any = bool(candidate.get("suppressed")) or any(
-            (side.get("speakers") or 0) < minimum for side in candidate.get("cohorts") or [])
+        suppressed_any = bool(candidate.get("suppressed"))  # decided by fairaudit.privacy, never here
         sides = [
             {
                 "id": side.get("id"),
