@@ -23,7 +23,7 @@ from fairaudit.methods.registry import method_classes, method_names
 from fairaudit.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
 from fairaudit.methods.base import fixed_partition_statistic
 from fairaudit.partition import Partition
-from fairaudit.privacy import suppress_nested_attributes
+from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
 from fairaudit.result import AuditResult, MethodResult
 from fairaudit.speakers import SpeakerTable, build_speaker_table
 from fairaudit.stats import bootstrap_partitions, permutation_blocks, permutation_p_value
@@ -266,12 +266,14 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     n_attribute = sum(isinstance(m, AttributeGroups) for m in methods)
 
     # 1. Discovery and the search-aware permutation test, method by method.
-    found = []
-    for method in methods:
-        key = method_key(method, n_attribute)
-        rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
+    keys = [method_key(method, n_attribute) for method in methods]
+    for key, method in zip(keys, methods):
         with stage(f"{key}: fit"):
             method.fit(discovery)
+    unassign_exposing_speakers([method.partition_ for method in methods], opts.min_report_speakers)
+    found = []
+    for key, method in zip(keys, methods):
+        rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
         partition = method.partition_
         selection = discover_selection(partition, discovery, rule)
         observed = fixed_partition_statistic(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[0]
@@ -309,11 +311,14 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
             key, partition, figures, "", "", None, top_mode=opts.top, min_report_speakers=opts.min_report_speakers,
             definition=method.definition(),
         )
-        if held_out is not None:
-            held_partition = method.assign(held_out)
+        assignment_frames.append(_assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom))
+    if held_out is not None:
+        held_partitions = [method.assign(held_out) for _, method, *_ in found]
+        unassign_exposing_speakers(held_partitions, opts.min_report_speakers)
+        for held_partition, (key, *_) in zip(held_partitions, found):
+            figures = results[key].discovery
             sizes = np.bincount(held_partition.labels[held_partition.assigned], minlength=held_partition.n_cohorts)
             held_designs.append((held_partition, selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes)))
-        assignment_frames.append(_assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom))
 
     if held_out is not None:
         with stage("hold-out (all methods)"):

@@ -1,13 +1,16 @@
 """Which cohorts are suppressed (SPEC 6): the one place that decides it.
 
 A cohort under ``--min-report-speakers`` is suppressed, and so is whatever would let a reader
-recover it: by subtraction from published totals (complementary suppression within a method) or
-by differencing two published groups (a coarse ``--by`` cohort minus the finer cohorts inside it).
+recover it: by subtraction from published totals (complementary suppression within a method; two
+methods' totals that differ by a handful of speakers) or by differencing two published groups (a
+coarse ``--by`` cohort minus the finer cohorts inside it; nested census splits).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from fairaudit.partition import UNASSIGNED, Partition
 
 
 def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> np.ndarray:
@@ -30,6 +33,36 @@ def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> 
             suppressed[cell] = True
     return suppressed
 
+
+
+def unassign_exposing_speakers(partitions: list[Partition], minimum: int) -> None:
+    """Make no two methods' assigned speakers differ by a handful (SPEC 6: subtraction across methods).
+
+    Every method publishes the total of its assigned speakers (bottom plus top WER with their word
+    shares, under ``--top rest``). When method j assigns method i's speakers plus 1 to
+    ``minimum - 1`` more (speakers without a ZIP code but with an embedding), the two totals differ
+    by exactly those speakers' errors and words. Those speakers are then left out of method j too
+    (counted under an unassigned reason), until no such pair remains. Updates labels in place.
+    """
+    if minimum <= 0:
+        return
+    changed = True
+    while changed:
+        changed = False
+        masks = [partition.assigned for partition in partitions]
+        for i, own in enumerate(masks):
+            for j, other in enumerate(masks):
+                extra = other & ~own
+                count = int(extra.sum())
+                if j == i or (own & ~other).any() or not 0 < count < minimum:
+                    continue
+                partitions[j].labels[extra] = UNASSIGNED
+                reasons = partitions[j].unassigned_reasons
+                reasons[EXPOSING] = reasons.get(EXPOSING, 0) + count
+                changed = True
+                break
+            if changed:
+                break
 
 
 def suppress_nested_attributes(results: dict) -> None:
@@ -57,6 +90,9 @@ def suppress_nested_attributes(results: dict) -> None:
                 words = shown["ref_words"].sum()
                 figures.reported_wer = float(shown["errors"].sum() / words) if words > 0 else None
 
+
+#: Unassigned reason for speakers left out because another method left them out (see below).
+EXPOSING = "left out: another method could not place them and there are fewer than --min-report-speakers"
 
 #: Why a group of figures is withheld (shown in the report next to the withheld row).
 SMALL_SIDE = "a side has fewer speakers than --min-report-speakers"

@@ -17,6 +17,7 @@ import numpy as np
 from fairaudit.errors import InputError, UsageError
 from fairaudit.measure import fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.methods.registry import method_classes
+from fairaudit.privacy import unassign_exposing_speakers
 from fairaudit.result import MethodResult
 from fairaudit.speakers import SpeakerTable
 from fairaudit.stats import bootstrap_partitions
@@ -83,8 +84,10 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
     demographics, source = load_demographics_option(opts.demographics)
     top_mode = str(report.get("parameters", {}).get("top", opts.top))
     designs, entries = [], []
-    for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods):
-        partition = assign_stored(method, key, where, speakers)
+    stored = [(key, method, entry, assign_stored(method, key, where, speakers))
+              for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods)]
+    unassign_exposing_speakers([partition for *_, partition in stored], opts.min_report_speakers)
+    for key, method, entry, partition in stored:
         sizes = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts)
         selection = selection_from_ids(partition, list(entry.get("bottom_cohorts") or []),
                                        list(entry.get("top_cohorts") or []), top_mode, sizes)

@@ -408,6 +408,61 @@ def test_no_two_published_census_splits_differ_by_a_handful_of_speakers(seed):
     assert any(c["suppressed_reason"] and "differs" in c["suppressed_reason"] for c in candidates)
 
 
+def assert_no_small_differences(groups: list[np.ndarray], minimum: int = 10) -> None:
+    """No published group (speaker mask) holds another plus 1 to minimum-1 more speakers."""
+    matrix = np.array(groups, dtype=np.int64)
+    both = matrix @ matrix.T
+    size = matrix.sum(axis=1)
+    nested = (both == size[:, None]) | (both == size[None, :])
+    difference = np.abs(size[:, None] - size[None, :])
+    exposed = nested & (difference > 0) & (difference < minimum)
+    assert not exposed.any(), sorted(set(difference[exposed].tolist()))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_two_methods_totals_never_expose_the_few_speakers_one_leaves_unassigned(seed):
+    """--by grp assigns every speaker; --by dialect leaves the 1-9 speakers without a dialect
+    unassigned. Each method's total is published (bottom and top WER with their word shares), so
+    the first minus the second would be exactly those speakers' errors and words; they are left
+    out of --by grp too. The attack takes every group whose figures the JSON gives exactly: each
+    visible cohort and each method's assigned speakers."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(150, 400))
+    speakers = pd.DataFrame({"speaker_id": [f"s{i}" for i in range(n)],
+                             "grp": rng.choice(["a", "b", "c"], n), "dialect": rng.choice(["x", "y", "z", "w"], n)})
+    missing = int(rng.integers(1, 10))
+    speakers.loc[rng.choice(n, missing, replace=False), "dialect"] = None
+    frame = speakers.loc[np.repeat(np.arange(n), 3)].reset_index(drop=True)
+    frame["ref_words"] = rng.integers(3, 12, len(frame))
+    frame["errors"] = rng.binomial(frame["ref_words"], 0.15)
+    report = fairaudit.audit(frame, by=["grp", "dialect"], bootstrap=0, permutations=0, min_speakers=10,
+                             seed=seed).to_dict()
+    has_dialect = speakers["dialect"].notna().to_numpy()
+    groups = []
+    for column in ("grp", "dialect"):
+        figures = report["methods"][f"attribute:{column}"]
+        # a reader knows which speakers a method could place: those with a value in every column it left out
+        for cohort in figures["cohorts"]:
+            if not cohort["suppressed"]:
+                mask = (speakers[column] == cohort["id"]).to_numpy()
+                if column == "grp":
+                    mask = mask & has_dialect  # the speakers without a dialect are left out of grp's cohorts too
+                groups.append(mask)
+                assert mask.sum() == cohort["speakers"]
+        groups.append(has_dialect)
+        assert figures["assigned_speakers"] == has_dialect.sum()
+    assert_no_small_differences(groups)
+    assert report["methods"]["attribute:grp"]["unassigned"] == {
+        "left out: another method could not place them and there are fewer than --min-report-speakers": missing}
+    # On held-out speakers (sets unknown to the reader): the two methods' totals are the same speakers.
+    held = fairaudit.audit(frame, by=["grp", "dialect"], bootstrap=0, permutations=0, min_speakers=10,
+                           holdout=0.5, seed=seed).to_dict()
+    for part in ("holdout", None):
+        sizes = [(held["methods"][f"attribute:{c}"][part] if part else held["methods"][f"attribute:{c}"])["assigned_speakers"]
+                 for c in ("grp", "dialect")]
+        assert sizes[0] == sizes[1]
+
+
 def test_a_coarse_group_minus_its_published_subgroups_reveals_no_suppressed_subgroup():
     """--by grp --by grp,sex: group C minus (C & male) would equal the suppressed (C & female)."""
     rng = np.random.default_rng(5)
