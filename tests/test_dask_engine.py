@@ -133,6 +133,57 @@ def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
     assert any("repaired" in note for note in expected["notes"])
 
 
+def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(data, cluster, monkeypatch):
+    """A 15 MB --embeddings file once travelled inside the task graph ("Sending large graph of size
+    ..." on the user's stderr); now a worker reads it. Same speaker embeddings as the pandas engine."""
+    from fairaudit.audit import load_log
+    from fairaudit.speakers import build_speaker_table
+
+    root = data["root"]
+    plain = pd.read_csv(data["plain"], dtype=str, keep_default_na=False)
+    speakers = sorted(plain["speaker_id"].unique())
+    extra = [f"other-{i}" for i in range(20_000)]  # ids in no log: the file is large, the log small
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(speakers) + len(extra), 192)).astype(np.float32)
+    table = pd.DataFrame(vectors, columns=[f"emb_{j}" for j in range(192)])
+    table.insert(0, "speaker_id", speakers + extra)
+    table.to_parquet(root / "big.embeddings.parquet", index=False)
+    assert (root / "big.embeddings.parquet").stat().st_size > 10_000_000
+    out = root / "big.json"
+    run = _cli("audit", "plain/*.csv", "--engine", "dask", "--scheduler", cluster, "--embeddings",
+               "big.embeddings.parquet", "--method", "embedding-kmeans", "--bootstrap", "0", "--permutations", "0",
+               "--json", out, "-q", cwd=root)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    report = json.loads(out.read_text())
+    monkeypatch.chdir(root)  # the file named as the user wrote it, in notes too
+    expected = fairaudit.audit(data["plain"], embeddings="big.embeddings.parquet", methods=["embedding-kmeans"],
+                               bootstrap=0, permutations=0).to_dict()
+    assert report["methods"]["embedding-kmeans"]["cohorts"] == expected["methods"]["embedding-kmeans"]["cohorts"]
+    assert report["notes"] == expected["notes"] and any("20000 embeddings" in n for n in report["notes"])
+    pandas_table = build_speaker_table(load_log(data["plain"], embeddings=root / "big.embeddings.parquet"))
+    assert pandas_table.embeddings is not None and len(pandas_table) == len(speakers)
+    # In-process (the test cluster's workers are threads here): the file is read on a worker thread,
+    # not by the client's thread, and the speaker embeddings equal the pandas engine's.
+    import threading
+
+    from fairaudit import ingest
+
+    readers = []
+    real_read = ingest._read_embeddings
+
+    def spy(path):
+        readers.append(threading.current_thread() is threading.main_thread())
+        return real_read(path)
+
+    monkeypatch.setattr(ingest, "_read_embeddings", spy)
+    sharded = dask_engine.read_log_dask(str(root / "plain" / "*.csv"), embeddings="big.embeddings.parquet", scheduler=cluster)
+    assert readers == [False]
+    order = np.argsort(sharded.speaker_table.speaker_ids.astype(str))
+    reference = np.argsort(pandas_table.speaker_ids.astype(str))
+    np.testing.assert_array_equal(sharded.speaker_table.embeddings[order], pandas_table.embeddings[reference])
+
+
 def test_bad_row_in_one_file_exits_2_naming_the_file_and_line(data, cluster):
     root = data["root"]
     bad = root / "bad"

@@ -34,8 +34,10 @@ A bad piece stops the computation with its file's message (exit 2); when several
 the one reported is the first to fail, not necessarily the first in file order.
 
 Only the speaker table, counts and notes come back to the client; the rows never do. The
-``--embeddings`` file, if any, is read on the client and sent to the workers (it must fit in
-memory; inline ``emb_*`` columns scale with the log).
+``--embeddings`` file, if any, is read by one task (on a cluster, on a worker; it must fit in a
+worker's memory) and passed from worker to worker to the speaker aggregation, never through the
+client or the task graph; the client gets its name, key and id count. Inline ``emb_*`` columns
+scale with the log. Dask's own log messages below errors stay out of the user's terminal.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -793,7 +795,48 @@ def merge_notes(notes_per_piece: list[list[str]]) -> list[str]:
     return [f"repaired {totals[n]} ZIP code(s){n}" if n in totals else n for n in merged]
 
 
-def settle_embeddings(table: EmbeddingTable, known: bool, parts: list[dict], has_utterance: bool,
+def load_embeddings(embeddings: str | Path | pd.DataFrame, shown_as: str | None = None) -> tuple[EmbeddingTable, bool]:
+    """Read an --embeddings file where this task runs; also whether its key was stated in it.
+
+    A worker's working directory is not the user's: a local file arrives as an absolute path and
+    is named in messages and notes ``shown_as`` (as the user wrote it).
+    """
+    with _reraised():
+        try:
+            table, known = ingest._read_embeddings(embeddings)
+        except InputError as error:
+            if shown_as is not None and error.file is not None and str(error.file) == str(embeddings):
+                error.file = shown_as
+            raise
+        if shown_as is not None:
+            table = replace(table, source=shown_as)
+        return table, known
+
+
+def _embeddings_argument(embeddings: str | Path | pd.DataFrame) -> tuple[str | Path | pd.DataFrame, str | None]:
+    """What the reading task gets: a DataFrame as is; a local path made absolute, with its name as given."""
+    if isinstance(embeddings, pd.DataFrame) or "://" in str(embeddings):
+        return embeddings, None
+    return str(Path(embeddings).absolute()), str(embeddings)
+
+
+@dataclass(frozen=True)
+class EmbeddingSummary:
+    """What the client needs of an --embeddings file: its name, key, distinct ids and an example id."""
+
+    source: str
+    key: str
+    n_ids: int
+    example: str
+
+
+def summarize_embeddings(table: EmbeddingTable) -> EmbeddingSummary:
+    """The few facts about the embeddings that travel back to the client (not the vectors)."""
+    example = table.ids[0] if len(table.ids) else ""
+    return EmbeddingSummary(table.source, table.key, len(set(table.ids.tolist())), str(example))
+
+
+def settle_embeddings(table: EmbeddingSummary, known: bool, parts: list[dict], has_utterance: bool,
                       notes: list[str]) -> str:
     """The key of an --embeddings file and its coverage notes, as ingest._attach_embeddings gives them."""
     name = table.source
@@ -802,7 +845,7 @@ def settle_embeddings(table: EmbeddingTable, known: bool, parts: list[dict], has
     if has_utterance:
         totals[logs.UTTERANCE] = sum(p["ids"].get(logs.UTTERANCE, 0) for p in parts)
         overlaps[logs.UTTERANCE] = sum(p["matched"].get(logs.UTTERANCE, 0) for p in parts)
-    n_ids = len(set(table.ids.tolist()))
+    n_ids = table.n_ids
     key = table.key
     if not known:
         key = max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER))
@@ -811,7 +854,7 @@ def settle_embeddings(table: EmbeddingTable, known: bool, parts: list[dict], has
                          "column", file=name, column=logs.UTTERANCE)
     matched = overlaps[key]
     if matched == 0:
-        example = table.ids[0] if len(table.ids) else ""
+        example = table.example
         raise InputError(f"none of the {n_ids} ids in the embeddings file match a {key} in "
                          "the log; check the id column and the --column mapping", file=name,
                          column=key, value=example)
@@ -867,6 +910,26 @@ def _local_workers() -> int:
 
 
 @contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Keep Dask's informational warnings ("Sending large graph ...", shuffle notices) off stderr;
+    errors still reach the user, as fairaudit's own messages."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "dask")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"(dask|distributed)(\.|$)")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+@contextmanager
 def scheduler_context(address: str | None) -> Iterator[str]:
     """Run Dask on the cluster at ``address`` (a distributed Client), else on local threads.
 
@@ -881,7 +944,7 @@ def scheduler_context(address: str | None) -> Iterator[str]:
             client = Client(address, timeout="20s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise UsageError(f"--scheduler {address}: can not connect to a Dask scheduler there ({exc})") from None
-        with client:
+        with client, _quiet_dask_logs():
             yield "p2p"
         return
     with dask.config.set(scheduler="threads", num_workers=_local_workers()):
@@ -924,15 +987,9 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
     pieces = make_pieces(files, size)
     plan = make_plan(files, columns, normalize, many=len(pieces) > 1)
 
-    emb_table, key_known = None, True
-    if embeddings is not None:
-        if plan.emb_dim:
-            raise InputError("the log has inline emb_* columns and --embeddings was also given; use one of them",
-                             file=ingest._name_of(embeddings))
-        emb_table, key_known = ingest._read_embeddings(embeddings)
-        if key_known and emb_table.key == logs.UTTERANCE and plan.utterance_actual is None:
-            raise InputError("the embeddings are keyed by utterance_id but the log has no utterance_id "
-                             "column", file=emb_table.source, column=logs.UTTERANCE)
+    if embeddings is not None and plan.emb_dim:
+        raise InputError("the log has inline emb_* columns and --embeddings was also given; use one of them",
+                         file=ingest._name_of(embeddings))
 
     whole = {p.url for p in pieces if p.start is None}
     single_file = not is_pattern(pattern) and len(files) == 1 and files[0] == pattern.removeprefix("file://")
@@ -946,8 +1003,12 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
         types = delayed(unify_text_types, pure=True)(summaries, len(plan.metadata)) if plan.kind == "text" else None
         forms = delayed(_error_form, pure=True)(summaries)
         categories = delayed(global_categories, pure=True)(summaries, len(plan.metadata))
-        shared = delayed(emb_table, pure=True) if emb_table is not None else None
-        parts = [delayed(aggregate_partition, pure=True)(p, plan, types, categories, shared, key_known, forms)
+        # The embeddings are read by a task (on a cluster, a worker) and passed between workers:
+        # never through the client or inside the task graph; the client gets a summary.
+        loaded = (delayed(load_embeddings, pure=True, nout=2)(*_embeddings_argument(embeddings))
+                  if embeddings is not None else (None, True))
+        about = delayed(summarize_embeddings, pure=True)(loaded[0]) if embeddings is not None else None
+        parts = [delayed(aggregate_partition, pure=True)(p, plan, types, categories, loaded[0], loaded[1], forms)
                  for p in by_speaker.to_delayed()]
         repeats: list = []
         if plan.utterance_actual is not None:
@@ -957,7 +1018,8 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
             repeats = [delayed(first_repeat, pure=True)(p) for p in by_id.to_delayed()]
         digests = [delayed(file_digest)(_location(url)) for url in files if url not in whole]
         try:
-            summaries_v, parts_v, repeats_v, digests_v = dask.compute(summaries, parts, repeats, digests)
+            summaries_v, parts_v, repeats_v, digests_v, about_v, known_v = dask.compute(
+                summaries, parts, repeats, digests, about, loaded[1])
         except PieceError as error:
             raise error.unwrap() from None
 
@@ -970,9 +1032,9 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
     notes = merge_notes([s["notes"] for s in summaries_v])
     parts_v = [p for p in parts_v if p is not None]
     embeddings_of = "table"
-    if emb_table is not None:
-        key = settle_embeddings(emb_table, key_known, parts_v, plan.utterance_actual is not None, notes)
-        if not key_known and key == logs.UTTERANCE:
+    if about_v is not None:
+        key = settle_embeddings(about_v, known_v, parts_v, plan.utterance_actual is not None, notes)
+        if not known_v and key == logs.UTTERANCE:
             embeddings_of = "alt"
     speakers = concat_speaker_tables(parts_v, embeddings_of)
 
