@@ -12,6 +12,12 @@ import numpy as np
 
 from fairaudit.partition import UNASSIGNED, Partition
 
+#: Unassigned reason for speakers left out because another method could not place them.
+EXPOSING = "left out: another method could not place them and there are fewer than --min-report-speakers"
+#: Why a group of figures is withheld (shown in the report next to the withheld row).
+SMALL_SIDE = "a side has fewer speakers than --min-report-speakers"
+DIFFERENCING = "it differs from another published group by fewer speakers than --min-report-speakers"
+
 
 def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> np.ndarray:
     """Cells under ``minimum`` speakers, plus complementary cells (SPEC 6).
@@ -34,7 +40,6 @@ def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> 
     return suppressed
 
 
-
 def unassign_exposing_speakers(partitions: list[Partition], minimum: int) -> None:
     """Make no two methods' assigned speakers differ by a handful (SPEC 6: subtraction across methods).
 
@@ -46,23 +51,22 @@ def unassign_exposing_speakers(partitions: list[Partition], minimum: int) -> Non
     """
     if minimum <= 0:
         return
-    changed = True
-    while changed:
-        changed = False
-        masks = [partition.assigned for partition in partitions]
-        for i, own in enumerate(masks):
-            for j, other in enumerate(masks):
-                extra = other & ~own
-                count = int(extra.sum())
-                if j == i or (own & ~other).any() or not 0 < count < minimum:
-                    continue
-                partitions[j].labels[extra] = UNASSIGNED
-                reasons = partitions[j].unassigned_reasons
-                reasons[EXPOSING] = reasons.get(EXPOSING, 0) + count
-                changed = True
-                break
-            if changed:
-                break
+    while (exposure := _first_exposure([partition.assigned for partition in partitions], minimum)) is not None:
+        j, extra = exposure
+        partitions[j].labels[extra] = UNASSIGNED
+        reasons = partitions[j].unassigned_reasons
+        reasons[EXPOSING] = reasons.get(EXPOSING, 0) + int(extra.sum())
+
+
+def _first_exposure(masks: list[np.ndarray], minimum: int) -> tuple[int, np.ndarray] | None:
+    """The first method j (and its extra speakers) assigning another method's speakers plus 1 to
+    ``minimum - 1`` more, or None."""
+    for i, own in enumerate(masks):
+        for j, other in enumerate(masks):
+            extra = other & ~own
+            if j != i and not (own & ~other).any() and 0 < extra.sum() < minimum:
+                return j, extra
+    return None
 
 
 def suppress_nested_attributes(results: dict) -> None:
@@ -91,13 +95,6 @@ def suppress_nested_attributes(results: dict) -> None:
                 figures.reported_wer = float(shown["errors"].sum() / words) if words > 0 else None
 
 
-#: Unassigned reason for speakers left out because another method left them out (see below).
-EXPOSING = "left out: another method could not place them and there are fewer than --min-report-speakers"
-
-#: Why a group of figures is withheld (shown in the report next to the withheld row).
-SMALL_SIDE = "a side has fewer speakers than --min-report-speakers"
-DIFFERENCING = "it differs from another published group by fewer speakers than --min-report-speakers"
-
 
 def differencing_withheld(items: list[list[np.ndarray]], speakers: np.ndarray, minimum: int,
                           already_published: list[np.ndarray] | None = None) -> list[str | None]:
@@ -110,8 +107,7 @@ def differencing_withheld(items: list[list[np.ndarray]], speakers: np.ndarray, m
     another, their difference is published by subtraction; it must hold no speakers or at least
     ``minimum``, as must each side itself. Compared are every side, the union of an item's sides
     (recoverable by adding them), all speakers (the published totals) and ``already_published``
-    groups. An item that would
-    break the rule is withheld whole (its entry is the reason, else None); the next items are
+    groups. An item that would break the rule is withheld whole (its entry is the reason, else None); the next items are
     checked against what is published. Differences of three or more groups are not examined.
     """
     speakers = np.asarray(speakers, dtype=np.float64)
