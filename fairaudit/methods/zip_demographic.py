@@ -29,7 +29,7 @@ from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.metrics import pooled_wer, wer_gap_pct
 from fairaudit.partition import UNASSIGNED, Partition
-from fairaudit.privacy import differencing_withheld
+from fairaudit.privacy import SMALL_SIDE, differencing_withheld
 from fairaudit.speakers import SpeakerTable
 
 #: Threshold grid: every 5% quantile of the speakers' values, so a cut off any decile is found,
@@ -129,14 +129,23 @@ class ZipDemographic(CohortMethod):
 
         Every candidate's sides are unions of ZIP codes, so two candidates of any attributes can
         be nested (``median_age <= 30`` inside ``income <= 40,000``); publishing both would give
-        the difference's errors and words. The chosen split is published as the method's cohorts,
-        so it is checked first; the rest in rank order.
+        the difference's errors and words. The chosen split is published anyway, as the method's
+        cohorts (whose own suppression rules apply), so the others are checked against it, in rank
+        order.
         """
         patterns, counts = _distinct_rows(sides)  # atoms: speakers alike on every split
-        first = [self.chosen_] if self.chosen_ is not None else []
-        publication = first + [c for c in order if c not in first]
-        items = [[patterns[:, c] == 0, patterns[:, c] == 1] for c in publication]
-        reasons = dict(zip(publication, differencing_withheld(items, counts, self.min_report_speakers)))
+        chosen: list[np.ndarray] = []
+        reasons: dict[int, str | None] = {}
+        if self.chosen_ is not None:
+            chosen = [patterns[:, self.chosen_] == side for side in (0, 1)]
+            sizes = [int(counts[side].sum()) for side in chosen]
+            small = any(0 < size < self.min_report_speakers for size in sizes)
+            # a small side is suppressed in the cohort table (with its complement): not listed either
+            reasons[self.chosen_] = SMALL_SIDE if small else None
+            chosen = [] if small else [*chosen, chosen[0] | chosen[1]]
+        others = [c for c in order if c != self.chosen_]
+        items = [[patterns[:, c] == 0, patterns[:, c] == 1] for c in others]
+        reasons.update(zip(others, differencing_withheld(items, counts, self.min_report_speakers, chosen)))
         for entry, c in zip(self.ranking_, order):
             entry["withheld_reason"] = reasons[c]
 
