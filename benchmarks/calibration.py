@@ -40,7 +40,7 @@ from scipy import stats
 
 import fairaudit
 from fairaudit.methods.registry import discovery_names
-from fairaudit.synth import PLANTABLE, SynthLog, synthesize
+from fairaudit.synth.generator import PLANTABLE, SynthLog, synthesize
 
 METHODS = PLANTABLE  # recovery and coverage: ("geo-tree", "zip-demographic", "embedding-kmeans")
 NULL_METHODS = tuple(discovery_names())  # false alarms: every method that runs by default

@@ -1,6 +1,6 @@
 """Planted-cohort recovery of every discovery method on every planted shape (SPEC 8, issue 9).
 
-For each shape of ``fairaudit synth`` (``fairaudit.synth.SHAPES``), each log size / effect and
+For each shape of ``fairaudit synth`` (``fairaudit.synth.generator.SHAPES``), each log size / effect and
 each seed, a log is generated with that one shape planted (its position, size and geometry vary
 with the seed), and every method the shape targets is audited twice with default options and no
 hint of the planted share:
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration import f1, run_tasks  # noqa: E402
 
 import fairaudit  # noqa: E402
-from fairaudit.synth import SHAPES, synthesize  # noqa: E402
+from fairaudit.synth.generator import SHAPES, synthesize  # noqa: E402
 
 SIZES = ((2000, 0.3), (5000, 0.5))
 RULES = {

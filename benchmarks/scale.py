@@ -62,7 +62,7 @@ class StageMeter:
 
 def generate(workdir: Path, utterances: int) -> tuple[Path, Path, float]:
     """A synthetic log of about `utterances` rows from 100,000 speakers, CSV + embeddings Parquet."""
-    from fairaudit.synth import synthesize, write_synth
+    from fairaudit.synth.generator import synthesize, write_synth
 
     log = workdir / f"log_{utterances // 1_000_000 or utterances / 1e6:g}M.csv"
     embeddings = log.with_name(log.stem + ".embeddings.parquet")
@@ -169,11 +169,11 @@ def median_of(runs: int, measure) -> tuple[float, float, list[float]]:
 
 def stage_breakdown(log: Path, embeddings: Path, by: list[str]) -> list[tuple[str, float, float]]:
     """Every stage of the audit in this process, with its wall time and peak RSS."""
-    from fairaudit.audit import AuditOptions, run_audit
-    from fairaudit.ingest import read_log
+    from fairaudit.pipeline.audit import AuditOptions, run_audit
+    from fairaudit.io.readers import read_log
     from fairaudit.render.html import render_html
     from fairaudit.render.markdown import render_markdown
-    from fairaudit.speakers import build_speaker_table
+    from fairaudit.model.speakers import build_speaker_table
 
     meter = StageMeter()
     with meter.stage("parse + validate (read_log)"):

@@ -9,7 +9,7 @@ logs transcribe the same utterances).
 
 __version__ = "0.1.0"
 
-from fairaudit.audit import AuditOptions, audit, compare  # noqa: E402
-from fairaudit.result import AuditResult, MethodResult  # noqa: E402
+from fairaudit.pipeline.audit import AuditOptions, audit, compare  # noqa: E402
+from fairaudit.report.result import AuditResult, MethodResult  # noqa: E402
 
 __all__ = ["AuditOptions", "AuditResult", "MethodResult", "audit", "compare", "__version__"]

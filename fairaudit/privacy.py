@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fairaudit.partition import UNASSIGNED, Partition
+from fairaudit.model.partition import UNASSIGNED, Partition
 
 #: Unassigned reason for speakers left out because another method could not place them.
 EXPOSING = "left out: another method could not place them and there are fewer than --min-report-speakers"

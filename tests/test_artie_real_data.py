@@ -134,7 +134,7 @@ def expected_level(value: float, level: dict) -> str:
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_gate_verdicts_follow_independently_computed_per_accent_figures(system):
     """One policy for all three systems; expected outcomes come from the test's own pooled counts."""
-    from fairaudit.gate import parse_policy, run_gate
+    from fairaudit.gate.judge import parse_policy, run_gate
 
     log = artie_log(system)
     counts = independent_counts(log)

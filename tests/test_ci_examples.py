@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fairaudit.gate import load_policy
+from fairaudit.gate.judge import load_policy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

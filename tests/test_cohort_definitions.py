@@ -11,10 +11,10 @@ import pytest
 
 import fairaudit
 from cli_runner import run_main
-from fairaudit.audit import load_log
+from fairaudit.pipeline.audit import load_log
 from fairaudit.methods import GeoTree
-from fairaudit.speakers import build_speaker_table
-from fairaudit.synth import synthesize, write_synth
+from fairaudit.model.speakers import build_speaker_table
+from fairaudit.synth.generator import synthesize, write_synth
 
 FAST = dict(bootstrap=50, permutations=20)
 

@@ -10,8 +10,8 @@ from jsonschema import Draft202012Validator
 
 import fairaudit
 from cli_runner import run_main
-from fairaudit.schemas import load_schema
-from fairaudit.synth import synthesize
+from fairaudit.report.schema import load_schema
+from fairaudit.synth.generator import synthesize
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 import fairaudit
 from fairaudit.errors import InputError
-from fairaudit.gate import Policy, load_policy, parse_policy, run_gate
+from fairaudit.gate.judge import Policy, load_policy, parse_policy, run_gate
 from fairaudit.render.gate_report import gate_markdown, junit_xml
 
 

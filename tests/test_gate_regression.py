@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fairaudit
-from fairaudit.gate import parse_policy, run_gate
-from fairaudit.synth import synthesize
+from fairaudit.gate.judge import parse_policy, run_gate
+from fairaudit.synth.generator import synthesize
 from cli_runner import run_main
 
 OPTIONS = dict(methods=["geo-scan"], bootstrap=300, permutations=20)

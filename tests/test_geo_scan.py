@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairaudit.audit import load_log
+from fairaudit.pipeline.audit import load_log
 from fairaudit.methods.base import SelectionRule, fixed_partition_statistic
 from fairaudit.methods.geo_scan import RADII_KM, GeoScan
-from fairaudit.partition import UNASSIGNED
-from fairaudit.speakers import build_speaker_table, haversine_km
-from fairaudit.stats import permutation_matrix, permutation_p_value
+from fairaudit.model.partition import UNASSIGNED
+from fairaudit.model.speakers import build_speaker_table, haversine_km
+from fairaudit.stats.resampling import permutation_matrix, permutation_p_value
 
 #: (latitude, longitude, relative population) of US metro areas.
 METROS = {

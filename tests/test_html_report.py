@@ -22,14 +22,14 @@ import pytest
 from markupsafe import escape
 
 import fairaudit
-from fairaudit.partition import Partition
+from fairaudit.model.partition import Partition
 from fairaudit.render import format as fmt
 from fairaudit.render import usmap
 from fairaudit.render.charts import plt
 from fairaudit.render.html import method_title, report_context
 from fairaudit.render.html import render_html as _render_html
 from fairaudit.render.markdown import render_markdown
-from fairaudit.result import MethodResult
+from fairaudit.report.result import MethodResult
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "synthetic" / "eval_log.csv.gz"

@@ -1,4 +1,4 @@
-"""Tests for fairaudit.ingest: reading, validation and the location of every bad-input error."""
+"""Tests for fairaudit.io.readers: reading, validation and the location of every bad-input error."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.ingest import file_sha256, read_demographics, read_embeddings, read_log
+from fairaudit.io.readers import file_sha256, read_demographics, read_embeddings, read_log
 
 HEADER = "speaker_id,utterance_id,errors,ref_words"
 
@@ -602,7 +602,7 @@ def test_large_log_reads_quickly(tmp_path):
 
 
 def test_log_from_frame_matches_read_log(tmp_path):
-    from fairaudit.ingest import log_from_frame
+    from fairaudit.io.readers import log_from_frame
 
     frame = pd.DataFrame({"speaker_id": [7, 8, 7], "errors": [1, 0, 2], "ref_words": [3, 4, 5],
                           "zip_code": [2134, None, 10001], "accent": ["us", "NA", "in"]})
@@ -617,7 +617,7 @@ def test_log_from_frame_matches_read_log(tmp_path):
 
 
 def test_log_from_frame_errors_name_the_row():
-    from fairaudit.ingest import log_from_frame
+    from fairaudit.io.readers import log_from_frame
 
     frame = pd.DataFrame({"speaker_id": ["a", "b"], "errors": [1, -2], "ref_words": [3, 3]})
     with pytest.raises(InputError) as info:
@@ -627,7 +627,7 @@ def test_log_from_frame_errors_name_the_row():
 
 
 def test_embeddings_from_frame():
-    from fairaudit.ingest import log_from_frame
+    from fairaudit.io.readers import log_from_frame
 
     frame = pd.DataFrame({"speaker_id": ["a", "b"], "errors": [1, 0], "ref_words": [3, 3]})
     emb = pd.DataFrame({"speaker_id": ["a", "b"], "emb_0": [1.0, 0.0], "emb_1": [0.0, 1.0]})

@@ -1,5 +1,5 @@
 """Tests for the input schemas in data_schemas/: valid rows pass, invalid rows fail, and the
-schemas agree with what fairaudit.ingest accepts."""
+schemas agree with what fairaudit.io.readers accepts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairaudit import ingest
-from fairaudit.ingest import read_demographics, read_embeddings, read_log
-from fairaudit.zipcodes import ZIP_PATTERN
+from fairaudit.io import readers as ingest
+from fairaudit.io.readers import read_demographics, read_embeddings, read_log
+from fairaudit.geodata.zipcodes import ZIP_PATTERN
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "data_schemas"
 NAMES = ["utterance_log", "embeddings", "demographics"]

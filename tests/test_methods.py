@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 import fairaudit
-from fairaudit.ingest import log_from_frame
+from fairaudit.io.readers import log_from_frame
 from fairaudit.methods import AttributeGroups, EmbeddingKMeans, GeoTree, ZipDemographic
-from fairaudit.speakers import build_speaker_table
+from fairaudit.model.speakers import build_speaker_table
 
 
 def speakers_from(frame, **kwargs):
@@ -108,7 +108,7 @@ def test_zip_demographic_with_user_table_recovers_income_split(tmp_path):
 
 def test_zip_demographic_builtin_table_majority_split():
     """Built-in ACS table: speakers in Hispanic-majority ZIPs (e.g. 78501, McAllen TX) vs others."""
-    from fairaudit.census import builtin_demographics
+    from fairaudit.geodata.census import builtin_demographics
 
     table = builtin_demographics()
     assert table.loc["78501", "pct_hispanic"] > 50  # percent, not a fraction

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import fairaudit
-from fairaudit.metrics import pooled_wer, select_bottom_top, wer_gap_pct
-from fairaudit.stats import benjamini_hochberg
+from fairaudit.stats.metrics import pooled_wer, select_bottom_top, wer_gap_pct
+from fairaudit.stats.resampling import benjamini_hochberg
 
 
 def tiny_log() -> pd.DataFrame:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 import fairaudit
 from fairaudit.render.terminal import print_audit
-from fairaudit.synth import synthesize
+from fairaudit.synth.generator import synthesize
 
 
 def small_cell_audit():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 import fairaudit
-from fairaudit.synth import SHAPES, synthesize, write_synth
+from fairaudit.synth.generator import SHAPES, synthesize, write_synth
 
 N_SPEAKERS = 5000
 EFFECT = 0.5

@@ -1,4 +1,4 @@
-"""Tests for fairaudit.scoring: hand-computed word error counts and normalisation."""
+"""Tests for fairaudit.text.scoring: hand-computed word error counts and normalisation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fairaudit import scoring
+from fairaudit.text import scoring
 from fairaudit.errors import InputError, UsageError
-from fairaudit.scoring import score_log_file, score_texts
+from fairaudit.text.scoring import score_log_file, score_texts
 
 
 def one(ref: str, hyp: str, normalize: str = "default") -> dict:
@@ -183,7 +183,7 @@ def test_jiwer_normalisation_equals_jiwers_own_transforms():
     """--normalize jiwer gives exactly what jiwer's standard transforms give (computed by jiwer here)."""
     import jiwer
 
-    from fairaudit.scoring import normalize_texts
+    from fairaudit.text.scoring import normalize_texts
 
     texts = ["Well-known, isn't it?", "  Hello...   WORLD!! ", "end.Start", "«quoted» — dash", "don’t", ""]
     transform = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
@@ -212,7 +212,7 @@ def test_whisper_normalisation_equals_whispers_own_normaliser():
     pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install 'fairaudit[whisper]')")
     from whisper_normalizer.english import EnglishTextNormalizer
 
-    from fairaudit.scoring import normalize_texts
+    from fairaudit.text.scoring import normalize_texts
 
     texts = ["Mr. Smith has twenty five colours", "uh hello", "Mr. Smith has twenty five colours", "", None, "It's $3.50!"]
     expected = [EnglishTextNormalizer()(t or "") for t in texts]
@@ -241,7 +241,7 @@ def test_whisper_normalisation_without_the_package_says_how_to_install(monkeypat
     import builtins
 
     from fairaudit.errors import UsageError
-    from fairaudit.scoring import check_normalize
+    from fairaudit.text.scoring import check_normalize
 
     real_import = builtins.__import__
 

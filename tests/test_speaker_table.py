@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from fairaudit.ingest import log_from_frame
-from fairaudit.speakers import build_speaker_table
+from fairaudit.io.readers import log_from_frame
+from fairaudit.model.speakers import build_speaker_table
 
 
 def test_median_coordinates_and_codes_match_pandas_on_mixed_speakers():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairaudit.synth import LEGACY_ALIASES, PLANTABLE, SHAPES, SynthLog, synthesize, write_synth
+from fairaudit.synth.generator import LEGACY_ALIASES, PLANTABLE, SHAPES, SynthLog, synthesize, write_synth
 
 LOG_COLUMNS = [
     "speaker_id", "utterance_id", "errors", "ref_words", "latitude", "longitude", "zip_code",

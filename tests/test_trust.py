@@ -17,7 +17,7 @@ import pytest
 
 import fairaudit
 from cli_runner import run_main
-from fairaudit.gate import parse_policy, run_gate
+from fairaudit.gate.judge import parse_policy, run_gate
 from fairaudit.render import safe_text
 from fairaudit.render.gate_report import gate_markdown, junit_xml
 from fairaudit.render.markdown import render_markdown
@@ -243,7 +243,7 @@ def test_a_holdout_that_holds_out_nobody_is_a_usage_error(tmp_path):
 def test_many_permutations_run_in_bounded_blocks():
     """100,000 permutations of 300 speakers once needed a 1.1 GB matrix; blocks need a few MB and
     give the same rows as one matrix."""
-    from fairaudit.stats import permutation_blocks, permutation_matrix
+    from fairaudit.stats.resampling import permutation_blocks, permutation_matrix
 
     pool = np.ones(300, bool)
     blocks = permutation_blocks(pool, 300, 100_000, np.random.default_rng(3))
@@ -349,7 +349,7 @@ def test_differencing_rule_withholds_nested_groups_that_differ_by_a_handful():
 def zip_cluster_log(seed: int) -> pd.DataFrame:
     """Speakers in 60 real ZIP codes holding 1-60 speakers each, so census splits of different
     attributes are often nested and differ by one small ZIP."""
-    from fairaudit.census import builtin_demographics
+    from fairaudit.geodata.census import builtin_demographics
 
     rng = np.random.default_rng(seed)
     table = builtin_demographics().dropna()
@@ -365,7 +365,7 @@ def zip_cluster_log(seed: int) -> pd.DataFrame:
 
 def published_split_sides(candidate: dict, values: pd.DataFrame) -> list[np.ndarray]:
     """The speaker sets of a published candidate, recomputed here from its rule and the census table."""
-    from fairaudit.census import RACE_COLUMNS
+    from fairaudit.geodata.census import RACE_COLUMNS
 
     if candidate["kind"] == "threshold":
         value = values[candidate["attribute"]]
@@ -381,7 +381,7 @@ def test_no_two_published_census_splits_differ_by_a_handful_of_speakers(seed):
     speakers; whenever one holds another (of any attributes), the difference is a group whose errors
     and words are published by subtraction. It must be empty or hold at least 10 speakers. Before
     the fix, sides of different attributes (median_age, income) differed by 1-9 speakers."""
-    from fairaudit.census import builtin_demographics
+    from fairaudit.geodata.census import builtin_demographics
 
     frame = zip_cluster_log(seed)
     report = fairaudit.audit(frame, methods=["zip-demographic"], bootstrap=0, permutations=0, min_speakers=10).to_dict()

@@ -6,14 +6,14 @@ Pipeline (one ``dask.compute``):
    (``s3://bucket/eval/*.parquet``). Files are taken in sorted order of their paths: that order is
    "the concatenated input". Uncompressed CSV/TSV files larger than ``blocksize`` are split at line
    breaks into pieces of about that size (gzip'd files and Parquet files are one piece each).
-2. **Read and validate each piece** with :mod:`fairaudit.ingest` (``read_table`` and
+2. **Read and validate each piece** with :mod:`fairaudit.io.readers` (``read_table`` and
    ``_canonical_log``): the same rules and messages as the pandas engine. A message names the
    file and the line in that file (for a block of a large file, the line in the whole file).
    Metadata columns are carried as their text (CSV/TSV) or their Parquet type.
 3. **Shuffle on speaker_id** (Dask dataframe; the disk shuffle on the local scheduler, P2P on a
    cluster), so every speaker's utterances are in one partition; the rows are put back in input
    order (piece, row) inside each partition.
-4. **Aggregate each partition** with :func:`fairaudit.speakers.build_speaker_table`; the partial
+4. **Aggregate each partition** with :func:`fairaudit.model.speakers.build_speaker_table`; the partial
    speaker tables (disjoint speakers) are concatenated and sorted by speaker id, conflict counts are
    summed. The result equals ``build_speaker_table(read_log(concatenated input))``.
 
@@ -59,10 +59,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from fairaudit import ingest, logs
+from fairaudit.io import readers as ingest
+from fairaudit.model import log as logs
 from fairaudit.engines import ShardedLog, is_pattern
 from fairaudit.errors import InputError, UsageError
-from fairaudit.logs import EmbeddingTable, UtteranceLog
+from fairaudit.model.log import EmbeddingTable, UtteranceLog
 
 try:
     import dask
@@ -639,7 +640,7 @@ def aggregate_partition(part: pd.DataFrame, plan: Plan, types: list[pa.DataType]
                         categories: list[list[str] | None], embeddings: EmbeddingTable | None, key_known: bool,
                         error_form: str | None) -> dict | None:
     """The speaker table of a partition holding whole speakers, built by build_speaker_table."""
-    from fairaudit.speakers import build_speaker_table
+    from fairaudit.model.speakers import build_speaker_table
 
     with _reraised():
         if not len(part):
@@ -873,7 +874,7 @@ def settle_embeddings(table: EmbeddingSummary, known: bool, parts: list[dict], h
 
 def concat_speaker_tables(parts: list[dict], embeddings_of: str):
     """One speaker table from partial tables of disjoint speakers, sorted by speaker id."""
-    from fairaudit.speakers import SpeakerTable
+    from fairaudit.model.speakers import SpeakerTable
 
     tables = [p["table"] for p in parts]
     frames = [t.frame for t in tables]
@@ -974,7 +975,7 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
                   embeddings: str | Path | pd.DataFrame | None = None, scheduler: str | None = None,
                   blocksize: int | str | None = None) -> ShardedLog:
     """Read, validate and aggregate a log of one or many files on Dask (see the module docstring)."""
-    from fairaudit.scoring import check_normalize
+    from fairaudit.text.scoring import check_normalize
 
     check_normalize(normalize)
     size = parse_blocksize(blocksize)

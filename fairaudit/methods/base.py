@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from fairaudit.metrics import BottomMode, Selection, TopMode, cell_price, select_bottom_top
-from fairaudit.partition import Partition
-from fairaudit.speakers import SpeakerTable
+from fairaudit.stats.metrics import BottomMode, Selection, TopMode, cell_price, select_bottom_top
+from fairaudit.model.partition import Partition
+from fairaudit.model.speakers import SpeakerTable
 
 if TYPE_CHECKING:
-    from fairaudit.audit import AuditOptions
+    from fairaudit.pipeline.audit import AuditOptions
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SelectionRule:
     bottom_share: float | None = None
     max_bottom_share: float = 0.5
     #: Gain one more cell must add to join the bottom cohort (``--bottom auto``); set per audit to
-    #: CELL_PENALTY x the speaker dispersion (:func:`fairaudit.metrics.speaker_dispersion`).
+    #: CELL_PENALTY x the speaker dispersion (:func:`fairaudit.stats.metrics.speaker_dispersion`).
     cell_penalty: float = 0.0
     top: TopMode = "rest"
 

@@ -15,8 +15,8 @@ import pandas as pd
 
 from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells, fixed_partition_statistic
 from fairaudit.methods.registry import register
-from fairaudit.partition import UNASSIGNED, Partition
-from fairaudit.speakers import SpeakerTable
+from fairaudit.model.partition import UNASSIGNED, Partition
+from fairaudit.model.speakers import SpeakerTable
 
 PROFILE_COLUMNS = 3  # metadata columns shown in a cluster's description
 

@@ -64,16 +64,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fairaudit.logs import LATITUDE, LONGITUDE
+from fairaudit.model.log import LATITUDE, LONGITUDE
 from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.registry import register
-from fairaudit.partition import UNASSIGNED, Partition
-from fairaudit.speakers import EARTH_RADIUS_KM, SpeakerTable
+from fairaudit.model.partition import UNASSIGNED, Partition
+from fairaudit.model.speakers import EARTH_RADIUS_KM, SpeakerTable
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
-    from fairaudit.audit import AuditOptions
+    from fairaudit.pipeline.audit import AuditOptions
 
 #: Public grid whose cell centres are the candidate window centres (degrees).
 CENTRE_GRID_DEG = 0.25

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fairaudit.logs import LATITUDE, LONGITUDE
+from fairaudit.model.log import LATITUDE, LONGITUDE
 from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.region_tree import GRID_STEP_DEGREES, GridPoints, cell_bound, grid_cells, grow_tree, root_split_gain
 from fairaudit.methods.registry import register
-from fairaudit.partition import UNASSIGNED, Partition
-from fairaudit.speakers import SpeakerTable
+from fairaudit.model.partition import UNASSIGNED, Partition
+from fairaudit.model.speakers import SpeakerTable
 
 AXES = (LATITUDE, LONGITUDE)
 AXIS_LABEL = {LATITUDE: "lat", LONGITUDE: "lon"}

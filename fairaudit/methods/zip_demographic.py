@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairaudit.census import (
+from fairaudit.geodata.census import (
     BUILTIN_SOURCE,
     CONTINUOUS_COLUMNS,
     RACE_COLUMNS,
@@ -24,13 +24,13 @@ from fairaudit.census import (
     format_value,
     table_version,
 )
-from fairaudit.logs import ZIP_CODE
+from fairaudit.model.log import ZIP_CODE
 from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
 from fairaudit.methods.registry import register
-from fairaudit.metrics import pooled_wer, wer_gap_pct
-from fairaudit.partition import UNASSIGNED, Partition
+from fairaudit.stats.metrics import pooled_wer, wer_gap_pct
+from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.privacy import SMALL_SIDE, differencing_withheld
-from fairaudit.speakers import SpeakerTable
+from fairaudit.model.speakers import SpeakerTable
 
 #: Threshold grid: every 5% quantile of the speakers' values, so a cut off any decile is found,
 #: and every 1% in the two tails, where a small under-served group (2-5% of speakers) would
@@ -77,7 +77,7 @@ class ZipDemographic(CohortMethod):
     def from_options(cls, opts) -> list["ZipDemographic"]:
         """Candidates are limited to splits both of whose sides may be reported and selected
         (the same minimum the selection and the permutation test use)."""
-        from fairaudit.audit import load_demographics_option
+        from fairaudit.pipeline.audit import load_demographics_option
 
         demographics, source = load_demographics_option(opts.demographics)
         return [cls(min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source,

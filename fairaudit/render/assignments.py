@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fairaudit.outputs import write_atomically
+from fairaudit.io.outputs import write_atomically
 from fairaudit.render.safe_text import csv_cell
-from fairaudit.result import AuditResult
+from fairaudit.report.result import AuditResult
 
 COLUMNS = ["method", "speaker_id", "cohort_id", "cohort", "bottom"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from fairaudit.gate import LEVEL_RULES, REGRESSION_RULES, GateResult
-from fairaudit.outputs import write_atomically
+from fairaudit.gate.judge import LEVEL_RULES, REGRESSION_RULES, GateResult
+from fairaudit.io.outputs import write_atomically
 from fairaudit.render import safe_text
 
 RULE_TEXT = {**LEVEL_RULES, **REGRESSION_RULES, "insufficient-data": "what an 'insufficient data' verdict means for the build"}

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader
 
 from fairaudit.render import charts, usmap
 from fairaudit.render import format as fmt
-from fairaudit.result import AuditResult, MethodResult
+from fairaudit.report.result import AuditResult, MethodResult
 
 VERDICT_CLASS = {"disparity": "disparity", "no evidence": "no-evidence", "insufficient data": "insufficient"}
 
@@ -270,7 +270,7 @@ def _overall_wer(figures) -> tuple[float | None, bool]:
 
 def _candidates(candidates: list[dict], chosen: list[str] | None, minimum: int) -> list[dict]:
     """Every candidate split, ranked, with sides under the reporting minimum suppressed."""
-    from fairaudit.census import CONTINUOUS_COLUMNS, format_value
+    from fairaudit.geodata.census import CONTINUOUS_COLUMNS, format_value
 
     chosen_ids = set(chosen or [])
     rows = []

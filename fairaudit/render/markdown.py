@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fairaudit.render import format as fmt
 from fairaudit.render import safe_text
-from fairaudit.result import AuditResult
+from fairaudit.report.result import AuditResult
 
 VERDICT_MARK = {"disparity": "**DISPARITY**", "no evidence": "no evidence", "insufficient data": "*insufficient data*"}
 DEFINITIONS = (

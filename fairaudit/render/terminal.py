@@ -9,7 +9,7 @@ from fairaudit.render.safe_text import terminal as escape
 from rich.table import Table
 
 from fairaudit.render import format as fmt
-from fairaudit.result import SUPPRESSED_DESCRIPTION, public_ids, AuditResult, Figures, MethodResult
+from fairaudit.report.result import SUPPRESSED_DESCRIPTION, public_ids, AuditResult, Figures, MethodResult
 
 VERDICT_STYLE = {"disparity": "bold red", "no evidence": "green", "insufficient data": "yellow"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: Name -> what it does, in the words the CLI help and README use. ``fairaudit.scoring`` implements them.
+#: Name -> what it does, in the words the CLI help and README use. ``fairaudit.text.scoring`` implements them.
 NORMALIZATION_DESCRIPTIONS = {
     "default": "lower-case; delete apostrophes; every other run of punctuation becomes a space; collapse whitespace",
     "jiwer": "jiwer's own ToLowerCase, RemovePunctuation, RemoveMultipleSpaces, Strip: punctuation is deleted, "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fairaudit.partition import Partition
+from fairaudit.model.partition import Partition
 
 COHORT_FIELDS = (
     "id", "description", "rank", "speakers", "utterances", "ref_words", "errors", "wer", "wer_ci",

@@ -1,6 +1,6 @@
 """The partition: the one representation every discovery method returns.
 
-Each speaker of a :class:`~fairaudit.speakers.SpeakerTable` is in exactly one cohort, or
+Each speaker of a :class:`~fairaudit.model.speakers.SpeakerTable` is in exactly one cohort, or
 unassigned with a reason (SPEC section 4). Metrics, statistics and renderers all read this.
 """
 

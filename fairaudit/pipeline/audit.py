@@ -16,17 +16,17 @@ import pandas as pd
 
 from fairaudit import __version__
 from fairaudit.errors import InputError, UsageError
-from fairaudit.logs import SPEAKER, UtteranceLog
-from fairaudit.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.model.log import SPEAKER, UtteranceLog
+from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.methods import AttributeGroups, CohortMethod, SelectionRule
 from fairaudit.methods.registry import method_classes, method_names
-from fairaudit.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
+from fairaudit.stats.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
 from fairaudit.methods.base import fixed_partition_statistic
-from fairaudit.partition import Partition
+from fairaudit.model.partition import Partition
 from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
-from fairaudit.result import AuditResult, MethodResult
-from fairaudit.speakers import SpeakerTable, build_speaker_table
-from fairaudit.stats import bootstrap_partitions, permutation_blocks, permutation_p_value
+from fairaudit.report.result import AuditResult, MethodResult
+from fairaudit.model.speakers import SpeakerTable, build_speaker_table
+from fairaudit.stats.resampling import bootstrap_partitions, permutation_blocks, permutation_p_value
 
 
 
@@ -140,13 +140,13 @@ def compare(
     normalize: str = "default",
     **options: object,
 ):
-    """Compare two systems on the same cohorts (SPEC 9) and return a :class:`~fairaudit.comparison.Comparison`.
+    """Compare two systems on the same cohorts (SPEC 9) and return a :class:`~fairaudit.comparison.two_systems.Comparison`.
 
     Cohorts come from ``cohorts`` (an audit report) or are discovered on ``baseline``; both logs
     are measured on them. ``pairing``: "auto" (paired when utterance ids match), "paired" or
     "unpaired". ``embeddings`` applies to both logs (the same speakers).
     """
-    from fairaudit.comparison import cohort_report_for, compare_logs
+    from fairaudit.comparison.two_systems import cohort_report_for, compare_logs
 
     if pairing not in ("auto", "paired", "unpaired"):
         raise UsageError("pairing must be 'auto', 'paired' or 'unpaired'")
@@ -172,7 +172,7 @@ def compare(
 
 def run_stored_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, cohorts: str | Path | dict) -> AuditResult:
     """Measure ``speakers`` on the cohort definitions of an earlier audit report (no discovery)."""
-    from fairaudit.stored import measure_stored, read_cohort_report
+    from fairaudit.pipeline.stored import measure_stored, read_cohort_report
 
     if opts.holdout:
         raise UsageError("--holdout splits speakers for discovery; with --cohorts nothing is discovered: drop one of them")
@@ -190,7 +190,7 @@ def load_log(data, *, columns=None, embeddings=None, normalize="default", engine
     :class:`~fairaudit.engines.ShardedLog` that already holds its speaker table
     (``fairaudit.engines.speaker_table_of(log)``).
     """
-    from fairaudit import ingest
+    from fairaudit.io import readers as ingest
     from fairaudit.engines import check_engine, is_pattern
 
     check_engine(engine, scheduler, blocksize)
@@ -218,7 +218,7 @@ def load_demographics_option(path: str | None):
     """The --demographics table and its source line, or (None, None) for the built-in table."""
     if not path:
         return None, None
-    from fairaudit.ingest import read_demographics
+    from fairaudit.io.readers import read_demographics
 
     return read_demographics(path), f"user demographics table {Path(path).name}"
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.measure import fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.stats.measure import fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.methods.registry import method_classes
 from fairaudit.privacy import unassign_exposing_speakers
-from fairaudit.result import MethodResult
-from fairaudit.speakers import SpeakerTable
-from fairaudit.stats import bootstrap_partitions
+from fairaudit.report.result import MethodResult
+from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.resampling import bootstrap_partitions
 
 
 def read_cohort_report(source: str | Path | dict) -> tuple[dict, str]:
@@ -79,7 +79,7 @@ def assign_stored(method, key: str, where: str, speakers: SpeakerTable):
 
 def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts) -> dict[str, MethodResult]:
     """Every stored method's cohorts measured on ``speakers``: figures, fixed-cohort p-value, verdict."""
-    from fairaudit.audit import load_demographics_option
+    from fairaudit.pipeline.audit import load_demographics_option
 
     demographics, source = load_demographics_option(opts.demographics)
     top_mode = str(report.get("parameters", {}).get("top", opts.top))

@@ -74,7 +74,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fairaudit.speakers import haversine_km
+from fairaudit.model.speakers import haversine_km
 
 #: The old plant names, kept as aliases of the fixed legacy shapes; also the default plant.
 LEGACY_ALIASES = {"geo-tree": "lat-band", "zip-demographic": "zip-age", "embedding-kmeans": "emb-cluster"}

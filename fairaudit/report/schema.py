@@ -14,7 +14,7 @@ def load_schema(name: str) -> dict:
     if name not in SCHEMA_NAMES:
         raise KeyError(name)
     filename = f"{name}.schema.json"
-    source = Path(__file__).resolve().parent.parent / "data_schemas" / filename  # a source checkout
+    source = Path(__file__).resolve().parents[2] / "data_schemas" / filename  # a source checkout
     if source.is_file():
         return json.loads(source.read_text(encoding="utf-8"))
     return json.loads(resources.files("fairaudit._schemas").joinpath(filename).read_text(encoding="utf-8"))

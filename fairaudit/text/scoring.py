@@ -8,7 +8,7 @@ Normalisation (``normalize="default"``, applied identically to reference and hyp
    ``well-known`` becomes ``well known`` and ``end.Start`` becomes ``end start``;
 4. whitespace (including Unicode spaces) is collapsed to single spaces and trimmed.
 
-The other choices are declared in ``fairaudit.normalizations``: "jiwer" (punctuation deleted),
+The other choices are declared in ``fairaudit.text.normalizations``: "jiwer" (punctuation deleted),
 "whisper" (Whisper's English normaliser, applied once per distinct text). Words are then the
 space-separated tokens. ``normalize="none"`` skips steps 1-3 (words are still
 split on whitespace). Counts come from jiwer's minimum-edit-distance word alignment. An empty
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.normalizations import NORMALIZATIONS, WHISPER_INSTALL
+from fairaudit.text.normalizations import NORMALIZATIONS, WHISPER_INSTALL
 
 SCORE_COLUMNS = ("substitutions", "deletions", "insertions", "ref_words", "errors")
 _BATCH = 20_000  # pairs per jiwer call: bounds the memory of jiwer's alignment objects
@@ -178,7 +178,7 @@ def score_log_file(
     Every input column is kept exactly as read (all as text, so ``007`` and ``02134`` survive).
     The output format follows ``out_path``'s extension; the input file is never written to.
     """
-    from fairaudit import ingest  # local import: ingest imports this module
+    from fairaudit.io import readers as ingest  # local import: ingest imports this module
 
     check_normalize(normalize)
     src = ingest.source_for(path)
@@ -220,7 +220,7 @@ def _refuse_same_file(path: str | Path, out_path: str | Path) -> None:
 
 def _write_atomically(table: pa.Table, out_path: Path, fmt) -> None:
     """Write to a temporary file next to the target, then rename it into place."""
-    from fairaudit import ingest
+    from fairaudit.io import readers as ingest
 
     directory = out_path.parent if str(out_path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=".fairaudit-", suffix=".tmp", dir=directory)

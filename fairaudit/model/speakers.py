@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fairaudit.logs import (
+from fairaudit.model.log import (
     ERRORS,
     LATITUDE,
     LONGITUDE,

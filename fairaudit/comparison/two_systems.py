@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.logs import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
-from fairaudit.metrics import Selection, cohort_sums
-from fairaudit.speakers import SpeakerTable, build_speaker_table
-from fairaudit.stats import bca_interval, bootstrap_partitions
+from fairaudit.model.log import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
+from fairaudit.stats.metrics import Selection, cohort_sums
+from fairaudit.model.speakers import SpeakerTable, build_speaker_table
+from fairaudit.stats.resampling import bca_interval, bootstrap_partitions
 
 LEVEL = 0.95
 
@@ -138,8 +138,8 @@ def per_speaker(matched: pd.DataFrame, speakers: SpeakerTable) -> tuple[np.ndarr
 def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where: str, opts, *,
                  pairing: str = "auto") -> Comparison:
     """Measure both logs on the report's stored cohorts and compare them (paired when they match)."""
-    from fairaudit.audit import load_demographics_option
-    from fairaudit.stored import assign_stored, stored_methods
+    from fairaudit.pipeline.audit import load_demographics_option
+    from fairaudit.pipeline.stored import assign_stored, stored_methods
 
     matched, unmatched_before, unmatched_after = match_utterances(before, after)
     paired = pairing != "unpaired" and len(matched) > 0
@@ -247,8 +247,8 @@ def cohort_report_for(baseline: UtteranceLog, cohorts: str | Path | dict | None,
     """The report holding the cohorts: ``--cohorts`` if given, else a discovery on the baseline log."""
     import json
 
-    from fairaudit.audit import run_audit
-    from fairaudit.stored import read_cohort_report
+    from fairaudit.pipeline.audit import run_audit
+    from fairaudit.pipeline.stored import read_cohort_report
 
     if cohorts is not None:
         return read_cohort_report(cohorts)

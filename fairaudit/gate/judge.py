@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairaudit.config import _read as read_toml  # the shared TOML reader with file-named errors
-from fairaudit.config import find_config
+from fairaudit.io.config_file import _read as read_toml  # the shared TOML reader with file-named errors
+from fairaudit.io.config_file import find_config
 from fairaudit.errors import InputError
 
 OUTCOMES = ("pass", "warn", "fail")
@@ -199,7 +199,7 @@ def read_report(path: str | Path) -> dict:
 
     import jsonschema
 
-    from fairaudit.schemas import load_schema
+    from fairaudit.report.schema import load_schema
 
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_reject_constant)

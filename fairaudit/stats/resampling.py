@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from fairaudit.metrics import Selection, pooled_wer, wer_gap_pct
+from fairaudit.stats.metrics import Selection, pooled_wer, wer_gap_pct
 
 BLOCK = 100  # replicates per block: bounds memory at BLOCK x n_speakers
 

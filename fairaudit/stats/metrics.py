@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from fairaudit.partition import Partition
+from fairaudit.model.partition import Partition
 
 TopMode = Literal["best", "rest"]
 BottomMode = Literal["auto", "worst"]

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
-from fairaudit.outputs import is_same_file, write_atomically
+from fairaudit.text.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
+from fairaudit.io.outputs import is_same_file, write_atomically
 
 class _PlainHelpCommand(typer.core.TyperCommand):
     """A typer command whose help reads like other Unix tools: ``fairaudit audit [OPTIONS] LOG``.
@@ -97,7 +97,7 @@ def _check_output(path: Path | None, inputs: list[Path | None]) -> None:
 
 def _config_file() -> Path | None:
     """The configuration file the working directory provides (an input no output may replace)."""
-    from fairaudit.config import find_config
+    from fairaudit.io.config_file import find_config
 
     return find_config()[1]
 
@@ -188,8 +188,8 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
                   engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None,
                   cohorts: Path | None = None, config_file: Path | None = None):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
-    from fairaudit.audit import AuditOptions, load_log, run_audit, run_stored_audit
-    from fairaudit.config import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
+    from fairaudit.pipeline.audit import AuditOptions, load_log, run_audit, run_stored_audit
+    from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
     from fairaudit.engines import check_engine, speaker_table_of
 
     check_engine(engine, scheduler, blocksize)
@@ -240,7 +240,7 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
     """The change of every figure on the baseline's cohorts: paired against a baseline log, or
     against a baseline audit report by re-measuring the new log on its stored cohorts."""
     import fairaudit
-    from fairaudit.gate import comparison_from_reports
+    from fairaudit.gate.judge import comparison_from_reports
 
     parameters = {k: v for k, v in result.parameters.items()
                   if k in ("methods", "by", "min_speakers", "min_report_speakers", "bootstrap", "seed", "alpha", "bottom",
@@ -445,10 +445,10 @@ def gate(
     blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
 ) -> None:
     """Fail a CI build (exit 1) when an audit breaks the policy; exit 0 on pass or warnings, 2 on bad input."""
-    from fairaudit.gate import load_policy, read_report, run_gate
+    from fairaudit.gate.judge import load_policy, read_report, run_gate
     from fairaudit.render.gate_report import gate_markdown, junit_xml, print_gate
 
-    from fairaudit.gate import has_rules
+    from fairaudit.gate.judge import has_rules
 
     rules = load_policy(policy)
     if not has_rules(rules):
@@ -497,8 +497,8 @@ def validate(
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
-    from fairaudit.audit import load_log
-    from fairaudit.speakers import build_speaker_table
+    from fairaudit.pipeline.audit import load_log
+    from fairaudit.model.speakers import build_speaker_table
 
     data = load_log(log, columns=parse_columns(column), embeddings=embeddings, normalize=normalize)
     speakers = build_speaker_table(data)
@@ -526,7 +526,7 @@ def score(
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Score reference/hypothesis text with jiwer: add substitutions, deletions, insertions, ref_words and errors."""
-    from fairaudit.scoring import score_log_file
+    from fairaudit.text.scoring import score_log_file
 
     _check_output(out, [log])
     rows = score_log_file(log, out, columns=parse_columns(column), normalize=normalize)
@@ -542,8 +542,8 @@ def synth(
         None, "--plant", metavar="SHAPE",
         # the names come from the generator's shape registry, never from a list here
         help="Cohort shape to plant (repeatable; shapes of different families combine): "
-        + ", ".join(__import__("fairaudit.synth", fromlist=["SHAPES"]).SHAPES)
-        + "; the old names " + ", ".join(__import__("fairaudit.synth", fromlist=["LEGACY_ALIASES"]).LEGACY_ALIASES)
+        + ", ".join(__import__("fairaudit.synth.generator", fromlist=["SHAPES"]).SHAPES)
+        + "; the old names " + ", ".join(__import__("fairaudit.synth.generator", fromlist=["LEGACY_ALIASES"]).LEGACY_ALIASES)
         + " (the default, all three); 'none' for a null log; 'list' describes each shape.",
     ),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed; the same seed writes identical files. Shape instances (sizes, places, cuts, clusters) vary with it."),
@@ -553,7 +553,7 @@ def synth(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet."),
 ) -> None:
     """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""
-    from fairaudit.synth import GEOMETRIES, PLANTABLE, plant_help, synth_paths, synthesize, write_synth
+    from fairaudit.synth.generator import GEOMETRIES, PLANTABLE, plant_help, synth_paths, synthesize, write_synth
 
     chosen = list(plant) if plant else list(PLANTABLE)
     if "list" in chosen:
@@ -585,7 +585,7 @@ def synth(
 @app.command(cls=_PlainHelpCommand)
 def schema(name: str = typer.Argument(..., metavar="NAME", help="utterance_log, embeddings, demographics or audit_report.")) -> None:
     """Print one of fairaudit's JSON schemas."""
-    from fairaudit.schemas import SCHEMA_NAMES, load_schema
+    from fairaudit.report.schema import SCHEMA_NAMES, load_schema
 
     if name not in SCHEMA_NAMES:
         raise UsageError(f"unknown schema {name!r}: choose from {', '.join(SCHEMA_NAMES)}")

@@ -1,7 +1,7 @@
 """Measure one partition on one set of speakers: cohort table, selection, intervals, p-values.
 
 This is the statistics half of an audit: methods produce partitions, this turns a partition into
-:class:`~fairaudit.result.Figures`. Nothing here renders.
+:class:`~fairaudit.report.result.Figures`. Nothing here renders.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.methods.base import SelectionRule
-from fairaudit.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
-from fairaudit.partition import Partition
+from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
+from fairaudit.model.partition import Partition
 from fairaudit.privacy import suppressed_cells
-from fairaudit.result import Figures
-from fairaudit.speakers import SpeakerTable
-from fairaudit.stats import (
+from fairaudit.report.result import Figures
+from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.resampling import (
     benjamini_hochberg,
     bootstrap_cohorts,
     bca_interval,
@@ -65,7 +65,7 @@ def measure(
     """Point estimates, speaker-bootstrap intervals and (optionally) per-cohort p-values.
 
     ``boot`` holds bootstrap replicates already drawn for this partition (by
-    :func:`~fairaudit.stats.bootstrap_partitions`, shared with other methods); without it,
+    :func:`~fairaudit.stats.resampling.bootstrap_partitions`, shared with other methods); without it,
     ``bootstrap`` replicates are drawn here.
     """
     sums = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances)

@@ -35,11 +35,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from fairaudit import logs
+from fairaudit.model import log as logs
 from fairaudit.errors import InputError, UsageError
-from fairaudit.logs import EmbeddingTable, UtteranceLog
-from fairaudit.scoring import check_normalize, score_texts
-from fairaudit.zipcodes import normalize_zip_array
+from fairaudit.model.log import EmbeddingTable, UtteranceLog
+from fairaudit.text.scoring import check_normalize, score_texts
+from fairaudit.geodata.zipcodes import normalize_zip_array
 
 # --- canonical names -------------------------------------------------------------------------
 
@@ -1026,7 +1026,7 @@ def _check_vectors(vectors: np.ndarray, src: Source, column: str | None) -> np.n
 def read_embeddings(path: str | Path) -> EmbeddingTable:
     """Read an embeddings file (Parquet, CSV/TSV, or .npy + sidecar ids) keyed by speaker or utterance.
 
-    A pandas DataFrame with the same columns is accepted too (for ``fairaudit.audit``).
+    A pandas DataFrame with the same columns is accepted too (for ``fairaudit.pipeline.audit``).
 
     For an ``.npy`` file whose sidecar id list has no header line naming the key, the key is taken
     to be ``speaker_id`` (``read_log`` instead infers it from which ids match the log).

@@ -1,0 +1,5 @@
+"""The ``fairaudit`` command line (SPEC 7): the typer app in :mod:`fairaudit.cli.app`."""
+
+from fairaudit.cli.app import app, main
+
+__all__ = ["app", "main"]
