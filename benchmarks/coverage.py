@@ -22,11 +22,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration import COVERAGE_SEED0, METHODS, Rate, cohort_labels, run_tasks, true_cohort_wer  # noqa: E402
 
-from fairaudit.pipeline.audit import load_log  # noqa: E402
-from fairaudit.methods import AttributeGroups, SelectionRule  # noqa: E402
+from fairaudit.api import load_log  # noqa: E402
+from fairaudit.methods import AttributeGroups
+from fairaudit.stats.selection import SelectionRule  # noqa: E402
 from fairaudit.stats.measure import discover_selection  # noqa: E402
 from fairaudit.stats.metrics import cohort_sums  # noqa: E402
-from fairaudit.model.speakers import build_speaker_table  # noqa: E402
+from fairaudit.engines.speaker_table import build_speaker_table  # noqa: E402
 from fairaudit.stats.resampling import bca_interval, bootstrap_partitions, cohort_wer_accelerations, percentile_interval  # noqa: E402
 from fairaudit.synth.generator import synthesize  # noqa: E402
 

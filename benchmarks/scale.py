@@ -169,11 +169,12 @@ def median_of(runs: int, measure) -> tuple[float, float, list[float]]:
 
 def stage_breakdown(log: Path, embeddings: Path, by: list[str]) -> list[tuple[str, float, float]]:
     """Every stage of the audit in this process, with its wall time and peak RSS."""
-    from fairaudit.pipeline.audit import AuditOptions, run_audit
+    from fairaudit.options import AuditOptions
+    from fairaudit.pipeline.audit import run_audit
     from fairaudit.io.readers import read_log
     from fairaudit.render.html import render_html
     from fairaudit.render.markdown import render_markdown
-    from fairaudit.model.speakers import build_speaker_table
+    from fairaudit.engines.speaker_table import build_speaker_table
 
     meter = StageMeter()
     with meter.stage("parse + validate (read_log)"):

@@ -9,7 +9,8 @@ logs transcribe the same utterances).
 
 __version__ = "0.1.0"
 
-from fairaudit.pipeline.audit import AuditOptions, audit, compare  # noqa: E402
+from fairaudit.api import audit, compare  # noqa: E402
+from fairaudit.options import AuditOptions  # noqa: E402
 from fairaudit.report.result import AuditResult, MethodResult  # noqa: E402
 
 __all__ = ["AuditOptions", "AuditResult", "MethodResult", "audit", "compare", "__version__"]

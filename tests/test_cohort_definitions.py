@@ -11,9 +11,9 @@ import pytest
 
 import fairaudit
 from cli_runner import run_main
-from fairaudit.pipeline.audit import load_log
+from fairaudit.api import load_log
 from fairaudit.methods import GeoTree
-from fairaudit.model.speakers import build_speaker_table
+from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.synth.generator import synthesize, write_synth
 
 FAST = dict(bootstrap=50, permutations=20)

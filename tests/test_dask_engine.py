@@ -28,7 +28,7 @@ import fairaudit
 from fairaudit.engines import dask_engine
 from fairaudit.errors import InputError
 from fairaudit.io.readers import read_log
-from fairaudit.model.speakers import build_speaker_table
+from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.synth.generator import synthesize, write_synth
 
 FAST = {"by": ["accent"], "bootstrap": 40, "permutations": 10}
@@ -136,8 +136,8 @@ def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
 def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(data, cluster, monkeypatch):
     """A 15 MB --embeddings file once travelled inside the task graph ("Sending large graph of size
     ..." on the user's stderr); now a worker reads it. Same speaker embeddings as the pandas engine."""
-    from fairaudit.pipeline.audit import load_log
-    from fairaudit.model.speakers import build_speaker_table
+    from fairaudit.api import load_log
+    from fairaudit.engines.speaker_table import build_speaker_table
 
     root = data["root"]
     plain = pd.read_csv(data["plain"], dtype=str, keep_default_na=False)
@@ -212,7 +212,7 @@ def test_python_api_with_a_glob_blocks_and_an_npy_without_id_header(data):
 def test_speaker_table_equals_build_speaker_table(data):
     """The contract: the same table as build_speaker_table(read_log(...)) on the concatenated input."""
     expected = build_speaker_table(read_log(data["full"]))
-    from fairaudit.pipeline.audit import load_log
+    from fairaudit.api import load_log
 
     log = load_log(str(data["parts"]), engine="dask", blocksize=50_000)
     got = log.speaker_table

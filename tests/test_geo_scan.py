@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairaudit.pipeline.audit import load_log
-from fairaudit.methods.base import SelectionRule, fixed_partition_statistic
+from fairaudit.api import load_log
+from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.methods.geo_scan import RADII_KM, GeoScan
 from fairaudit.model.partition import UNASSIGNED
-from fairaudit.model.speakers import build_speaker_table, haversine_km
+from fairaudit.engines.speaker_table import build_speaker_table
+from fairaudit.geodata.distance import haversine_km
 from fairaudit.stats.resampling import permutation_matrix, permutation_p_value
 
 #: (latitude, longitude, relative population) of US metro areas.

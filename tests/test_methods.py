@@ -7,7 +7,7 @@ import pytest
 import fairaudit
 from fairaudit.io.readers import log_from_frame
 from fairaudit.methods import AttributeGroups, EmbeddingKMeans, GeoTree, ZipDemographic
-from fairaudit.model.speakers import build_speaker_table
+from fairaudit.engines.speaker_table import build_speaker_table
 
 
 def speakers_from(frame, **kwargs):

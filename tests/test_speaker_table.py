@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.io.readers import log_from_frame
-from fairaudit.model.speakers import build_speaker_table
+from fairaudit.engines.speaker_table import build_speaker_table
 
 
 def test_median_coordinates_and_codes_match_pandas_on_mixed_speakers():

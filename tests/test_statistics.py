@@ -6,8 +6,9 @@ import pytest
 
 import fairaudit
 from fairaudit.model.log import UtteranceLog
-from fairaudit.pipeline.audit import AuditOptions, run_audit
-from fairaudit.model.speakers import build_speaker_table
+from fairaudit.options import AuditOptions
+from fairaudit.pipeline.audit import run_audit
+from fairaudit.engines.speaker_table import build_speaker_table
 
 
 def grouped_log(n_speakers: int, *, groups: int = 4, effect: float = 0.0, seed: int = 0, utts: int = 10) -> pd.DataFrame:

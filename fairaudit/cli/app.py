@@ -7,7 +7,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +15,8 @@ from rich.console import Console
 from fairaudit.errors import InputError, UsageError
 from fairaudit.text.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
 from fairaudit.io.outputs import is_same_file, write_atomically
+from fairaudit.options import AuditOptions
+
 
 class _PlainHelpCommand(typer.core.TyperCommand):
     """A typer command whose help reads like other Unix tools: ``fairaudit audit [OPTIONS] LOG``.
@@ -59,15 +61,16 @@ def _root(
 ) -> None:
     """Audit a speech recogniser for fairness: find the speaker cohorts with the highest word error rate (WER)."""
 
-def _method_help() -> str:
-    """--method help listing the registered methods."""
-    from fairaudit.methods.registry import method_names
 
-    return (f"Discovery method: {', '.join(method_names())} (repeatable). "
-            "Default: every method the log has the columns for (attribute with --by).")
+def audit_option(name: str, *aliases: str, prefix: str = "") -> Any:
+    """The typer option of an audit setting: flag, metavar and help come from :class:`AuditOptions`;
+    the default is None so that the configuration file and then the model's default apply."""
+    info = AuditOptions.field_info(name)
+    text = info["help"] if not prefix else info["help"][0].lower() + info["help"][1:]
+    return typer.Option(None, info["flag"], *aliases, metavar=info["metavar"], help=prefix + text)
 
 
-METHOD_HELP = _method_help()
+METHOD_HELP = AuditOptions.field_info("methods")["help"]
 
 
 def parse_columns(pairs: list[str] | None) -> dict[str, str]:
@@ -188,7 +191,9 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
                   engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None,
                   cohorts: Path | None = None, config_file: Path | None = None):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
-    from fairaudit.pipeline.audit import AuditOptions, load_log, run_audit, run_stored_audit
+    from fairaudit.api import load_log
+    from fairaudit.options import AuditOptions
+    from fairaudit.pipeline.audit import run_audit, run_stored_audit
     from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
     from fairaudit.engines import check_engine, speaker_table_of
 
@@ -201,8 +206,8 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
         if extra:
             config = merge_configs(config, extra)
             config_path = extra_path
-    fields = set(AuditOptions.__dataclass_fields__)
-    settings = check_section(config, "audit", {**{f: "any" for f in fields}, **AUDIT_KINDS}, config_path)
+    fields = set(AuditOptions.names())
+    settings = check_section(config, "audit", AUDIT_KINDS, config_path)
     if "method" in settings and "methods" not in settings:
         settings["methods"] = settings.pop("method")
     merged = {k: v for k, v in settings.items() if k in fields}
@@ -218,7 +223,6 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
         except ValueError:
             raise UsageError(f"--min-gain must be 'auto' or a non-negative number, not {merged['min_gain']!r}") from None
     opts = AuditOptions(**merged)
-    opts.validate()
     columns = dict(settings.get("columns") or {})
     config_column = settings.get("column")
     columns.update(parse_columns([config_column] if isinstance(config_column, str) else config_column))
@@ -290,11 +294,6 @@ BLOCKSIZE_HELP = (
     "0 = one block per file, needed if quoted values hold line breaks)."
 )
 
-MIN_GAIN_HELP = (
-    "geo-tree: cost-complexity pruning level, the weighted squared-error reduction per extra region a subtree "
-    "must achieve to be kept (units: squared WER per word, normalised by all words). 'auto' (default): the median gain "
-    "of the best first split on shuffled speaker outcomes, so regions are not cut from noise; 0 keeps the plain tree."
-)
 
 
 NORMALIZE_METAVAR = "|".join(NORMALIZATIONS)
@@ -302,15 +301,6 @@ NORMALIZE_HELP = (
     "Text normalisation of reference and hypothesis before scoring: "
     + "; ".join(f"'{name}' ({what})" for name, what in NORMALIZATION_DESCRIPTIONS.items())
     + ". Recorded in the report."
-)
-CLUSTERS_HELP = (
-    "embedding-kmeans: number of clusters k, or 'auto' (default): a generous k (about one cluster per "
-    "3 x --min-speakers speakers, at most 24), since the bottom cohort re-joins a population split over several clusters."
-)
-BOTTOM_HELP = (
-    "How the bottom cohort is chosen from the cells (regions, windows, clusters, groups) ranked by WER: 'auto' "
-    "(default) the union of the worst cells that best separates high-WER speakers from the rest (largest "
-    "size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2, W = reference words); 'worst' the single worst cell."
 )
 
 
@@ -334,27 +324,27 @@ def _clusters_value(text: str | None) -> int | str | None:
 @app.command(cls=_PlainHelpCommand)
 def audit(
     log: str = typer.Argument(..., metavar="LOG", help=LOG_HELP),
-    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
-    by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable)."),
+    method: Optional[list[str]] = audit_option("methods", "-m"),
+    by: Optional[list[str]] = audit_option("by"),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
     normalize: Optional[str] = typer.Option(None, "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
-    min_speakers: Optional[int] = typer.Option(None, "--min-speakers", metavar="N", help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for geo-tree. Default 30."),
-    max_regions: Optional[int] = typer.Option(None, "--max-regions", metavar="N", help="geo-tree: maximum number of regions (tree leaves). Default 16."),
-    min_gain: Optional[str] = typer.Option(None, "--min-gain", metavar="auto|GAIN", help=MIN_GAIN_HELP),
-    clusters: Optional[str] = typer.Option(None, "--clusters", metavar="auto|N", help=CLUSTERS_HELP),
-    max_window_share: Optional[float] = typer.Option(None, "--max-window-share", metavar="X", help="geo-scan: largest circular window, as a fraction of located speakers. Default 0.5."),
-    bottom: Optional[str] = typer.Option(None, "--bottom", metavar="auto|worst", help=BOTTOM_HELP),
-    bottom_share: Optional[float] = typer.Option(None, "--bottom-share", metavar="X", help="Bottom cohort = the union of the worst cells whose share of speakers is closest to this fraction (e.g. 0.1); overrides --bottom."),
-    max_bottom_share: Optional[float] = typer.Option(None, "--max-bottom-share", metavar="X", help="--bottom auto: the bottom cohort holds at most this fraction of the assigned speakers. Default 0.5."),
-    top: Optional[str] = typer.Option(None, "--top", metavar="rest|best", help="Top cohort: 'rest' (every assigned speaker not in the bottom cohort, default) or 'best' (the single lowest-WER cell of at least --min-speakers speakers)."),
-    demographics: Optional[Path] = typer.Option(None, "--demographics", metavar="FILE", help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit schema demographics)."),
-    holdout: Optional[float] = typer.Option(None, "--holdout", metavar="X", help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the held-out speakers."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", metavar="N", help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off."),
-    permutations: Optional[int] = typer.Option(None, "--permutations", metavar="N", help="Permutations for the search-aware significance test. Default 200; 0 turns it off."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", metavar="X", help="Significance level for the 'disparity' verdict. Default 0.05."),
-    min_report_speakers: Optional[int] = typer.Option(None, "--min-report-speakers", metavar="N", help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10."),
-    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0."),
+    min_speakers: Optional[int] = audit_option("min_speakers"),
+    max_regions: Optional[int] = audit_option("max_regions"),
+    min_gain: Optional[str] = audit_option("min_gain"),
+    clusters: Optional[str] = audit_option("clusters"),
+    max_window_share: Optional[float] = audit_option("max_window_share"),
+    bottom: Optional[str] = audit_option("bottom"),
+    bottom_share: Optional[float] = audit_option("bottom_share"),
+    max_bottom_share: Optional[float] = audit_option("max_bottom_share"),
+    top: Optional[str] = audit_option("top"),
+    demographics: Optional[Path] = audit_option("demographics"),
+    holdout: Optional[float] = audit_option("holdout"),
+    bootstrap: Optional[int] = audit_option("bootstrap"),
+    permutations: Optional[int] = audit_option("permutations"),
+    alpha: Optional[float] = audit_option("alpha"),
+    min_report_speakers: Optional[int] = audit_option("min_report_speakers"),
+    seed: Optional[int] = audit_option("seed"),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the self-contained HTML report (no network needed to view it)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a short Markdown summary for a pull-request comment."),
@@ -433,12 +423,12 @@ def gate(
     markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write the gate result as a Markdown pull-request comment."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="When auditing a log: also write its audit report as JSON (use it as the next --baseline)."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="When auditing a log: also write the HTML report."),
-    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
-    by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="When auditing a log: metadata column(s) for the attribute method (repeatable)."),
+    method: Optional[list[str]] = audit_option("methods", "-m", prefix="When auditing a log: "),
+    by: Optional[list[str]] = audit_option("by", prefix="When auditing a log: "),
     column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="When auditing a log: rename a column, canonical=actual (repeatable)."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="When auditing a log: embeddings file keyed by speaker_id or utterance_id."),
-    holdout: Optional[float] = typer.Option(None, "--holdout", metavar="X", help="When auditing a log: fraction of speakers held out for honest figures."),
-    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="When auditing a log: random seed. Default 0."),
+    holdout: Optional[float] = audit_option("holdout", prefix="When auditing a log: "),
+    seed: Optional[int] = audit_option("seed", prefix="When auditing a log: "),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the gate table to the terminal."),
     engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help="When auditing a log: " + ENGINE_HELP),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
@@ -497,8 +487,8 @@ def validate(
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
-    from fairaudit.pipeline.audit import load_log
-    from fairaudit.model.speakers import build_speaker_table
+    from fairaudit.api import load_log
+    from fairaudit.engines.speaker_table import build_speaker_table
 
     data = load_log(log, columns=parse_columns(column), embeddings=embeddings, normalize=normalize)
     speakers = build_speaker_table(data)
@@ -561,12 +551,8 @@ def synth(
         return
     if chosen == ["none"]:
         chosen = []
-    if embeddings not in ("file", "inline", "none"):
-        raise UsageError("--embeddings takes file, inline or none")
     if geometry not in ("auto", *GEOMETRIES):
         raise UsageError(f"--geometry takes auto, {', '.join(GEOMETRIES)}")
-    if speakers < 1 or effect < 0 or embedding_dim < 2:
-        raise UsageError("--speakers must be positive, --effect non-negative and --embedding-dim at least 2")
     if out is None:
         raise UsageError("synth needs --output FILE (or --plant list)")
     try:

@@ -20,7 +20,8 @@ import pandas as pd
 from fairaudit.errors import InputError, UsageError
 from fairaudit.model.log import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
 from fairaudit.stats.metrics import Selection, cohort_sums
-from fairaudit.model.speakers import SpeakerTable, build_speaker_table
+from fairaudit.engines.speaker_table import build_speaker_table
+from fairaudit.model.speakers import SpeakerTable
 from fairaudit.stats.resampling import bca_interval, bootstrap_partitions
 
 LEVEL = 0.95
@@ -138,7 +139,7 @@ def per_speaker(matched: pd.DataFrame, speakers: SpeakerTable) -> tuple[np.ndarr
 def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where: str, opts, *,
                  pairing: str = "auto") -> Comparison:
     """Measure both logs on the report's stored cohorts and compare them (paired when they match)."""
-    from fairaudit.pipeline.audit import load_demographics_option
+    from fairaudit.io.readers import load_demographics_option
     from fairaudit.pipeline.stored import assign_stored, stored_methods
 
     matched, unmatched_before, unmatched_after = match_utterances(before, after)
@@ -252,8 +253,7 @@ def cohort_report_for(baseline: UtteranceLog, cohorts: str | Path | dict | None,
 
     if cohorts is not None:
         return read_cohort_report(cohorts)
-    from dataclasses import replace
 
-    result = run_audit(baseline, build_speaker_table(baseline), replace(opts, bootstrap=0, permutations=0))
+    result = run_audit(baseline, build_speaker_table(baseline), opts.model_copy(update={"bootstrap": 0, "permutations": 0}))
     return json.loads(result.to_json()), "cohorts discovered on the baseline"
 

@@ -1,7 +1,7 @@
 """Ingestion engines: how an utterance log becomes a validated log and a speaker table.
 
 ``pandas`` (the default) reads one file into memory with :mod:`fairaudit.io.readers` and aggregates it
-with :func:`fairaudit.model.speakers.build_speaker_table`. ``dask`` (:mod:`fairaudit.engines.dask_engine`)
+with :func:`fairaudit.engines.speaker_table.build_speaker_table`. ``dask`` (:mod:`fairaudit.engines.dask_engine`)
 reads a glob of CSV/TSV/Parquet files (or one large file in blocks) on a Dask scheduler, validates
 every piece with the same ingest code, shuffles the rows so each speaker's utterances meet in one
 partition and runs the same speaker aggregation per partition. Everything after the speaker table is
@@ -61,6 +61,6 @@ def speaker_table_of(log: UtteranceLog):
     """The speaker table of a log: already built for a ShardedLog, else built now."""
     if isinstance(log, ShardedLog) and log.speaker_table is not None:
         return log.speaker_table
-    from fairaudit.model.speakers import build_speaker_table
+    from fairaudit.engines.speaker_table import build_speaker_table
 
     return build_speaker_table(log)

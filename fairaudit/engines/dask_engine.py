@@ -13,7 +13,7 @@ Pipeline (one ``dask.compute``):
 3. **Shuffle on speaker_id** (Dask dataframe; the disk shuffle on the local scheduler, P2P on a
    cluster), so every speaker's utterances are in one partition; the rows are put back in input
    order (piece, row) inside each partition.
-4. **Aggregate each partition** with :func:`fairaudit.model.speakers.build_speaker_table`; the partial
+4. **Aggregate each partition** with :func:`fairaudit.engines.speaker_table.build_speaker_table`; the partial
    speaker tables (disjoint speakers) are concatenated and sorted by speaker id, conflict counts are
    summed. The result equals ``build_speaker_table(read_log(concatenated input))``.
 
@@ -640,7 +640,7 @@ def aggregate_partition(part: pd.DataFrame, plan: Plan, types: list[pa.DataType]
                         categories: list[list[str] | None], embeddings: EmbeddingTable | None, key_known: bool,
                         error_form: str | None) -> dict | None:
     """The speaker table of a partition holding whole speakers, built by build_speaker_table."""
-    from fairaudit.model.speakers import build_speaker_table
+    from fairaudit.engines.speaker_table import build_speaker_table
 
     with _reraised():
         if not len(part):

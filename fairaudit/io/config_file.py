@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from fairaudit.errors import InputError
+from fairaudit.options import AuditOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,15 +24,12 @@ else:  # pragma: no cover
 COMMAND_TABLES = ("audit", "gate", "validate", "score", "synth")
 COLUMNS_TABLE = "columns"
 
-#: Expected value kinds of the ``audit`` options, for clear messages on wrong types.
+#: Expected value kinds of the ``audit`` keys, for clear messages on wrong types: every
+#: :class:`~fairaudit.options.AuditOptions` field (its declared kind) plus the keys that choose
+#: inputs rather than analysis (``method`` is the CLI's singular spelling of ``methods``).
 AUDIT_KINDS: dict[str, str] = {
-    "methods": "names", "method": "names", "by": "names",
-    "min_speakers": "int", "max_regions": "int", "clusters": "clusters", "bootstrap": "int",
-    "permutations": "int", "min_report_speakers": "int", "seed": "int",
-    "min_gain": "gain", "bottom_share": "number", "holdout": "number", "alpha": "number",
-    "max_window_share": "number", "max_bottom_share": "number", "bottom": "str",
-    "top": "str", "demographics": "str", "embeddings": "str", "normalize": "str",
-    "column": "names", "columns": "table",
+    **{name: AuditOptions.field_info(name)["kind"] for name in AuditOptions.names()},
+    "method": "names", "embeddings": "str", "normalize": "str", "column": "names", "columns": "table",
 }
 
 _KIND_TEXT = {

@@ -1287,3 +1287,10 @@ def _write_tsv(table: pa.Table, stream, name: str) -> None:
         lines = pc.binary_join_element_wise(*texts, pa.scalar("\t")) if len(texts) > 1 else texts[0]
         lines = pc.binary_join_element_wise(lines, pa.scalar(""), pa.scalar("\n"))
         stream.write("".join(lines.to_pylist()).encode("utf-8"))
+
+
+def load_demographics_option(path: str | None):
+    """The --demographics table and its source line, or (None, None) for the built-in table."""
+    if not path:
+        return None, None
+    return read_demographics(path), f"user demographics table {Path(path).name}"

@@ -5,13 +5,13 @@ Every module here registers its method (``fairaudit.methods.registry``); use
 """
 
 from fairaudit.methods.attribute import AttributeGroups
-from fairaudit.methods.base import CohortMethod, SelectionRule
+from fairaudit.methods.base import CohortMethod
 from fairaudit.methods.embedding_kmeans import EmbeddingKMeans
 from fairaudit.methods.geo_tree import GeoTree
 from fairaudit.methods.registry import method_class, method_names
 from fairaudit.methods.zip_demographic import ZipDemographic
 
 __all__ = [
-    "AttributeGroups", "CohortMethod", "EmbeddingKMeans", "GeoTree", "SelectionRule", "ZipDemographic",
+    "AttributeGroups", "CohortMethod", "EmbeddingKMeans", "GeoTree", "ZipDemographic",
     "method_class", "method_names",
 ]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells, fixed_partition_statistic
+from fairaudit.methods.base import CohortMethod, definition_cells
+
+from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable

@@ -65,10 +65,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fairaudit.model.log import LATITUDE, LONGITUDE
-from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
+from fairaudit.methods.base import CohortMethod, definition_cells
+from fairaudit.stats.selection import SelectionRule
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
-from fairaudit.model.speakers import EARTH_RADIUS_KM, SpeakerTable
+from fairaudit.geodata.distance import EARTH_RADIUS_KM
+from fairaudit.model.speakers import SpeakerTable
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from fairaudit.model.log import LATITUDE, LONGITUDE
-from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
+from fairaudit.methods.base import CohortMethod, definition_cells
+from fairaudit.stats.selection import SelectionRule
 from fairaudit.methods.region_tree import GRID_STEP_DEGREES, GridPoints, cell_bound, grid_cells, grow_tree, root_split_gain
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition

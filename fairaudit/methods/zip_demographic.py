@@ -25,7 +25,8 @@ from fairaudit.geodata.census import (
     table_version,
 )
 from fairaudit.model.log import ZIP_CODE
-from fairaudit.methods.base import CohortMethod, SelectionRule, definition_cells
+from fairaudit.methods.base import CohortMethod, definition_cells
+from fairaudit.stats.selection import SelectionRule
 from fairaudit.methods.registry import register
 from fairaudit.stats.metrics import pooled_wer, wer_gap_pct
 from fairaudit.model.partition import UNASSIGNED, Partition
@@ -77,7 +78,7 @@ class ZipDemographic(CohortMethod):
     def from_options(cls, opts) -> list["ZipDemographic"]:
         """Candidates are limited to splits both of whose sides may be reported and selected
         (the same minimum the selection and the permutation test use)."""
-        from fairaudit.pipeline.audit import load_demographics_option
+        from fairaudit.io.readers import load_demographics_option
 
         demographics, source = load_demographics_option(opts.demographics)
         return [cls(min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source,

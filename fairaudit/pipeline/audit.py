@@ -1,173 +1,33 @@
-"""The audit pipeline: logs -> speaker table -> partitions -> figures -> AuditResult.
+"""The audit pipeline on a built speaker table: discover -> select -> test -> measure -> judge.
 
-``audit(...)`` is the Python entry point (SPEC 7) and what the CLI calls.
+:func:`run_audit` is what ``fairaudit.audit`` (in :mod:`fairaudit.api`) and the CLI call after reading
+the log; :func:`run_stored_audit` measures stored cohorts instead of discovering new ones (SPEC 9).
 """
 
 from __future__ import annotations
 
 import zlib
 from contextlib import nullcontext
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fairaudit import __version__
-from fairaudit.errors import InputError, UsageError
+from fairaudit.errors import UsageError
+from fairaudit.methods import AttributeGroups, CohortMethod
+from fairaudit.stats.selection import SelectionRule
+from fairaudit.stats.selection import fixed_partition_statistic
+from fairaudit.methods.registry import method_classes
 from fairaudit.model.log import SPEAKER, UtteranceLog
-from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
-from fairaudit.methods import AttributeGroups, CohortMethod, SelectionRule
-from fairaudit.methods.registry import method_classes, method_names
-from fairaudit.stats.metrics import BOTTOM_MODES, TOP_MODES, speaker_dispersion
-from fairaudit.methods.base import fixed_partition_statistic
 from fairaudit.model.partition import Partition
+from fairaudit.model.speakers import SpeakerTable
+from fairaudit.options import AuditOptions
 from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
 from fairaudit.report.result import AuditResult, MethodResult
-from fairaudit.model.speakers import SpeakerTable, build_speaker_table
+from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.stats.metrics import speaker_dispersion
 from fairaudit.stats.resampling import bootstrap_partitions, permutation_blocks, permutation_p_value
-
-
-
-@dataclass
-class AuditOptions:
-    """Every audit parameter (recorded verbatim in the JSON report)."""
-
-    methods: list[str] | None = None  # None: every discovery method the data supports (+ attribute with by)
-    by: list[str] = field(default_factory=list)
-    min_speakers: int = 30
-    max_regions: int = 16
-    min_gain: float | str = "auto"  # geo-tree: minimum split gain, or "auto" (beats shuffled-outcome splits)
-    clusters: int | str = "auto"  # embedding-kmeans: k, or "auto" (chosen by silhouette, re-joined by WER)
-    max_window_share: float = 0.5  # geo-scan: largest window, as a share of located speakers
-    bottom: str = "auto"
-    bottom_share: float | None = None
-    max_bottom_share: float = 0.5
-    top: str = "rest"
-    demographics: str | None = None
-    holdout: float | None = None
-    bootstrap: int = 1000
-    permutations: int = 200
-    alpha: float = 0.05
-    min_report_speakers: int = 10
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Raise UsageError for values outside their documented ranges."""
-        checks = [
-            (self.min_speakers >= 1, "--min-speakers must be at least 1"),
-            (self.max_regions >= 2, "--max-regions must be at least 2"),
-            (self.clusters == "auto" or (isinstance(self.clusters, int) and not isinstance(self.clusters, bool) and self.clusters >= 2),
-             "--clusters must be 'auto' or a whole number of at least 2"),
-            (0 < self.max_window_share <= 1, "--max-window-share must be a fraction above 0 and at most 1 (e.g. 0.5)"),
-            (self.bottom in BOTTOM_MODES, f"--bottom must be one of {', '.join(BOTTOM_MODES)}"),
-            (0 < self.max_bottom_share < 1, "--max-bottom-share must be a fraction between 0 and 1 (e.g. 0.5)"),
-            (self.min_gain == "auto" or (isinstance(self.min_gain, (int, float)) and self.min_gain >= 0), "--min-gain must be 'auto' or a non-negative number"),
-            (self.bottom_share is None or 0 < self.bottom_share < 1, "--bottom-share must be a fraction between 0 and 1 (e.g. 0.1)"),
-            (self.top in TOP_MODES, f"--top must be one of {', '.join(TOP_MODES)}"),
-            (self.holdout is None or 0 < self.holdout < 1, "--holdout must be a fraction between 0 and 1 (e.g. 0.5)"),
-            (self.bootstrap >= 0, "--bootstrap must be 0 or more replicates"),
-            (self.permutations >= 0, "--permutations must be 0 or more"),
-            (0 < self.alpha < 1, "--alpha must be between 0 and 1"),
-            (self.min_report_speakers >= 0, "--min-report-speakers must be 0 or more"),
-            (isinstance(self.seed, int) and self.seed >= 0, "--seed must be a non-negative whole number"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
-        names = method_names()
-        for name in self.methods or []:
-            if name not in names:
-                raise UsageError(f"unknown method {name!r}: choose from {', '.join(names)}")
-        if self.methods and "attribute" in self.methods and not self.by:
-            raise UsageError("the attribute method needs --by COLUMN")
-
-
-def audit(
-    data: str | Path | pd.DataFrame | UtteranceLog,
-    methods: Sequence[str] | None = None,
-    *,
-    columns: dict[str, str] | None = None,
-    embeddings: str | Path | pd.DataFrame | None = None,
-    normalize: str = "default",
-    progress: Callable[[str, int], Callable[[int], None]] | None = None,
-    engine: str = "pandas",
-    scheduler: str | None = None,
-    blocksize: int | str | None = None,
-    cohorts: str | Path | dict | None = None,
-    **options: object,
-) -> AuditResult:
-    """Audit an utterance log (path, DataFrame or UtteranceLog) and return an :class:`AuditResult`.
-
-    ``options`` are the fields of :class:`AuditOptions` (``by``, ``min_speakers``, ``seed``, ...).
-    ``engine="dask"`` reads ``data`` (a file, a directory or a glob pattern such as
-    ``"logs/*.parquet"``, local or an fsspec URL) on Dask: on the cluster at ``scheduler`` (an
-    address such as ``"tcp://dask-scheduler:8786"``) or on local threads; ``blocksize`` (bytes or "64MB")
-    splits large uncompressed CSV/TSV files. The results equal the pandas engine's.
-
-    ``cohorts`` (an audit report written by ``to_json``/``--json``, as a path or a dict) measures
-    the log on that report's stored cohort definitions instead of discovering new ones (SPEC 9).
-    """
-    unknown = set(options) - set(AuditOptions.__dataclass_fields__)
-    if unknown:
-        raise UsageError(f"unknown audit option(s): {', '.join(sorted(unknown))}")
-    if isinstance(options.get("by"), str):
-        options["by"] = [options["by"]]
-    opts = AuditOptions(methods=list(methods) if methods is not None else None, **options)  # type: ignore[arg-type]
-    opts.validate()
-    log = load_log(data, columns=columns, embeddings=embeddings, normalize=normalize, engine=engine,
-                   scheduler=scheduler, blocksize=blocksize)
-    if engine == "dask":
-        from fairaudit.engines import speaker_table_of
-
-        speakers = speaker_table_of(log)  # built on Dask while reading
-    else:
-        speakers = build_speaker_table(log)
-    if cohorts is not None:
-        return run_stored_audit(log, speakers, opts, cohorts)
-    return run_audit(log, speakers, opts, progress=progress)
-
-
-def compare(
-    baseline: str | Path | pd.DataFrame | UtteranceLog,
-    new: str | Path | pd.DataFrame | UtteranceLog,
-    *,
-    cohorts: str | Path | dict | None = None,
-    pairing: str = "auto",
-    columns: dict[str, str] | None = None,
-    embeddings: str | Path | pd.DataFrame | None = None,
-    normalize: str = "default",
-    **options: object,
-):
-    """Compare two systems on the same cohorts (SPEC 9) and return a :class:`~fairaudit.comparison.two_systems.Comparison`.
-
-    Cohorts come from ``cohorts`` (an audit report) or are discovered on ``baseline``; both logs
-    are measured on them. ``pairing``: "auto" (paired when utterance ids match), "paired" or
-    "unpaired". ``embeddings`` applies to both logs (the same speakers).
-    """
-    from fairaudit.comparison.two_systems import cohort_report_for, compare_logs
-
-    if pairing not in ("auto", "paired", "unpaired"):
-        raise UsageError("pairing must be 'auto', 'paired' or 'unpaired'")
-    if isinstance(options.get("by"), str):
-        options["by"] = [options["by"]]
-    unknown = set(options) - set(AuditOptions.__dataclass_fields__)
-    if unknown:
-        raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    opts = AuditOptions(**options)  # type: ignore[arg-type]
-    opts.validate()
-    if opts.holdout:
-        raise UsageError("--holdout does not apply to compare: cohorts are discovered on the baseline and measured on both logs")
-    before = load_log(baseline, columns=columns, embeddings=embeddings, normalize=normalize)
-    after = load_log(new, columns=columns, embeddings=embeddings, normalize=normalize)
-    report, where = cohort_report_for(before, cohorts, opts)
-    comparison = compare_logs(before, after, report, where, opts, pairing=pairing)
-    comparison.parameters = dict(asdict(opts), pairing=pairing,
-                                 cohorts=None if cohorts is None or isinstance(cohorts, dict) else str(cohorts))
-    comparison.version = __version__
-    comparison.cohorts_from = where
-    return comparison
 
 
 def run_stored_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, cohorts: str | Path | dict) -> AuditResult:
@@ -178,49 +38,8 @@ def run_stored_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptio
         raise UsageError("--holdout splits speakers for discovery; with --cohorts nothing is discovered: drop one of them")
     report, where = read_cohort_report(cohorts)
     results = measure_stored(speakers, report, where, selection_rule(opts, speakers), opts)
-    parameters = dict(asdict(opts), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
+    parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
     return _audit_result(log, speakers, opts, results, parameters, None)
-
-
-def load_log(data, *, columns=None, embeddings=None, normalize="default", engine="pandas", scheduler=None,
-             blocksize=None) -> UtteranceLog:
-    """Turn a path, DataFrame or UtteranceLog into a validated UtteranceLog.
-
-    With ``engine="dask"`` ``data`` is a file, directory or glob pattern and the result is a
-    :class:`~fairaudit.engines.ShardedLog` that already holds its speaker table
-    (``fairaudit.engines.speaker_table_of(log)``).
-    """
-    from fairaudit.io import readers as ingest
-    from fairaudit.engines import check_engine, is_pattern
-
-    check_engine(engine, scheduler, blocksize)
-    if engine == "dask":
-        if isinstance(data, (pd.DataFrame, UtteranceLog)):
-            raise UsageError("engine='dask' reads files: give a path, a directory or a glob pattern such as 'logs/*.csv'")
-        from fairaudit.engines.dask_engine import read_log_dask
-
-        return read_log_dask(data, columns=columns, normalize=normalize, embeddings=embeddings,
-                             scheduler=scheduler, blocksize=blocksize)
-    if isinstance(data, UtteranceLog):
-        return data
-    if isinstance(data, (str, Path)) and is_pattern(data) and not Path(data).exists():
-        import glob
-
-        if not glob.glob(str(data)):
-            raise InputError("no such file (and, read as a pattern of file names, it matches none)", file=str(data))
-        raise UsageError(f"{data} is a pattern of many files; read it with --engine dask (engine='dask')")
-    if isinstance(data, pd.DataFrame):
-        return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
-    return ingest.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)
-
-
-def load_demographics_option(path: str | None):
-    """The --demographics table and its source line, or (None, None) for the built-in table."""
-    if not path:
-        return None, None
-    from fairaudit.io.readers import read_demographics
-
-    return read_demographics(path), f"user demographics table {Path(path).name}"
 
 
 def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMethod]:
@@ -338,7 +157,7 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     for result in results.values():
         result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
 
-    return _audit_result(log, speakers, opts, results, asdict(opts),
+    return _audit_result(log, speakers, opts, results, opts.as_parameters(),
                          pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None)
 
 

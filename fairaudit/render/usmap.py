@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from fairaudit.render import charts
 from fairaudit.render.charts import BOTTOM, INK, TOP, plt, png_data_uri, short
-from fairaudit.model.speakers import EARTH_RADIUS_KM
+from fairaudit.geodata.distance import EARTH_RADIUS_KM
 
 ATTRIBUTION = "State outlines: US Census Bureau via bokeh-sampledata"
 #: Map extent (degrees): the lower 48 states with a small margin.

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from fairaudit.methods.base import SelectionRule
+from fairaudit.stats.selection import SelectionRule
 from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
 from fairaudit.model.partition import Partition
 from fairaudit.privacy import suppressed_cells

@@ -74,7 +74,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fairaudit.model.speakers import haversine_km
+from fairaudit.geodata.distance import haversine_km
 
 #: The old plant names, kept as aliases of the fixed legacy shapes; also the default plant.
 LEGACY_ALIASES = {"geo-tree": "lat-band", "zip-demographic": "zip-age", "embedding-kmeans": "emb-cluster"}
@@ -803,15 +803,15 @@ def _validate(n: int, effect: float, base_wer: float, embeddings: str, embedding
               n_clusters: int, mean_utterances: float, embedding_geometry: str | None) -> None:
     """Raise ValueError for out-of-range arguments of :func:`synthesize`."""
     if n < 1:
-        raise ValueError("n_speakers must be at least 1")
+        raise ValueError("n_speakers (--speakers) must be at least 1")
     if not effect > -1:
-        raise ValueError("effect must be greater than -1 (it multiplies the WER by 1 + effect)")
+        raise ValueError("effect (--effect) must be greater than -1 (it multiplies the WER by 1 + effect)")
     if not 0 < base_wer < 1:
         raise ValueError("base_wer must be between 0 and 1")
     if embeddings not in EMBEDDING_MODES:
-        raise ValueError(f"embeddings must be one of {', '.join(EMBEDDING_MODES)}")
+        raise ValueError(f"embeddings (--embeddings) must be one of {', '.join(EMBEDDING_MODES)}")
     if embedding_dim < 2 or n_clusters < 1:
-        raise ValueError("embedding_dim must be at least 2 and n_clusters at least 1")
+        raise ValueError("embedding_dim (--embedding-dim) must be at least 2 and n_clusters at least 1")
     if not mean_utterances >= 1:
         raise ValueError("mean_utterances must be at least 1")
     if embedding_geometry is not None and embedding_geometry not in GEOMETRIES:
