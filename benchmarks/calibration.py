@@ -79,8 +79,13 @@ class Sizes:
 
 
 QUICK = Sizes(
-    recovery_seeds=3, null_seeds=20, permutations=200, coverage_seeds=40, bootstrap=1000,
-    population_speakers=20_000, population_draws=1,
+    recovery_seeds=3,
+    null_seeds=20,
+    permutations=200,
+    coverage_seeds=40,
+    bootstrap=1000,
+    population_speakers=20_000,
+    population_draws=1,
 )
 
 
@@ -116,7 +121,9 @@ def recovery_options(method: str, synth: SynthLog, seed: int) -> dict:
     return dict(seed=seed, bootstrap=0, permutations=0)
 
 
-def recovery_task(method: str, seed: int, plant: str = "one", n_speakers: int = N_SPEAKERS, effect: float = EFFECT) -> dict:
+def recovery_task(
+    method: str, seed: int, plant: str = "one", n_speakers: int = N_SPEAKERS, effect: float = EFFECT
+) -> dict:
     """F1 of the bottom cohort against the planted speakers for one synthetic log.
 
     ``plant="one"`` plants only ``method``'s cohort; ``"all"`` plants all three (the CLI default).
@@ -126,15 +133,23 @@ def recovery_task(method: str, seed: int, plant: str = "one", n_speakers: int = 
     planted_methods = [method] if plant == "one" else list(PLANTABLE)
     synth = synthesize(n_speakers, effect=effect, plant=planted_methods, seed=seed)
     result = fairaudit.audit(
-        synth.log, methods=[method], embeddings=synth.embeddings if method == "embedding-kmeans" else None,
+        synth.log,
+        methods=[method],
+        embeddings=synth.embeddings if method == "embedding-kmeans" else None,
         **recovery_options(method, synth, seed),
     )
     assignments = result.assignments()
     assignments = assignments[assignments["method"] == method]
     predicted = set(assignments.loc[assignments["bottom"].astype(bool), "speaker_id"].astype(str))
     planted = set(synth.truth["planted"][method]["speaker_ids"])
-    return {"method": method, "seed": seed, "plant": plant, "f1": f1(predicted, planted),
-            "predicted": len(predicted), "planted": len(planted)}
+    return {
+        "method": method,
+        "seed": seed,
+        "plant": plant,
+        "f1": f1(predicted, planted),
+        "predicted": len(predicted),
+        "planted": len(planted),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,16 +157,22 @@ def recovery_task(method: str, seed: int, plant: str = "one", n_speakers: int = 
 # --------------------------------------------------------------------------------------------------
 
 
-def null_task(seed: int, n_speakers: int = N_SPEAKERS, permutations: int = 200,
-              methods: Sequence[str] = NULL_METHODS) -> dict:
+def null_task(
+    seed: int, n_speakers: int = N_SPEAKERS, permutations: int = 200, methods: Sequence[str] = NULL_METHODS
+) -> dict:
     """Verdict and p-value of every method on one null log (nothing planted), default options.
 
     ``bootstrap=0``: the verdict uses only the search-aware permutation p-value, not the intervals.
     """
     synth = synthesize(n_speakers, plant=(), seed=seed)
     result = fairaudit.audit(
-        synth.log, methods=list(methods), embeddings=synth.embeddings, seed=seed,
-        bootstrap=0, permutations=permutations, alpha=ALPHA,
+        synth.log,
+        methods=list(methods),
+        embeddings=synth.embeddings,
+        seed=seed,
+        bootstrap=0,
+        permutations=permutations,
+        alpha=ALPHA,
     )
     return {
         "seed": seed,
@@ -196,8 +217,9 @@ def cohort_labels(method: str, synth: SynthLog) -> np.ndarray:
     return labels
 
 
-def coverage_task(method: str, seed: int, n_speakers: int = N_SPEAKERS, bootstrap: int = 1000,
-                  effect: float = EFFECT) -> dict:
+def coverage_task(
+    method: str, seed: int, n_speakers: int = N_SPEAKERS, bootstrap: int = 1000, effect: float = EFFECT
+) -> dict:
     """Does the bootstrap 95% interval of each rule-defined cohort's WER contain its true WER?
 
     The cohort is fixed by rule, so the audit's ``attribute`` method (``by`` the rule column) is
@@ -206,8 +228,9 @@ def coverage_task(method: str, seed: int, n_speakers: int = N_SPEAKERS, bootstra
     """
     synth = synthesize(n_speakers, effect=effect, plant=[method], seed=seed)
     frame = synth.log.assign(**{COHORT_COLUMN: cohort_labels(method, synth)})
-    result = fairaudit.audit(frame, methods=["attribute"], by=[COHORT_COLUMN], seed=seed,
-                             bootstrap=bootstrap, permutations=0)
+    result = fairaudit.audit(
+        frame, methods=["attribute"], by=[COHORT_COLUMN], seed=seed, bootstrap=bootstrap, permutations=0
+    )
     cohorts = result.methods["attribute"].cohorts.set_index("id")
     out = {"method": method, "seed": seed}
     base = synth.truth["base_wer"]
@@ -216,8 +239,12 @@ def coverage_task(method: str, seed: int, n_speakers: int = N_SPEAKERS, bootstra
         truth = true_cohort_wer(cohort, effect, base)
         low, high = row["wer_ci_low"], row["wer_ci_high"]
         out[cohort] = {
-            "speakers": int(row["speakers"]), "wer": float(row["wer"]), "low": float(low), "high": float(high),
-            "truth": truth, "covered": bool(low <= truth <= high),
+            "speakers": int(row["speakers"]),
+            "wer": float(row["wer"]),
+            "low": float(low),
+            "high": float(high),
+            "truth": truth,
+            "covered": bool(low <= truth <= high),
             "miss": "below" if truth < low else ("above" if truth > high else ""),
         }
     return out
@@ -248,8 +275,12 @@ def population_cohort_wers(method: str, n_speakers: int, draws: int, effect: flo
         words, rate = np.concatenate(parts, axis=1)
         value = float((words * rate).sum() / words.sum())
         se = float(np.sqrt(((words * (rate - value)) ** 2).sum()) / words.sum())
-        out[cohort] = {"simulated": value, "se": se, "speakers": int(len(words)),
-                       "analytic": true_cohort_wer(cohort, effect)}
+        out[cohort] = {
+            "simulated": value,
+            "se": se,
+            "speakers": int(len(words)),
+            "analytic": true_cohort_wer(cohort, effect),
+        }
     return out
 
 
@@ -258,8 +289,9 @@ def population_cohort_wers(method: str, n_speakers: int, draws: int, effect: flo
 # --------------------------------------------------------------------------------------------------
 
 
-def time_performance_bar(n_speakers: int = N_SPEAKERS, bootstrap: int = 1000, permutations: int = 200,
-                         repeats: int = 1) -> dict:
+def time_performance_bar(
+    n_speakers: int = N_SPEAKERS, bootstrap: int = 1000, permutations: int = 200, repeats: int = 1
+) -> dict:
     """Wall time of auditing the default synth log with all three methods (the issue's < 60 s bar).
 
     The first run is cold (it loads the census table); ``repeats`` > 1 adds warm runs.
@@ -268,12 +300,24 @@ def time_performance_bar(n_speakers: int = N_SPEAKERS, bootstrap: int = 1000, pe
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fairaudit.audit(synth.log, methods=list(METHODS), embeddings=synth.embeddings, seed=0,
-                        bootstrap=bootstrap, permutations=permutations)
+        fairaudit.audit(
+            synth.log,
+            methods=list(METHODS),
+            embeddings=synth.embeddings,
+            seed=0,
+            bootstrap=bootstrap,
+            permutations=permutations,
+        )
         times.append(time.perf_counter() - start)
-    return {"n_speakers": n_speakers, "utterances": int(len(synth.log)), "bootstrap": bootstrap,
-            "permutations": permutations, "seconds": times, "bar_seconds": 60.0,
-            "pass": bool(times[0] < 60.0)}
+    return {
+        "n_speakers": n_speakers,
+        "utterances": int(len(synth.log)),
+        "bootstrap": bootstrap,
+        "permutations": permutations,
+        "seconds": times,
+        "bar_seconds": 60.0,
+        "pass": bool(times[0] < 60.0),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,8 +336,9 @@ def _limit_threads() -> None:
         pass
 
 
-def run_tasks(fn: Callable[..., dict], calls: Sequence[tuple], *, workers: int, label: str,
-              log: Callable[[str], None] = print) -> list[dict]:
+def run_tasks(
+    fn: Callable[..., dict], calls: Sequence[tuple], *, workers: int, label: str, log: Callable[[str], None] = print
+) -> list[dict]:
     """Run ``fn(*args)`` for every args tuple, on a pool of ``workers`` processes; print progress.
 
     Results come back in the order of ``calls``. ``workers <= 1`` runs in this process.
@@ -339,7 +384,7 @@ class Rate:
     ci: tuple[float, float]
 
     @classmethod
-    def of(cls, k: int, n: int) -> "Rate":
+    def of(cls, k: int, n: int) -> Rate:
         return cls(int(k), int(n), k / n if n else float("nan"), clopper_pearson(int(k), int(n)))
 
     def text(self) -> str:
@@ -393,10 +438,14 @@ def summarise(method: str, recovery: list[dict], nulls: list[dict], coverage: li
 
     summary = MethodSummary(
         method=method,
-        recovery_mean=mean(one), recovery_min=least(one),
-        recovery_hits=sum(x >= RECOVERY_BAR for x in one), recovery_n=len(one),
-        recovery_all_mean=mean(every), recovery_all_min=least(every),
-        recovery_all_hits=sum(x >= RECOVERY_BAR for x in every), recovery_all_n=len(every),
+        recovery_mean=mean(one),
+        recovery_min=least(one),
+        recovery_hits=sum(x >= RECOVERY_BAR for x in one),
+        recovery_n=len(one),
+        recovery_all_mean=mean(every),
+        recovery_all_min=least(every),
+        recovery_all_hits=sum(x >= RECOVERY_BAR for x in every),
+        recovery_all_n=len(every),
         false_alarms=Rate.of(sum(v == "disparity" for v in verdicts), len(verdicts)),
         insufficient=sum(v == "insufficient data" for v in verdicts),
         no_split=sum(r["p_value"][method] is None for r in nulls),
@@ -424,34 +473,54 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def main_table(summaries: list[MethodSummary]) -> str:
-    header = ["method", "recovery F1 mean / min", "", "false alarms (disparity @5%)", "",
-              "95% CI coverage (planted cohort)", ""]
+    header = [
+        "method",
+        "recovery F1 mean / min",
+        "",
+        "false alarms (disparity @5%)",
+        "",
+        "95% CI coverage (planted cohort)",
+        "",
+    ]
     rows = []
     for s in summaries:
-        rows.append([
-            s.method,
-            f"{s.recovery_mean:.3f} / {s.recovery_min:.3f} ({s.recovery_hits}/{s.recovery_n} >= 0.9)",
-            s.status["recovery"],
-            s.false_alarms.text(), s.status["false_alarms"],
-            s.coverage.text(), s.status["coverage"],
-        ])
+        rows.append(
+            [
+                s.method,
+                f"{s.recovery_mean:.3f} / {s.recovery_min:.3f} ({s.recovery_hits}/{s.recovery_n} >= 0.9)",
+                s.status["recovery"],
+                s.false_alarms.text(),
+                s.status["false_alarms"],
+                s.coverage.text(),
+                s.status["coverage"],
+            ]
+        )
     return format_table(rows, header)
 
 
 def detail_table(summaries: list[MethodSummary]) -> str:
-    header = ["method", "F1 all three planted mean / min", "null: <2 cohorts / insufficient", "mean null p",
-              "coverage (rest cohort)", "planted misses below / above", "mean CI width"]
+    header = [
+        "method",
+        "F1 all three planted mean / min",
+        "null: <2 cohorts / insufficient",
+        "mean null p",
+        "coverage (rest cohort)",
+        "planted misses below / above",
+        "mean CI width",
+    ]
     rows = []
     for s in summaries:
-        rows.append([
-            s.method,
-            f"{s.recovery_all_mean:.3f} / {s.recovery_all_min:.3f} ({s.recovery_all_hits}/{s.recovery_all_n} >= 0.9)",
-            f"{s.no_split} / {s.insufficient} of {s.false_alarms.n}",
-            f"{s.null_p_mean:.3f}",
-            s.coverage_rest.text(),
-            f"{s.misses_below} / {s.misses_above}",
-            f"{s.mean_width:.4f}",
-        ])
+        rows.append(
+            [
+                s.method,
+                f"{s.recovery_all_mean:.3f} / {s.recovery_all_min:.3f} ({s.recovery_all_hits}/{s.recovery_all_n} >= 0.9)",
+                f"{s.no_split} / {s.insufficient} of {s.false_alarms.n}",
+                f"{s.null_p_mean:.3f}",
+                s.coverage_rest.text(),
+                f"{s.misses_below} / {s.misses_above}",
+                f"{s.mean_width:.4f}",
+            ]
+        )
     return format_table(rows, header)
 
 
@@ -486,18 +555,24 @@ def sizing(sizes: Sizes, log: Callable[[str], None] = print) -> dict:
 def run(sizes: Sizes, *, log: Callable[[str], None] = print, perf: bool = True) -> dict:
     """Run every check at ``sizes`` and return all results (also printed as tables)."""
     t0 = time.perf_counter()
-    log(f"fairaudit {fairaudit.__version__} calibration benchmark; python {platform.python_version()}, "
-        f"{os.cpu_count()} cores; sizes: {asdict(sizes)}")
+    log(
+        f"fairaudit {fairaudit.__version__} calibration benchmark; python {platform.python_version()}, "
+        f"{os.cpu_count()} cores; sizes: {asdict(sizes)}"
+    )
     output: dict = {"sizes": asdict(sizes), "fairaudit_version": fairaudit.__version__}
 
     if perf:
-        log("\nperformance bar: 2,000-speaker synth log, all three methods, 1,000 bootstrap replicates, "
-            "200 permutations (run before the benchmark starts its worker processes)")
+        log(
+            "\nperformance bar: 2,000-speaker synth log, all three methods, 1,000 bootstrap replicates, "
+            "200 permutations (run before the benchmark starts its worker processes)"
+        )
         perf_result = time_performance_bar(N_SPEAKERS, 1000, 200, repeats=3)
         output["performance"] = perf_result
-        log(f"  audit wall time: {perf_result['seconds'][0]:.2f} s cold (first audit in the process, "
+        log(
+            f"  audit wall time: {perf_result['seconds'][0]:.2f} s cold (first audit in the process, "
             f"loads the census table), warm: {', '.join(f'{t:.2f}' for t in perf_result['seconds'][1:])} s; "
-            f"{perf_result['utterances']} utterances; bar < 60 s: {'PASS' if perf_result['pass'] else 'MISS'}")
+            f"{perf_result['utterances']} utterances; bar < 60 s: {'PASS' if perf_result['pass'] else 'MISS'}"
+        )
 
     log("")
     output["sizing"] = sizing(sizes, log)
@@ -507,13 +582,19 @@ def run(sizes: Sizes, *, log: Callable[[str], None] = print, perf: bool = True) 
     for method in METHODS:
         population[method] = population_cohort_wers(method, sizes.population_speakers, sizes.population_draws)
         for cohort, row in population[method].items():
-            log(f"  {method:17s} {cohort:8s} analytic {row['analytic']:.5f}  simulated {row['simulated']:.5f} "
-                f"+- {row['se']:.5f} ({row['speakers']} speakers)")
+            log(
+                f"  {method:17s} {cohort:8s} analytic {row['analytic']:.5f}  simulated {row['simulated']:.5f} "
+                f"+- {row['se']:.5f} ({row['speakers']} speakers)"
+            )
     output["population"] = population
 
     log("\ncheck 1: planted-cohort recovery")
-    calls = [(m, RECOVERY_SEED0 + i, plant, sizes.n_speakers)
-             for plant in ("one", "all") for m in METHODS for i in range(sizes.recovery_seeds)]
+    calls = [
+        (m, RECOVERY_SEED0 + i, plant, sizes.n_speakers)
+        for plant in ("one", "all")
+        for m in METHODS
+        for i in range(sizes.recovery_seeds)
+    ]
     recovery = run_tasks(recovery_task, calls, workers=sizes.workers, label="recovery", log=log)
 
     log("\ncheck 2: false alarms on null logs")
@@ -521,8 +602,9 @@ def run(sizes: Sizes, *, log: Callable[[str], None] = print, perf: bool = True) 
     nulls = run_tasks(null_task, calls, workers=sizes.workers, label="null", log=log)
 
     log("\ncheck 3: interval coverage of the true cohort WER")
-    calls = [(m, COVERAGE_SEED0 + i, sizes.n_speakers, sizes.bootstrap)
-             for m in METHODS for i in range(sizes.coverage_seeds)]
+    calls = [
+        (m, COVERAGE_SEED0 + i, sizes.n_speakers, sizes.bootstrap) for m in METHODS for i in range(sizes.coverage_seeds)
+    ]
     coverage = run_tasks(coverage_task, calls, workers=sizes.workers, label="coverage", log=log)
 
     summaries = [summarise(m, recovery, nulls, coverage) for m in METHODS]
@@ -531,15 +613,21 @@ def run(sizes: Sizes, *, log: Callable[[str], None] = print, perf: bool = True) 
     output["wall_seconds"] = time.perf_counter() - t0
 
     log("\n" + "=" * 100)
-    log(f"RESULTS ({sizes.n_speakers} speakers per log, effect {EFFECT}; recovery over {sizes.recovery_seeds} "
+    log(
+        f"RESULTS ({sizes.n_speakers} speakers per log, effect {EFFECT}; recovery over {sizes.recovery_seeds} "
         f"seeds, false alarms over {sizes.null_seeds} null seeds with {sizes.permutations} permutations, "
         f"coverage over {sizes.coverage_seeds} seeds per method with {sizes.bootstrap} bootstrap replicates; "
-        f"rates with Clopper-Pearson {int(100 * LEVEL)}% CIs)")
-    log("bars: recovery mean F1 >= 0.9; false-alarm rate <= 5%; coverage within 93-97%  "
-        "(MISS (n.s.) = misses the bar but the CI reaches it)")
+        f"rates with Clopper-Pearson {int(100 * LEVEL)}% CIs)"
+    )
+    log(
+        "bars: recovery mean F1 >= 0.9; false-alarm rate <= 5%; coverage within 93-97%  "
+        "(MISS (n.s.) = misses the bar but the CI reaches it)"
+    )
     log(main_table(summaries))
-    log("\nfalse alarms of every default method (the whole discovery, cells and bottom-cohort selection, "
-        "re-run on every shuffle):")
+    log(
+        "\nfalse alarms of every default method (the whole discovery, cells and bottom-cohort selection, "
+        "re-run on every shuffle):"
+    )
     for method in NULL_METHODS:
         rate = Rate.of(sum(r["verdict"][method] == "disparity" for r in nulls), len(nulls))
         log(f"  {method:17s} {rate.text()} -> {judge_rate(rate, None, ALPHA)}")
@@ -547,8 +635,10 @@ def run(sizes: Sizes, *, log: Callable[[str], None] = print, perf: bool = True) 
     log(detail_table(summaries))
     if perf:
         p = output["performance"]
-        log(f"\nperformance bar (2,000 speakers, 3 methods, 1,000 bootstrap, 200 permutations): "
-            f"{p['seconds'][0]:.2f} s cold, {', '.join(f'{t:.2f}' for t in p['seconds'][1:])} s warm -> {'PASS' if p['pass'] else 'MISS'} (< 60 s)")
+        log(
+            f"\nperformance bar (2,000 speakers, 3 methods, 1,000 bootstrap, 200 permutations): "
+            f"{p['seconds'][0]:.2f} s cold, {', '.join(f'{t:.2f}' for t in p['seconds'][1:])} s warm -> {'PASS' if p['pass'] else 'MISS'} (< 60 s)"
+        )
     log(f"total benchmark wall time: {output['wall_seconds'] / 60:.1f} min")
     return output
 

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration import COVERAGE_SEED0, METHODS, Rate, cohort_labels, run_tasks, true_cohort_wer  # noqa: E402
 
 from fairaudit.api import load_log  # noqa: E402
+from fairaudit.engines.speaker_table import build_speaker_table  # noqa: E402
 from fairaudit.methods import AttributeGroups
-from fairaudit.stats.selection import SelectionRule  # noqa: E402
 from fairaudit.stats.measure import discover_selection  # noqa: E402
 from fairaudit.stats.metrics import cohort_sums  # noqa: E402
-from fairaudit.engines.speaker_table import build_speaker_table  # noqa: E402
 from fairaudit.stats.resampling import bca_interval, bootstrap_partitions, cohort_wer_accelerations, percentile_interval  # noqa: E402
+from fairaudit.stats.selection import SelectionRule  # noqa: E402
 from fairaudit.synth.generator import synthesize  # noqa: E402
 
 COLUMN = "rule_cohort"
@@ -41,8 +41,13 @@ def coverage_task(method: str, seed: int, n_speakers: int = 2000, bootstrap: int
     speakers = build_speaker_table(load_log(frame))
     partition = AttributeGroups(by=[COLUMN], min_speakers=1).fit(speakers).partition_
     selection = discover_selection(partition, speakers, SelectionRule(min_speakers=1))
-    boot = bootstrap_partitions([(partition.indicator(), selection)], speakers.errors, speakers.ref_words,
-                                bootstrap, np.random.default_rng([seed, 0xB007]))[0]
+    boot = bootstrap_partitions(
+        [(partition.indicator(), selection)],
+        speakers.errors,
+        speakers.ref_words,
+        bootstrap,
+        np.random.default_rng([seed, 0xB007]),
+    )[0]
     wer = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances).wer
     accel = cohort_wer_accelerations(partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts)
     intervals = {"bca": bca_interval(boot["wer"], wer, accel), "percentile": percentile_interval(boot["wer"])}
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("bca", "percentile"):
                 misses = [r[f"{cohort}:{kind}"] for r in rows if r["method"] == method]
                 rate = Rate.of(sum(m == "" for m in misses), len(misses))
-                print(f"| {method} | {cohort} | {kind} | {rate.text()} | {misses.count('below')} | {misses.count('above')} |")
+                print(
+                    f"| {method} | {cohort} | {kind} | {rate.text()} | {misses.count('below')} | {misses.count('above')} |"
+                )
     return 0
 
 

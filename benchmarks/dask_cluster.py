@@ -22,8 +22,11 @@ METHODS = ["--method", "geo-tree", "--method", "zip-demographic", "--method", "e
 def timed_audit(log: Path, embeddings: Path, out: Path, extra: list[str]) -> tuple[float, int, str]:
     """Wall seconds, exit code and stderr of one `fairaudit audit` in a fresh process."""
     start = time.perf_counter()
-    done = subprocess.run(["fairaudit", "audit", str(log), "--embeddings", str(embeddings), *METHODS, "-q",
-                           *extra, "--json", str(out)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["fairaudit", "audit", str(log), "--embeddings", str(embeddings), *METHODS, "-q", *extra, "--json", str(out)],
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - start, done.returncode, done.stderr
 
 
@@ -38,12 +41,15 @@ def main() -> None:
     seconds, code, err = timed_audit(args.log, embeddings, outputs["pandas"], [])
     print(f"pandas engine:                  {seconds:6.1f} s  exit {code}  stderr {len(err)} characters")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-        seconds, code, err = timed_audit(args.log, embeddings, outputs["dask"],
-                                         ["--engine", "dask", "--scheduler", cluster.scheduler_address])
+        seconds, code, err = timed_audit(
+            args.log, embeddings, outputs["dask"], ["--engine", "dask", "--scheduler", cluster.scheduler_address]
+        )
     print(f"dask, LocalCluster of 2 workers: {seconds:6.1f} s  exit {code}  stderr {len(err)} characters")
     reports = {name: json.loads(path.read_text()) for name, path in outputs.items()}
-    same = all(reports["pandas"]["methods"][m]["cohorts"] == reports["dask"]["methods"][m]["cohorts"]
-               for m in reports["pandas"]["methods"])
+    same = all(
+        reports["pandas"]["methods"][m]["cohorts"] == reports["dask"]["methods"][m]["cohorts"]
+        for m in reports["pandas"]["methods"]
+    )
     print(f"identical cohorts in every method: {same}")
 
 

@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     calls = [(NULL_SEED0 + i, args.speakers, args.permutations) for i in range(args.seeds)]
     nulls = run_tasks(null_task, calls, workers=args.workers, label="null")
-    print(f"\n{args.seeds} null logs of {args.speakers} speakers, {args.permutations} permutations, "
-          f"{time.perf_counter() - start:.0f} s")
+    print(
+        f"\n{args.seeds} null logs of {args.speakers} speakers, {args.permutations} permutations, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     print("| method | false alarms at 5% [95% CI] | bar <= 5% |\n|---|---|---|")
     for method in NULL_METHODS:
         rate = Rate.of(sum(r["verdict"][method] == "disparity" for r in nulls), len(nulls))

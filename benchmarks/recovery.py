@@ -44,8 +44,15 @@ RULES = {
 BARS = {(5000, 0.5): (0.9, 0.7), (2000, 0.3): (0.75, None)}  # (mean bar, every-shape bar)
 
 
-def recovery_task(shape: str, n_speakers: int, effect: float, seed: int, methods: tuple[str, ...] = (),
-                  extra: dict | None = None, rules: tuple[str, ...] = tuple(RULES)) -> list[dict]:
+def recovery_task(
+    shape: str,
+    n_speakers: int,
+    effect: float,
+    seed: int,
+    methods: tuple[str, ...] = (),
+    extra: dict | None = None,
+    rules: tuple[str, ...] = tuple(RULES),
+) -> list[dict]:
     """F1 of each target method's bottom cohort, under the new and the old rule, on one log."""
     synth = synthesize(n_speakers, effect=effect, plant=[shape], seed=seed)
     planted = set(synth.truth["planted"][shape]["speaker_ids"])
@@ -57,16 +64,30 @@ def recovery_task(shape: str, n_speakers: int, effect: float, seed: int, methods
             options = {**RULES[rule], **(extra or {})}
             start = time.perf_counter()
             result = fairaudit.audit(
-                synth.log, methods=[method], embeddings=synth.embeddings if method == "embedding-kmeans" else None,
-                bootstrap=0, permutations=0, seed=seed, **options,
+                synth.log,
+                methods=[method],
+                embeddings=synth.embeddings if method == "embedding-kmeans" else None,
+                bootstrap=0,
+                permutations=0,
+                seed=seed,
+                **options,
             )
             assignments = result.assignments()
             bottom = assignments[(assignments["method"] == method) & assignments["bottom"].astype(bool)]
-            rows.append({
-                "shape": shape, "method": method, "rule": rule, "n_speakers": n_speakers, "effect": effect,
-                "seed": seed, "f1": f1(set(bottom["speaker_id"].astype(str)), planted),
-                "planted": len(planted), "found": len(bottom), "seconds": time.perf_counter() - start,
-            })
+            rows.append(
+                {
+                    "shape": shape,
+                    "method": method,
+                    "rule": rule,
+                    "n_speakers": n_speakers,
+                    "effect": effect,
+                    "seed": seed,
+                    "f1": f1(set(bottom["speaker_id"].astype(str)), planted),
+                    "planted": len(planted),
+                    "found": len(bottom),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
     return rows
 
 
@@ -79,16 +100,23 @@ def table(rows: list[dict], n_speakers: int, effect: float) -> tuple[str, dict]:
             groups[(row["shape"], row["method"])][row["rule"]].append(row["f1"])
             if row["rule"] == "new":
                 shares[row["shape"]].append(100 * row["planted"] / n_speakers)
-    lines = [f"#### {n_speakers:,} speakers, +{effect:.0%} WER",
-             "", "| shape | method | planted share % | new: mean F1 | new: min | old rule: mean F1 | old: min |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"#### {n_speakers:,} speakers, +{effect:.0%} WER",
+        "",
+        "| shape | method | planted share % | new: mean F1 | new: min | old rule: mean F1 | old: min |",
+        "|---|---|---|---|---|---|---|",
+    ]
     means = {"new": [], "old": []}
-    for (shape, method), by_rule in sorted(groups.items(), key=lambda item: (list(SHAPES).index(item[0][0]), item[0][1])):
+    for (shape, method), by_rule in sorted(
+        groups.items(), key=lambda item: (list(SHAPES).index(item[0][0]), item[0][1])
+    ):
         new, old = by_rule["new"], by_rule["old"] or [float("nan")]
         means["new"].append(np.mean(new))
         means["old"].append(np.mean(old))
-        lines.append(f"| {shape} | {method} | {np.mean(shares[shape]):.1f} | {np.mean(new):.3f} | {np.min(new):.2f} | "
-                     f"{np.mean(old):.3f} | {np.min(old):.2f} |")
+        lines.append(
+            f"| {shape} | {method} | {np.mean(shares[shape]):.1f} | {np.mean(new):.3f} | {np.min(new):.2f} | "
+            f"{np.mean(old):.3f} | {np.min(old):.2f} |"
+        )
     summary = {rule: float(np.mean(values)) for rule, values in means.items()}
     summary["new_min_shape_mean"] = float(np.min(means["new"]))
     lines.append(f"| **all** | | | **{summary['new']:.3f}** | | **{summary['old']:.3f}** | |")
@@ -103,14 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="*", default=[f"{n}:{e}" for n, e in SIZES], help="N:EFFECT pairs")
     parser.add_argument("--methods", nargs="*", default=[], help="only these methods (default: every target)")
     parser.add_argument("--rules", nargs="*", default=list(RULES), help="selection rules to run (new, old)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra audit options for every audit, e.g. min_gain=0 (values parsed as JSON)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra audit options for every audit, e.g. min_gain=0 (values parsed as JSON)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write every per-seed result to this JSON file")
     args = parser.parse_args(argv)
     extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     sizes = [(int(n), float(e)) for n, e in (pair.split(":") for pair in args.sizes)]
-    calls = [(shape, n, e, seed, tuple(args.methods), extra, tuple(args.rules))
-             for n, e in sizes for shape in args.shapes for seed in range(args.seeds)]
+    calls = [
+        (shape, n, e, seed, tuple(args.methods), extra, tuple(args.rules))
+        for n, e in sizes
+        for shape in args.shapes
+        for seed in range(args.seeds)
+    ]
     start = time.perf_counter()
     chunks = run_tasks(_task_dict, calls, workers=args.workers, label="recovery")
     rows = [row for chunk in chunks for row in chunk["rows"]]
@@ -122,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         if bar:
             ok = summary["new"] >= bar[0] and (bar[1] is None or summary["new_min_shape_mean"] >= bar[1])
             every = f", every shape's mean >= {bar[1]}" if bar[1] is not None else ""
-            print(f"bar at {n:,} / +{e:.0%}: mean F1 >= {bar[0]}{every} -> {'PASS' if ok else 'MISS'} "
-                  f"(mean {summary['new']:.3f}, lowest shape mean {summary['new_min_shape_mean']:.3f})\n")
+            print(
+                f"bar at {n:,} / +{e:.0%}: mean F1 >= {bar[0]}{every} -> {'PASS' if ok else 'MISS'} "
+                f"(mean {summary['new']:.3f}, lowest shape mean {summary['new_min_shape_mean']:.3f})\n"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0

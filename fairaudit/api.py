@@ -57,8 +57,15 @@ def audit(
     the log on that report's stored cohort definitions instead of discovering new ones (SPEC 9).
     """
     opts = audit_options(options, methods)
-    log = load_log(data, columns=columns, embeddings=embeddings, normalize=normalize, engine=engine,
-                   scheduler=scheduler, blocksize=blocksize)
+    log = load_log(
+        data,
+        columns=columns,
+        embeddings=embeddings,
+        normalize=normalize,
+        engine=engine,
+        scheduler=scheduler,
+        blocksize=blocksize,
+    )
     if engine == "dask":
         from fairaudit.engines import speaker_table_of
 
@@ -93,37 +100,46 @@ def compare(
         raise UsageError("pairing must be 'auto', 'paired' or 'unpaired'")
     opts = audit_options(options)
     if opts.holdout:
-        raise UsageError("--holdout does not apply to compare: cohorts are discovered on the baseline and measured on both logs")
+        raise UsageError(
+            "--holdout does not apply to compare: cohorts are discovered on the baseline and measured on both logs"
+        )
     before = load_log(baseline, columns=columns, embeddings=embeddings, normalize=normalize)
     after = load_log(new, columns=columns, embeddings=embeddings, normalize=normalize)
     report, where = cohort_report_for(before, cohorts, opts)
     comparison = compare_logs(before, after, report, where, opts, pairing=pairing)
-    comparison.parameters = dict(opts.as_parameters(), pairing=pairing,
-                                 cohorts=None if cohorts is None or isinstance(cohorts, dict) else str(cohorts))
+    comparison.parameters = dict(
+        opts.as_parameters(),
+        pairing=pairing,
+        cohorts=None if cohorts is None or isinstance(cohorts, dict) else str(cohorts),
+    )
     comparison.version = __version__
     comparison.cohorts_from = where
     return comparison
 
 
-def load_log(data, *, columns=None, embeddings=None, normalize="default", engine="pandas", scheduler=None,
-             blocksize=None) -> UtteranceLog:
+def load_log(
+    data, *, columns=None, embeddings=None, normalize="default", engine="pandas", scheduler=None, blocksize=None
+) -> UtteranceLog:
     """Turn a path, DataFrame or UtteranceLog into a validated UtteranceLog.
 
     With ``engine="dask"`` ``data`` is a file, directory or glob pattern and the result is a
     :class:`~fairaudit.engines.ShardedLog` that already holds its speaker table
     (``fairaudit.engines.speaker_table_of(log)``).
     """
-    from fairaudit.io import readers as ingest
     from fairaudit.engines import check_engine, is_pattern
+    from fairaudit.io import readers as ingest
 
     check_engine(engine, scheduler, blocksize)
     if engine == "dask":
         if isinstance(data, (pd.DataFrame, UtteranceLog)):
-            raise UsageError("engine='dask' reads files: give a path, a directory or a glob pattern such as 'logs/*.csv'")
+            raise UsageError(
+                "engine='dask' reads files: give a path, a directory or a glob pattern such as 'logs/*.csv'"
+            )
         from fairaudit.engines.dask_engine import read_log_dask
 
-        return read_log_dask(data, columns=columns, normalize=normalize, embeddings=embeddings,
-                             scheduler=scheduler, blocksize=blocksize)
+        return read_log_dask(
+            data, columns=columns, normalize=normalize, embeddings=embeddings, scheduler=scheduler, blocksize=blocksize
+        )
     if isinstance(data, UtteranceLog):
         return data
     if isinstance(data, (str, Path)) and is_pattern(data) and not Path(data).exists():
@@ -135,5 +151,3 @@ def load_log(data, *, columns=None, embeddings=None, normalize="default", engine
     if isinstance(data, pd.DataFrame):
         return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
     return ingest.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)
-
-

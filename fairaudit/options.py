@@ -32,76 +32,179 @@ class AuditOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
 
     methods: list[str] | None = option(
-        None, flag="--method", metavar="NAME", kind="names", rule="a list of method names",
+        None,
+        flag="--method",
+        metavar="NAME",
+        kind="names",
+        rule="a list of method names",
         help="Discovery method: {methods} (repeatable). Default: every method the log has the columns for "
-             "(attribute with --by).")
+        "(attribute with --by).",
+    )
     by: list[str] = option(
-        [], flag="--by", metavar="COLUMN", kind="names", rule="a list of column names",
-        help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable).")
+        [],
+        flag="--by",
+        metavar="COLUMN",
+        kind="names",
+        rule="a list of column names",
+        help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable).",
+    )
     min_speakers: int = option(
-        30, ge=1, flag="--min-speakers", metavar="N", kind="int", rule="at least 1",
+        30,
+        ge=1,
+        flag="--min-speakers",
+        metavar="N",
+        kind="int",
+        rule="at least 1",
         help="Minimum speakers per cohort for it to be chosen as bottom or top, and minimum region size for "
-             "geo-tree. Default 30.")
+        "geo-tree. Default 30.",
+    )
     max_regions: int = option(
-        16, ge=2, flag="--max-regions", metavar="N", kind="int", rule="at least 2",
-        help="geo-tree: maximum number of regions (tree leaves). Default 16.")
+        16,
+        ge=2,
+        flag="--max-regions",
+        metavar="N",
+        kind="int",
+        rule="at least 2",
+        help="geo-tree: maximum number of regions (tree leaves). Default 16.",
+    )
     min_gain: float | str = option(
-        "auto", flag="--min-gain", metavar="auto|GAIN", kind="gain", rule="'auto' or a non-negative number",
+        "auto",
+        flag="--min-gain",
+        metavar="auto|GAIN",
+        kind="gain",
+        rule="'auto' or a non-negative number",
         help="geo-tree: cost-complexity pruning level, the weighted squared-error reduction per extra region a "
-             "subtree must achieve to be kept (units: squared WER per word, normalised by all words). 'auto' "
-             "(default): the median gain of the best first split on shuffled speaker outcomes, so regions are not "
-             "cut from noise; 0 keeps the plain tree.")
+        "subtree must achieve to be kept (units: squared WER per word, normalised by all words). 'auto' "
+        "(default): the median gain of the best first split on shuffled speaker outcomes, so regions are not "
+        "cut from noise; 0 keeps the plain tree.",
+    )
     clusters: int | str = option(
-        "auto", flag="--clusters", metavar="auto|N", kind="clusters", rule="'auto' or a whole number of at least 2",
+        "auto",
+        flag="--clusters",
+        metavar="auto|N",
+        kind="clusters",
+        rule="'auto' or a whole number of at least 2",
         help="embedding-kmeans: number of clusters k, or 'auto' (default): a generous k (about one cluster per "
-             "3 x --min-speakers speakers, at most 24), since the bottom cohort re-joins a population split over "
-             "several clusters.")
+        "3 x --min-speakers speakers, at most 24), since the bottom cohort re-joins a population split over "
+        "several clusters.",
+    )
     max_window_share: float = option(
-        0.5, gt=0, le=1, flag="--max-window-share", metavar="X", kind="number",
+        0.5,
+        gt=0,
+        le=1,
+        flag="--max-window-share",
+        metavar="X",
+        kind="number",
         rule="a fraction above 0 and at most 1 (e.g. 0.5)",
-        help="geo-scan: largest circular window, as a fraction of located speakers. Default 0.5.")
+        help="geo-scan: largest circular window, as a fraction of located speakers. Default 0.5.",
+    )
     bottom: str = option(
-        "auto", flag="--bottom", metavar="|".join(BOTTOM_MODES), kind="str", rule=f"one of {', '.join(BOTTOM_MODES)}",
+        "auto",
+        flag="--bottom",
+        metavar="|".join(BOTTOM_MODES),
+        kind="str",
+        rule=f"one of {', '.join(BOTTOM_MODES)}",
         help="How the bottom cohort is chosen from the cells (regions, windows, clusters, groups) ranked by WER: "
-             "'auto' (default) the union of the worst cells that best separates high-WER speakers from the rest "
-             "(largest size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2, W = reference words); "
-             "'worst' the single worst cell.")
+        "'auto' (default) the union of the worst cells that best separates high-WER speakers from the rest "
+        "(largest size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2, W = reference words); "
+        "'worst' the single worst cell.",
+    )
     bottom_share: float | None = option(
-        None, gt=0, lt=1, flag="--bottom-share", metavar="X", kind="number",
+        None,
+        gt=0,
+        lt=1,
+        flag="--bottom-share",
+        metavar="X",
+        kind="number",
         rule="a fraction between 0 and 1 (e.g. 0.1)",
         help="Bottom cohort = the union of the worst cells whose share of speakers is closest to this fraction "
-             "(e.g. 0.1); overrides --bottom.")
+        "(e.g. 0.1); overrides --bottom.",
+    )
     max_bottom_share: float = option(
-        0.5, gt=0, lt=1, flag="--max-bottom-share", metavar="X", kind="number",
+        0.5,
+        gt=0,
+        lt=1,
+        flag="--max-bottom-share",
+        metavar="X",
+        kind="number",
         rule="a fraction between 0 and 1 (e.g. 0.5)",
-        help="--bottom auto: the bottom cohort holds at most this fraction of the assigned speakers. Default 0.5.")
+        help="--bottom auto: the bottom cohort holds at most this fraction of the assigned speakers. Default 0.5.",
+    )
     top: str = option(
-        "rest", flag="--top", metavar="|".join(TOP_MODES), kind="str", rule=f"one of {', '.join(TOP_MODES)}",
+        "rest",
+        flag="--top",
+        metavar="|".join(TOP_MODES),
+        kind="str",
+        rule=f"one of {', '.join(TOP_MODES)}",
         help="Top cohort: 'rest' (every assigned speaker not in the bottom cohort, default) or 'best' (the single "
-             "lowest-WER cell of at least --min-speakers speakers).")
+        "lowest-WER cell of at least --min-speakers speakers).",
+    )
     demographics: str | None = option(
-        None, flag="--demographics", metavar="FILE", kind="str", rule="a file name",
+        None,
+        flag="--demographics",
+        metavar="FILE",
+        kind="str",
+        rule="a file name",
         help="zip-demographic: census table per ZIP code replacing the built-in ACS 2022 table (schema: fairaudit "
-             "schema demographics).")
+        "schema demographics).",
+    )
     holdout: float | None = option(
-        None, gt=0, lt=1, flag="--holdout", metavar="X", kind="number", rule="a fraction between 0 and 1 (e.g. 0.5)",
+        None,
+        gt=0,
+        lt=1,
+        flag="--holdout",
+        metavar="X",
+        kind="number",
+        rule="a fraction between 0 and 1 (e.g. 0.5)",
         help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the "
-             "held-out speakers.")
+        "held-out speakers.",
+    )
     bootstrap: int = option(
-        1000, ge=0, flag="--bootstrap", metavar="N", kind="int", rule="0 or more replicates",
-        help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off.")
+        1000,
+        ge=0,
+        flag="--bootstrap",
+        metavar="N",
+        kind="int",
+        rule="0 or more replicates",
+        help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off.",
+    )
     permutations: int = option(
-        200, ge=0, flag="--permutations", metavar="N", kind="int", rule="0 or more",
-        help="Permutations for the search-aware significance test. Default 200; 0 turns it off.")
+        200,
+        ge=0,
+        flag="--permutations",
+        metavar="N",
+        kind="int",
+        rule="0 or more",
+        help="Permutations for the search-aware significance test. Default 200; 0 turns it off.",
+    )
     alpha: float = option(
-        0.05, gt=0, lt=1, flag="--alpha", metavar="X", kind="number", rule="between 0 and 1",
-        help="Significance level for the 'disparity' verdict. Default 0.05.")
+        0.05,
+        gt=0,
+        lt=1,
+        flag="--alpha",
+        metavar="X",
+        kind="number",
+        rule="between 0 and 1",
+        help="Significance level for the 'disparity' verdict. Default 0.05.",
+    )
     min_report_speakers: int = option(
-        10, ge=0, flag="--min-report-speakers", metavar="N", kind="int", rule="0 or more",
-        help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10.")
+        10,
+        ge=0,
+        flag="--min-report-speakers",
+        metavar="N",
+        kind="int",
+        rule="0 or more",
+        help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10.",
+    )
     seed: int = option(
-        0, ge=0, flag="--seed", metavar="N", kind="int", rule="a non-negative whole number",
-        help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0.")
+        0,
+        ge=0,
+        flag="--seed",
+        metavar="N",
+        kind="int",
+        rule="a non-negative whole number",
+        help="Random seed for k-means, bootstrap, permutations and the hold-out split. Default 0.",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -169,7 +272,7 @@ class AuditOptions(BaseModel):
 
 
 def _message(error: ValidationError) -> str:
-    """"<flag> must be <rule>" for the first invalid option (unknown options named as such)."""
+    """ "<flag> must be <rule>" for the first invalid option (unknown options named as such)."""
     first = error.errors()[0]
     name = str(first["loc"][0]) if first["loc"] else ""
     if first["type"] == "extra_forbidden":

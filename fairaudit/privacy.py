@@ -74,30 +74,41 @@ def suppress_nested_attributes(results: dict) -> None:
     ``grp,sex``), each coarse cohort is published and equals the union of the fine cohorts inside
     it; so within every coarse cohort the suppressed fine cohorts must together hold at least the
     minimum (or none), else more fine cohorts there are suppressed. Updates the figures in place."""
-    specs = {key: tuple(r.partition.details.get("by") or ()) for key, r in results.items() if key.split(":")[0] == "attribute"}
+    specs = {
+        key: tuple(r.partition.details.get("by") or ())
+        for key, r in results.items()
+        if key.split(":")[0] == "attribute"
+    }
     for fine_key, fine_by in specs.items():
         for coarse_by in {by for key, by in specs.items() if key != fine_key and set(by) < set(fine_by)}:
             result = results[fine_key]
             positions = [fine_by.index(column) for column in coarse_by]
             for figures in filter(None, [result.discovery, result.holdout]):
                 cohorts = figures.cohorts
-                parents = cohorts["id"].astype(str).str.split(" & ").map(lambda parts: tuple(parts[i] for i in positions))
+                parents = (
+                    cohorts["id"].astype(str).str.split(" & ").map(lambda parts: tuple(parts[i] for i in positions))
+                )
                 chosen = cohorts["id"].isin(figures.bottom) | cohorts["id"].isin(figures.top)
                 suppressed = cohorts["suppressed"].to_numpy(dtype=bool).copy()
                 for parent in parents.unique():
                     inside = (parents == parent).to_numpy()
-                    suppressed[inside] = suppressed_cells(
-                        cohorts["speakers"].to_numpy()[inside], result.min_report_speakers,
-                        chosen.to_numpy()[inside]) | suppressed[inside]
+                    suppressed[inside] = (
+                        suppressed_cells(
+                            cohorts["speakers"].to_numpy()[inside],
+                            result.min_report_speakers,
+                            chosen.to_numpy()[inside],
+                        )
+                        | suppressed[inside]
+                    )
                 cohorts["suppressed"] = suppressed
                 shown = cohorts.loc[~cohorts["suppressed"]]
                 words = shown["ref_words"].sum()
                 figures.reported_wer = float(shown["errors"].sum() / words) if words > 0 else None
 
 
-
-def differencing_withheld(items: list[list[np.ndarray]], speakers: np.ndarray, minimum: int,
-                          already_published: list[np.ndarray] | None = None) -> list[str | None]:
+def differencing_withheld(
+    items: list[list[np.ndarray]], speakers: np.ndarray, minimum: int, already_published: list[np.ndarray] | None = None
+) -> list[str | None]:
     """Which items (in publication order) must be withheld so that no two published groups differ
     by a handful of speakers (SPEC 6: differencing).
 
@@ -137,7 +148,7 @@ def differencing_withheld(items: list[list[np.ndarray]], speakers: np.ndarray, m
         if (nested & (difference > 0) & (difference < minimum)).any():
             withheld[index] = DIFFERENCING
             continue
-        published[count: count + len(groups)] = new
-        sizes_old[count: count + len(groups)] = sizes_new
+        published[count : count + len(groups)] = new
+        sizes_old[count : count + len(groups)] = sizes_new
         count += len(groups)
     return withheld

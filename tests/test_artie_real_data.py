@@ -16,8 +16,8 @@ import unicodedata
 from pathlib import Path
 
 import jiwer
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 import fairaudit
@@ -78,8 +78,14 @@ def test_per_accent_wer_equals_independent_pooled_counts_and_indian_is_worse_tha
     log = artie_log(system)
     assert len(log) == 1712
     result = fairaudit.audit(
-        log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20,
-        bootstrap=200, permutations=100, seed=0,
+        log,
+        methods=["attribute"],
+        columns=COLUMNS,
+        by=["accent"],
+        min_speakers=20,
+        bootstrap=200,
+        permutations=100,
+        seed=0,
     )
     cohorts = result.methods["attribute"].cohorts.set_index("id")
     expected = independent_counts(log)
@@ -105,8 +111,26 @@ def test_cli_on_a_real_tsv_matches_the_python_api(tmp_path):
     path = tmp_path / "google.tsv"
     log.to_csv(path, sep="\t", index=False, quoting=3)
     out = tmp_path / "audit.json"
-    args = [sys.executable, "-m", "fairaudit.cli", "audit", str(path), "--method", "attribute", "--by", "accent",
-            "--min-speakers", "20", "--bootstrap", "0", "--permutations", "0", "--json", str(out), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "fairaudit.cli",
+        "audit",
+        str(path),
+        "--method",
+        "attribute",
+        "--by",
+        "accent",
+        "--min-speakers",
+        "20",
+        "--bootstrap",
+        "0",
+        "--permutations",
+        "0",
+        "--json",
+        str(out),
+        "--quiet",
+    ]
     for canonical, actual in COLUMNS.items():
         args += ["--column", f"{canonical}={actual}"]
     run = subprocess.run(args, capture_output=True, text=True)
@@ -144,14 +168,26 @@ def test_gate_verdicts_follow_independently_computed_per_accent_figures(system):
     bottom_wer, top_wer = wer.max(), wer.min()
     gap = 100 * (bottom_wer - top_wer) / top_wer
     report = fairaudit.audit(
-        log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20, bootstrap=100, permutations=50, seed=0,
-        bottom="worst", top="best",  # the worst vs the best accent, as computed above
+        log,
+        methods=["attribute"],
+        columns=COLUMNS,
+        by=["accent"],
+        min_speakers=20,
+        bootstrap=100,
+        permutations=50,
+        seed=0,
+        bottom="worst",
+        top="best",  # the worst vs the best accent, as computed above
     ).to_dict()
     gate = run_gate(report, parse_policy(GATE_POLICY, "policy"))
     outcomes = {r.rule: r.outcome for r in gate.results}
     assert outcomes["max-wer-gap-pct"] == expected_level(gap, GATE_POLICY["max-wer-gap-pct"]), (system, gap)
     assert outcomes["max-bottom-wer"] == expected_level(bottom_wer, GATE_POLICY["max-bottom-wer"]), (system, bottom_wer)
-    worst = max(expected_level(gap, GATE_POLICY["max-wer-gap-pct"]), expected_level(bottom_wer, GATE_POLICY["max-bottom-wer"]), key=["pass", "warn", "fail"].index)
+    worst = max(
+        expected_level(gap, GATE_POLICY["max-wer-gap-pct"]),
+        expected_level(bottom_wer, GATE_POLICY["max-bottom-wer"]),
+        key=["pass", "warn", "fail"].index,
+    )
     assert gate.outcome == worst
     assert gate.exit_code == (1 if worst == "fail" else 0)
 
@@ -172,7 +208,9 @@ def test_paired_comparison_of_two_real_systems_matches_independent_per_accent_ch
             continue
         wer_before = counts_before.loc[cohort.id, "errors"] / counts_before.loc[cohort.id, "ref_words"]
         wer_after = counts_after.loc[cohort.id, "errors"] / counts_after.loc[cohort.id, "ref_words"]
-        assert cohort.wer_before == pytest.approx(wer_before) and cohort.wer_after == pytest.approx(wer_after), cohort.id
+        assert cohort.wer_before == pytest.approx(wer_before) and cohort.wer_after == pytest.approx(wer_after), (
+            cohort.id
+        )
         assert cohort.change_points == pytest.approx(100 * (wer_after - wer_before))
         assert cohort.change_ci[0] <= cohort.change_points <= cohort.change_ci[1]
         widths.append((cohort.change_ci[1] - cohort.change_ci[0], other.change_ci[1] - other.change_ci[0]))
@@ -187,7 +225,9 @@ def test_logs_without_utterance_ids_are_paired_by_speaker_and_reference():
     after = artie_log("amazon-en-US-dec-9-2019").drop(columns=["path"])
     options = dict(methods=["attribute"], by=["accent"], min_speakers=20, bootstrap=100, seed=0)
     by_text = fairaudit.compare(before, after, columns=columns, **options)
-    by_id = fairaudit.compare(artie_log("google-en-US-dec-4-2019"), artie_log("amazon-en-US-dec-9-2019"), columns=COLUMNS, **options)
+    by_id = fairaudit.compare(
+        artie_log("google-en-US-dec-4-2019"), artie_log("amazon-en-US-dec-9-2019"), columns=COLUMNS, **options
+    )
     assert by_text.paired and by_text.matched_utterances == by_id.matched_utterances == len(before)
     for a, b in zip(by_text.methods["attribute"].cohorts, by_id.methods["attribute"].cohorts):
         assert (a.id, a.wer_before, a.wer_after) == (b.id, b.wer_before, b.wer_after)

@@ -35,10 +35,22 @@ def screenshot(page: Path, out: Path, profile: Path, height: int = HEIGHT) -> li
             "--no-install-recommends chromium` (CI's .ci/run does this, so CI runs this test)"
         )
     args = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        f"--user-data-dir={profile}", f"--screenshot={out}", f"--window-size={WIDTH},{height}",
-        "--enable-logging=stderr", "--v=0", page.resolve().as_uri(),
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--screenshot={out}",
+        f"--window-size={WIDTH},{height}",
+        "--enable-logging=stderr",
+        "--v=0",
+        page.resolve().as_uri(),
     ]
     run = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and out.exists(), f"chromium failed ({run.returncode}):\n{run.stderr[-3000:]}"
@@ -76,12 +88,16 @@ def test_chromium_renders_the_report_without_console_errors(report, tmp_path, mo
 
 def update_example_screenshot(tmp_path: Path) -> None:
     """examples/report_screenshot.png: the Quickstart report (default settings), top 1600 px."""
-    result = fairaudit.audit(str(EXAMPLE.relative_to(ROOT)), embeddings=str(EMBEDDINGS.relative_to(ROOT)), by=["accent"])
+    result = fairaudit.audit(
+        str(EXAMPLE.relative_to(ROOT)), embeddings=str(EMBEDDINGS.relative_to(ROOT)), by=["accent"]
+    )
     page = tmp_path / "quickstart.html"
     page.write_text(result.to_html(), encoding="utf-8")
     out = tmp_path / "quickstart.png"
     assert screenshot(page, out, tmp_path / "profile-example", height=1600) == []
-    image = Image.open(out).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image = (
+        Image.open(out).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    )
     image.save(ROOT / "examples" / "report_screenshot.png", optimize=True)
 
 

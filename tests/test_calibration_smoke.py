@@ -53,8 +53,11 @@ def test_null_false_alarms_are_rare_on_a_fixed_partition(calibration):
 
 
 def test_coverage_task_and_summary(calibration):
-    rows = [calibration.coverage_task(m, seed, n_speakers=600, bootstrap=200)
-            for m in calibration.METHODS for seed in range(2)]
+    rows = [
+        calibration.coverage_task(m, seed, n_speakers=600, bootstrap=200)
+        for m in calibration.METHODS
+        for seed in range(2)
+    ]
     for row in rows:
         for cohort in ("planted", "rest"):
             cell = row[cohort]

@@ -16,7 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def test_example_policy_is_valid_and_has_every_rule():
     policy = load_policy(EXAMPLES / "ci" / "fairaudit.toml")
-    assert set(policy.rules) == {"max-wer-gap-pct", "max-bottom-wer", "max-gap-increase-points", "max-cohort-wer-increase-points"}
+    assert set(policy.rules) == {
+        "max-wer-gap-pct",
+        "max-bottom-wer",
+        "max-gap-increase-points",
+        "max-cohort-wer-increase-points",
+    }
     assert policy.on == "lower" and policy.insufficient_data == "warn" and policy.not_evaluated == "fail"
     assert policy.for_method("geo-tree").rules["max-wer-gap-pct"].fail == 80.0
 
@@ -32,7 +37,9 @@ def test_workflow_gate_command_runs_and_writes_its_artifacts(tmp_path, workflow)
     shutil.copy(EXAMPLES / "ci" / "fairaudit.toml", ci)
     for command in commands:
         args = command.split()[1:]
-        run = subprocess.run([sys.executable, "-m", "fairaudit.cli", *args, "--quiet"], cwd=ci, capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "fairaudit.cli", *args, "--quiet"], cwd=ci, capture_output=True, text=True
+        )
         assert run.returncode in (0, 1), run.stderr  # a verdict, not bad input
     assert run.returncode == 0, run.stdout  # the same log as its own baseline: no regression, and nothing not evaluated
     suite = ET.parse(ci / "fairness-junit.xml").getroot().find("testsuite")

@@ -17,12 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from cli_runner import Run, run_main  # noqa: F401  (shared in-process CLI runner)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,15 +29,15 @@ OFF = ["--bootstrap", "0", "--permutations", "0"]
 METHODS = ["geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"]  # report order
 
 
-
-
 def run_process(*args: object, cwd: Path | None = None, env: dict | None = None, script: bool = False) -> Run:
     """Run the CLI in a child process: ``python -m fairaudit.cli`` or the installed ``fairaudit`` script."""
     installed = Path(sys.executable).parent / "fairaudit"
     command = [str(installed)] if script and installed.exists() else [sys.executable, "-m", "fairaudit.cli"]
     full_env = {**os.environ, "COLUMNS": "80", **(env or {})}
     full_env.pop("FAIRAUDIT_DEBUG", None)
-    done = subprocess.run(command + [str(a) for a in args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        command + [str(a) for a in args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
+    )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
@@ -56,7 +54,9 @@ def flat(text: str) -> str:
 def synth_dir(tmp_path_factory) -> Path:
     """A 600-speaker synthetic log written by ``fairaudit synth`` in a child process."""
     directory = tmp_path_factory.mktemp("synth")
-    done = run_process("synth", "-o", directory / "log.csv", "--speakers", 600, "--seed", 1, env={"PYTHONHASHSEED": "1"})
+    done = run_process(
+        "synth", "-o", directory / "log.csv", "--speakers", 600, "--seed", 1, env={"PYTHONHASHSEED": "1"}
+    )
     assert done.code == 0, done.stderr
     return directory
 
@@ -88,36 +88,142 @@ def _parquet_mixed_dimension(path: Path) -> None:
 
 # id, log text (str/bytes), embeddings (name, text or writer) or None, expected (line, column, value), message words
 BAD_INPUTS = [
-    ("missing-speaker-column", "client_id,errors,ref_words\na,0,1\n", None, (None, "speaker_id", None), ["--column speaker_id="]),
-    ("missing-error-columns", "speaker_id,errors,accent\na,0,us\n", None, (None, "ref_words", None), ["wer + ref_words", "reference + hypothesis"]),
-    ("forms-disagree", "speaker_id,errors,ref_words,reference,hypothesis\na,1,3,the cat sat,the cat sat down\nb,1,3,a b c,a b c\n",
-     None, (3, "errors", "1"), ["disagree", "gives 0 errors"]),
-    ("sdi-disagrees-with-errors", "speaker_id,errors,substitutions,deletions,insertions,ref_words\na,2,1,1,0,5\nb,2,1,0,0,5\n",
-     None, (3, "errors", "2"), ["substitutions=1"]),
+    (
+        "missing-speaker-column",
+        "client_id,errors,ref_words\na,0,1\n",
+        None,
+        (None, "speaker_id", None),
+        ["--column speaker_id="],
+    ),
+    (
+        "missing-error-columns",
+        "speaker_id,errors,accent\na,0,us\n",
+        None,
+        (None, "ref_words", None),
+        ["wer + ref_words", "reference + hypothesis"],
+    ),
+    (
+        "forms-disagree",
+        "speaker_id,errors,ref_words,reference,hypothesis\na,1,3,the cat sat,the cat sat down\nb,1,3,a b c,a b c\n",
+        None,
+        (3, "errors", "1"),
+        ["disagree", "gives 0 errors"],
+    ),
+    (
+        "sdi-disagrees-with-errors",
+        "speaker_id,errors,substitutions,deletions,insertions,ref_words\na,2,1,1,0,5\nb,2,1,0,0,5\n",
+        None,
+        (3, "errors", "2"),
+        ["substitutions=1"],
+    ),
     ("non-numeric-count", f"{HEADER}\na,u1,1,5\nb,u2,x,3\n", None, (3, "errors", "x"), ["not a number"]),
     ("negative-count", f"{HEADER}\na,u1,1,5\nb,u2,0,3\nc,u3,-3,4\n", None, (4, "errors", "-3"), ["negative"]),
     ("nan-count", f"{HEADER}\na,u1,1,5\nb,u2,nan,3\n", None, (3, "errors", "nan"), ["missing"]),
     ("negative-ref-words", f"{HEADER}\na,u1,1,5\nb,u2,0,-1\n", None, (3, "ref_words", "-1"), ["negative"]),
     ("fractional-count", f"{HEADER}\na,u1,1.5,5\n", None, (2, "errors", "1.5"), ["whole number"]),
-    ("latitude-out-of-range", f"{HEADER},latitude,longitude\na,u1,0,1,10,10\nb,u2,0,1,91,0\n", None, (3, "latitude", "91"), ["-90", "90"]),
-    ("longitude-out-of-range", f"{HEADER},latitude,longitude\na,u1,0,1,10,10\nb,u2,0,1,10,-180.5\n", None, (3, "longitude", "-180.5"), ["180"]),
-    ("zip-with-letter", f"{HEADER},zip_code\na,u1,0,1,02134\nb,u2,0,1,1234a\n", None, (3, "zip_code", "1234a"), ["ZIP"]),
-    ("zip-six-digits", f"{HEADER},zip_code\na,u1,0,1,02134\nb,u2,0,1,123456\n", None, (3, "zip_code", "123456"), ["ZIP"]),
-    ("zip-plus-three", f"{HEADER},zip_code\na,u1,0,1,02134\nb,u2,0,1,12345-678\n", None, (3, "zip_code", "12345-678"), ["ZIP"]),
-    ("duplicate-utterance-ids", f"{HEADER}\na,u1,0,1\nb,u2,0,1\nc,u1,0,1\n", None, (4, "utterance_id", "u1"), ["line 2"]),
+    (
+        "latitude-out-of-range",
+        f"{HEADER},latitude,longitude\na,u1,0,1,10,10\nb,u2,0,1,91,0\n",
+        None,
+        (3, "latitude", "91"),
+        ["-90", "90"],
+    ),
+    (
+        "longitude-out-of-range",
+        f"{HEADER},latitude,longitude\na,u1,0,1,10,10\nb,u2,0,1,10,-180.5\n",
+        None,
+        (3, "longitude", "-180.5"),
+        ["180"],
+    ),
+    (
+        "zip-with-letter",
+        f"{HEADER},zip_code\na,u1,0,1,02134\nb,u2,0,1,1234a\n",
+        None,
+        (3, "zip_code", "1234a"),
+        ["ZIP"],
+    ),
+    (
+        "zip-six-digits",
+        f"{HEADER},zip_code\na,u1,0,1,02134\nb,u2,0,1,123456\n",
+        None,
+        (3, "zip_code", "123456"),
+        ["ZIP"],
+    ),
+    (
+        "zip-plus-three",
+        f"{HEADER},zip_code\na,u1,0,1,02134\nb,u2,0,1,12345-678\n",
+        None,
+        (3, "zip_code", "12345-678"),
+        ["ZIP"],
+    ),
+    (
+        "duplicate-utterance-ids",
+        f"{HEADER}\na,u1,0,1\nb,u2,0,1\nc,u1,0,1\n",
+        None,
+        (4, "utterance_id", "u1"),
+        ["line 2"],
+    ),
     ("empty-file", b"", None, (None, None, None), ["empty"]),
     ("header-only", f"{HEADER}\n", None, (None, None, None), ["no data rows"]),
-    ("undecodable-bytes", (f"{HEADER}\na,u1,0,1\nb\xe9,u2,0,1\n").encode("latin-1"), None, (3, "speaker_id", None), ["UTF-8", "value b'\\xe9'"]),
-    ("ragged-row-long", f"{HEADER}\na,u1,0,1\nb,u2,0,1,9\nc,u3,0,1\n", None, (3, None, "b,u2,0,1,9"), ["5 field(s)", "header has 4"]),
+    (
+        "undecodable-bytes",
+        (f"{HEADER}\na,u1,0,1\nb\xe9,u2,0,1\n").encode("latin-1"),
+        None,
+        (3, "speaker_id", None),
+        ["UTF-8", "value b'\\xe9'"],
+    ),
+    (
+        "ragged-row-long",
+        f"{HEADER}\na,u1,0,1\nb,u2,0,1,9\nc,u3,0,1\n",
+        None,
+        (3, None, "b,u2,0,1,9"),
+        ["5 field(s)", "header has 4"],
+    ),
     ("ragged-row-short", f"{HEADER}\na,u1,0,1\nb,u2,0\n", None, (3, None, "b,u2,0"), ["3 field(s)"]),
     ("inline-embedding-nan", "speaker_id,errors,ref_words,emb_0,emb_1\na,0,1,1.0,nan\n", None, (2, "emb_1", "nan"), []),
-    ("inline-embedding-all-zero", "speaker_id,errors,ref_words,emb_0,emb_1\na,0,1,1.0,0.5\nb,0,1,0,0.0\n", None, (3, "emb_0", "0"), ["zero"]),
-    ("embeddings-mixed-dimension-csv", GOOD_LOG, ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,3,\n"), (3, "emb_1", ""), []),
-    ("embeddings-mixed-dimension-parquet", GOOD_LOG, ("emb.parquet", _parquet_mixed_dimension), (2, "embedding", None), ["dimension", "value 1"]),
+    (
+        "inline-embedding-all-zero",
+        "speaker_id,errors,ref_words,emb_0,emb_1\na,0,1,1.0,0.5\nb,0,1,0,0.0\n",
+        None,
+        (3, "emb_0", "0"),
+        ["zero"],
+    ),
+    (
+        "embeddings-mixed-dimension-csv",
+        GOOD_LOG,
+        ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,3,\n"),
+        (3, "emb_1", ""),
+        [],
+    ),
+    (
+        "embeddings-mixed-dimension-parquet",
+        GOOD_LOG,
+        ("emb.parquet", _parquet_mixed_dimension),
+        (2, "embedding", None),
+        ["dimension", "value 1"],
+    ),
     ("embeddings-nan", GOOD_LOG, ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,nan,1\n"), (3, "emb_0", "nan"), []),
-    ("embeddings-inf", GOOD_LOG, ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,inf,1\n"), (3, "emb_0", "inf"), ["infinite"]),
-    ("embeddings-all-zero", GOOD_LOG, ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,0,0\n"), (3, "emb_0", "0"), ["zero"]),
-    ("embeddings-duplicate-ids", GOOD_LOG, ("emb.csv", "speaker_id,emb_0\na,1\nb,1\na,2\n"), (4, "speaker_id", "a"), []),
+    (
+        "embeddings-inf",
+        GOOD_LOG,
+        ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,inf,1\n"),
+        (3, "emb_0", "inf"),
+        ["infinite"],
+    ),
+    (
+        "embeddings-all-zero",
+        GOOD_LOG,
+        ("emb.csv", "speaker_id,emb_0,emb_1\na,1,2\nb,0,0\n"),
+        (3, "emb_0", "0"),
+        ["zero"],
+    ),
+    (
+        "embeddings-duplicate-ids",
+        GOOD_LOG,
+        ("emb.csv", "speaker_id,emb_0\na,1\nb,1\na,2\n"),
+        (4, "speaker_id", "a"),
+        [],
+    ),
 ]
 
 
@@ -239,7 +345,9 @@ def test_usage_errors_exit_2(small_log, case, extra, words):
     assert not (small_log.parent / "out").exists()
 
 
-@pytest.mark.parametrize("args", [["--min-speakers", "abc"], ["--no-such-option"], []], ids=["bad-int", "unknown-option", "no-log"])
+@pytest.mark.parametrize(
+    "args", [["--min-speakers", "abc"], ["--no-such-option"], []], ids=["bad-int", "unknown-option", "no-log"]
+)
 def test_click_usage_errors_exit_2(small_log, args):
     """Errors found by the option parser itself: exit 2 with click's message, never 'internal error'."""
     run = run_main("audit", *([small_log] if args else []), *args)
@@ -258,9 +366,24 @@ def test_usage_errors_in_a_child_process(small_log):
 
 def test_closed_stdout_keeps_the_files_and_exit_0(small_log, tmp_path):
     """`fairaudit audit LOG --json F | head`: the report is still written; no traceback, not exit 1."""
-    child = subprocess.Popen([sys.executable, "-m", "fairaudit.cli", "audit", str(small_log), "--by", "accent", *OFF,
-                              "--min-speakers", "5", "--json", str(tmp_path / "r.json")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fairaudit.cli",
+            "audit",
+            str(small_log),
+            "--by",
+            "accent",
+            *OFF,
+            "--min-speakers",
+            "5",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     child.stdout.close()  # the reader goes away before anything is printed
     stderr = child.stderr.read().decode()
     assert child.wait(timeout=120) == 0, stderr
@@ -280,8 +403,16 @@ def test_help_exits_0():
     assert run.code == 0 and "--bottom-share" in run.stdout and run.stderr == ""
 
 
-@pytest.mark.parametrize("command, usage", [("audit", "LOG"), ("validate", "LOG"), ("score", "LOG"),
-                                             ("compare", "BASELINE_LOG NEW_LOG"), ("gate", "LOG_OR_AUDIT_JSON")])
+@pytest.mark.parametrize(
+    "command, usage",
+    [
+        ("audit", "LOG"),
+        ("validate", "LOG"),
+        ("score", "LOG"),
+        ("compare", "BASELINE_LOG NEW_LOG"),
+        ("gate", "LOG_OR_AUDIT_JSON"),
+    ],
+)
 def test_help_names_arguments_plainly_and_types_every_log_a_path(command, usage):
     """Usage reads `LOG`, not typer's `{LOG}`; every log argument is `<path>` (audit's was `<str>`)."""
     run = run_main(command, "--help")
@@ -299,8 +430,17 @@ def test_too_few_speakers_gives_insufficient_data(tmp_path):
     assert run_main("synth", "-o", tmp_path / "small.csv", "--speakers", 20, "--seed", 1).code == 0
     frame = pd.read_csv(tmp_path / "small.csv", dtype={"speaker_id": str})
     assert frame.speaker_id.nunique() == 20
-    run = run_main("audit", tmp_path / "small.csv", "--embeddings", tmp_path / "small.embeddings.parquet",
-                   "--by", "accent", "--json", tmp_path / "out.json", *FAST)
+    run = run_main(
+        "audit",
+        tmp_path / "small.csv",
+        "--embeddings",
+        tmp_path / "small.embeddings.parquet",
+        "--by",
+        "accent",
+        "--json",
+        tmp_path / "out.json",
+        *FAST,
+    )
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert sorted(report["methods"]) == sorted(METHODS)
@@ -312,7 +452,9 @@ def test_too_few_speakers_gives_insufficient_data(tmp_path):
 
 def test_min_speakers_above_the_cohort_sizes_gives_insufficient_data(log, frame, tmp_path):
     biggest = frame.groupby("accent").speaker_id.nunique().max()
-    run = run_main("audit", log, "--by", "accent", "--min-speakers", biggest + 1, "--json", tmp_path / "out.json", *OFF, "-q")
+    run = run_main(
+        "audit", log, "--by", "accent", "--min-speakers", biggest + 1, "--json", tmp_path / "out.json", *OFF, "-q"
+    )
     assert run.code == 0, run.stderr
     method = json.loads((tmp_path / "out.json").read_text())["methods"]["attribute"]
     assert method["verdict"] == "insufficient data"
@@ -325,8 +467,20 @@ def test_min_speakers_above_the_cohort_sizes_gives_insufficient_data(log, frame,
 @pytest.fixture(scope="module")
 def assignments_run(log, emb, tmp_path_factory):
     out = tmp_path_factory.mktemp("assign")
-    run = run_main("audit", log, "--embeddings", emb, "--by", "accent", "--json", out / "a.json",
-                   "--assignments", out / "a.csv", *FAST, "-q")
+    run = run_main(
+        "audit",
+        log,
+        "--embeddings",
+        emb,
+        "--by",
+        "accent",
+        "--json",
+        out / "a.json",
+        "--assignments",
+        out / "a.csv",
+        *FAST,
+        "-q",
+    )
     assert run.code == 0, run.stderr
     return json.loads((out / "a.json").read_text()), out / "a.csv"
 
@@ -376,14 +530,27 @@ def test_assignments_geo_tree_unassigned_are_speakers_without_coordinates(assign
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     rows = table[table.method == "geo-tree"]
     no_coords = set(frame.loc[frame.latitude.isna() | frame.longitude.isna(), "speaker_id"]) - set(
-        frame.loc[frame.latitude.notna() & frame.longitude.notna(), "speaker_id"])
+        frame.loc[frame.latitude.notna() & frame.longitude.notna(), "speaker_id"]
+    )
     assert set(rows.loc[rows.cohort_id == "", "speaker_id"]) == no_coords
     assert sum(report["methods"]["geo-tree"]["unassigned"].values()) == len(no_coords)
 
 
 def test_assignments_with_holdout_cover_every_speaker(log, frame, tmp_path):
-    run = run_main("audit", log, "--by", "accent", "--holdout", 0.5, "--json", tmp_path / "h.json",
-                   "--assignments", tmp_path / "h.csv", *OFF, "-q")
+    run = run_main(
+        "audit",
+        log,
+        "--by",
+        "accent",
+        "--holdout",
+        0.5,
+        "--json",
+        tmp_path / "h.json",
+        "--assignments",
+        tmp_path / "h.csv",
+        *OFF,
+        "-q",
+    )
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "h.json").read_text())
     table = pd.read_csv(tmp_path / "h.csv", dtype=str, keep_default_na=False)
@@ -422,9 +589,14 @@ SCORE_ROWS = [
 
 
 def _text_log(tmp_path: Path) -> Path:
-    frame = pd.DataFrame({"speaker_id": [f"s{k % 3}" for k in range(len(SCORE_ROWS))],
-                          "utterance_id": [f"u{k}" for k in range(len(SCORE_ROWS))],
-                          "reference": [r[0] for r in SCORE_ROWS], "hypothesis": [r[1] for r in SCORE_ROWS]})
+    frame = pd.DataFrame(
+        {
+            "speaker_id": [f"s{k % 3}" for k in range(len(SCORE_ROWS))],
+            "utterance_id": [f"u{k}" for k in range(len(SCORE_ROWS))],
+            "reference": [r[0] for r in SCORE_ROWS],
+            "hypothesis": [r[1] for r in SCORE_ROWS],
+        }
+    )
     path = tmp_path / "text.csv"
     frame.to_csv(path, index=False)
     return path
@@ -519,7 +691,9 @@ def test_command_line_wins_over_the_config(log, tmp_path, monkeypatch):
 
 
 def test_pyproject_tool_fairaudit(log, tmp_path, monkeypatch):
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.fairaudit]\nmin-speakers = 50\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.fairaudit]\nmin-speakers = 50\n', encoding="utf-8"
+    )
     monkeypatch.chdir(tmp_path)
     assert run_main("audit", log, *CONFIG_AUDIT, "--json", "out.json").code == 0
     assert _min_speakers(tmp_path / "out.json") == 50
@@ -535,9 +709,13 @@ def test_audit_table_overrides_top_level(log, tmp_path, monkeypatch):
 
 
 def test_config_column_renames_apply(tmp_path, monkeypatch):
-    (tmp_path / "log.csv").write_text("client,errs,words,accent\n" + "\n".join(
-        f"c{k},{k % 2},4,{'us' if k % 2 else 'in'}" for k in range(40)) + "\n", encoding="utf-8")
-    (tmp_path / "fairaudit.toml").write_text('[columns]\nspeaker_id = "client"\nerrors = "errs"\nref_words = "words"\n', encoding="utf-8")
+    (tmp_path / "log.csv").write_text(
+        "client,errs,words,accent\n" + "\n".join(f"c{k},{k % 2},4,{'us' if k % 2 else 'in'}" for k in range(40)) + "\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "fairaudit.toml").write_text(
+        '[columns]\nspeaker_id = "client"\nerrors = "errs"\nref_words = "words"\n', encoding="utf-8"
+    )
     monkeypatch.chdir(tmp_path)
     run = run_main("audit", "log.csv", "--by", "accent", *OFF, "--min-speakers", 5, "--json", "out.json", "-q")
     assert run.code == 0, run.stderr
@@ -613,7 +791,20 @@ def test_terminal_holdout_labels(log, tmp_path):
 
 
 def test_repeated_by_is_one_attribute_audit(small_log, tmp_path):
-    run = run_main("audit", small_log, "--by", "accent", "--by", "accent", "--min-speakers", 5, *OFF, "-q", "--json", tmp_path / "o.json")
+    run = run_main(
+        "audit",
+        small_log,
+        "--by",
+        "accent",
+        "--by",
+        "accent",
+        "--min-speakers",
+        5,
+        *OFF,
+        "-q",
+        "--json",
+        tmp_path / "o.json",
+    )
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "o.json").read_text())
     assert list(report["methods"]) == ["attribute"] and report["parameters"]["by"] == ["accent"]

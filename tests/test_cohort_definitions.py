@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli_runner import run_main
 
 import fairaudit
-from cli_runner import run_main
 from fairaudit.api import load_log
-from fairaudit.methods import GeoTree
 from fairaudit.engines.speaker_table import build_speaker_table
+from fairaudit.methods import GeoTree
 from fairaudit.synth.generator import synthesize, write_synth
 
 FAST = dict(bootstrap=50, permutations=20)
@@ -39,8 +39,11 @@ def other_model(synth, seed: int = 1, factor: float = 1.0) -> pd.DataFrame:
 def test_every_method_writes_definitions_that_reproduce_its_cohorts(baseline):
     synth, report = baseline
     again = json.loads(fairaudit.audit(synth.log, embeddings=synth.embeddings, cohorts=report, **FAST).to_json())
-    assert set(again["methods"]) == set(report["methods"]) == {"geo-tree", "geo-scan", "zip-demographic",
-                                                              "embedding-kmeans", "attribute"}
+    assert (
+        set(again["methods"])
+        == set(report["methods"])
+        == {"geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"}
+    )
     for name, method in report["methods"].items():
         stored = again["methods"][name]
         assert method["definition"]["method"] == name and method["definition"]["cells"], name
@@ -48,7 +51,11 @@ def test_every_method_writes_definitions_that_reproduce_its_cohorts(baseline):
         assert stored["bottom_cohorts"] == method["bottom_cohorts"], name
         for before, after in zip(method["cohorts"], stored["cohorts"]):
             assert (before["id"], before["speakers"], before["errors"], before["ref_words"]) == (
-                after["id"], after["speakers"], after["errors"], after["ref_words"]), name
+                after["id"],
+                after["speakers"],
+                after["errors"],
+                after["ref_words"],
+            ), name
         assert stored["wer_gap_pct"] == pytest.approx(method["wer_gap_pct"])
         assert "no search" in stored["verdict_reason"]
 
@@ -89,7 +96,9 @@ def test_definitions_that_cannot_apply_are_clear_errors(baseline, tmp_path):
     path.write_text(json.dumps(report), encoding="utf-8")
     paths = write_synth(tmp_path / "new.csv", synthesize(300, seed=2, embedding_dim=8))
     # Another embedding dimension (8 instead of 32).
-    run = run_main("audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "-q", "--bootstrap", 0)
+    run = run_main(
+        "audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "-q", "--bootstrap", 0
+    )
     assert run.code == 2 and "dimension" in run.stderr and "Traceback" not in run.stderr
     # A missing column.
     run = run_main("audit", paths["log"], "--cohorts", path, "-q")
@@ -97,8 +106,19 @@ def test_definitions_that_cannot_apply_are_clear_errors(baseline, tmp_path):
     # Another census table (the stored one was the built-in table).
     table = tmp_path / "census.csv"
     pd.DataFrame({"zip_code": ["00501", "10001"], "median_household_income": [50000, 60000]}).to_csv(table, index=False)
-    run = run_main("audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "--method", "zip-demographic",
-                   "--demographics", table, "-q")
+    run = run_main(
+        "audit",
+        paths["log"],
+        "--embeddings",
+        paths["embeddings"],
+        "--cohorts",
+        path,
+        "--method",
+        "zip-demographic",
+        "--demographics",
+        table,
+        "-q",
+    )
     assert run.code == 2 and "census table" in run.stderr, run.stderr
     # Not an audit report; and a report without definitions.
     (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
@@ -112,15 +132,17 @@ def test_definitions_that_cannot_apply_are_clear_errors(baseline, tmp_path):
 
 def test_suppressed_cells_are_withheld_from_the_definitions():
     synth = synthesize(400, effect=0.5, plant=["lat-band"], seed=3, embeddings="none")
-    result = fairaudit.audit(synth.log, methods=["geo-tree"], min_speakers=5, min_gain=0, min_report_speakers=25,
-                             bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        synth.log, methods=["geo-tree"], min_speakers=5, min_gain=0, min_report_speakers=25, bootstrap=0, permutations=0
+    )
     cohorts = result.methods["geo-tree"].discovery.cohorts
     suppressed = set(cohorts.loc[cohorts["suppressed"], "id"])
     assert suppressed
     definition = result.to_dict()["methods"]["geo-tree"]["definition"]
     assert not {cell["id"] for cell in definition["cells"]} & suppressed
     # Re-applied, their speakers are unassigned with a reason, not silently moved to another region.
-    again = fairaudit.audit(synth.log, cohorts=result.to_dict(), bootstrap=0, permutations=0, min_report_speakers=25,
-                            min_speakers=5)
+    again = fairaudit.audit(
+        synth.log, cohorts=result.to_dict(), bootstrap=0, permutations=0, min_report_speakers=25, min_speakers=5
+    )
     reasons = again.methods["geo-tree"].partition.unassigned_reasons
     assert any("withheld" in reason for reason in reasons)

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from cli_runner import run_main
 from jsonschema import Draft202012Validator
 
 import fairaudit
-from cli_runner import run_main
 from fairaudit.report.schema import load_schema
 from fairaudit.synth.generator import synthesize
 
@@ -62,8 +62,11 @@ def test_paired_intervals_are_narrower_than_unpaired_on_the_same_data(logs):
     paired = fairaudit.compare(base, regressed, methods=["geo-tree"], bootstrap=400)
     unpaired = fairaudit.compare(base, regressed, methods=["geo-tree"], bootstrap=400, pairing="unpaired")
     assert paired.paired and not unpaired.paired
-    ratios = [(p.change_ci[1] - p.change_ci[0]) / (u.change_ci[1] - u.change_ci[0])
-              for p, u in zip(paired.methods["geo-tree"].cohorts, unpaired.methods["geo-tree"].cohorts) if not p.suppressed]
+    ratios = [
+        (p.change_ci[1] - p.change_ci[0]) / (u.change_ci[1] - u.change_ci[0])
+        for p, u in zip(paired.methods["geo-tree"].cohorts, unpaired.methods["geo-tree"].cohorts)
+        if not p.suppressed
+    ]
     assert np.median(ratios) < 0.8, ratios
 
 
@@ -81,8 +84,21 @@ def test_cli_writes_schema_valid_json_markdown_and_a_table(logs, tmp_path):
     _, base, regressed, _, _ = logs
     base.to_csv(tmp_path / "base.csv", index=False)
     regressed.to_csv(tmp_path / "new.csv", index=False)
-    run = run_main("compare", tmp_path / "base.csv", tmp_path / "new.csv", "--method", "geo-scan", "--bootstrap", 200,
-                   "--json", tmp_path / "c.json", "--markdown", tmp_path / "c.md", "--html", tmp_path / "c.html")
+    run = run_main(
+        "compare",
+        tmp_path / "base.csv",
+        tmp_path / "new.csv",
+        "--method",
+        "geo-scan",
+        "--bootstrap",
+        200,
+        "--json",
+        tmp_path / "c.json",
+        "--markdown",
+        tmp_path / "c.md",
+        "--html",
+        tmp_path / "c.html",
+    )
     assert run.code == 0, run.stderr
     page = (tmp_path / "c.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in page
@@ -102,7 +118,8 @@ def test_html_escapes_cohort_descriptions(logs):
 
     _, base, regressed, _, _ = logs
     hostile = base.assign(accent=np.where(base.index % 2 == 0, "<script>x</script>", "plain"))
-    data = fairaudit.compare(hostile, regressed.assign(accent=hostile["accent"]), methods=["attribute"], by=["accent"],
-                             bootstrap=50).to_dict()
+    data = fairaudit.compare(
+        hostile, regressed.assign(accent=hostile["accent"]), methods=["attribute"], by=["accent"], bootstrap=50
+    ).to_dict()
     page = comparison_html(data)
     assert "<script>x" not in page and "&lt;script&gt;x" in page

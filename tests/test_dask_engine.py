@@ -26,9 +26,9 @@ import pytest
 
 import fairaudit
 from fairaudit.engines import dask_engine
+from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.errors import InputError
 from fairaudit.io.readers import read_log
-from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.synth.generator import synthesize, write_synth
 
 FAST = {"by": ["accent"], "bootstrap": 40, "permutations": 10}
@@ -51,7 +51,7 @@ def _split_lines(source: Path, target_dir: Path, cuts: list[int], name: str = "p
     paths = []
     for i in range(len(cuts) - 1):
         path = target_dir / name.format(i)
-        path.write_text(lines[0] + "".join(lines[1 + cuts[i]:1 + cuts[i + 1]]), encoding="utf-8")
+        path.write_text(lines[0] + "".join(lines[1 + cuts[i] : 1 + cuts[i + 1]]), encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -66,8 +66,12 @@ def data(tmp_path_factory) -> dict[str, Path]:
     snr, flag = [], []
     for i in range(N_PARTS):
         k = cuts[i + 1] - cuts[i]
-        snr += {0: [str(j % 25) for j in range(k)], 1: [f"{j % 25}.5" for j in range(k)],
-                2: [""] * k, 3: [str(j % 7) for j in range(k)]}[i]
+        snr += {
+            0: [str(j % 25) for j in range(k)],
+            1: [f"{j % 25}.5" for j in range(k)],
+            2: [""] * k,
+            3: [str(j % 7) for j in range(k)],
+        }[i]
         flag += ["true" if (i == 2 and j % 3 == 0) else str(j % 2) for j in range(k)]
     frame["snr"] = snr  # int64, double, null, int64 per file -> double over the whole log
     frame["flag"] = flag  # 0/1 (int64) in three files, 0/1/true (bool) in one -> bool
@@ -79,8 +83,12 @@ def data(tmp_path_factory) -> dict[str, Path]:
     _split_lines(full, parts, cuts)
 
     # Parquet: the same table, typed as the pandas engine reads the CSV, in one file and in four
-    table = pa_csv.read_csv(full, convert_options=pa_csv.ConvertOptions(
-        column_types={c: pa.string() for c in ("speaker_id", "utterance_id", "zip_code")}))
+    table = pa_csv.read_csv(
+        full,
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in ("speaker_id", "utterance_id", "zip_code")}
+        ),
+    )
     pq.write_table(table, root / "full.parquet")
     pq_dir = root / "parquet"
     pq_dir.mkdir()
@@ -95,24 +103,37 @@ def data(tmp_path_factory) -> dict[str, Path]:
     order = rng.permutation(n)
     np.save(root / "utt.npy", rng.normal(size=(n, 6)).astype(np.float32)[order])
     (root / "utt.ids.txt").write_text("\n".join(frame["utterance_id"].to_numpy()[order]) + "\n")
-    return {"root": root, "full": full, "parts": parts, "full_parquet": root / "full.parquet",
-            "pq_dir": pq_dir, "plain": root / "plain.csv", "plain_dir": root / "plain",
-            "utt_npy": root / "utt.npy"}
+    return {
+        "root": root,
+        "full": full,
+        "parts": parts,
+        "full_parquet": root / "full.parquet",
+        "pq_dir": pq_dir,
+        "plain": root / "plain.csv",
+        "plain_dir": root / "plain",
+        "utt_npy": root / "utt.npy",
+    }
 
 
 @pytest.fixture(scope="module")
 def cluster():
     import distributed  # in the test extra (pyproject.toml)
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
-                                  dashboard_address=None) as local:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
+    ) as local:
         yield local.scheduler_address
 
 
 def _cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     """The installed console entry point, in a child process (as a user runs it)."""
-    return subprocess.run([sys.executable, "-c", "from fairaudit.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from fairaudit.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
@@ -123,8 +144,9 @@ def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
         expected = json.loads(fairaudit.audit(single, **FAST).to_json())
         assert set(expected["methods"]) == {"geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"}
         out = root / "dask.json"
-        run = _cli("audit", pattern, "--engine", "dask", "--scheduler", cluster, *FAST_CLI, "--json", out, "-q",
-                   cwd=root)
+        run = _cli(
+            "audit", pattern, "--engine", "dask", "--scheduler", cluster, *FAST_CLI, "--json", out, "-q", cwd=root
+        )
         assert run.returncode == 0, run.stderr
         report = json.loads(out.read_text())
         assert report["input"]["path"] == pattern
@@ -150,15 +172,33 @@ def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(dat
     table.to_parquet(root / "big.embeddings.parquet", index=False)
     assert (root / "big.embeddings.parquet").stat().st_size > 10_000_000
     out = root / "big.json"
-    run = _cli("audit", "plain/*.csv", "--engine", "dask", "--scheduler", cluster, "--embeddings",
-               "big.embeddings.parquet", "--method", "embedding-kmeans", "--bootstrap", "0", "--permutations", "0",
-               "--json", out, "-q", cwd=root)
+    run = _cli(
+        "audit",
+        "plain/*.csv",
+        "--engine",
+        "dask",
+        "--scheduler",
+        cluster,
+        "--embeddings",
+        "big.embeddings.parquet",
+        "--method",
+        "embedding-kmeans",
+        "--bootstrap",
+        "0",
+        "--permutations",
+        "0",
+        "--json",
+        out,
+        "-q",
+        cwd=root,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     report = json.loads(out.read_text())
     monkeypatch.chdir(root)  # the file named as the user wrote it, in notes too
-    expected = fairaudit.audit(data["plain"], embeddings="big.embeddings.parquet", methods=["embedding-kmeans"],
-                               bootstrap=0, permutations=0).to_dict()
+    expected = fairaudit.audit(
+        data["plain"], embeddings="big.embeddings.parquet", methods=["embedding-kmeans"], bootstrap=0, permutations=0
+    ).to_dict()
     assert report["methods"]["embedding-kmeans"]["cohorts"] == expected["methods"]["embedding-kmeans"]["cohorts"]
     assert report["notes"] == expected["notes"] and any("20000 embeddings" in n for n in report["notes"])
     pandas_table = build_speaker_table(load_log(data["plain"], embeddings=root / "big.embeddings.parquet"))
@@ -177,7 +217,9 @@ def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(dat
         return real_read(path)
 
     monkeypatch.setattr(ingest, "_read_embeddings", spy)
-    sharded = dask_engine.read_log_dask(str(root / "plain" / "*.csv"), embeddings="big.embeddings.parquet", scheduler=cluster)
+    sharded = dask_engine.read_log_dask(
+        str(root / "plain" / "*.csv"), embeddings="big.embeddings.parquet", scheduler=cluster
+    )
     assert readers == [False]
     order = np.argsort(sharded.speaker_table.speaker_ids.astype(str))
     reference = np.argsort(pandas_table.speaker_ids.astype(str))
@@ -204,8 +246,9 @@ def test_python_api_with_a_glob_blocks_and_an_npy_without_id_header(data):
     """fairaudit.audit("dir/*.csv", engine="dask"): local threads, files split into blocks."""
     expected = json.loads(fairaudit.audit(data["plain"], embeddings=data["utt_npy"], **FAST).to_json())
     assert "embedding-kmeans" in expected["methods"]
-    result = fairaudit.audit(str(data["plain_dir"] / "*.csv"), engine="dask", blocksize="40KB",
-                             embeddings=data["utt_npy"], **FAST)
+    result = fairaudit.audit(
+        str(data["plain_dir"] / "*.csv"), engine="dask", blocksize="40KB", embeddings=data["utt_npy"], **FAST
+    )
     assert _comparable(json.loads(result.to_json())) == _comparable(expected)
 
 
@@ -227,11 +270,13 @@ def test_input_sha256_of_many_files_is_a_manifest_hash(data):
     """sha256 over "<file sha256>  <path below the common directory>" lines, sorted by path."""
     files = sorted(data["parts"].glob("*.csv"))
     manifest = "".join(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}\n" for f in files)
-    result = fairaudit.audit(str(data["parts"] / "*.csv"), engine="dask", methods=["attribute"], by=["accent"],
-                             bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        str(data["parts"] / "*.csv"), engine="dask", methods=["attribute"], by=["accent"], bootstrap=0, permutations=0
+    )
     assert result.input["sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
-    single = fairaudit.audit(str(files[0]), engine="dask", methods=["attribute"], by=["accent"], bootstrap=0,
-                             permutations=0)
+    single = fairaudit.audit(
+        str(files[0]), engine="dask", methods=["attribute"], by=["accent"], bootstrap=0, permutations=0
+    )
     assert single.input["sha256"] == hashlib.sha256(files[0].read_bytes()).hexdigest()  # as the pandas engine
 
 
@@ -317,24 +362,36 @@ def test_importing_fairaudit_does_not_import_dask():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
-@pytest.mark.parametrize("pieces", [
-    (["1", "2"], ["2.5"]),
-    (["0", "1"], ["true", ""]),
-    (["2020-01-01"], ["2020-01-01 10:00:00"]),
-    ([""], ["7"]),
-    (["1"], ["abc", "NA"]),
-    (["1", "2"], ["true"]),
-])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        (["1", "2"], ["2.5"]),
+        (["0", "1"], ["true", ""]),
+        (["2020-01-01"], ["2020-01-01 10:00:00"]),
+        ([""], ["7"]),
+        (["1"], ["abc", "NA"]),
+        (["1", "2"], ["true"]),
+    ],
+)
 def test_metadata_type_over_pieces_is_pyarrows_over_the_whole_column(pieces):
     """The type of a metadata column read in pieces is what pyarrow infers on the whole file."""
     whole = "x\n" + "".join(f"{v}\n" if v else '""\n' for part in pieces for v in part)
-    expected = pa_csv.read_csv(pa.py_buffer(whole.encode()),
-                               convert_options=pa_csv.ConvertOptions(strings_can_be_null=False)).column("x").type
+    expected = (
+        pa_csv.read_csv(pa.py_buffer(whole.encode()), convert_options=pa_csv.ConvertOptions(strings_can_be_null=False))
+        .column("x")
+        .type
+    )
     summaries = [{"types": [dask_engine.infer_text_type(sorted(set(p)))], "distinct": [sorted(set(p))]} for p in pieces]
     assert dask_engine.unify_text_types(summaries, 1) == [expected]
     if not pa.types.is_null(expected):
         text = pa.array([v for part in pieces for v in part])
         converted = dask_engine.convert_text(text, expected)
-        reference = pa_csv.read_csv(pa.py_buffer(whole.encode()), convert_options=pa_csv.ConvertOptions(
-            strings_can_be_null=False, column_types={"x": expected})).column("x").combine_chunks()
+        reference = (
+            pa_csv.read_csv(
+                pa.py_buffer(whole.encode()),
+                convert_options=pa_csv.ConvertOptions(strings_can_be_null=False, column_types={"x": expected}),
+            )
+            .column("x")
+            .combine_chunks()
+        )
         assert converted.equals(reference)

@@ -8,7 +8,7 @@ import pytest
 
 import fairaudit
 from fairaudit.errors import InputError
-from fairaudit.gate.judge import Policy, load_policy, parse_policy, run_gate
+from fairaudit.gate.judge import load_policy, parse_policy, run_gate
 from fairaudit.render.gate_report import gate_markdown, junit_xml
 
 
@@ -16,7 +16,9 @@ def grouped_log(n_speakers=1200, effect=0.5, seed=0, scale=None):
     """Groups g0..g3; g0 has WER x (1 + effect). `scale` multiplies each group's error rate."""
     rng = np.random.default_rng(seed)
     group = np.arange(n_speakers) % 4
-    factor = np.where(group == 0, 1 + effect, 1.0) * np.array([(scale or {}).get(f"g{g}", 1.0) for g in range(4)])[group]
+    factor = (
+        np.where(group == 0, 1 + effect, 1.0) * np.array([(scale or {}).get(f"g{g}", 1.0) for g in range(4)])[group]
+    )
     rate = np.clip(0.1 * factor, 0, 1)
     speaker = np.repeat(np.arange(n_speakers), 8)
     words = rng.integers(2, 8, len(speaker))
@@ -53,8 +55,16 @@ def test_gap_rule_at_warn_and_fail_levels_judged_on_the_lower_bound(report):
     # limits between the lower bound and the point estimate: passes on "lower", fails on "point"
     between = (low + point) / 2
     assert outcome(report, {"max-wer-gap-pct": {"fail": between}})[1][("max-wer-gap-pct", "attribute")] == "pass"
-    assert outcome(report, {"max-wer-gap-pct": {"fail": between}, "on": "point"})[1][("max-wer-gap-pct", "attribute")] == "fail"
-    assert outcome(report, {"max-wer-gap-pct": {"warn": low - 1, "fail": point + 100}})[1][("max-wer-gap-pct", "attribute")] == "warn"
+    assert (
+        outcome(report, {"max-wer-gap-pct": {"fail": between}, "on": "point"})[1][("max-wer-gap-pct", "attribute")]
+        == "fail"
+    )
+    assert (
+        outcome(report, {"max-wer-gap-pct": {"warn": low - 1, "fail": point + 100}})[1][
+            ("max-wer-gap-pct", "attribute")
+        ]
+        == "warn"
+    )
     gate, outcomes = outcome(report, {"max-wer-gap-pct": {"warn": low - 20, "fail": low - 1}})
     assert outcomes[("max-wer-gap-pct", "attribute")] == "fail" and gate.exit_code == 1
     gate, outcomes = outcome(report, {"max-wer-gap-pct": {"warn": low - 1}})
@@ -67,8 +77,18 @@ def test_bottom_wer_rule_at_both_levels(report):
     attr = report["methods"]["attribute"]
     bottom = next(c for c in attr["cohorts"] if c["id"] == attr["bottom"])
     low = bottom["wer_ci"][0]
-    assert outcome(report, {"max-bottom-wer": {"warn": low - 0.01, "fail": low + 0.01}})[1][("max-bottom-wer", "attribute")] == "warn"
-    assert outcome(report, {"max-bottom-wer": {"warn": low - 0.02, "fail": low - 0.01}})[1][("max-bottom-wer", "attribute")] == "fail"
+    assert (
+        outcome(report, {"max-bottom-wer": {"warn": low - 0.01, "fail": low + 0.01}})[1][
+            ("max-bottom-wer", "attribute")
+        ]
+        == "warn"
+    )
+    assert (
+        outcome(report, {"max-bottom-wer": {"warn": low - 0.02, "fail": low - 0.01}})[1][
+            ("max-bottom-wer", "attribute")
+        ]
+        == "fail"
+    )
     assert outcome(report, {"max-bottom-wer": {"fail": low + 0.01}})[1][("max-bottom-wer", "attribute")] == "pass"
 
 
@@ -144,17 +164,23 @@ def test_policy_file_forms(tmp_path, monkeypatch):
     (tmp_path / "policy.toml").write_text('[gate]\non = "point"\n[gate.max-wer-gap-pct]\nwarn = 20\nfail = 40\n')
     policy = load_policy(tmp_path / "policy.toml")
     assert policy.on == "point" and policy.rules["max-wer-gap-pct"].fail == 40
-    (tmp_path / "pyproject.toml").write_text('[tool.fairaudit.gate]\nmax-bottom-wer = 0.3\n')
+    (tmp_path / "pyproject.toml").write_text("[tool.fairaudit.gate]\nmax-bottom-wer = 0.3\n")
     monkeypatch.chdir(tmp_path)
     assert load_policy().rules["max-bottom-wer"].fail == 0.3
 
 
 def test_junit_xml_parses_with_one_case_per_rule_and_method(report):
-    gate, _ = outcome(report, {"max-wer-gap-pct": {"fail": 1}, "max-bottom-wer": {"fail": 0.9}, "max-gap-increase-points": 5})
+    gate, _ = outcome(
+        report, {"max-wer-gap-pct": {"fail": 1}, "max-bottom-wer": {"fail": 0.9}, "max-gap-increase-points": 5}
+    )
     root = ET.fromstring(junit_xml(gate, report))
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == ["max-wer-gap-pct [attribute]", "max-bottom-wer [attribute]", "max-gap-increase-points [attribute]"]
+    assert [c.get("name") for c in cases] == [
+        "max-wer-gap-pct [attribute]",
+        "max-bottom-wer [attribute]",
+        "max-gap-increase-points [attribute]",
+    ]
     # The regression rule has no baseline: not evaluated, a failure by default (never a silent pass).
     assert suite.get("failures") == "2" and suite.get("tests") == "3"
     failure = cases[0].find("failure")

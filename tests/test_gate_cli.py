@@ -6,14 +6,15 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from test_gate import grouped_log
 
 AUDIT = ["--by", "group", "--seed", "0"]
 
 
 def fairaudit(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fairaudit.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "fairaudit.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,12 @@ def test_exit_0_on_pass_and_warn_1_on_fail(workspace):
 
 @pytest.mark.parametrize(
     "text, fragment",
-    [("[gate]\nmax-gap = 3\n", "unknown gate policy key 'max-gap'"), ("[gate]\non = 'median'\n", "on must be one of"), ("[gate\n", "not valid TOML"),
-     ("[gate]\nmethod = 5\nmax-wer-gap-pct = 40\n", "method must be a table")],
+    [
+        ("[gate]\nmax-gap = 3\n", "unknown gate policy key 'max-gap'"),
+        ("[gate]\non = 'median'\n", "on must be one of"),
+        ("[gate\n", "not valid TOML"),
+        ("[gate]\nmethod = 5\nmax-wer-gap-pct = 40\n", "method must be a table"),
+    ],
 )
 def test_exit_2_on_bad_policy_naming_the_file(workspace, text, fragment):
     run = fairaudit("gate", "baseline.json", "--policy", policy(workspace, text), cwd=workspace)
@@ -61,14 +66,20 @@ def test_exit_2_on_a_broken_audit_report(workspace):
     report = json.loads((workspace / "baseline.json").read_text())
     del report["methods"]["attribute"]["verdict"]
     (workspace / "broken.json").write_text(json.dumps(report))
-    run = fairaudit("gate", "broken.json", "--policy", policy(workspace, "[gate]\nmax-wer-gap-pct = 40\n"), cwd=workspace)
+    run = fairaudit(
+        "gate", "broken.json", "--policy", policy(workspace, "[gate]\nmax-wer-gap-pct = 40\n"), cwd=workspace
+    )
     assert run.returncode == 2 and "not a valid fairaudit audit report" in run.stderr and "verdict" in run.stderr
 
 
 def test_gate_on_audit_json_equals_gate_on_its_log(workspace):
     rules = policy(workspace, "[gate]\nmax-wer-gap-pct = { warn = 10, fail = 1000 }\nmax-bottom-wer = 0.5\n")
-    from_log = fairaudit("gate", "log.csv", *AUDIT, "--policy", rules, "--junit", "log.xml", "--markdown", "log.md", cwd=workspace)
-    from_json = fairaudit("gate", "baseline.json", "--policy", rules, "--junit", "json.xml", "--markdown", "json.md", cwd=workspace)
+    from_log = fairaudit(
+        "gate", "log.csv", *AUDIT, "--policy", rules, "--junit", "log.xml", "--markdown", "log.md", cwd=workspace
+    )
+    from_json = fairaudit(
+        "gate", "baseline.json", "--policy", rules, "--junit", "json.xml", "--markdown", "json.md", cwd=workspace
+    )
     assert from_log.returncode == from_json.returncode == 0, from_log.stderr + from_json.stderr
     assert (workspace / "log.xml").read_text() == (workspace / "json.xml").read_text()
     assert (workspace / "log.md").read_text() == (workspace / "json.md").read_text()
@@ -76,7 +87,18 @@ def test_gate_on_audit_json_equals_gate_on_its_log(workspace):
 
 def test_baseline_regression_fails_a_model_worse_on_one_cohort(workspace):
     rules = policy(workspace, "[gate]\nmax-cohort-wer-increase-points = { warn = 1, fail = 2 }\n")
-    run = fairaudit("gate", "worse.csv", *AUDIT, "--policy", rules, "--baseline", "baseline.json", "--junit", "worse.xml", cwd=workspace)
+    run = fairaudit(
+        "gate",
+        "worse.csv",
+        *AUDIT,
+        "--policy",
+        rules,
+        "--baseline",
+        "baseline.json",
+        "--junit",
+        "worse.xml",
+        cwd=workspace,
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     suite = ET.parse(workspace / "worse.xml").getroot().find("testsuite")
     case = suite.find("testcase")
@@ -112,7 +134,9 @@ def test_reports_with_nan_or_infinite_figures_are_rejected(workspace, content):
     text = (workspace / "baseline.json").read_text()
     report = json.loads(text)
     gap = report["methods"]["attribute"]["wer_gap_pct"]
-    (workspace / "nan.json").write_text(text.replace(f'"wer_gap_pct": {json.dumps(gap)}', f'"wer_gap_pct": {content}', 1))
+    (workspace / "nan.json").write_text(
+        text.replace(f'"wer_gap_pct": {json.dumps(gap)}', f'"wer_gap_pct": {content}', 1)
+    )
     run = fairaudit("gate", "nan.json", "--policy", policy(workspace, "[gate]\nmax-wer-gap-pct = 40\n"), cwd=workspace)
     assert run.returncode == 2 and content in run.stderr and "Traceback" not in run.stderr
 

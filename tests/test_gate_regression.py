@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from cli_runner import run_main
 
 import fairaudit
 from fairaudit.gate.judge import parse_policy, run_gate
 from fairaudit.synth.generator import synthesize
-from cli_runner import run_main
 
 OPTIONS = dict(methods=["geo-scan"], bootstrap=300, permutations=20)
 
@@ -47,7 +47,9 @@ def write_policy(root, text):
 @pytest.mark.parametrize("baseline", ["base.json", "base.csv"])
 def test_a_model_worse_in_one_region_fails_naming_it_with_the_interval_of_the_change(models, baseline):
     root, _ = models
-    policy = write_policy(root, "max-cohort-wer-increase-points = { fail = 0.5 }\nmax-gap-increase-points = { warn = 5 }\n")
+    policy = write_policy(
+        root, "max-cohort-wer-increase-points = { fail = 0.5 }\nmax-gap-increase-points = { warn = 5 }\n"
+    )
     run = gate(root, root / "worse.csv", "--policy", policy, "--baseline", root / baseline, "--junit", root / "w.xml")
     assert run.code == 1, run.stdout + run.stderr
     import xml.etree.ElementTree as ET
@@ -64,7 +66,11 @@ def test_an_increase_is_never_reported_with_the_wrong_sign(models):
     """Before: the new interval's lower bound minus the baseline point was called the increase
     (a gap that rose 9 points printed 'increase -8.3 points' and passed)."""
     root, report = models
-    worse = json.loads(fairaudit.audit(str(root / "worse.csv"), cohorts=report, **{k: v for k, v in OPTIONS.items() if k != "methods"}).to_json())
+    worse = json.loads(
+        fairaudit.audit(
+            str(root / "worse.csv"), cohorts=report, **{k: v for k, v in OPTIONS.items() if k != "methods"}
+        ).to_json()
+    )
     result = run_gate(worse, parse_policy({"max-gap-increase-points": {"fail": 1000}, "on": "point"}, "p"), report)
     rule = next(r for r in result.results if r.rule == "max-gap-increase-points")
     rose = worse["methods"]["geo-scan"]["wer_gap_pct"] - report["methods"]["geo-scan"]["wer_gap_pct"]

@@ -14,21 +14,33 @@ import pandas as pd
 import pytest
 
 from fairaudit.api import load_log
-from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
-from fairaudit.methods.geo_scan import RADII_KM, GeoScan
-from fairaudit.model.partition import UNASSIGNED
 from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.geodata.distance import haversine_km
+from fairaudit.methods.geo_scan import RADII_KM, GeoScan
+from fairaudit.model.partition import UNASSIGNED
 from fairaudit.stats.resampling import permutation_matrix, permutation_p_value
+from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 
 #: (latitude, longitude, relative population) of US metro areas.
 METROS = {
-    "new_york": (40.71, -74.01, 12), "los_angeles": (34.05, -118.24, 9), "chicago": (41.88, -87.63, 6),
-    "dallas": (32.78, -96.80, 5), "houston": (29.76, -95.37, 5), "washington": (38.91, -77.04, 4),
-    "miami": (25.76, -80.19, 4), "philadelphia": (39.95, -75.17, 4), "atlanta": (33.75, -84.39, 4),
-    "boston": (42.36, -71.06, 3), "phoenix": (33.45, -112.07, 3), "san_francisco": (37.77, -122.42, 3),
-    "seattle": (47.61, -122.33, 3), "minneapolis": (44.98, -93.27, 2), "denver": (39.74, -104.99, 2),
-    "st_louis": (38.63, -90.20, 2), "portland": (45.52, -122.68, 2), "kansas_city": (39.10, -94.58, 1),
+    "new_york": (40.71, -74.01, 12),
+    "los_angeles": (34.05, -118.24, 9),
+    "chicago": (41.88, -87.63, 6),
+    "dallas": (32.78, -96.80, 5),
+    "houston": (29.76, -95.37, 5),
+    "washington": (38.91, -77.04, 4),
+    "miami": (25.76, -80.19, 4),
+    "philadelphia": (39.95, -75.17, 4),
+    "atlanta": (33.75, -84.39, 4),
+    "boston": (42.36, -71.06, 3),
+    "phoenix": (33.45, -112.07, 3),
+    "san_francisco": (37.77, -122.42, 3),
+    "seattle": (47.61, -122.33, 3),
+    "minneapolis": (44.98, -93.27, 2),
+    "denver": (39.74, -104.99, 2),
+    "st_louis": (38.63, -90.20, 2),
+    "portland": (45.52, -122.68, 2),
+    "kansas_city": (39.10, -94.58, 1),
 }
 BASE_WER = 0.08
 
@@ -64,11 +76,16 @@ def make_log(n=2000, seed=0, planted=(), radius_km=150, effect=0.5):
         truth |= within(lat, lon, metro, radius_km)
     rate = BASE_WER * np.exp(0.3 * rng.normal(size=n) - 0.045) * np.where(truth, 1 + effect, 1.0)
     errors = rng.binomial(words, np.clip(rate, 0, 1))
-    frame = pd.DataFrame({
-        "speaker_id": [f"spk{i:05d}" for i in range(n)],
-        "utterance_id": [f"spk{i:05d}-0" for i in range(n)],
-        "errors": errors, "ref_words": words, "latitude": lat, "longitude": lon,
-    })
+    frame = pd.DataFrame(
+        {
+            "speaker_id": [f"spk{i:05d}" for i in range(n)],
+            "utterance_id": [f"spk{i:05d}-0" for i in range(n)],
+            "errors": errors,
+            "ref_words": words,
+            "latitude": lat,
+            "longitude": lon,
+        }
+    )
     return frame, truth
 
 

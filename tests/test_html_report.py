@@ -111,7 +111,9 @@ def parse(text: str) -> ReportParser:
     return parser
 
 
-def field(report: ReportParser, method: str, set_: str | None, cohort: str | None, name: str, rank: str | None = None) -> list[dict]:
+def field(
+    report: ReportParser, method: str, set_: str | None, cohort: str | None, name: str, rank: str | None = None
+) -> list[dict]:
     found = report.fields.get((method, set_, cohort, rank, name))
     assert found, f"no {name} for {method}/{set_}/{cohort} in the report"
     return found
@@ -138,14 +140,38 @@ def check_report_equals_json(result) -> None:
     for key, method in data["methods"].items():
         sets = [("discovery", method)] + ([("held-out", method["holdout"])] if method["holdout"] else [])
         for label, figures in sets:
-            check_number(field(report, key, label, None, "wer_gap_pct")[0], figures["wer_gap_pct"], fmt.pct(figures["wer_gap_pct"]))
-            check_interval(field(report, key, label, None, "wer_gap_ci")[0], figures["wer_gap_ci"], fmt.interval(*figures["wer_gap_ci"]))
-            check_number(field(report, key, label, None, "bottom_share_pct")[0], figures["bottom_share_pct"], fmt.pct(figures["bottom_share_pct"]))
-            check_interval(field(report, key, label, None, "bottom_share_ci")[0], figures["bottom_share_ci"], fmt.interval(*figures["bottom_share_ci"]))
-            check_number(field(report, key, label, None, "p_value")[0], figures["p_value"], fmt.p_value(figures["p_value"]))
+            check_number(
+                field(report, key, label, None, "wer_gap_pct")[0],
+                figures["wer_gap_pct"],
+                fmt.pct(figures["wer_gap_pct"]),
+            )
+            check_interval(
+                field(report, key, label, None, "wer_gap_ci")[0],
+                figures["wer_gap_ci"],
+                fmt.interval(*figures["wer_gap_ci"]),
+            )
+            check_number(
+                field(report, key, label, None, "bottom_share_pct")[0],
+                figures["bottom_share_pct"],
+                fmt.pct(figures["bottom_share_pct"]),
+            )
+            check_interval(
+                field(report, key, label, None, "bottom_share_ci")[0],
+                figures["bottom_share_ci"],
+                fmt.interval(*figures["bottom_share_ci"]),
+            )
+            check_number(
+                field(report, key, label, None, "p_value")[0], figures["p_value"], fmt.p_value(figures["p_value"])
+            )
             if figures["bottom"]:
-                check_number(field(report, key, label, None, "bottom_wer")[0], figures["bottom_wer"], fmt.wer(figures["bottom_wer"]))
-                check_number(field(report, key, label, None, "top_wer")[0], figures["top_wer"], fmt.wer(figures["top_wer"]))
+                check_number(
+                    field(report, key, label, None, "bottom_wer")[0],
+                    figures["bottom_wer"],
+                    fmt.wer(figures["bottom_wer"]),
+                )
+                check_number(
+                    field(report, key, label, None, "top_wer")[0], figures["top_wer"], fmt.wer(figures["top_wer"])
+                )
             for cohort in figures["cohorts"]:
                 row = report.rows[(key, label, cohort["id"], None)]
                 if cohort["suppressed"]:
@@ -223,7 +249,7 @@ def hostile(tmp_path_factory):
     rng = np.random.default_rng(0)
     group = dict(zip(speakers, rng.choice([SCRIPT, BREAKOUT, "plain & simple"], size=len(speakers))))
     frame[SCRIPT] = frame["speaker_id"].map(group)
-    path = tmp_path_factory.mktemp("hostile") / f'log{BREAKOUT.replace("/", "")}.csv'
+    path = tmp_path_factory.mktemp("hostile") / f"log{BREAKOUT.replace('/', '')}.csv"
     frame.to_csv(path, index=False)
     result = fairaudit.audit(path, embeddings=EMBEDDINGS, by=["accent", SCRIPT], bootstrap=50, permutations=10, seed=0)
     assert any(SCRIPT in c for c in result.to_frame()["description"]), "the hostile values must reach the report"
@@ -240,7 +266,7 @@ def test_quickstart_report_shows_exactly_the_json_figures(quickstart):
 def test_held_out_figures_are_shown_and_labelled_beside_discovery(quickstart_holdout):
     check_report_equals_json(quickstart_holdout)
     text = render_html(quickstart_holdout)
-    summary = text[text.index('id="summary"'):text.index("</section>")]
+    summary = text[text.index('id="summary"') : text.index("</section>")]
     assert summary.count('class="set heldout">held-out<') == len(quickstart_holdout.methods)
     assert summary.count('class="set discovery">discovery<') == len(quickstart_holdout.methods)
 
@@ -260,8 +286,8 @@ def test_artie_real_data_report_shows_exactly_the_json_figures_and_suppresses_sm
     for accent, record in hidden.iterrows():  # neither the accent's name nor its WER is published
         assert f'data-cohort="{escape(accent)}"' not in text and fmt.wer(record["wer"]) not in text
     # Suppressed cohorts come after every reported one, so their rank is not shown by position.
-    table = text[text.index('<table class="cohorts"'):]
-    table = table[:table.index("</table>")]
+    table = text[text.index('<table class="cohorts"') :]
+    table = table[: table.index("</table>")]
     # The JSON withholds suppressed cohorts' ranks too (null), for the same reason.
     assert all(c["rank"] is None for c in cohorts if c["suppressed"])
     ordered = sorted(cohorts, key=lambda c: (c["suppressed"], c["rank"] or 0))
@@ -280,7 +306,9 @@ def test_sections_charts_attribution_and_provenance(quickstart):
     text = render_html(quickstart)
     plain = html.unescape(re.sub(r"<[^>]+>", " ", text))
     plain = " ".join(plain.split())
-    order = [text.index('id="summary"')] + [text.index(f'data-method="{key}"', text.index("</table>")) for key in data["methods"]]
+    order = [text.index('id="summary"')] + [
+        text.index(f'data-method="{key}"', text.index("</table>")) for key in data["methods"]
+    ]
     order.append(text.index('id="settings"'))
     assert order == sorted(order), "summary first, then one section per method, then settings"
     assert "State outlines: US Census Bureau via bokeh-sampledata" in plain
@@ -288,7 +316,7 @@ def test_sections_charts_attribution_and_provenance(quickstart):
     assert data["input"]["sha256"] in plain and str(EXAMPLE.name) in plain
     assert f"fairaudit {data['fairaudit_version']}" in plain
     for name in data["parameters"]:
-        assert re.search(rf'<th>{name}</th>', text), name
+        assert re.search(rf"<th>{name}</th>", text), name
     # One WER-by-cohort chart per method plus a map per geographic method and the cluster view, all inline PNG.
     maps = sum(1 for view in report_context(quickstart)["methods"] if view.get("map"))
     assert maps >= 1 and text.count('<figure class="chart map">') == maps
@@ -308,8 +336,11 @@ def test_sections_charts_attribution_and_provenance(quickstart):
     for term, _ in DEFINITIONS:  # every definition the report shows is the README's, word for word
         row = re.search(rf"^\| (\*\*)?{re.escape(term)}(\*\*)? \| (.+?) \|$", readme, re.M)
         assert row, f"README has no definition of {term}"
-        definition = row.group(3).replace("`", "").replace(
-            "1,000 speaker-level", f"{data['parameters']['bootstrap']:,} speaker-level")  # this run's replicates
+        definition = (
+            row.group(3)
+            .replace("`", "")
+            .replace("1,000 speaker-level", f"{data['parameters']['bootstrap']:,} speaker-level")
+        )  # this run's replicates
         assert " ".join(definition.split()) in " ".join(plain.split()), term
 
 
@@ -327,8 +358,12 @@ def test_report_is_self_contained_and_small(quickstart, quickstart_holdout):
         assert "Content-Security-Policy" in text
         assert len(text.encode()) < 2_000_000
     # The check itself catches remote resources.
-    for bad in ('<img src="https://x.example/a.png">', "<link href='//cdn.example/x.css'>", "<style>@import 'x.css';</style>",
-                '<div style="background: url(http://x.example/a.png)">'):
+    for bad in (
+        '<img src="https://x.example/a.png">',
+        "<link href='//cdn.example/x.css'>",
+        "<style>@import 'x.css';</style>",
+        '<div style="background: url(http://x.example/a.png)">',
+    ):
         with pytest.raises(AssertionError):
             assert_self_contained(bad)
 
@@ -364,7 +399,11 @@ def test_markdown_summary_matches_the_json(quickstart, quickstart_holdout):
         assert len(rows) == sum(1 + (m["holdout"] is not None) for m in data["methods"].values())
         for key, method in data["methods"].items():
             row = next(r for r in rows if r.startswith(f"| {key}"))
-            marker = {"disparity": "**DISPARITY**", "no evidence": "no evidence", "insufficient data": "*insufficient data*"}
+            marker = {
+                "disparity": "**DISPARITY**",
+                "no evidence": "no evidence",
+                "insufficient data": "*insufficient data*",
+            }
             assert f"| {marker[method['verdict']]} |" in row
             assert f"{fmt.pct(method['wer_gap_pct'])} {fmt.interval(*method['wer_gap_ci'])}" in row
             assert f"{fmt.pct(method['bottom_share_pct'])} {fmt.interval(*method['bottom_share_ci'])}" in row
@@ -378,27 +417,48 @@ def test_markdown_summary_matches_the_json(quickstart, quickstart_holdout):
 # suppressed drawn. Geo-tree and geo-scan results are built by hand so the cells are known.
 # ---------------------------------------------------------------------------------------------
 def _region(i: int, lat0=None, lat1=None, lon0=None, lon1=None) -> dict:
-    return {"id": f"region-{i}", "latitude_min": lat0, "latitude_max": lat1, "longitude_min": lon0, "longitude_max": lon1}
+    return {
+        "id": f"region-{i}",
+        "latitude_min": lat0,
+        "latitude_max": lat1,
+        "longitude_min": lon0,
+        "longitude_max": lon1,
+    }
 
 
 #: (id, description, speakers, WER, suppressed); region-5 (Florida and the Gulf coast) is suppressed.
-TREE_ROWS = [("region-1", "lon < -100", 500, 0.08, False), ("region-2", "lon >= -100, lat >= 37", 600, 0.09, False),
-             ("region-3", "-100 <= lon < -90, lat < 37", 200, 0.15, False),
-             ("region-4", "lon >= -90, 33 <= lat < 37", 150, 0.14, False),
-             ("region-5", "lon >= -90, lat < 33 SECRET", 5, 0.30, True)]
-TREE = {"regions": [_region(1, lon1=-100), _region(2, lat0=37, lon0=-100), _region(3, lat1=37, lon0=-100, lon1=-90),
-                    _region(4, lat0=33, lat1=37, lon0=-90), _region(5, lat1=33, lon0=-90)]}
+TREE_ROWS = [
+    ("region-1", "lon < -100", 500, 0.08, False),
+    ("region-2", "lon >= -100, lat >= 37", 600, 0.09, False),
+    ("region-3", "-100 <= lon < -90, lat < 37", 200, 0.15, False),
+    ("region-4", "lon >= -90, 33 <= lat < 37", 150, 0.14, False),
+    ("region-5", "lon >= -90, lat < 33 SECRET", 5, 0.30, True),
+]
+TREE = {
+    "regions": [
+        _region(1, lon1=-100),
+        _region(2, lat0=37, lon0=-100),
+        _region(3, lat1=37, lon0=-100, lon1=-90),
+        _region(4, lat0=33, lat1=37, lon0=-90),
+        _region(5, lat1=33, lon0=-90),
+    ]
+}
 #: Atlanta (inland), Chicago, Houston (suppressed) and San Francisco (on the coast).
-SCAN_ROWS = [("window-1", "within 150 km of 33.75, -84.40", 120, 0.16, False),
-             ("window-2", "within 100 km of 41.90, -87.60", 90, 0.13, False),
-             ("window-3", "within 80 km of 29.80, -95.40 SECRET", 6, 0.40, True),
-             ("window-4", "within 60 km of 37.80, -122.40", 80, 0.10, False),
-             ("outside-windows", "outside every window", 1500, 0.09, False)]
-SCAN = {"windows": [
-    {"id": "window-1", "centre_lat": 33.75, "centre_lon": -84.4, "radius_km": 150, "score": 30.0},
-    {"id": "window-2", "centre_lat": 41.9, "centre_lon": -87.6, "radius_km": 100, "score": 12.0},
-    {"id": "window-3", "centre_lat": 29.8, "centre_lon": -95.4, "radius_km": 80, "score": 9.0},
-    {"id": "window-4", "centre_lat": 37.8, "centre_lon": -122.4, "radius_km": 60, "score": 2.0}]}
+SCAN_ROWS = [
+    ("window-1", "within 150 km of 33.75, -84.40", 120, 0.16, False),
+    ("window-2", "within 100 km of 41.90, -87.60", 90, 0.13, False),
+    ("window-3", "within 80 km of 29.80, -95.40 SECRET", 6, 0.40, True),
+    ("window-4", "within 60 km of 37.80, -122.40", 80, 0.10, False),
+    ("outside-windows", "outside every window", 1500, 0.09, False),
+]
+SCAN = {
+    "windows": [
+        {"id": "window-1", "centre_lat": 33.75, "centre_lon": -84.4, "radius_km": 150, "score": 30.0},
+        {"id": "window-2", "centre_lat": 41.9, "centre_lon": -87.6, "radius_km": 100, "score": 12.0},
+        {"id": "window-3", "centre_lat": 29.8, "centre_lon": -95.4, "radius_km": 80, "score": 9.0},
+        {"id": "window-4", "centre_lat": 37.8, "centre_lon": -122.4, "radius_km": 60, "score": 2.0},
+    ]
+}
 SUPPRESSED_POINTS = {"geo-tree": (-81.5, 28.5), "geo-scan": (-95.4, 29.8)}  # (lon, lat) inside region-5 / window-3
 
 
@@ -408,17 +468,36 @@ def _cohort_frame(rows: list[tuple]) -> pd.DataFrame:
     records = []
     for rank, (cid, description, speakers, wer, suppressed) in enumerate(sorted(rows, key=lambda r: -r[3]), start=1):
         words, share = speakers * 70, 100 * speakers / total
-        records.append(dict(id=cid, description=description, rank=rank, speakers=speakers, utterances=speakers * 20,
-                            ref_words=words, errors=round(wer * words), wer=wer, wer_ci_low=wer * 0.9,
-                            wer_ci_high=wer * 1.1, speaker_share_pct=share, utterance_share_pct=share,
-                            word_share_pct=share, eligible=speakers >= 30, suppressed=suppressed))
+        records.append(
+            dict(
+                id=cid,
+                description=description,
+                rank=rank,
+                speakers=speakers,
+                utterances=speakers * 20,
+                ref_words=words,
+                errors=round(wer * words),
+                wer=wer,
+                wer_ci_low=wer * 0.9,
+                wer_ci_high=wer * 1.1,
+                speaker_share_pct=share,
+                utterance_share_pct=share,
+                word_share_pct=share,
+                eligible=speakers >= 30,
+                suppressed=suppressed,
+            )
+        )
     return pd.DataFrame(records)
 
 
 def _fake_method(base, name: str, rows: list[tuple], details: dict, bottom: list[str], top: list[str]) -> MethodResult:
     """A method result with the given cells, reusing the headline figures of a real one."""
-    partition = Partition(name, np.zeros(0, dtype=np.int64), [r[0] for r in rows], [r[1] for r in rows], details=details)
-    figures = dataclasses.replace(base.methods["geo-tree"].discovery, cohorts=_cohort_frame(rows), bottom=bottom, top=top)
+    partition = Partition(
+        name, np.zeros(0, dtype=np.int64), [r[0] for r in rows], [r[1] for r in rows], details=details
+    )
+    figures = dataclasses.replace(
+        base.methods["geo-tree"].discovery, cohorts=_cohort_frame(rows), bottom=bottom, top=top
+    )
     return MethodResult(name, partition, figures, "disparity", "planted for the map tests")
 
 
@@ -427,7 +506,9 @@ def geo_fake(quickstart):
     """A result with a hand-made geo-tree (one region suppressed) and geo-scan (one window suppressed)."""
     methods = {
         "geo-tree": _fake_method(quickstart, "geo-tree", TREE_ROWS, TREE, ["region-3", "region-4"], ["region-1"]),
-        "geo-scan": _fake_method(quickstart, "geo-scan", SCAN_ROWS, SCAN, ["window-1", "window-2"], ["outside-windows"]),
+        "geo-scan": _fake_method(
+            quickstart, "geo-scan", SCAN_ROWS, SCAN, ["window-1", "window-2"], ["outside-windows"]
+        ),
     }
     return dataclasses.replace(quickstart, methods=methods)
 
@@ -445,8 +526,13 @@ def _figure_patches(view: dict):
     patches = list(fig.axes[0].patches)
     plt.close(fig)
     filled = [p for p in patches if p.zorder == 2]
-    outlines = [p for p in patches if not p.get_fill() and p.get_linewidth() >= 2.9
-                and matplotlib_colour(p.get_edgecolor()) == matplotlib_colour(usmap.BOTTOM_EDGE)]
+    outlines = [
+        p
+        for p in patches
+        if not p.get_fill()
+        and p.get_linewidth() >= 2.9
+        and matplotlib_colour(p.get_edgecolor()) == matplotlib_colour(usmap.BOTTOM_EDGE)
+    ]
     return filled, outlines
 
 
@@ -499,10 +585,10 @@ def test_suppressed_cells_are_not_drawn_labelled_or_in_the_legend(geo_fake):
         filled, outlines = _figure_patches(view)
         point = SUPPRESSED_POINTS[view["key"]]
         assert not any(p.get_path().contains_point(point) for p in filled + outlines)
-        section = text[text.index(f'id="{view["anchor"]}"'):]
-        section = section[:section.index("</section>")]
-        caption = section[section.index('<figure class="chart map">'):]
-        caption = caption[:caption.index("</figure>")]
+        section = text[text.index(f'id="{view["anchor"]}"') :]
+        section = section[: section.index("</section>")]
+        caption = section[section.index('<figure class="chart map">') :]
+        caption = caption[: caption.index("</figure>")]
         assert not any(cid in caption for cid in hidden)
         assert "atched" not in caption and "atched" not in text
     # Their bounds are not shown anywhere in the page either.
@@ -527,7 +613,9 @@ def test_bottom_cohort_cells_are_outlined_and_named_in_the_legend(quickstart, ge
     # On the Quickstart log every bottom cell that lies on land is outlined.
     for view in _map_views(quickstart):
         bottom = quickstart.to_dict()["methods"][view["key"]]["bottom_cohorts"]
-        assert {s.id for s in view["map_shapes"] if s.role == "bottom"} == {s.id for s in view["map_shapes"] if s.id in bottom}
+        assert {s.id for s in view["map_shapes"] if s.role == "bottom"} == {
+            s.id for s in view["map_shapes"] if s.id in bottom
+        }
         assert any(s.role == "bottom" for s in view["map_shapes"])
 
 
@@ -556,8 +644,8 @@ def test_geo_scan_windows_are_geodesic_circles_of_their_radius(geo_fake):
     assert shapes["window-4"].geometry.area < 0.8 * coast.area
     # The geo-scan section has the same parts as geo-tree: table, WER chart, map.
     text = _render_html(geo_fake)
-    section = text[text.index('data-method="geo-scan"', text.index("</table>")):]
-    section = section[:section.index("</section>")]
+    section = text[text.index('data-method="geo-scan"', text.index("</table>")) :]
+    section = section[: section.index("</section>")]
     assert '<table class="cohorts" data-method="geo-scan"' in section
     assert section.count('src="data:image/png;base64,') == 2
     assert "Scan windows on the map" in section and "Grey land: outside-windows" in section

@@ -47,10 +47,13 @@ def where(err: InputError) -> tuple:
 
 
 def test_reads_canonical_log_with_types_and_metadata(tmp_path):
-    path = write(tmp_path, HEADER + ",latitude,longitude,zip_code,accent,age\n"
-                 "007,u1,1,10,40.5,-70.25,02134,us,30\n"
-                 "008,u2,0,5,,,12345-6789,NA,\n"
-                 "007,u3,3,4,41,-71,,,25\n")
+    path = write(
+        tmp_path,
+        HEADER + ",latitude,longitude,zip_code,accent,age\n"
+        "007,u1,1,10,40.5,-70.25,02134,us,30\n"
+        "008,u2,0,5,,,12345-6789,NA,\n"
+        "007,u3,3,4,41,-71,,,25\n",
+    )
     log = read_log(path)
     frame = log.frame
     assert frame.speaker_id.tolist() == ["007", "008", "007"]
@@ -93,9 +96,19 @@ TEXT_ROWS = [
 def _forms_frame() -> pd.DataFrame:
     rows = []
     for k, (ref, hyp, s, d, i, n) in enumerate(TEXT_ROWS):
-        rows.append({"speaker_id": f"s{k % 2}", "reference": ref, "hypothesis": hyp,
-                     "substitutions": s, "deletions": d, "insertions": i, "ref_words": n,
-                     "errors": s + d + i, "wer": (s + d + i) / n if n else 0.0})
+        rows.append(
+            {
+                "speaker_id": f"s{k % 2}",
+                "reference": ref,
+                "hypothesis": hyp,
+                "substitutions": s,
+                "deletions": d,
+                "insertions": i,
+                "ref_words": n,
+                "errors": s + d + i,
+                "wer": (s + d + i) / n if n else 0.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -127,7 +140,12 @@ def test_all_forms_together_agree_and_first_form_wins(tmp_path):
     log = read_log(tmp_path / "log.csv")
     assert log.error_form == "errors"
     assert log.frame.errors.tolist() == frame.errors.tolist()
-    assert list(log.frame.columns) == ["speaker_id", "errors", "ref_words", "reference_hash"]  # the hash matches systems in compare
+    assert list(log.frame.columns) == [
+        "speaker_id",
+        "errors",
+        "ref_words",
+        "reference_hash",
+    ]  # the hash matches systems in compare
 
 
 def test_wer_is_rounded_to_whole_errors(tmp_path):
@@ -136,7 +154,7 @@ def test_wer_is_rounded_to_whole_errors(tmp_path):
 
 
 def test_normalize_none_changes_text_scores(tmp_path):
-    path = write(tmp_path, "speaker_id,reference,hypothesis\na,\"Hello, World\",hello world\n")
+    path = write(tmp_path, 'speaker_id,reference,hypothesis\na,"Hello, World",hello world\n')
     assert read_log(path).frame.errors.tolist() == [0]
     assert read_log(path, normalize="none").frame.errors.tolist() == [2]
     with pytest.raises(UsageError):
@@ -157,12 +175,13 @@ def test_column_mapping(tmp_path):
 
 
 def test_tsv_without_quoting_and_na(tmp_path):
-    text = ('client_id\tsentence\tprediction\taccent\n'
-            'a\t"Oh, that\'s too bad!"\toh that\'s too bad\tNA\n'
-            'b\tHe said "hi" twice\the said hi\tindian\n')
+    text = (
+        "client_id\tsentence\tprediction\taccent\n"
+        "a\t\"Oh, that's too bad!\"\toh that's too bad\tNA\n"
+        'b\tHe said "hi" twice\the said hi\tindian\n'
+    )
     path = write(tmp_path, text, "log.tsv")
-    log = read_log(path, columns={"speaker_id": "client_id", "reference": "sentence",
-                                  "hypothesis": "prediction"})
+    log = read_log(path, columns={"speaker_id": "client_id", "reference": "sentence", "hypothesis": "prediction"})
     assert log.error_form == "text"
     assert log.frame.errors.tolist() == [0, 1]
     assert log.frame.ref_words.tolist() == [4, 4]
@@ -178,8 +197,9 @@ def test_gzip_csv(tmp_path):
 
 
 def test_parquet_with_numeric_zip_and_ids(tmp_path):
-    table = pa.table({"speaker_id": [7, 8], "errors": [1, 2], "ref_words": [3, 4],
-                      "zip_code": [2134, 12345], "gender": ["f", None]})
+    table = pa.table(
+        {"speaker_id": [7, 8], "errors": [1, 2], "ref_words": [3, 4], "zip_code": [2134, 12345], "gender": ["f", None]}
+    )
     pq.write_table(table, tmp_path / "log.parquet")
     log = read_log(tmp_path / "log.parquet")
     assert log.frame.speaker_id.tolist() == ["7", "8"]
@@ -188,8 +208,10 @@ def test_parquet_with_numeric_zip_and_ids(tmp_path):
 
 
 def test_zip_repair_counts_and_notes(tmp_path):
-    path = write(tmp_path, "speaker_id,errors,ref_words,zip\n"
-                 "a,0,1,2134\nb,0,1,501\nc,0,1,2134.0\nd,0,1,02134\ne,0,1,12345-6789\nf,0,1,\n")
+    path = write(
+        tmp_path,
+        "speaker_id,errors,ref_words,zip\na,0,1,2134\nb,0,1,501\nc,0,1,2134.0\nd,0,1,02134\ne,0,1,12345-6789\nf,0,1,\n",
+    )
     log = read_log(path, columns={"zip_code": "zip"})
     assert log.frame.zip_code.tolist()[:5] == ["02134", "00501", "02134", "02134", "12345"]
     assert pd.isna(log.frame.zip_code[5])
@@ -197,10 +219,7 @@ def test_zip_repair_counts_and_notes(tmp_path):
 
 
 def test_multiline_quoted_values_and_blank_lines_keep_line_numbers(tmp_path):
-    path = write(tmp_path, "speaker_id,errors,ref_words,note\n"
-                 'a,0,1,"two\nlines"\n'
-                 "\n"
-                 "b,-1,1,x\n")
+    path = write(tmp_path, 'speaker_id,errors,ref_words,note\na,0,1,"two\nlines"\n\nb,-1,1,x\n')
     err = fails(path)
     assert where(err) == ("log.csv", 5, "errors", "-1")
 
@@ -214,8 +233,7 @@ def test_byte_order_mark_is_ignored(tmp_path):
 
 
 def test_inline_embeddings_become_a_row_table(tmp_path):
-    path = write(tmp_path, "speaker_id,errors,ref_words,emb_1,emb_0,accent\n"
-                 "a,0,1,0.5,1.0,us\nb,1,2,0,-2,in\n")
+    path = write(tmp_path, "speaker_id,errors,ref_words,emb_1,emb_0,accent\na,0,1,0.5,1.0,us\nb,1,2,0,-2,in\n")
     log = read_log(path)
     assert log.embeddings.key == "row" and log.embeddings.ids is None
     np.testing.assert_allclose(log.embeddings.vectors, [[1.0, 0.5], [-2.0, 0.0]])
@@ -313,8 +331,13 @@ def test_missing_speaker_column(tmp_path):
 def test_missing_error_information_names_the_alternatives(tmp_path):
     err = fails(write(tmp_path, "speaker_id,errors,accent\na,0,us\n"))
     assert where(err) == ("log.csv", None, "ref_words", None)
-    for needed in ("errors + ref_words", "substitutions + deletions + insertions + ref_words",
-                   "wer + ref_words", "reference + hypothesis", "found: errors"):
+    for needed in (
+        "errors + ref_words",
+        "substitutions + deletions + insertions + ref_words",
+        "wer + ref_words",
+        "reference + hypothesis",
+        "found: errors",
+    ):
         assert needed in err.message
 
 
@@ -333,8 +356,15 @@ def test_mapping_of_unknown_canonical_name(tmp_path):
 
 @pytest.mark.parametrize(
     "value, reason",
-    [("-3", "negative"), ("2.5", "not a whole number"), ("x", "not a number"),
-     ("", "missing"), ("nan", "missing"), ("NA", "missing"), ("inf", "infinite")],
+    [
+        ("-3", "negative"),
+        ("2.5", "not a whole number"),
+        ("x", "not a number"),
+        ("", "missing"),
+        ("nan", "missing"),
+        ("NA", "missing"),
+        ("inf", "infinite"),
+    ],
 )
 def test_bad_error_counts(tmp_path, value, reason):
     path = write(tmp_path, f"{HEADER}\na,u1,1,5\nb,u2,0,3\nc,u3,{value},4\n")
@@ -347,24 +377,28 @@ def test_bad_error_counts(tmp_path, value, reason):
 def test_bad_sdi_counts(tmp_path, column):
     values = {"substitutions": "0", "deletions": "0", "insertions": "0", "ref_words": "3"}
     values[column] = "-1"
-    path = write(tmp_path, "speaker_id,substitutions,deletions,insertions,ref_words\n"
-                 "a,0,0,0,3\nb," + ",".join(values[c] for c in
-                                            ["substitutions", "deletions", "insertions",
-                                             "ref_words"]) + "\n")
+    path = write(
+        tmp_path,
+        "speaker_id,substitutions,deletions,insertions,ref_words\n"
+        "a,0,0,0,3\nb," + ",".join(values[c] for c in ["substitutions", "deletions", "insertions", "ref_words"]) + "\n",
+    )
     assert where(fails(path)) == ("log.csv", 3, column, "-1")
 
 
 def test_parquet_errors_name_the_row(tmp_path):
-    pq.write_table(pa.table({"speaker_id": ["a", "b", "c"], "errors": [1.0, np.nan, 2.0],
-                             "ref_words": [3, 3, 3]}), tmp_path / "log.parquet")
+    pq.write_table(
+        pa.table({"speaker_id": ["a", "b", "c"], "errors": [1.0, np.nan, 2.0], "ref_words": [3, 3, 3]}),
+        tmp_path / "log.parquet",
+    )
     err = fails(tmp_path / "log.parquet")
     assert err.line == 2 and err.column == "errors" and "row 2" in err.message
     assert np.isnan(err.value)
 
 
 def test_parquet_negative_int(tmp_path):
-    pq.write_table(pa.table({"speaker_id": ["a", "b"], "errors": [1, -4], "ref_words": [3, 3]}),
-                   tmp_path / "log.parquet")
+    pq.write_table(
+        pa.table({"speaker_id": ["a", "b"], "errors": [1, -4], "ref_words": [3, 3]}), tmp_path / "log.parquet"
+    )
     assert where(fails(tmp_path / "log.parquet")) == ("log.parquet", 2, "errors", -4)
 
 
@@ -376,9 +410,10 @@ def test_bad_wer(tmp_path, value):
 
 
 def test_forms_that_disagree(tmp_path):
-    path = write(tmp_path, "speaker_id,errors,ref_words,reference,hypothesis\n"
-                 "a,1,3,the cat sat,the cat sat down\n"
-                 "b,1,3,a b c,a b c\n")
+    path = write(
+        tmp_path,
+        "speaker_id,errors,ref_words,reference,hypothesis\na,1,3,the cat sat,the cat sat down\nb,1,3,a b c,a b c\n",
+    )
     err = fails(path)
     assert where(err) == ("log.csv", 3, "errors", "1")
     assert "errors=1" in err.message and "reference='a b c'" in err.message
@@ -386,8 +421,7 @@ def test_forms_that_disagree(tmp_path):
 
 
 def test_sdi_disagrees_with_errors(tmp_path):
-    path = write(tmp_path, "speaker_id,errors,substitutions,deletions,insertions,ref_words\n"
-                 "a,2,1,1,0,5\nb,2,1,0,0,5\n")
+    path = write(tmp_path, "speaker_id,errors,substitutions,deletions,insertions,ref_words\na,2,1,1,0,5\nb,2,1,0,0,5\n")
     err = fails(path)
     assert where(err) == ("log.csv", 3, "errors", "2")
     assert "substitutions=1" in err.message
@@ -400,9 +434,13 @@ def test_lone_errors_column_must_agree_with_text(tmp_path):
 
 @pytest.mark.parametrize(
     "lat, lon, column, value",
-    [("91", "0", "latitude", "91"), ("-90.5", "0", "latitude", "-90.5"),
-     ("0", "180.1", "longitude", "180.1"), ("north", "0", "latitude", "north"),
-     ("10", "", "longitude", "")],
+    [
+        ("91", "0", "latitude", "91"),
+        ("-90.5", "0", "latitude", "-90.5"),
+        ("0", "180.1", "longitude", "180.1"),
+        ("north", "0", "latitude", "north"),
+        ("10", "", "longitude", ""),
+    ],
 )
 def test_bad_coordinates(tmp_path, lat, lon, column, value):
     path = write(tmp_path, f"{HEADER},latitude,longitude\na,u1,0,1,,\nb,u2,0,1,{lat},{lon}\n")
@@ -452,18 +490,23 @@ def test_embeddings_csv_by_speaker(tmp_path):
 
 
 def test_embeddings_parquet_list_column_by_utterance(tmp_path):
-    pq.write_table(pa.table({"utterance_id": ["u1", "u2"], "embedding": [[1.0, 2.0], [3.0, 4.0]]}),
-                   tmp_path / "emb.parquet")
+    pq.write_table(
+        pa.table({"utterance_id": ["u1", "u2"], "embedding": [[1.0, 2.0], [3.0, 4.0]]}), tmp_path / "emb.parquet"
+    )
     log = read_log(_log(tmp_path), embeddings=tmp_path / "emb.parquet")
     assert log.embeddings.key == "utterance_id"
     np.testing.assert_allclose(log.embeddings.vectors, [[1, 2], [3, 4]])
     assert any("1 of 3 utterance_id" in note for note in log.notes)
 
 
-@pytest.mark.parametrize("sidecar, text, key",
-                         [("emb.ids.txt", "s1\ns2\n", "speaker_id"),
-                          ("emb.ids.txt", "u1\nu2\n", "utterance_id"),  # inferred from the log
-                          ("emb.ids.csv", "utterance_id\nu1\nu2\n", "utterance_id")])
+@pytest.mark.parametrize(
+    "sidecar, text, key",
+    [
+        ("emb.ids.txt", "s1\ns2\n", "speaker_id"),
+        ("emb.ids.txt", "u1\nu2\n", "utterance_id"),  # inferred from the log
+        ("emb.ids.csv", "utterance_id\nu1\nu2\n", "utterance_id"),
+    ],
+)
 def test_embeddings_npy_with_sidecar(tmp_path, sidecar, text, key):
     np.save(tmp_path / "emb.npy", np.array([[1.0, 0.0], [0.5, 0.5]]))
     write(tmp_path, text, sidecar)
@@ -501,18 +544,17 @@ def test_embeddings_duplicate_ids(tmp_path):
     assert "line 2" in err.message
 
 
-@pytest.mark.parametrize("rows, line, column, value",
-                         [("s1,1,2\ns2,3,\n", 3, "emb_1", ""),
-                          ("s1,1,2\ns2,nan,1\n", 3, "emb_0", "nan"),
-                          ("s1,0,0\n", 2, "emb_0", "0")])
+@pytest.mark.parametrize(
+    "rows, line, column, value",
+    [("s1,1,2\ns2,3,\n", 3, "emb_1", ""), ("s1,1,2\ns2,nan,1\n", 3, "emb_0", "nan"), ("s1,0,0\n", 2, "emb_0", "0")],
+)
 def test_bad_embeddings_csv(tmp_path, rows, line, column, value):
     emb = write(tmp_path, "speaker_id,emb_0,emb_1\n" + rows, "emb.csv")
     assert where(fails(emb, read_embeddings)) == ("emb.csv", line, column, value)
 
 
 def test_embeddings_parquet_mixed_dimension(tmp_path):
-    pq.write_table(pa.table({"speaker_id": ["a", "b"], "embedding": [[1.0, 2.0], [3.0]]}),
-                   tmp_path / "emb.parquet")
+    pq.write_table(pa.table({"speaker_id": ["a", "b"], "embedding": [[1.0, 2.0], [3.0]]}), tmp_path / "emb.parquet")
     err = fails(tmp_path / "emb.parquet", read_embeddings)
     assert where(err) == ("emb.parquet", 2, "embedding", 1)
     assert "dimension" in err.message
@@ -541,28 +583,31 @@ DEMO_HEADER = "zip_code,pct_white,median_household_income,median_age,population_
 
 
 def test_read_demographics(tmp_path):
-    path = write(tmp_path, DEMO_HEADER + "\n02134,55.5,72000,31,15000,MA\n2135,,NA,40,0,MA\n"
-                 "10001-0001,40,90000,35.5,30000,NY\n", "demo.csv")
+    path = write(
+        tmp_path,
+        DEMO_HEADER + "\n02134,55.5,72000,31,15000,MA\n2135,,NA,40,0,MA\n10001-0001,40,90000,35.5,30000,NY\n",
+        "demo.csv",
+    )
     frame = read_demographics(path)
     assert frame.index.tolist() == ["02134", "02135", "10001"] and frame.index.name == "zip_code"
-    assert list(frame.columns) == ["pct_white", "median_household_income", "median_age",
-                                   "population_density"]
+    assert list(frame.columns) == ["pct_white", "median_household_income", "median_age", "population_density"]
     assert all(frame[c].dtype == np.float64 for c in frame.columns)
-    assert np.isnan(frame.loc["02135", "pct_white"]) and np.isnan(frame.loc["02135",
-                                                                            "median_household_income"])
+    assert np.isnan(frame.loc["02135", "pct_white"]) and np.isnan(frame.loc["02135", "median_household_income"])
     assert any("repaired 1" in n for n in frame.attrs["notes"])
     assert any("'state'" in n for n in frame.attrs["notes"])
 
 
 @pytest.mark.parametrize(
     "row, line, column, value",
-    [("02134,101,1,1,1,MA", 3, "pct_white", "101"),
-     ("02134,50,-5,1,1,MA", 3, "median_household_income", "-5"),
-     ("02134,50,1,-1,1,MA", 3, "median_age", "-1"),
-     ("02134,50,1,1,lots,MA", 3, "population_density", "lots"),
-     ("1234x,50,1,1,1,MA", 3, "zip_code", "1234x"),
-     (",50,1,1,1,MA", 3, "zip_code", ""),
-     ("10001,50,1,1,1,NY", 3, "zip_code", "10001")],  # duplicate of line 2
+    [
+        ("02134,101,1,1,1,MA", 3, "pct_white", "101"),
+        ("02134,50,-5,1,1,MA", 3, "median_household_income", "-5"),
+        ("02134,50,1,-1,1,MA", 3, "median_age", "-1"),
+        ("02134,50,1,1,lots,MA", 3, "population_density", "lots"),
+        ("1234x,50,1,1,1,MA", 3, "zip_code", "1234x"),
+        (",50,1,1,1,MA", 3, "zip_code", ""),
+        ("10001,50,1,1,1,NY", 3, "zip_code", "10001"),
+    ],  # duplicate of line 2
 )
 def test_bad_demographics(tmp_path, row, line, column, value):
     path = write(tmp_path, DEMO_HEADER + "\n10001,1,1,1,1,NY\n" + row + "\n", "demo.csv")
@@ -584,13 +629,16 @@ def test_large_log_reads_quickly(tmp_path):
 
     n = 200_000
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "speaker_id": np.char.add("s", (rng.integers(0, 5000, n)).astype(str)),
-        "utterance_id": np.char.add("u", np.arange(n).astype(str)),
-        "errors": rng.integers(0, 5, n), "ref_words": rng.integers(5, 20, n),
-        "zip_code": np.char.zfill(rng.integers(501, 99999, n).astype(str), 5),
-        "accent": rng.choice(["us", "in"], n),
-    })
+    frame = pd.DataFrame(
+        {
+            "speaker_id": np.char.add("s", (rng.integers(0, 5000, n)).astype(str)),
+            "utterance_id": np.char.add("u", np.arange(n).astype(str)),
+            "errors": rng.integers(0, 5, n),
+            "ref_words": rng.integers(5, 20, n),
+            "zip_code": np.char.zfill(rng.integers(501, 99999, n).astype(str), 5),
+            "accent": rng.choice(["us", "in"], n),
+        }
+    )
     frame.to_csv(tmp_path / "big.csv", index=False)
     start = time.perf_counter()
     log = read_log(tmp_path / "big.csv")
@@ -604,8 +652,15 @@ def test_large_log_reads_quickly(tmp_path):
 def test_log_from_frame_matches_read_log(tmp_path):
     from fairaudit.io.readers import log_from_frame
 
-    frame = pd.DataFrame({"speaker_id": [7, 8, 7], "errors": [1, 0, 2], "ref_words": [3, 4, 5],
-                          "zip_code": [2134, None, 10001], "accent": ["us", "NA", "in"]})
+    frame = pd.DataFrame(
+        {
+            "speaker_id": [7, 8, 7],
+            "errors": [1, 0, 2],
+            "ref_words": [3, 4, 5],
+            "zip_code": [2134, None, 10001],
+            "accent": ["us", "NA", "in"],
+        }
+    )
     log = log_from_frame(frame)
     assert log.frame.speaker_id.tolist() == ["7", "8", "7"]
     assert log.frame.zip_code.tolist()[0] == "02134" and pd.isna(log.frame.zip_code[1])

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairaudit.geodata.zipcodes import ZIP_PATTERN
 from fairaudit.io import readers as ingest
 from fairaudit.io.readers import read_demographics, read_embeddings, read_log
-from fairaudit.geodata.zipcodes import ZIP_PATTERN
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "data_schemas"
 NAMES = ["utterance_log", "embeddings", "demographics"]
@@ -61,17 +61,24 @@ def _valid_log(n: int = 60) -> pd.DataFrame:
     d = rng.integers(0, 3, n)
     i = rng.integers(0, 2, n)
     ref = rng.integers(3, 12, n)
-    frame = pd.DataFrame({
-        "speaker_id": [f"{k % 9:03d}" for k in range(n)],
-        "utterance_id": [f"utt-{k}" for k in range(n)],
-        "errors": s + d + i, "ref_words": ref, "substitutions": s, "deletions": d, "insertions": i,
-        "wer": (s + d + i) / ref,
-        "latitude": np.where(np.arange(n) % 5 == 0, np.nan, rng.uniform(25, 49, n).round(3)),
-        "longitude": np.where(np.arange(n) % 5 == 0, np.nan, rng.uniform(-124, -67, n).round(3)),
-        "zip_code": [["02134", "10001-1234", "94110"][k % 3] for k in range(n)],
-        "emb_0": rng.normal(size=n) + 3, "emb_1": rng.normal(size=n),
-        "accent": rng.choice(["us", "indian", "england"], n),
-    })
+    frame = pd.DataFrame(
+        {
+            "speaker_id": [f"{k % 9:03d}" for k in range(n)],
+            "utterance_id": [f"utt-{k}" for k in range(n)],
+            "errors": s + d + i,
+            "ref_words": ref,
+            "substitutions": s,
+            "deletions": d,
+            "insertions": i,
+            "wer": (s + d + i) / ref,
+            "latitude": np.where(np.arange(n) % 5 == 0, np.nan, rng.uniform(25, 49, n).round(3)),
+            "longitude": np.where(np.arange(n) % 5 == 0, np.nan, rng.uniform(-124, -67, n).round(3)),
+            "zip_code": [["02134", "10001-1234", "94110"][k % 3] for k in range(n)],
+            "emb_0": rng.normal(size=n) + 3,
+            "emb_1": rng.normal(size=n),
+            "accent": rng.choice(["us", "indian", "england"], n),
+        }
+    )
     return frame
 
 
@@ -112,8 +119,15 @@ def test_valid_log_rows_validate_and_read(tmp_path):
     ],
 )
 def test_invalid_log_rows_fail(change):
-    row = {"speaker_id": "a", "errors": 1, "ref_words": 3, "latitude": 40.0, "longitude": -70.0,
-           "zip_code": "02134", "emb_0": 0.5}
+    row = {
+        "speaker_id": "a",
+        "errors": 1,
+        "ref_words": 3,
+        "latitude": 40.0,
+        "longitude": -70.0,
+        "zip_code": "02134",
+        "emb_0": 0.5,
+    }
     validator("utterance_log").validate(row)
     for key, value in change.items():
         if value is None:
@@ -124,12 +138,15 @@ def test_invalid_log_rows_fail(change):
         validator("utterance_log").validate(row)
 
 
-@pytest.mark.parametrize("row", [
-    {"speaker_id": "a"},
-    {"speaker_id": "a", "errors": 1},
-    {"speaker_id": "a", "substitutions": 1, "deletions": 0, "ref_words": 3},
-    {"speaker_id": "a", "reference": "x"},
-])
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"speaker_id": "a"},
+        {"speaker_id": "a", "errors": 1},
+        {"speaker_id": "a", "substitutions": 1, "deletions": 0, "ref_words": 3},
+        {"speaker_id": "a", "reference": "x"},
+    ],
+)
 def test_log_rows_without_a_complete_error_form_fail(row):
     with pytest.raises(jsonschema.ValidationError):
         validator("utterance_log").validate(row)
@@ -138,8 +155,7 @@ def test_log_rows_without_a_complete_error_form_fail(row):
 def test_log_schema_matches_the_reader():
     doc = schema("utterance_log")
     assert set(ingest.CANONICAL_COLUMNS) <= set(doc["properties"])
-    assert [set(alt["required"]) for alt in doc["anyOf"]] == [set(c) for c in
-                                                              ingest.ERROR_FORMS.values()]
+    assert [set(alt["required"]) for alt in doc["anyOf"]] == [set(c) for c in ingest.ERROR_FORMS.values()]
     assert doc["properties"]["zip_code"]["pattern"] == ZIP_PATTERN
     assert list(doc["patternProperties"]) == [ingest.EMB_PATTERN.pattern.replace("(", "").replace(")", "")]
 
@@ -149,8 +165,9 @@ def test_log_schema_matches_the_reader():
 
 def test_valid_embedding_rows(tmp_path):
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"speaker_id": [f"s{k}" for k in range(10)],
-                          **{f"emb_{j}": rng.normal(size=10) for j in range(4)}})
+    frame = pd.DataFrame(
+        {"speaker_id": [f"s{k}" for k in range(10)], **{f"emb_{j}": rng.normal(size=10) for j in range(4)}}
+    )
     frame.to_csv(tmp_path / "emb.csv", index=False)
     assert read_embeddings(tmp_path / "emb.csv").vectors.shape == (10, 4)
     check = validator("embeddings")
@@ -159,14 +176,17 @@ def test_valid_embedding_rows(tmp_path):
     check.validate({"utterance_id": "u1", "embedding": [0.1, 0.2, 0.3]})
 
 
-@pytest.mark.parametrize("row", [
-    {"emb_0": 1.0},  # no id
-    {"speaker_id": "a", "utterance_id": "u", "emb_0": 1.0},  # two ids
-    {"speaker_id": "a"},  # no vector
-    {"speaker_id": "a", "emb_0": "x"},
-    {"speaker_id": "a", "embedding": []},
-    {"speaker_id": "", "emb_0": 1.0},
-])
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"emb_0": 1.0},  # no id
+        {"speaker_id": "a", "utterance_id": "u", "emb_0": 1.0},  # two ids
+        {"speaker_id": "a"},  # no vector
+        {"speaker_id": "a", "emb_0": "x"},
+        {"speaker_id": "a", "embedding": []},
+        {"speaker_id": "", "emb_0": 1.0},
+    ],
+)
 def test_invalid_embedding_rows(row):
     with pytest.raises(jsonschema.ValidationError):
         validator("embeddings").validate(row)
@@ -176,12 +196,16 @@ def test_invalid_embedding_rows(row):
 
 
 def test_valid_demographic_rows(tmp_path):
-    frame = pd.DataFrame({
-        "zip_code": ["02134", "10001", "94110"],
-        "pct_white": [55.0, 40.0, np.nan], "pct_black": [10.0, 20.0, 5.0],
-        "median_household_income": [72000.0, 90000.0, 120000.0],
-        "median_age": [31.0, 35.5, 38.0], "population_density": [15000.0, 30000.0, 28000.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "zip_code": ["02134", "10001", "94110"],
+            "pct_white": [55.0, 40.0, np.nan],
+            "pct_black": [10.0, 20.0, 5.0],
+            "median_household_income": [72000.0, 90000.0, 120000.0],
+            "median_age": [31.0, 35.5, 38.0],
+            "population_density": [15000.0, 30000.0, 28000.0],
+        }
+    )
     frame.to_csv(tmp_path / "demo.csv", index=False)
     assert read_demographics(tmp_path / "demo.csv").shape == (3, 5)
     check = validator("demographics")
@@ -189,17 +213,20 @@ def test_valid_demographic_rows(tmp_path):
         check.validate(row)
 
 
-@pytest.mark.parametrize("row", [
-    {"zip_code": "02134"},  # no attribute
-    {"pct_white": 50.0},  # no zip
-    {"zip_code": "2134", "pct_white": 50.0},
-    {"zip_code": "02134-1234", "pct_white": 50.0},  # 5 digits only in a demographics table
-    {"zip_code": "02134", "pct_white": 100.5},
-    {"zip_code": "02134", "pct_asian": -1},
-    {"zip_code": "02134", "median_household_income": -10},
-    {"zip_code": "02134", "median_age": -1},
-    {"zip_code": "02134", "population_density": "dense"},
-])
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"zip_code": "02134"},  # no attribute
+        {"pct_white": 50.0},  # no zip
+        {"zip_code": "2134", "pct_white": 50.0},
+        {"zip_code": "02134-1234", "pct_white": 50.0},  # 5 digits only in a demographics table
+        {"zip_code": "02134", "pct_white": 100.5},
+        {"zip_code": "02134", "pct_asian": -1},
+        {"zip_code": "02134", "median_household_income": -10},
+        {"zip_code": "02134", "median_age": -1},
+        {"zip_code": "02134", "population_density": "dense"},
+    ],
+)
 def test_invalid_demographic_rows(row):
     with pytest.raises(jsonschema.ValidationError):
         validator("demographics").validate(row)

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 import fairaudit
-from fairaudit.io.readers import log_from_frame
-from fairaudit.methods import AttributeGroups, EmbeddingKMeans, GeoTree, ZipDemographic
 from fairaudit.engines.speaker_table import build_speaker_table
+from fairaudit.io.readers import log_from_frame
+from fairaudit.methods import GeoTree
 
 
 def speakers_from(frame, **kwargs):
@@ -39,7 +39,7 @@ def test_speaker_table_aggregates_hand_computed():
     assert table.conflicts["zip_code"] == 1  # a has two ZIPs
     assert table.conflicts["coordinates_over_50km"] == 1  # b
     # mean of a's vectors (1,0), (0,1), (1,1) = (2/3, 2/3), L2-normalised = (0.7071, 0.7071)
-    assert table.embeddings[0] == pytest.approx([2 ** -0.5, 2 ** -0.5])
+    assert table.embeddings[0] == pytest.approx([2**-0.5, 2**-0.5])
     assert table.embeddings[1] == pytest.approx([1.0, 0.0])
 
 
@@ -72,7 +72,15 @@ def test_geo_tree_finds_the_longitude_boundary_and_assigns_new_speakers():
     threshold = float(description.split("<=")[1])
     assert -101 < threshold < -99
     new = speakers_from(
-        pd.DataFrame({"speaker_id": ["x", "y", "z"], "errors": 0, "ref_words": 1, "latitude": [35.0, 35.0, np.nan], "longitude": [-110.0, -80.0, np.nan]})
+        pd.DataFrame(
+            {
+                "speaker_id": ["x", "y", "z"],
+                "errors": 0,
+                "ref_words": 1,
+                "latitude": [35.0, 35.0, np.nan],
+                "longitude": [-110.0, -80.0, np.nan],
+            }
+        )
     )
     labels = tree.assign(new).labels
     assert labels[0] == west[0] and labels[1] != west[0] and labels[2] == -1
@@ -91,7 +99,9 @@ def test_zip_demographic_with_user_table_recovers_income_split(tmp_path):
             rows.append((f"s{index}_{k}", z, 15 if poor else 8, 100))
     rows.append(("lost", "99999", 1, 10))  # a ZIP the table does not have
     frame = pd.DataFrame(rows, columns=["speaker_id", "zip_code", "errors", "ref_words"])
-    result = fairaudit.audit(frame, methods=["zip-demographic"], demographics=str(path), min_speakers=20, bootstrap=0, permutations=50)
+    result = fairaudit.audit(
+        frame, methods=["zip-demographic"], demographics=str(path), min_speakers=20, bootstrap=0, permutations=50
+    )
     zd = result.methods["zip-demographic"]
     bottom = zd.discovery.bottom[0]
     assert bottom.startswith("median_household_income<=")
@@ -114,7 +124,9 @@ def test_zip_demographic_builtin_table_majority_split():
     assert table.loc["78501", "pct_hispanic"] > 50  # percent, not a fraction
     hispanic = table.index[(table["pct_hispanic"] > 80)][:40].tolist()
     other = table.index[(table["pct_white"] > 90)][:40].tolist()
-    rows = [(f"h{i}", z, 20, 100) for i, z in enumerate(hispanic)] + [(f"o{i}", z, 10, 100) for i, z in enumerate(other)]
+    rows = [(f"h{i}", z, 20, 100) for i, z in enumerate(hispanic)] + [
+        (f"o{i}", z, 10, 100) for i, z in enumerate(other)
+    ]
     frame = pd.DataFrame(rows, columns=["speaker_id", "zip_code", "errors", "ref_words"])
     result = fairaudit.audit(frame, methods=["zip-demographic"], min_speakers=30, bootstrap=0, permutations=0)
     zd = result.methods["zip-demographic"]
@@ -135,7 +147,9 @@ def test_embedding_kmeans_profiles_name_the_cluster_members():
     frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
     emb = pd.DataFrame(np.array(vectors), columns=[f"emb_{i}" for i in range(4)])
     emb.insert(0, "speaker_id", frame["speaker_id"])
-    result = fairaudit.audit(frame, methods=["embedding-kmeans"], embeddings=emb, clusters=3, bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        frame, methods=["embedding-kmeans"], embeddings=emb, clusters=3, bootstrap=0, permutations=0
+    )
     km = result.methods["embedding-kmeans"]
     bottom = km.cohorts.set_index("id").loc[km.discovery.bottom[0]]
     assert bottom["description"].startswith("accent=indian 100%")
@@ -152,7 +166,9 @@ def test_attribute_intersections_and_missing_values():
             "ref_words": [10, 10, 10, 10, 10],
         }
     )
-    result = fairaudit.audit(frame, by=["accent,gender"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        frame, by=["accent,gender"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0
+    )
     attr = result.methods["attribute"]
     cohorts = attr.cohorts.set_index("id")
     assert set(cohorts.index) == {"in & f", "in & m", "us & f"}
@@ -162,7 +178,9 @@ def test_attribute_intersections_and_missing_values():
 
 
 def test_several_by_specs_become_separate_attribute_methods():
-    frame = pd.DataFrame({"speaker_id": list("abcd"), "accent": list("xxyy"), "gender": list("fmfm"), "errors": 1, "ref_words": 10})
+    frame = pd.DataFrame(
+        {"speaker_id": list("abcd"), "accent": list("xxyy"), "gender": list("fmfm"), "errors": 1, "ref_words": 10}
+    )
     result = fairaudit.audit(frame, by=["accent", "gender"], min_speakers=1, bootstrap=0, permutations=0)
     assert set(result.methods) == {"attribute:accent", "attribute:gender"}
 

@@ -13,11 +13,16 @@ def tiny_log() -> pd.DataFrame:
     """Three groups of speakers with WERs 15%, 10% and 5% (pooled), per-utterance means differ."""
     rows = [
         # group A: 6 errors / 40 words = 0.15 ; speaker a1 has a short, all-wrong utterance
-        ("a1", "A", 1, 1), ("a1", "A", 1, 9), ("a2", "A", 4, 30),
+        ("a1", "A", 1, 1),
+        ("a1", "A", 1, 9),
+        ("a2", "A", 4, 30),
         # group B: 3 / 30 = 0.10
-        ("b1", "B", 1, 10), ("b2", "B", 2, 20),
+        ("b1", "B", 1, 10),
+        ("b2", "B", 2, 20),
         # group C: 1 / 20 = 0.05
-        ("c1", "C", 0, 10), ("c2", "C", 1, 5), ("c3", "C", 0, 5),
+        ("c1", "C", 0, 10),
+        ("c2", "C", 1, 5),
+        ("c3", "C", 0, 5),
     ]
     frame = pd.DataFrame(rows, columns=["speaker_id", "group", "errors", "ref_words"])
     frame["utterance_id"] = [f"u{i}" for i in range(len(frame))]
@@ -98,7 +103,9 @@ def test_gap_undefined_when_top_wer_is_zero():
 def test_selection_is_vectorised_over_replicates():
     errors = np.array([[30, 10, 20], [10, 30, 20]])
     words = np.full((2, 3), 100)
-    selection = select_bottom_top(errors, words, np.array([10, 10, 10]), np.array([True, True, True]), bottom="worst", top="best")
+    selection = select_bottom_top(
+        errors, words, np.array([10, 10, 10]), np.array([True, True, True]), bottom="worst", top="best"
+    )
     assert selection.bottom.tolist() == [[True, False, False], [False, True, False]]
     assert selection.top.tolist() == [[False, True, False], [True, False, False]]
 
@@ -128,10 +135,14 @@ def test_auto_bottom_is_the_union_of_worst_cells_with_the_largest_gain():
 
 def test_auto_bottom_respects_max_bottom_share_and_ignores_order_of_cells():
     # 20% of 60 speakers = 12: only the single worst cell fits.
-    selection = select_bottom_top(SIX_CELLS_ERRORS, SIX_CELLS_WORDS, SIX_CELLS_SPEAKERS, np.ones(6, bool), max_bottom_share=0.2)
+    selection = select_bottom_top(
+        SIX_CELLS_ERRORS, SIX_CELLS_WORDS, SIX_CELLS_SPEAKERS, np.ones(6, bool), max_bottom_share=0.2
+    )
     assert selection.bottom[0].tolist() == [True, False, False, False, False, False]
     shuffled = [3, 1, 5, 0, 2, 4]
-    selection = select_bottom_top(SIX_CELLS_ERRORS[:, shuffled], SIX_CELLS_WORDS[:, shuffled], SIX_CELLS_SPEAKERS, np.ones(6, bool))
+    selection = select_bottom_top(
+        SIX_CELLS_ERRORS[:, shuffled], SIX_CELLS_WORDS[:, shuffled], SIX_CELLS_SPEAKERS, np.ones(6, bool)
+    )
     assert sorted(np.asarray(shuffled)[selection.bottom[0]].tolist()) == [0, 1]
 
 
@@ -148,7 +159,14 @@ def test_auto_bottom_skips_ineligible_cells_and_stays_a_minority():
 
 def test_auto_bottom_through_the_audit_unites_the_two_bad_groups():
     rows = []
-    for group, wer, n in [("A", 0.30, 10), ("B", 0.25, 10), ("C", 0.10, 10), ("D", 0.10, 10), ("E", 0.10, 10), ("F", 0.10, 10)]:
+    for group, wer, n in [
+        ("A", 0.30, 10),
+        ("B", 0.25, 10),
+        ("C", 0.10, 10),
+        ("D", 0.10, 10),
+        ("E", 0.10, 10),
+        ("F", 0.10, 10),
+    ]:
         rows += [(f"{group}{i}", group, round(wer * 100), 100) for i in range(n)]
     frame = pd.DataFrame(rows, columns=["speaker_id", "group", "errors", "ref_words"])
     fig = run(frame).discovery

@@ -30,7 +30,9 @@ def differences(expected: object, actual: object, where: str = "$") -> list[str]
             return [f"{where}: {len(expected)} items pinned, {len(actual)} now"]
         return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in differences(e, a, f"{where}[{i}]")]
     if isinstance(expected, float) and isinstance(actual, (int, float)) and not isinstance(actual, bool):
-        return [] if math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-12) else [f"{where}: {expected} -> {actual}"]
+        return (
+            [] if math.isclose(expected, actual, rel_tol=1e-9, abs_tol=1e-12) else [f"{where}: {expected} -> {actual}"]
+        )
     return [] if expected == actual else [f"{where}: {expected!r} -> {actual!r}"]
 
 

@@ -17,8 +17,16 @@ from fairaudit.synth.generator import synthesize
 def small_cell_audit():
     """geo-tree with 5-speaker leaves allowed, so several regions fall under the reporting minimum."""
     synth = synthesize(400, effect=0.5, plant=["lat-band"], seed=3, embeddings="none")
-    return fairaudit.audit(synth.log, methods=["geo-tree"], min_speakers=5, min_gain=0, max_regions=16,
-                           min_report_speakers=25, bootstrap=20, permutations=0)
+    return fairaudit.audit(
+        synth.log,
+        methods=["geo-tree"],
+        min_speakers=5,
+        min_gain=0,
+        max_regions=16,
+        min_report_speakers=25,
+        bootstrap=20,
+        permutations=0,
+    )
 
 
 def test_suppressed_regions_keep_no_bounds_description_or_rank_in_json_and_terminal():
@@ -48,8 +56,9 @@ def test_suppressed_regions_keep_no_bounds_description_or_rank_in_json_and_termi
 
 def test_suppressed_scan_windows_are_withheld():
     synth = synthesize(600, effect=0.8, plant=["two-circles"], seed=2, embeddings="none")
-    result = fairaudit.audit(synth.log, methods=["geo-scan"], min_speakers=5, min_report_speakers=40,
-                             bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        synth.log, methods=["geo-scan"], min_speakers=5, min_report_speakers=40, bootstrap=0, permutations=0
+    )
     scan = result.methods["geo-scan"]
     cohorts = scan.discovery.cohorts
     suppressed = set(cohorts.loc[cohorts["suppressed"], "id"])
@@ -66,14 +75,26 @@ def test_the_cluster_view_publishes_aggregates_only():
     """The embedding projection holds each cluster's mean and covariance, never per-speaker points
     or sparsely filled bins (issue 11: 189 of 237 published cells once held a single speaker)."""
     synth = synthesize(600, effect=0.5, plant=["emb-cluster"], seed=2)
-    result = fairaudit.audit(synth.log, embeddings=synth.embeddings, methods=["embedding-kmeans"], clusters=12,
-                             min_speakers=5, min_report_speakers=40, bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        synth.log,
+        embeddings=synth.embeddings,
+        methods=["embedding-kmeans"],
+        clusters=12,
+        min_speakers=5,
+        min_report_speakers=40,
+        bootstrap=0,
+        permutations=0,
+    )
     details = result.to_dict()["methods"]["embedding-kmeans"]["details"]
     projection = details["projection"]
     assert "cells" not in projection and set(projection) == {"explained_variance_pct", "centres", "covariances"}
     cohorts = result.methods["embedding-kmeans"].discovery.cohorts.set_index("id")
-    for cid, centre, cov, profile in zip(result.methods["embedding-kmeans"].partition.cohort_ids, projection["centres"],
-                                         projection["covariances"], details["profiles"]):
+    for cid, centre, cov, profile in zip(
+        result.methods["embedding-kmeans"].partition.cohort_ids,
+        projection["centres"],
+        projection["covariances"],
+        details["profiles"],
+    ):
         if cohorts.loc[cid, "suppressed"]:
             assert centre is None and cov is None and profile == []
         else:

@@ -51,8 +51,12 @@ def test_default_options_recover_each_planted_shape(shape: str, method: str) -> 
     seed = list(SHAPES).index(shape)
     synth = synthesize(N_SPEAKERS, effect=EFFECT, plant=[shape], seed=seed)
     result = fairaudit.audit(
-        synth.log, methods=[method], embeddings=synth.embeddings if method == "embedding-kmeans" else None,
-        bootstrap=0, permutations=0, seed=seed,
+        synth.log,
+        methods=[method],
+        embeddings=synth.embeddings if method == "embedding-kmeans" else None,
+        bootstrap=0,
+        permutations=0,
+        seed=seed,
     )
     planted = set(synth.truth["planted"][shape]["speaker_ids"])
     score = f1(bottom_speakers(result, method), planted)
@@ -68,9 +72,17 @@ def test_split_population_is_rejoined_where_the_single_worst_cluster_is_not() ->
     re-joins them, while the old single-worst-cluster rule recovers only a fragment."""
     synth = synthesize(N_SPEAKERS, effect=EFFECT, plant=["emb-split"], seed=3)
     planted = set(synth.truth["planted"]["emb-split"]["speaker_ids"])
-    union = fairaudit.audit(synth.log, methods=["embedding-kmeans"], embeddings=synth.embeddings, bootstrap=0, permutations=0)
-    worst = fairaudit.audit(synth.log, methods=["embedding-kmeans"], embeddings=synth.embeddings, bootstrap=0,
-                            permutations=0, bottom="worst")
+    union = fairaudit.audit(
+        synth.log, methods=["embedding-kmeans"], embeddings=synth.embeddings, bootstrap=0, permutations=0
+    )
+    worst = fairaudit.audit(
+        synth.log,
+        methods=["embedding-kmeans"],
+        embeddings=synth.embeddings,
+        bootstrap=0,
+        permutations=0,
+        bottom="worst",
+    )
     assert len(union.methods["embedding-kmeans"].discovery.bottom) >= 2
     assert f1(bottom_speakers(union, "embedding-kmeans"), planted) >= 0.9
     assert f1(bottom_speakers(worst, "embedding-kmeans"), planted) < 0.8
@@ -81,8 +93,13 @@ def test_recovery_from_written_files(tmp_path) -> None:
     ingestion) and the embeddings Parquet file beside it."""
     synth = synthesize(3000, effect=EFFECT, plant=["zip-majority", "emb-cluster"], seed=0)
     paths = write_synth(tmp_path / "synth.csv.gz", synth)
-    result = fairaudit.audit(str(paths["log"]), methods=["zip-demographic", "embedding-kmeans"],
-                             embeddings=str(paths["embeddings"]), bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        str(paths["log"]),
+        methods=["zip-demographic", "embedding-kmeans"],
+        embeddings=str(paths["embeddings"]),
+        bootstrap=0,
+        permutations=0,
+    )
     for shape, method in (("zip-majority", "zip-demographic"), ("emb-cluster", "embedding-kmeans")):
         planted = set(synth.truth["planted"][shape]["speaker_ids"])
         assert f1(bottom_speakers(result, method), planted) >= 0.8, (shape, method)
@@ -91,6 +108,8 @@ def test_recovery_from_written_files(tmp_path) -> None:
 def test_null_log_has_no_planted_truth_to_recover() -> None:
     synth = synthesize(2000, plant=(), seed=0)
     assert synth.truth["planted"] == {}
-    result = fairaudit.audit(synth.log, methods=["embedding-kmeans"], embeddings=synth.embeddings, bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        synth.log, methods=["embedding-kmeans"], embeddings=synth.embeddings, bootstrap=0, permutations=0
+    )
     assignments = result.assignments()
     assert set(assignments["speaker_id"].astype(str)) == set(synth.log["speaker_id"])

@@ -61,7 +61,9 @@ def leaves_below(tree, node):
 def test_root_gain_is_the_weighted_impurity_decrease():
     coords, errors, words, *_ = random_case(4)
     cells = grid_cells(coords).astype(float)
-    stump = DecisionTreeRegressor(max_depth=1, min_samples_leaf=25).fit(cells, errors / words, sample_weight=words).tree_
+    stump = (
+        DecisionTreeRegressor(max_depth=1, min_samples_leaf=25).fit(cells, errors / words, sample_weight=words).tree_
+    )
     weight, impurity = stump.weighted_n_node_samples, stump.impurity
     expected = (weight[0] * impurity[0] - weight[1] * impurity[1] - weight[2] * impurity[2]) / weight[0]
     assert root_split_gain(GridPoints(coords), errors, words, 25) == pytest.approx(expected, rel=1e-9)

@@ -148,8 +148,18 @@ def test_report_validates_against_the_schema(reports, config):
         lambda r: r.pop("parameters"),
         lambda r: r["methods"]["geo-tree"].pop("holdout"),
     ],
-    ids=["no-verdict", "bad-verdict", "no-gap-ci", "cohort-no-wer", "short-ci", "share-over-100", "bad-sha", "bad-method-name",
-         "no-parameters", "no-holdout-key"],
+    ids=[
+        "no-verdict",
+        "bad-verdict",
+        "no-gap-ci",
+        "cohort-no-wer",
+        "short-ci",
+        "share-over-100",
+        "bad-sha",
+        "bad-method-name",
+        "no-parameters",
+        "no-holdout-key",
+    ],
 )
 def test_schema_rejects_broken_reports(reports, mutate):
     """The schema is not vacuous: each contract violation makes a valid report invalid."""
@@ -196,12 +206,14 @@ def test_cohort_wer_shares_and_totals(reports, config):
         visible = [c for c in cohorts if not c["suppressed"]]
         # reported cohorts ranked 1..m, suppressed ones last and unranked (position would leak WER)
         assert [c["rank"] for c in visible] == list(range(1, len(visible) + 1)), (name, label)
-        assert all(c["rank"] is None for c in cohorts[len(visible):]), (name, label)
+        assert all(c["rank"] is None for c in cohorts[len(visible) :]), (name, label)
         assert visible, (name, label)
         for cohort in visible:
             assert cohort["ref_words"] > 0
             assert cohort["wer"] == pytest.approx(cohort["errors"] / cohort["ref_words"], rel=TOL), (name, cohort["id"])
-            assert cohort["speaker_share_pct"] == pytest.approx(100 * cohort["speakers"] / figures["assigned_speakers"], rel=TOL)
+            assert cohort["speaker_share_pct"] == pytest.approx(
+                100 * cohort["speakers"] / figures["assigned_speakers"], rel=TOL
+            )
             lo, hi = cohort["wer_ci"]
             if report["parameters"]["bootstrap"] == 0:
                 assert (lo, hi) == (None, None)
@@ -226,15 +238,19 @@ def test_gap_and_share_recomputed_from_the_cohort_entries(reports, config):
         bottom_wer, top_wer = pooled(figures["cohorts"], bottom), pooled(figures["cohorts"], top)
         assert figures["bottom_wer"] == pytest.approx(bottom_wer, rel=TOL)
         assert figures["top_wer"] == pytest.approx(top_wer, rel=TOL)
-        assert figures["wer_gap_pct"] == pytest.approx(100 * (bottom_wer - top_wer) / top_wer, rel=1e-9, abs=1e-9), (name, label)
+        assert figures["wer_gap_pct"] == pytest.approx(100 * (bottom_wer - top_wer) / top_wer, rel=1e-9, abs=1e-9), (
+            name,
+            label,
+        )
         in_bottom = sum(c["speakers"] for c in figures["cohorts"] if c["id"] in bottom)
         assert figures["bottom_share_pct"] == pytest.approx(100 * in_bottom / figures["assigned_speakers"], rel=TOL)
         if label == "discovery":
             assert figures["wer_gap_pct"] > 0  # the discovered bottom is worse than the top
             eligible = [c for c in figures["cohorts"] if c["eligible"]]
             worst_first = [c["id"] for c in sorted(eligible, key=lambda c: -c["wer"])]
-            assert worst_first[: len(bottom)] == [c["id"] for c in sorted(
-                [c for c in figures["cohorts"] if c["id"] in bottom], key=lambda c: -c["wer"])], (name, "bottom = the worst eligible cohorts")
+            assert worst_first[: len(bottom)] == [
+                c["id"] for c in sorted([c for c in figures["cohorts"] if c["id"] in bottom], key=lambda c: -c["wer"])
+            ], (name, "bottom = the worst eligible cohorts")
 
 
 def test_top_best_is_the_lowest_eligible_cohort(reports):
@@ -268,8 +284,16 @@ def placed_by_every_method(frame: pd.DataFrame) -> pd.DataFrame:
 def test_attribute_cohorts_match_a_pandas_groupby(reports, frame):
     """The attribute method's cohorts recomputed straight from the log."""
     assert frame.groupby("speaker_id").accent.nunique().max() == 1  # one accent per speaker
-    expected = placed_by_every_method(frame).groupby("accent").agg(speakers=("speaker_id", "nunique"), utterances=("speaker_id", "size"),
-                                           errors=("errors", "sum"), ref_words=("ref_words", "sum"))
+    expected = (
+        placed_by_every_method(frame)
+        .groupby("accent")
+        .agg(
+            speakers=("speaker_id", "nunique"),
+            utterances=("speaker_id", "size"),
+            errors=("errors", "sum"),
+            ref_words=("ref_words", "sum"),
+        )
+    )
     for config, report in reports.items():
         if config == "holdout":
             continue
@@ -277,7 +301,9 @@ def test_attribute_cohorts_match_a_pandas_groupby(reports, frame):
         assert set(cohorts) == set(expected.index), config
         for accent, row in expected.iterrows():
             got = cohorts[accent]
-            assert (got["speakers"], got["utterances"], got["errors"], got["ref_words"]) == tuple(int(v) for v in row), (config, accent)
+            assert (got["speakers"], got["utterances"], got["errors"], got["ref_words"]) == tuple(
+                int(v) for v in row
+            ), (config, accent)
 
 
 def test_geo_tree_unassigned_are_speakers_without_coordinates(reports, frame):
@@ -357,9 +383,30 @@ def test_holdout_figures(reports, frame):
 
 def _audit_process(directory: Path, out: str, seed: int, hash_seed: str) -> bytes:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    done = subprocess.run([sys.executable, "-m", "fairaudit.cli", "audit", "log.csv", "--embeddings", "log.embeddings.parquet",
-                           "--by", "accent", *FAST, "--seed", str(seed), "--json", out, "-q"],
-                          cwd=directory, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fairaudit.cli",
+            "audit",
+            "log.csv",
+            "--embeddings",
+            "log.embeddings.parquet",
+            "--by",
+            "accent",
+            *FAST,
+            "--seed",
+            str(seed),
+            "--json",
+            out,
+            "-q",
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return (directory / out).read_bytes()
 
@@ -369,12 +416,27 @@ def test_same_input_and_seed_give_identical_json_bytes(data_dir, monkeypatch):
     second = _audit_process(data_dir, "det2.json", 3, "2")
     assert first == second
     monkeypatch.chdir(data_dir)  # same relative input path, so only the seed differs
-    run_main("audit", "log.csv", "--embeddings", "log.embeddings.parquet", "--by", "accent", *FAST, "--seed", 4, "--json", "det3.json", "-q")
+    run_main(
+        "audit",
+        "log.csv",
+        "--embeddings",
+        "log.embeddings.parquet",
+        "--by",
+        "accent",
+        *FAST,
+        "--seed",
+        4,
+        "--json",
+        "det3.json",
+        "-q",
+    )
     third = (data_dir / "det3.json").read_bytes()
     assert third != first
     a, b = json.loads(first), json.loads(third)
     assert (a["seed"], b["seed"]) == (3, 4) and a["input"] == b["input"]
-    assert any(a["methods"][m]["wer_gap_ci"] != b["methods"][m]["wer_gap_ci"] for m in METHODS)  # not just the seed field
+    assert any(
+        a["methods"][m]["wer_gap_ci"] != b["methods"][m]["wer_gap_ci"] for m in METHODS
+    )  # not just the seed field
 
 
 # --- 9. Python API -------------------------------------------------------------------------------
@@ -413,7 +475,9 @@ def test_api_summary_matches_the_json(api_result, reports):
     report = reports["default"]
     assert len(lines) == len(report["methods"])
     for line, (name, method) in zip(lines, report["methods"].items()):
-        assert line.startswith(f"{name}: {method['verdict']} ({method['verdict_reason']}); WER gap {method['wer_gap_pct']:.1f}%")
+        assert line.startswith(
+            f"{name}: {method['verdict']} ({method['verdict_reason']}); WER gap {method['wer_gap_pct']:.1f}%"
+        )
         assert f"between {method['bottom']}" in line and f"and {method['top']}" in line
         assert f"bottom-cohort share {method['bottom_share_pct']:.1f}%" in line
         assert f"WER {100 * method['bottom_wer']:.2f}%" in line
@@ -421,9 +485,17 @@ def test_api_summary_matches_the_json(api_result, reports):
 
 def test_api_accepts_a_data_frame(frame, reports):
     """A DataFrame in gives the same cohorts as the file (no path or hash to record)."""
-    result = fairaudit.audit(placed_by_every_method(frame), methods=["attribute"], by="accent", bootstrap=0, permutations=0)
-    got = {c["id"]: (c["speakers"], c["errors"], c["ref_words"]) for c in result.to_dict()["methods"]["attribute"]["cohorts"]}
-    want = {c["id"]: (c["speakers"], c["errors"], c["ref_words"]) for c in reports["nulls"]["methods"]["attribute"]["cohorts"]}
+    result = fairaudit.audit(
+        placed_by_every_method(frame), methods=["attribute"], by="accent", bootstrap=0, permutations=0
+    )
+    got = {
+        c["id"]: (c["speakers"], c["errors"], c["ref_words"])
+        for c in result.to_dict()["methods"]["attribute"]["cohorts"]
+    }
+    want = {
+        c["id"]: (c["speakers"], c["errors"], c["ref_words"])
+        for c in reports["nulls"]["methods"]["attribute"]["cohorts"]
+    }
     assert got == want
     assert Draft202012Validator(SCHEMA).is_valid(result.to_dict())
 
@@ -433,8 +505,12 @@ def test_api_accepts_a_data_frame(frame, reports):
 
 def test_every_input_format_gives_the_same_report_figures(frame, tmp_path):
     subset = frame[["speaker_id", "utterance_id", "errors", "ref_words", "accent"]].head(3000)
-    paths = {"csv": tmp_path / "log.csv", "tsv": tmp_path / "log.tsv", "csv.gz": tmp_path / "log.csv.gz",
-             "parquet": tmp_path / "log.parquet"}
+    paths = {
+        "csv": tmp_path / "log.csv",
+        "tsv": tmp_path / "log.tsv",
+        "csv.gz": tmp_path / "log.csv.gz",
+        "parquet": tmp_path / "log.parquet",
+    }
     subset.to_csv(paths["csv"], index=False)
     subset.to_csv(paths["tsv"], index=False, sep="\t")
     subset.to_csv(paths["csv.gz"], index=False, compression="gzip")
@@ -443,11 +519,28 @@ def test_every_input_format_gives_the_same_report_figures(frame, tmp_path):
     figures = {}
     for kind, path in paths.items():
         out = tmp_path / f"{kind}.json"
-        run_main("audit", path, "--by", "accent", "--min-speakers", 5, "--min-report-speakers", 0, "--bootstrap", 0, "--permutations", 0,
-                 "--json", out, "-q")
+        run_main(
+            "audit",
+            path,
+            "--by",
+            "accent",
+            "--min-speakers",
+            5,
+            "--min-report-speakers",
+            0,
+            "--bootstrap",
+            0,
+            "--permutations",
+            0,
+            "--json",
+            out,
+            "-q",
+        )
         report = json.loads(out.read_text())
         assert report["input"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), kind
-        assert report["input"]["utterances"] == len(subset) and report["input"]["speakers"] == subset.speaker_id.nunique()
+        assert (
+            report["input"]["utterances"] == len(subset) and report["input"]["speakers"] == subset.speaker_id.nunique()
+        )
         method = report["methods"]["attribute"]
         got = {c["id"]: (c["errors"], c["ref_words"]) for c in method["cohorts"]}
         assert got == {a: (int(r.errors), int(r.ref_words)) for a, r in expected.iterrows()}, kind

@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fairaudit.text import scoring
 from fairaudit.errors import InputError, UsageError
+from fairaudit.text import scoring
 from fairaudit.text.scoring import score_log_file, score_texts
 
 
@@ -113,7 +113,7 @@ def _text_log(tmp_path):
     path.write_text(
         "speaker_id,zip_code,sentence,prediction,accent\n"
         "007,02134,The cat sat.,the cat sat down,NA\n"
-        "008,12345,\"Hello, world\",,us\n"
+        '008,12345,"Hello, world",,us\n'
     )
     return path
 
@@ -131,8 +131,18 @@ def test_score_log_file_writes_every_format(tmp_path, suffix):
     else:
         sep = "\t" if ".tsv" in suffix else ","
         frame = pd.read_csv(out, sep=sep, dtype=str, keep_default_na=False)
-    assert list(frame.columns) == ["speaker_id", "zip_code", "sentence", "prediction", "accent",
-                                   "substitutions", "deletions", "insertions", "ref_words", "errors"]
+    assert list(frame.columns) == [
+        "speaker_id",
+        "zip_code",
+        "sentence",
+        "prediction",
+        "accent",
+        "substitutions",
+        "deletions",
+        "insertions",
+        "ref_words",
+        "errors",
+    ]
     assert frame.speaker_id.tolist() == ["007", "008"]  # ids and ZIPs keep their zeros
     assert frame.zip_code.tolist() == ["02134", "12345"]
     assert frame.accent.tolist() == ["NA", "us"]  # kept exactly as written
@@ -148,8 +158,15 @@ def test_score_log_file_replaces_existing_score_columns(tmp_path):
     out = tmp_path / "out.csv"
     score_log_file(path, out, normalize="none")
     frame = pd.read_csv(out)
-    assert list(frame.columns) == ["reference", "hypothesis", "errors", "substitutions",
-                                   "deletions", "insertions", "ref_words"]
+    assert list(frame.columns) == [
+        "reference",
+        "hypothesis",
+        "errors",
+        "substitutions",
+        "deletions",
+        "insertions",
+        "ref_words",
+    ]
     assert frame.errors.tolist() == [1]
 
 
@@ -157,8 +174,7 @@ def test_score_log_file_refuses_to_overwrite_input(tmp_path):
     path = _text_log(tmp_path)
     before = path.read_bytes()
     with pytest.raises(InputError) as info:
-        score_log_file(path, tmp_path / "." / "log.csv",
-                       columns={"reference": "sentence", "hypothesis": "prediction"})
+        score_log_file(path, tmp_path / "." / "log.csv", columns={"reference": "sentence", "hypothesis": "prediction"})
     assert "input" in info.value.message
     assert path.read_bytes() == before
 
@@ -174,8 +190,7 @@ def test_score_log_file_needs_text_columns(tmp_path):
 def test_score_log_file_unknown_output_extension(tmp_path):
     path = _text_log(tmp_path)
     with pytest.raises(InputError) as info:
-        score_log_file(path, tmp_path / "out.xlsx", columns={"reference": "sentence",
-                                                              "hypothesis": "prediction"})
+        score_log_file(path, tmp_path / "out.xlsx", columns={"reference": "sentence", "hypothesis": "prediction"})
     assert info.value.file.endswith("out.xlsx")
 
 
@@ -186,22 +201,32 @@ def test_jiwer_normalisation_equals_jiwers_own_transforms():
     from fairaudit.text.scoring import normalize_texts
 
     texts = ["Well-known, isn't it?", "  Hello...   WORLD!! ", "end.Start", "«quoted» — dash", "don’t", ""]
-    transform = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()])
+    transform = jiwer.Compose(
+        [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip()]
+    )
     assert normalize_texts(texts, "jiwer").to_pylist() == [transform(t) for t in texts]
 
 
 def test_the_normalisation_used_is_recorded_in_the_report():
     import fairaudit
 
-    frame = pd.DataFrame({"speaker_id": ["a", "a", "b", "c"], "grp": ["x", "x", "y", "y"],
-                          "reference": ["well-known x", "y z", "q", "r"], "hypothesis": ["wellknown x", "y", "q", "r"]})
+    frame = pd.DataFrame(
+        {
+            "speaker_id": ["a", "a", "b", "c"],
+            "grp": ["x", "x", "y", "y"],
+            "reference": ["well-known x", "y z", "q", "r"],
+            "hypothesis": ["wellknown x", "y", "q", "r"],
+        }
+    )
     options = dict(by=["grp"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0)
     by_jiwer = fairaudit.audit(frame, normalize="jiwer", **options).to_dict()
     by_default = fairaudit.audit(frame, **options).to_dict()
     assert by_jiwer["input"]["text_normalization"] == "jiwer" and by_default["input"]["text_normalization"] == "default"
     # jiwer deletes the hyphen (wellknown = wellknown: 0 errors); the default splits it (well known vs wellknown).
-    errors = {name: sum(c["errors"] for c in report["methods"]["attribute"]["cohorts"])
-              for name, report in (("jiwer", by_jiwer), ("default", by_default))}
+    errors = {
+        name: sum(c["errors"] for c in report["methods"]["attribute"]["cohorts"])
+        for name, report in (("jiwer", by_jiwer), ("default", by_default))
+    }
     assert errors == {"jiwer": 1, "default": 3}
     counts = fairaudit.audit(frame.drop(columns=["reference", "hypothesis"]).assign(errors=1, ref_words=2), **options)
     assert counts.to_dict()["input"]["text_normalization"] is None
@@ -214,7 +239,14 @@ def test_whisper_normalisation_equals_whispers_own_normaliser():
 
     from fairaudit.text.scoring import normalize_texts
 
-    texts = ["Mr. Smith has twenty five colours", "uh hello", "Mr. Smith has twenty five colours", "", None, "It's $3.50!"]
+    texts = [
+        "Mr. Smith has twenty five colours",
+        "uh hello",
+        "Mr. Smith has twenty five colours",
+        "",
+        None,
+        "It's $3.50!",
+    ]
     expected = [EnglishTextNormalizer()(t or "") for t in texts]
     assert normalize_texts(texts, "whisper").to_pylist() == expected
     assert expected[0] == "mister smith has 25 colors"  # the normaliser really ran (numbers, spelling, title)
@@ -224,16 +256,23 @@ def test_whisper_normalisation_changes_the_scores_and_is_recorded():
     pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install 'fairaudit[whisper]')")
     import fairaudit
 
-    frame = pd.DataFrame({"speaker_id": ["a", "b"], "grp": ["x", "y"],
-                          "reference": ["the colour is twenty five", "uh hi there"],
-                          "hypothesis": ["the color is 25", "hi there"]})
+    frame = pd.DataFrame(
+        {
+            "speaker_id": ["a", "b"],
+            "grp": ["x", "y"],
+            "reference": ["the colour is twenty five", "uh hi there"],
+            "hypothesis": ["the color is 25", "hi there"],
+        }
+    )
     options = dict(by=["grp"], min_speakers=1, min_report_speakers=0, bootstrap=0, permutations=0)
     whisper = fairaudit.audit(frame, normalize="whisper", **options).to_dict()
     default = fairaudit.audit(frame, **options).to_dict()
     assert whisper["input"]["text_normalization"] == "whisper"
     # Whisper's rules make both pairs identical; the default counts colour/color, twenty five/25 and uh.
-    total = {name: sum(c["errors"] for c in report["methods"]["attribute"]["cohorts"])
-             for name, report in (("whisper", whisper), ("default", default))}
+    total = {
+        name: sum(c["errors"] for c in report["methods"]["attribute"]["cohorts"])
+        for name, report in (("whisper", whisper), ("default", default))
+    }
     assert total == {"whisper": 0, "default": 4}
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from fairaudit.io.readers import log_from_frame
 from fairaudit.engines.speaker_table import build_speaker_table
+from fairaudit.io.readers import log_from_frame
 
 
 def test_median_coordinates_and_codes_match_pandas_on_mixed_speakers():
@@ -19,11 +19,22 @@ def test_median_coordinates_and_codes_match_pandas_on_mixed_speakers():
     lat[rng.random(n_rows) < 0.05] = np.nan  # some utterances without a location
     lon[np.isnan(lat)] = np.nan
     ids = np.array([f"spk-{i:04d}" if i % 3 else f"Spk é{i}" for i in range(n_speakers)])
-    frame = pd.DataFrame({"speaker_id": ids[speaker], "errors": rng.integers(0, 5, n_rows),
-                          "ref_words": rng.integers(5, 20, n_rows), "latitude": lat, "longitude": lon})
+    frame = pd.DataFrame(
+        {
+            "speaker_id": ids[speaker],
+            "errors": rng.integers(0, 5, n_rows),
+            "ref_words": rng.integers(5, 20, n_rows),
+            "latitude": lat,
+            "longitude": lon,
+        }
+    )
     table = build_speaker_table(log_from_frame(frame))
-    expected = frame.groupby("speaker_id").agg(latitude=("latitude", "median"), longitude=("longitude", "median"),
-                                               errors=("errors", "sum"), ref_words=("ref_words", "sum"))
+    expected = frame.groupby("speaker_id").agg(
+        latitude=("latitude", "median"),
+        longitude=("longitude", "median"),
+        errors=("errors", "sum"),
+        ref_words=("ref_words", "sum"),
+    )
     expected = expected.sort_index()
     assert list(table.frame.index) == sorted(expected.index)  # code point order, as Python sorts
     got = table.frame.loc[expected.index]

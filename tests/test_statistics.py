@@ -2,16 +2,13 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import fairaudit
-from fairaudit.model.log import UtteranceLog
-from fairaudit.options import AuditOptions
-from fairaudit.pipeline.audit import run_audit
-from fairaudit.engines.speaker_table import build_speaker_table
 
 
-def grouped_log(n_speakers: int, *, groups: int = 4, effect: float = 0.0, seed: int = 0, utts: int = 10) -> pd.DataFrame:
+def grouped_log(
+    n_speakers: int, *, groups: int = 4, effect: float = 0.0, seed: int = 0, utts: int = 10
+) -> pd.DataFrame:
     """Speakers in `groups` groups; group g0 has WER x (1 + effect); speaker random effects."""
     rng = np.random.default_rng(seed)
     group = rng.integers(0, groups, n_speakers)
@@ -89,7 +86,17 @@ def geo_null_log(n_speakers: int, seed: int) -> pd.DataFrame:
 
 
 def test_holdout_gap_near_zero_on_null_while_discovery_gap_is_inflated():
-    result = fairaudit.audit(geo_null_log(2000, 5), methods=["geo-tree"], holdout=0.5, bootstrap=200, permutations=50, seed=2, min_gain=0, bottom="worst", top="best")
+    result = fairaudit.audit(
+        geo_null_log(2000, 5),
+        methods=["geo-tree"],
+        holdout=0.5,
+        bootstrap=200,
+        permutations=50,
+        seed=2,
+        min_gain=0,
+        bottom="worst",
+        top="best",
+    )
     geo = result.methods["geo-tree"]
     assert geo.discovery.wer_gap_pct > 40  # the search always finds a "worst" region on noise
     held = geo.holdout
@@ -115,7 +122,16 @@ def test_null_log_gets_no_evidence_and_a_large_p_value():
 
 def test_geo_tree_permutation_refits_the_tree():
     """On noise the geo tree's discovered gap is large, yet the search-aware p-value is not small."""
-    result = fairaudit.audit(geo_null_log(1000, 11), methods=["geo-tree"], bootstrap=0, permutations=40, seed=0, min_gain=0, bottom="worst", top="best")
+    result = fairaudit.audit(
+        geo_null_log(1000, 11),
+        methods=["geo-tree"],
+        bootstrap=0,
+        permutations=40,
+        seed=0,
+        min_gain=0,
+        bottom="worst",
+        top="best",
+    )
     geo = result.methods["geo-tree"]
     assert geo.discovery.wer_gap_pct > 30
     assert geo.discovery.p_value > 0.05
@@ -130,12 +146,17 @@ def test_geo_tree_auto_min_gain_does_not_split_noise():
     for seed in range(10, 18):
         log = geo_null_log(2000, seed)
         auto = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0).methods["geo-tree"]
-        plain = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0, min_gain=0).methods["geo-tree"]
+        plain = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0, min_gain=0).methods[
+            "geo-tree"
+        ]
         assert plain.partition.n_cohorts == 16
         counts.append(auto.partition.n_cohorts)
     assert np.mean(counts) <= 5 and max(counts) < 16
     log = geo_null_log(2000, 12)
-    assert fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=50, seed=0).methods["geo-tree"].verdict == "no evidence"
+    assert (
+        fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=50, seed=0).methods["geo-tree"].verdict
+        == "no evidence"
+    )
 
 
 def test_seed_makes_every_figure_reproducible_and_changes_with_it():

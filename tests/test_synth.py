@@ -12,8 +12,17 @@ import pytest
 from fairaudit.synth.generator import LEGACY_ALIASES, PLANTABLE, SHAPES, SynthLog, synthesize, write_synth
 
 LOG_COLUMNS = [
-    "speaker_id", "utterance_id", "errors", "ref_words", "latitude", "longitude", "zip_code",
-    "gender", "age_group", "accent", "device",
+    "speaker_id",
+    "utterance_id",
+    "errors",
+    "ref_words",
+    "latitude",
+    "longitude",
+    "zip_code",
+    "gender",
+    "age_group",
+    "accent",
+    "device",
 ]
 EFFECT = 0.3
 
@@ -39,8 +48,12 @@ def large() -> SynthLog:
 
 def speaker_totals(log: pd.DataFrame) -> pd.DataFrame:
     return log.groupby("speaker_id").agg(
-        errors=("errors", "sum"), ref_words=("ref_words", "sum"), utterances=("errors", "size"),
-        latitude=("latitude", "first"), longitude=("longitude", "first"), zip_code=("zip_code", "first"),
+        errors=("errors", "sum"),
+        ref_words=("ref_words", "sum"),
+        utterances=("errors", "size"),
+        latitude=("latitude", "first"),
+        longitude=("longitude", "first"),
+        zip_code=("zip_code", "first"),
     )
 
 
@@ -221,9 +234,7 @@ def test_truth_json(default: SynthLog) -> None:
         assert entry["expected_wer_planted"] > entry["expected_wer_rest"] > 0
         assert 20 < entry["expected_wer_gap_pct"] < 40
         assert "true_wer" not in entry
-    assert truth["planted"]["geo-tree"]["description"] == (
-        "24.0 <= latitude < 31.0 and -100.0 <= longitude < -75.0"
-    )
+    assert truth["planted"]["geo-tree"]["description"] == ("24.0 <= latitude < 31.0 and -100.0 <= longitude < -75.0")
     assert truth["planted"]["zip-demographic"]["description"].startswith("ZIP median_age > ")
 
 
@@ -381,15 +392,34 @@ def test_scale_100k_speakers_is_fast() -> None:
 SHAPE_SEEDS = (0, 1, 2)
 #: Plausible speaker shares (%) at 2,000 speakers: each shape's design range widened by sampling noise.
 SHARE_RANGE = {
-    "box": (3, 17), "state": (2.3, 13.5), "circle": (2, 14), "two-circles": (3, 17), "multi-state": (3, 20),
-    "lat-band": (10, 16), "zip-quantile": (4.5, 41), "zip-small": (1.5, 5.5), "zip-majority": (3, 25),
-    "zip-age": (27, 33), "emb-cluster": (6, 17), "emb-split": (12, 33), "emb-merge": (2.5, 10),
+    "box": (3, 17),
+    "state": (2.3, 13.5),
+    "circle": (2, 14),
+    "two-circles": (3, 17),
+    "multi-state": (3, 20),
+    "lat-band": (10, 16),
+    "zip-quantile": (4.5, 41),
+    "zip-small": (1.5, 5.5),
+    "zip-majority": (3, 25),
+    "zip-age": (27, 33),
+    "emb-cluster": (6, 17),
+    "emb-split": (12, 33),
+    "emb-merge": (2.5, 10),
 }
 #: Truth keys that describe a shape's instance (not its speakers or WERs).
 RESULT_KEYS = {
-    "speakers", "eligible_speakers", "speaker_share_pct", "expected_wer_planted", "expected_wer_rest",
-    "expected_wer_gap_pct", "realised_wer_planted", "realised_wer_rest", "speaker_ids", "dominant_accent_share_pct",
-    "partner_speakers", "effect_sd_log",
+    "speakers",
+    "eligible_speakers",
+    "speaker_share_pct",
+    "expected_wer_planted",
+    "expected_wer_rest",
+    "expected_wer_gap_pct",
+    "realised_wer_planted",
+    "realised_wer_rest",
+    "speaker_ids",
+    "dominant_accent_share_pct",
+    "partner_speakers",
+    "effect_sd_log",
 }
 
 
@@ -401,8 +431,19 @@ def every_shape() -> dict[int, SynthLog]:
 
 def test_registry_lists_families_and_targets() -> None:
     assert set(SHAPES) >= {
-        "box", "state", "circle", "two-circles", "multi-state", "lat-band", "zip-quantile", "zip-small",
-        "zip-majority", "zip-age", "emb-cluster", "emb-split", "emb-merge",
+        "box",
+        "state",
+        "circle",
+        "two-circles",
+        "multi-state",
+        "lat-band",
+        "zip-quantile",
+        "zip-small",
+        "zip-majority",
+        "zip-age",
+        "emb-cluster",
+        "emb-split",
+        "emb-merge",
     }
     targets = {"geo": ("geo-tree", "geo-scan"), "zip": ("zip-demographic",), "embedding": ("embedding-kmeans",)}
     for name, shape in SHAPES.items():
@@ -430,7 +471,16 @@ def test_planted_column_is_the_union(every_shape: dict[int, SynthLog]) -> None:
     speakers = every_shape[0].speakers
     columns = [f"planted_{name}" for name in SHAPES]
     assert speakers["planted"].equals(speakers[columns].any(axis=1))
-    assert list(speakers.columns) == ["speaker_id", "n_utterances", "ref_words", "errors", "cluster", "true_wer", *columns, "planted"]
+    assert list(speakers.columns) == [
+        "speaker_id",
+        "n_utterances",
+        "ref_words",
+        "errors",
+        "cluster",
+        "true_wer",
+        *columns,
+        "planted",
+    ]
 
 
 @pytest.mark.parametrize("shape", [s for s, shape in SHAPES.items() if not shape.legacy])
@@ -456,13 +506,18 @@ def test_geo_and_zip_instances_follow_their_rules(every_shape: dict[int, SynthLo
         edges = np.array(list(box.values()))
         assert (np.abs(edges * 2 - np.round(edges * 2)) >= 0.19).all()  # >= 0.1 degree off the half-degree grid
         assert set(speakers.index[state == planted["state"]["state"]]) == set(planted["state"]["speaker_ids"])
-        assert set(speakers.index[np.isin(state, planted["multi-state"]["states"])]) == set(planted["multi-state"]["speaker_ids"])
+        assert set(speakers.index[np.isin(state, planted["multi-state"]["states"])]) == set(
+            planted["multi-state"]["speaker_ids"]
+        )
         assert 4 <= len(planted["multi-state"]["states"]) <= 7
         for shape in ("circle", "two-circles"):
             inside = np.zeros(len(speakers), dtype=bool)
             for c in planted[shape]["circles"]:
                 dlat, dlon = np.radians(lat - c["lat"]), np.radians(lon - c["lon"])
-                h = np.sin(dlat / 2) ** 2 + np.cos(np.radians(lat)) * np.cos(np.radians(c["lat"])) * np.sin(dlon / 2) ** 2
+                h = (
+                    np.sin(dlat / 2) ** 2
+                    + np.cos(np.radians(lat)) * np.cos(np.radians(c["lat"])) * np.sin(dlon / 2) ** 2
+                )
                 inside |= 2 * 6371.0 * np.arcsin(np.sqrt(h)) < c["radius_km"]
                 assert 60 <= c["radius_km"] <= 250
             assert set(speakers.index[inside]) == set(planted[shape]["speaker_ids"])
@@ -470,7 +525,9 @@ def test_geo_and_zip_instances_follow_their_rules(every_shape: dict[int, SynthLo
         assert planted["two-circles"]["metro_distance_km"] >= 800 and a["metro"] != b["metro"]
         for shape in ("zip-quantile", "zip-small"):
             entry = planted[shape]
-            value = np.where(located, zips[entry["attribute"]].reindex(speakers["zip_code"]).to_numpy(dtype=float), np.nan)
+            value = np.where(
+                located, zips[entry["attribute"]].reindex(speakers["zip_code"]).to_numpy(dtype=float), np.nan
+            )
             rule = value <= entry["threshold"] if entry["direction"] == "<=" else value > entry["threshold"]
             ids = set(speakers.index[located & rule])
             # the threshold is rounded to 6 digits in the truth: allow the odd speaker on the cut
@@ -478,9 +535,13 @@ def test_geo_and_zip_instances_follow_their_rules(every_shape: dict[int, SynthLo
         q = planted["zip-quantile"]["speaker_quantile"]
         assert abs(q * 10 - round(q * 10)) >= 0.19  # off any decile
         group = planted["zip-majority"]["group"]
-        race = zips[["pct_white", "pct_black", "pct_hispanic", "pct_asian", "pct_native_american", "pct_pacific_islander"]].dropna()
+        race = zips[
+            ["pct_white", "pct_black", "pct_hispanic", "pct_asian", "pct_native_american", "pct_pacific_islander"]
+        ].dropna()
         majority = race.idxmax(axis=1).reindex(speakers["zip_code"]).to_numpy(dtype=object)
-        assert set(speakers.index[located & (majority == f"pct_{group}")]) == set(planted["zip-majority"]["speaker_ids"])
+        assert set(speakers.index[located & (majority == f"pct_{group}")]) == set(
+            planted["zip-majority"]["speaker_ids"]
+        )
 
 
 @pytest.mark.parametrize("shape", [s for s, shape in SHAPES.items() if not shape.legacy])
@@ -489,7 +550,9 @@ def test_each_shape_raises_the_wer_by_the_effect(shape: str) -> None:
     speakers = speaker_totals(synth.log)
     entry = synth.truth["planted"][shape]
     planted = speakers.index.isin(entry["speaker_ids"])
-    eligible = np.ones(len(speakers), bool) if SHAPES[shape].family == "embedding" else speakers["latitude"].notna().to_numpy()
+    eligible = (
+        np.ones(len(speakers), bool) if SHAPES[shape].family == "embedding" else speakers["latitude"].notna().to_numpy()
+    )
     ratio = pooled(speakers, planted) / pooled(speakers, eligible & ~planted)
     assert ratio == pytest.approx(1 + EFFECT, abs=0.12), (shape, entry["description"])
     assert entry["expected_wer_gap_pct"] == pytest.approx(100 * EFFECT, abs=8)
@@ -554,9 +617,16 @@ def test_old_default_reproduces_the_shipped_example_byte_for_byte(tmp_path) -> N
     example = Path(__file__).resolve().parents[1] / "examples" / "synthetic"
     shipped = json.loads((example / "eval_log.truth.json").read_text())
     p = shipped["parameters"]
-    synth = synthesize(p["n_speakers"], effect=p["effect"], plant=p["plant"], seed=p["seed"],
-                       embedding_dim=p["embedding_dim"], n_clusters=p["n_clusters"], embeddings=p["embeddings"],
-                       mean_utterances=p["mean_utterances"])
+    synth = synthesize(
+        p["n_speakers"],
+        effect=p["effect"],
+        plant=p["plant"],
+        seed=p["seed"],
+        embedding_dim=p["embedding_dim"],
+        n_clusters=p["n_clusters"],
+        embeddings=p["embeddings"],
+        mean_utterances=p["mean_utterances"],
+    )
     paths = write_synth(tmp_path / "eval_log.csv.gz", synth)
     assert paths["log"].read_bytes() == (example / "eval_log.csv.gz").read_bytes()
     assert paths["embeddings"].read_bytes() == (example / "eval_log.embeddings.parquet").read_bytes()
@@ -594,8 +664,19 @@ def run_cli(*args: object) -> tuple[int, str, str]:
 
 
 def test_cli_plants_by_shape_and_refuses_unknown_shapes(tmp_path) -> None:
-    code, out, _ = run_cli("synth", "-o", tmp_path / "a.csv", "--speakers", 300, "--seed", 2,
-                           "--plant", "circle", "--plant", "zip-majority")
+    code, out, _ = run_cli(
+        "synth",
+        "-o",
+        tmp_path / "a.csv",
+        "--speakers",
+        300,
+        "--seed",
+        2,
+        "--plant",
+        "circle",
+        "--plant",
+        "zip-majority",
+    )
     assert code == 0, out
     truth = json.loads((tmp_path / "a.truth.json").read_text())
     assert list(truth["planted"]) == ["circle", "zip-majority"]

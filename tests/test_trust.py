@@ -14,9 +14,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
+from cli_runner import run_main
 
 import fairaudit
-from cli_runner import run_main
 from fairaudit.gate.judge import parse_policy, run_gate
 from fairaudit.render import safe_text
 from fairaudit.render.gate_report import gate_markdown, junit_xml
@@ -28,8 +28,15 @@ def small_log(groups=("a", "b"), n=120, seed=0) -> pd.DataFrame:
     speakers = np.repeat(np.arange(n), 5)
     words = rng.integers(3, 10, size=len(speakers))
     group = np.asarray(groups, dtype=object)[speakers % len(groups)]
-    return pd.DataFrame({"speaker_id": [f"s{i}" for i in speakers], "utterance_id": [f"u{i}" for i in range(len(speakers))],
-                         "errors": rng.binomial(words, 0.1 + 0.1 * (group == groups[0])), "ref_words": words, "group": group})
+    return pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in speakers],
+            "utterance_id": [f"u{i}" for i in range(len(speakers))],
+            "errors": rng.binomial(words, 0.1 + 0.1 * (group == groups[0])),
+            "ref_words": words,
+            "group": group,
+        }
+    )
 
 
 def digest(path) -> str:
@@ -63,9 +70,28 @@ def test_a_failed_write_keeps_the_previous_report_whole(tmp_path):
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
 
-    run = subprocess.run([sys.executable, "-m", "fairaudit.cli", "audit", "log.csv", "--by", "group", "--html", "report.html",
-                          "-q", "--bootstrap", "20", "--permutations", "0"], cwd=tmp_path, capture_output=True, text=True,
-                         preexec_fn=limit)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fairaudit.cli",
+            "audit",
+            "log.csv",
+            "--by",
+            "group",
+            "--html",
+            "report.html",
+            "-q",
+            "--bootstrap",
+            "20",
+            "--permutations",
+            "0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
     assert run.returncode == 2, run.stderr
     assert "report.html" in run.stderr and "Traceback" not in run.stderr
     assert (tmp_path / "report.html").read_text() == "previous good report\n"
@@ -87,7 +113,9 @@ def test_terminal_output_and_errors_carry_no_control_characters(tmp_path):
 
 
 def test_junit_xml_parses_when_names_hold_control_characters():
-    report = fairaudit.audit(small_log(groups=("bad\x01\x0b\x1f name", "ok")), by=["group"], bootstrap=0, permutations=0).to_dict()
+    report = fairaudit.audit(
+        small_log(groups=("bad\x01\x0b\x1f name", "ok")), by=["group"], bootstrap=0, permutations=0
+    ).to_dict()
     report["methods"] = {"attr\x00ibute": report["methods"]["attribute"]}
     gate = run_gate(report, parse_policy({"max-wer-gap-pct": 1, "on": "point"}, "p"))
     root = ET.fromstring(junit_xml(gate, report))  # raised "not well-formed" before
@@ -95,15 +123,30 @@ def test_junit_xml_parses_when_names_hold_control_characters():
 
 
 def test_assignments_csv_cells_never_start_a_formula(tmp_path):
-    frame = small_log(groups=("=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)"), n=200)
+    frame = small_log(groups=('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)"), n=200)
     frame["speaker_id"] = "=" + frame["speaker_id"]
     frame.to_csv(tmp_path / "log.csv", index=False)
-    run = run_main("audit", tmp_path / "log.csv", "--by", "group", "--min-speakers", 5, "--bootstrap", 0,
-                   "--permutations", 0, "--assignments", tmp_path / "a.csv", "-q")
+    run = run_main(
+        "audit",
+        tmp_path / "log.csv",
+        "--by",
+        "group",
+        "--min-speakers",
+        5,
+        "--bootstrap",
+        0,
+        "--permutations",
+        0,
+        "--assignments",
+        tmp_path / "a.csv",
+        "-q",
+    )
     assert run.code == 0, run.stderr
     with open(tmp_path / "a.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert rows and all(not row[c].startswith(("=", "+", "-", "@")) for row in rows for c in ("speaker_id", "cohort_id", "cohort"))
+    assert rows and all(
+        not row[c].startswith(("=", "+", "-", "@")) for row in rows for c in ("speaker_id", "cohort_id", "cohort")
+    )
     assert rows[0]["speaker_id"].startswith("'=")
 
 
@@ -131,12 +174,15 @@ def write_csv(tmp_path, frame, name="log.csv"):
     return tmp_path / name
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ("1e20", "too large to count exactly"),
-    ("9223372036854775807", "too large to count exactly"),
-    ("0x10", "not a number"),
-    ("1_000", "not a number"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("1e20", "too large to count exactly"),
+        ("9223372036854775807", "too large to count exactly"),
+        ("0x10", "not a number"),
+        ("1_000", "not a number"),
+    ],
+)
 def test_counts_that_cannot_be_represented_or_are_not_decimal_are_rejected(tmp_path, value, fragment):
     frame = small_log().astype({"errors": object})
     frame.loc[3, "errors"] = value
@@ -166,8 +212,10 @@ def test_parquet_uint64_counts_are_shown_as_they_are(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"speaker_id": ["a", "b"], "errors": pa.array([1, 2**63 + 5], pa.uint64()), "ref_words": [5, 5]}),
-                   tmp_path / "log.parquet")
+    pq.write_table(
+        pa.table({"speaker_id": ["a", "b"], "errors": pa.array([1, 2**63 + 5], pa.uint64()), "ref_words": [5, 5]}),
+        tmp_path / "log.parquet",
+    )
     run = run_main("validate", tmp_path / "log.parquet")
     assert run.code == 2 and str(2**63 + 5) in run.stderr and "-922" not in run.stderr
 
@@ -209,11 +257,30 @@ def test_parquet_null_speaker_and_nested_metadata(tmp_path):
     pq.write_table(pa.table({**base, "speaker_id": [None] + base["speaker_id"][1:]}), tmp_path / "null.parquet")
     run = run_main("validate", tmp_path / "null.parquet")
     assert run.code == 2 and "speaker_id is empty" in run.stderr and "row 1" in run.stderr
-    nested = pa.table({**base, "struct": pa.array([{"x": i % 2} for i in range(n)]), "list": pa.array([[k % 3] for k in range(n)]),
-                       "bytes": pa.array([b"ab"] * n)})
+    nested = pa.table(
+        {
+            **base,
+            "struct": pa.array([{"x": i % 2} for i in range(n)]),
+            "list": pa.array([[k % 3] for k in range(n)]),
+            "bytes": pa.array([b"ab"] * n),
+        }
+    )
     pq.write_table(nested, tmp_path / "nested.parquet")
-    run = run_main("audit", tmp_path / "nested.parquet", "--by", "struct", "--min-speakers", 5, "-q", "--bootstrap", 0,
-                   "--permutations", 0, "--json", tmp_path / "n.json")
+    run = run_main(
+        "audit",
+        tmp_path / "nested.parquet",
+        "--by",
+        "struct",
+        "--min-speakers",
+        5,
+        "-q",
+        "--bootstrap",
+        0,
+        "--permutations",
+        0,
+        "--json",
+        tmp_path / "n.json",
+    )
     assert run.code == 0, run.stderr
     import json
 
@@ -227,12 +294,26 @@ def test_more_clusters_than_speakers_is_insufficient_data(tmp_path):
     emb = pd.DataFrame({"speaker_id": frame["speaker_id"].unique(), "emb_0": np.linspace(0.1, 1, 12), "emb_1": 0.5})
     emb.to_csv(tmp_path / "emb.csv", index=False)
     for clusters in ("1000", "auto"):
-        run = run_main("audit", path, "--embeddings", tmp_path / "emb.csv", "--method", "embedding-kmeans",
-                       "--clusters", clusters, "--json", tmp_path / "k.json", "-q")
+        run = run_main(
+            "audit",
+            path,
+            "--embeddings",
+            tmp_path / "emb.csv",
+            "--method",
+            "embedding-kmeans",
+            "--clusters",
+            clusters,
+            "--json",
+            tmp_path / "k.json",
+            "-q",
+        )
         assert run.code == 0, run.stderr
         import json
 
-        assert json.loads((tmp_path / "k.json").read_text())["methods"]["embedding-kmeans"]["verdict"] == "insufficient data"
+        assert (
+            json.loads((tmp_path / "k.json").read_text())["methods"]["embedding-kmeans"]["verdict"]
+            == "insufficient data"
+        )
 
 
 def test_a_holdout_that_holds_out_nobody_is_a_usage_error(tmp_path):
@@ -279,8 +360,14 @@ def random_groups_log(seed: int) -> pd.DataFrame:
     speakers = np.arange(len(groups))
     rows = np.repeat(speakers, 4)
     words = rng.integers(2, 12, size=len(rows))
-    return pd.DataFrame({"speaker_id": [f"s{i}" for i in rows], "errors": rng.binomial(words, rng.uniform(0.05, 0.3, len(groups))[rows]),
-                         "ref_words": words, "group": groups[rows]})
+    return pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in rows],
+            "errors": rng.binomial(words, rng.uniform(0.05, 0.3, len(groups))[rows]),
+            "ref_words": words,
+            "group": groups[rows],
+        }
+    )
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -291,8 +378,16 @@ def test_subtraction_from_published_totals_recovers_no_suppressed_cohort(seed):
     WER minus its reported cells. Each can only ever reveal the union of the suppressed cohorts,
     which must hold at least --min-report-speakers speakers (or be empty)."""
     frame = random_groups_log(seed)
-    result = fairaudit.audit(frame, by=["group"], min_speakers=10, min_report_speakers=10, bootstrap=0, permutations=0,
-                             holdout=0.5 if seed % 2 else None, seed=seed)
+    result = fairaudit.audit(
+        frame,
+        by=["group"],
+        min_speakers=10,
+        min_report_speakers=10,
+        bootstrap=0,
+        permutations=0,
+        holdout=0.5 if seed % 2 else None,
+        seed=seed,
+    )
     true_sizes = frame.groupby("group")["speaker_id"].nunique()
     method = result.to_dict()["methods"]["attribute"]
     for figures in filter(None, [method, method["holdout"]]):
@@ -342,7 +437,9 @@ def test_differencing_rule_withholds_nested_groups_that_differ_by_a_handful():
     reasons = differencing_withheld([split(0), split(0, 1), split(0, 2), split(1)], speakers, 10)
     assert reasons == [None, DIFFERENCING, None, SMALL_SIDE]
     # ZIPs without the attribute (no side): the two sides together differ from all speakers by 3
-    assert differencing_withheld([[np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 1], bool)]], speakers, 10) == [DIFFERENCING]
+    assert differencing_withheld([[np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 1], bool)]], speakers, 10) == [
+        DIFFERENCING
+    ]
     assert differencing_withheld([split(0, 1)], speakers, 0) == [None]
 
 
@@ -359,8 +456,14 @@ def zip_cluster_log(seed: int) -> pd.DataFrame:
     rate = rng.uniform(0.05, 0.3, len(zip_of_speaker))
     rows = np.repeat(np.arange(len(zip_of_speaker)), 3)
     words = rng.integers(3, 15, len(rows))
-    return pd.DataFrame({"speaker_id": [f"s{i}" for i in rows], "zip_code": zip_of_speaker[rows],
-                         "ref_words": words, "errors": rng.binomial(words, rate[rows])})
+    return pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in rows],
+            "zip_code": zip_of_speaker[rows],
+            "ref_words": words,
+            "errors": rng.binomial(words, rate[rows]),
+        }
+    )
 
 
 def published_split_sides(candidate: dict, values: pd.DataFrame) -> list[np.ndarray]:
@@ -428,15 +531,21 @@ def test_two_methods_totals_never_expose_the_few_speakers_one_leaves_unassigned(
     visible cohort and each method's assigned speakers."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(150, 400))
-    speakers = pd.DataFrame({"speaker_id": [f"s{i}" for i in range(n)],
-                             "grp": rng.choice(["a", "b", "c"], n), "dialect": rng.choice(["x", "y", "z", "w"], n)})
+    speakers = pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in range(n)],
+            "grp": rng.choice(["a", "b", "c"], n),
+            "dialect": rng.choice(["x", "y", "z", "w"], n),
+        }
+    )
     missing = int(rng.integers(1, 10))
     speakers.loc[rng.choice(n, missing, replace=False), "dialect"] = None
     frame = speakers.loc[np.repeat(np.arange(n), 3)].reset_index(drop=True)
     frame["ref_words"] = rng.integers(3, 12, len(frame))
     frame["errors"] = rng.binomial(frame["ref_words"], 0.15)
-    report = fairaudit.audit(frame, by=["grp", "dialect"], bootstrap=0, permutations=0, min_speakers=10,
-                             seed=seed).to_dict()
+    report = fairaudit.audit(
+        frame, by=["grp", "dialect"], bootstrap=0, permutations=0, min_speakers=10, seed=seed
+    ).to_dict()
     has_dialect = speakers["dialect"].notna().to_numpy()
     groups = []
     for column in ("grp", "dialect"):
@@ -453,13 +562,19 @@ def test_two_methods_totals_never_expose_the_few_speakers_one_leaves_unassigned(
         assert figures["assigned_speakers"] == has_dialect.sum()
     assert_no_small_differences(groups)
     assert report["methods"]["attribute:grp"]["unassigned"] == {
-        "left out: another method could not place them and there are fewer than --min-report-speakers": missing}
+        "left out: another method could not place them and there are fewer than --min-report-speakers": missing
+    }
     # On held-out speakers (sets unknown to the reader): the two methods' totals are the same speakers.
-    held = fairaudit.audit(frame, by=["grp", "dialect"], bootstrap=0, permutations=0, min_speakers=10,
-                           holdout=0.5, seed=seed).to_dict()
+    held = fairaudit.audit(
+        frame, by=["grp", "dialect"], bootstrap=0, permutations=0, min_speakers=10, holdout=0.5, seed=seed
+    ).to_dict()
     for part in ("holdout", None):
-        sizes = [(held["methods"][f"attribute:{c}"][part] if part else held["methods"][f"attribute:{c}"])["assigned_speakers"]
-                 for c in ("grp", "dialect")]
+        sizes = [
+            (held["methods"][f"attribute:{c}"][part] if part else held["methods"][f"attribute:{c}"])[
+                "assigned_speakers"
+            ]
+            for c in ("grp", "dialect")
+        ]
         assert sizes[0] == sizes[1]
 
 

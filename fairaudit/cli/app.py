@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.text.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
 from fairaudit.io.outputs import is_same_file, write_atomically
 from fairaudit.options import AuditOptions
+from fairaudit.text.normalizations import NORMALIZATION_DESCRIPTIONS, NORMALIZATIONS
 
 
 class _PlainHelpCommand(typer.core.TyperCommand):
@@ -57,7 +57,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the fairaudit version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the fairaudit version and exit."
+    ),
 ) -> None:
     """Audit a speech recogniser for fairness: find the speaker cohorts with the highest word error rate (WER)."""
 
@@ -164,7 +166,15 @@ def _progress_bars(enabled: bool):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bars:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bars:
+
         def factory(description: str, total: int):
             task = bars.add_task(description, total=total)
             return lambda done: bars.advance(task, done)
@@ -187,15 +197,26 @@ def _log_argument(log: str, engine: str) -> tuple[str | Path, list[Path]]:
     return log, [Path(f) for f in expand_inputs(log)]
 
 
-def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, outputs: list[Path | None], quiet: bool,
-                  engine: str = "pandas", scheduler: str | None = None, blocksize: str | None = None,
-                  cohorts: Path | None = None, config_file: Path | None = None):
+def _audit_result(
+    log: str,
+    cli_values: dict,
+    column,
+    embeddings,
+    normalize,
+    outputs: list[Path | None],
+    quiet: bool,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    blocksize: str | None = None,
+    cohorts: Path | None = None,
+    config_file: Path | None = None,
+):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
     from fairaudit.api import load_log
+    from fairaudit.engines import check_engine, speaker_table_of
+    from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
     from fairaudit.options import AuditOptions
     from fairaudit.pipeline.audit import run_audit, run_stored_audit
-    from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
-    from fairaudit.engines import check_engine, speaker_table_of
 
     check_engine(engine, scheduler, blocksize)
     log_arg, log_files = _log_argument(log, engine)
@@ -221,7 +242,9 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
         try:
             merged["min_gain"] = float(merged["min_gain"])
         except ValueError:
-            raise UsageError(f"--min-gain must be 'auto' or a non-negative number, not {merged['min_gain']!r}") from None
+            raise UsageError(
+                f"--min-gain must be 'auto' or a non-negative number, not {merged['min_gain']!r}"
+            ) from None
     opts = AuditOptions(**merged)
     columns = dict(settings.get("columns") or {})
     config_column = settings.get("column")
@@ -231,8 +254,15 @@ def _audit_result(log: str, cli_values: dict, column, embeddings, normalize, out
     demographics_file = Path(opts.demographics) if opts.demographics else None
     _check_outputs(outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file])
 
-    data = load_log(log_arg, columns=columns, embeddings=embeddings_file, normalize=normalize or settings.get("normalize", "default"),
-                    engine=engine, scheduler=scheduler, blocksize=blocksize)
+    data = load_log(
+        log_arg,
+        columns=columns,
+        embeddings=embeddings_file,
+        normalize=normalize or settings.get("normalize", "default"),
+        engine=engine,
+        scheduler=scheduler,
+        blocksize=blocksize,
+    )
     speakers = speaker_table_of(data)
     if cohorts is not None:
         return run_stored_audit(data, speakers, opts, cohorts)
@@ -246,15 +276,41 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
     import fairaudit
     from fairaudit.gate.judge import comparison_from_reports
 
-    parameters = {k: v for k, v in result.parameters.items()
-                  if k in ("methods", "by", "min_speakers", "min_report_speakers", "bootstrap", "seed", "alpha", "bottom",
-                           "bottom_share", "max_bottom_share", "top", "clusters", "max_regions", "min_gain", "max_window_share",
-                           "demographics")}
+    parameters = {
+        k: v
+        for k, v in result.parameters.items()
+        if k
+        in (
+            "methods",
+            "by",
+            "min_speakers",
+            "min_report_speakers",
+            "bootstrap",
+            "seed",
+            "alpha",
+            "bottom",
+            "bottom_share",
+            "max_bottom_share",
+            "top",
+            "clusters",
+            "max_regions",
+            "min_gain",
+            "max_window_share",
+            "demographics",
+        )
+    }
     if before is None:
-        comparison = fairaudit.compare(str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **parameters)
+        comparison = fairaudit.compare(
+            str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **parameters
+        )
         return comparison.to_dict()
-    stored = fairaudit.audit(source, columns=parse_columns(column), embeddings=embeddings, cohorts=str(baseline),
-                             **{k: v for k, v in parameters.items() if k != "methods"})
+    stored = fairaudit.audit(
+        source,
+        columns=parse_columns(column),
+        embeddings=embeddings,
+        cohorts=str(baseline),
+        **{k: v for k, v in parameters.items() if k != "methods"},
+    )
     return comparison_from_reports(before, json.loads(stored.to_json()))
 
 
@@ -288,12 +344,13 @@ ENGINE_HELP = (
     "pandas (default): read the log into memory. dask: read and aggregate it on Dask, for logs that do not "
     "fit in memory or are many files; same results."
 )
-SCHEDULER_HELP = "With --engine dask: address of a running Dask scheduler (e.g. tcp://dask-scheduler:8786). Default: local threads."
+SCHEDULER_HELP = (
+    "With --engine dask: address of a running Dask scheduler (e.g. tcp://dask-scheduler:8786). Default: local threads."
+)
 BLOCKSIZE_HELP = (
     "With --engine dask: split uncompressed CSV/TSV files into blocks of about this size (e.g. 64MB; default 128MB; "
     "0 = one block per file, needed if quoted values hold line breaks)."
 )
-
 
 
 NORMALIZE_METAVAR = "|".join(NORMALIZATIONS)
@@ -326,8 +383,18 @@ def audit(
     log: str = typer.Argument(..., metavar="LOG", help=LOG_HELP),
     method: Optional[list[str]] = audit_option("methods", "-m"),
     by: Optional[list[str]] = audit_option("by"),
-    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id."),
+    column: Optional[list[str]] = typer.Option(
+        None,
+        "--column",
+        metavar="CANONICAL=ACTUAL",
+        help="Rename a column: canonical=actual, e.g. speaker_id=client_id (repeatable).",
+    ),
+    embeddings: Optional[Path] = typer.Option(
+        None,
+        "--embeddings",
+        metavar="FILE",
+        help="Embeddings file (.parquet, .csv, or .npy with a .ids.txt sidecar) keyed by speaker_id or utterance_id.",
+    ),
     normalize: Optional[str] = typer.Option(None, "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
     min_speakers: Optional[int] = audit_option("min_speakers"),
     max_regions: Optional[int] = audit_option("max_regions"),
@@ -345,10 +412,21 @@ def audit(
     alpha: Optional[float] = audit_option("alpha"),
     min_report_speakers: Optional[int] = audit_option("min_report_speakers"),
     seed: Optional[int] = audit_option("seed"),
-    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the self-contained HTML report (no network needed to view it)."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a short Markdown summary for a pull-request comment."),
-    assignments: Optional[Path] = typer.Option(None, "--assignments", metavar="FILE", help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", metavar="FILE", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."
+    ),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="Write the self-contained HTML report (no network needed to view it)."
+    ),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", metavar="FILE", help="Write a short Markdown summary for a pull-request comment."
+    ),
+    assignments: Optional[Path] = typer.Option(
+        None,
+        "--assignments",
+        metavar="FILE",
+        help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal."),
     engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help=ENGINE_HELP),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
@@ -359,14 +437,38 @@ def audit(
     from fairaudit.render.terminal import print_audit
 
     cli_values = {
-        "methods": method or None, "by": by or None, "min_speakers": min_speakers, "max_regions": max_regions,
-        "min_gain": min_gain, "clusters": _clusters_value(clusters), "max_window_share": max_window_share,
-        "bottom": bottom, "bottom_share": bottom_share, "max_bottom_share": max_bottom_share, "top": top,
-        "demographics": str(demographics) if demographics else None, "holdout": holdout, "bootstrap": bootstrap,
-        "permutations": permutations, "alpha": alpha, "min_report_speakers": min_report_speakers, "seed": seed,
+        "methods": method or None,
+        "by": by or None,
+        "min_speakers": min_speakers,
+        "max_regions": max_regions,
+        "min_gain": min_gain,
+        "clusters": _clusters_value(clusters),
+        "max_window_share": max_window_share,
+        "bottom": bottom,
+        "bottom_share": bottom_share,
+        "max_bottom_share": max_bottom_share,
+        "top": top,
+        "demographics": str(demographics) if demographics else None,
+        "holdout": holdout,
+        "bootstrap": bootstrap,
+        "permutations": permutations,
+        "alpha": alpha,
+        "min_report_speakers": min_report_speakers,
+        "seed": seed,
     }
-    result = _audit_result(log, cli_values, column, embeddings, normalize, [json_out, assignments, html, markdown], quiet,
-                           engine=engine, scheduler=scheduler, blocksize=blocksize, cohorts=cohorts)
+    result = _audit_result(
+        log,
+        cli_values,
+        column,
+        embeddings,
+        normalize,
+        [json_out, assignments, html, markdown],
+        quiet,
+        engine=engine,
+        scheduler=scheduler,
+        blocksize=blocksize,
+        cohorts=cohorts,
+    )
     _write_reports(result, json_out, assignments, html, markdown)
     if not quiet:
         print_audit(result, _stdout_console())
@@ -374,20 +476,56 @@ def audit(
 
 @app.command(cls=_PlainHelpCommand)
 def compare(
-    baseline: Path = typer.Argument(..., metavar="BASELINE_LOG", help="Utterance log of the released (baseline) model."),
-    new: Path = typer.Argument(..., metavar="NEW_LOG", help="Utterance log of the new model, ideally on the same utterances."),
-    cohorts: Optional[Path] = typer.Option(None, "--cohorts", metavar="AUDIT_JSON", help="Cohorts stored in an audit report (--json). Default: discovered on BASELINE_LOG."),
+    baseline: Path = typer.Argument(
+        ..., metavar="BASELINE_LOG", help="Utterance log of the released (baseline) model."
+    ),
+    new: Path = typer.Argument(
+        ..., metavar="NEW_LOG", help="Utterance log of the new model, ideally on the same utterances."
+    ),
+    cohorts: Optional[Path] = typer.Option(
+        None,
+        "--cohorts",
+        metavar="AUDIT_JSON",
+        help="Cohorts stored in an audit report (--json). Default: discovered on BASELINE_LOG.",
+    ),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME", help=METHOD_HELP),
-    by: Optional[list[str]] = typer.Option(None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method (repeatable)."),
-    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column in both logs: canonical=actual (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Speaker embeddings for both logs (same speakers)."),
-    pairing: str = typer.Option("auto", "--pairing", metavar="auto|paired|unpaired", help="auto (default): paired when the logs share utterance_ids (one speaker bootstrap for both, narrower intervals); unpaired: independent bootstraps."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", metavar="N", help="Speaker bootstrap replicates for the 95% intervals of each change. Default 1000."),
-    min_report_speakers: int = typer.Option(10, "--min-report-speakers", metavar="N", help="Cohorts with fewer speakers are suppressed. Default 10."),
+    by: Optional[list[str]] = typer.Option(
+        None, "--by", metavar="COLUMN", help="Metadata column(s) for the attribute method (repeatable)."
+    ),
+    column: Optional[list[str]] = typer.Option(
+        None,
+        "--column",
+        metavar="CANONICAL=ACTUAL",
+        help="Rename a column in both logs: canonical=actual (repeatable).",
+    ),
+    embeddings: Optional[Path] = typer.Option(
+        None, "--embeddings", metavar="FILE", help="Speaker embeddings for both logs (same speakers)."
+    ),
+    pairing: str = typer.Option(
+        "auto",
+        "--pairing",
+        metavar="auto|paired|unpaired",
+        help="auto (default): paired when the logs share utterance_ids (one speaker bootstrap for both, narrower intervals); unpaired: independent bootstraps.",
+    ),
+    bootstrap: int = typer.Option(
+        1000,
+        "--bootstrap",
+        metavar="N",
+        help="Speaker bootstrap replicates for the 95% intervals of each change. Default 1000.",
+    ),
+    min_report_speakers: int = typer.Option(
+        10, "--min-report-speakers", metavar="N", help="Cohorts with fewer speakers are suppressed. Default 10."
+    ),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed. Default 0."),
-    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Write the comparison as JSON (schema: fairaudit schema compare_report)."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write a Markdown pull-request comment."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the self-contained HTML comparison (no network needed to view it)."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", metavar="FILE", help="Write the comparison as JSON (schema: fairaudit schema compare_report)."
+    ),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", metavar="FILE", help="Write a Markdown pull-request comment."
+    ),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="Write the self-contained HTML comparison (no network needed to view it)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
     """Compare two models on the same cohorts: each cohort's WER before and after, the change with a paired 95% interval, and a verdict (worse, better, no evidence)."""
@@ -396,9 +534,17 @@ def compare(
 
     _check_outputs([json_out, markdown, html], [baseline, new, cohorts, embeddings])
     comparison = fairaudit.compare(
-        str(baseline), str(new), cohorts=cohorts, pairing=pairing, columns=parse_columns(column), embeddings=embeddings,
-        methods=list(method) if method else None, by=list(by or []), bootstrap=bootstrap,
-        min_report_speakers=min_report_speakers, seed=seed,
+        str(baseline),
+        str(new),
+        cohorts=cohorts,
+        pairing=pairing,
+        columns=parse_columns(column),
+        embeddings=embeddings,
+        methods=list(method) if method else None,
+        by=list(by or []),
+        bootstrap=bootstrap,
+        min_report_speakers=min_report_speakers,
+        seed=seed,
     )
     data = comparison.to_dict()
     if json_out:
@@ -416,17 +562,55 @@ def compare(
 
 @app.command(cls=_PlainHelpCommand)
 def gate(
-    source: str = typer.Argument(..., metavar="LOG_OR_AUDIT_JSON", help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`."),
-    policy: Optional[Path] = typer.Option(None, "--policy", metavar="FILE", help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="LOG_OR_AUDIT_JSON", help="The last released model, for the regression rules: its audit report (--json; the new log is re-measured on its cohorts) or its log (paired when the logs share utterances)."),
-    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML: one test case per rule and method, failures carrying the figures."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", metavar="FILE", help="Write the gate result as a Markdown pull-request comment."),
-    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="When auditing a log: also write its audit report as JSON (use it as the next --baseline)."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="When auditing a log: also write the HTML report."),
+    source: str = typer.Argument(
+        ...,
+        metavar="LOG_OR_AUDIT_JSON",
+        help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`.",
+    ),
+    policy: Optional[Path] = typer.Option(
+        None,
+        "--policy",
+        metavar="FILE",
+        help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml.",
+    ),
+    baseline: Optional[Path] = typer.Option(
+        None,
+        "--baseline",
+        metavar="LOG_OR_AUDIT_JSON",
+        help="The last released model, for the regression rules: its audit report (--json; the new log is re-measured on its cohorts) or its log (paired when the logs share utterances).",
+    ),
+    junit: Optional[Path] = typer.Option(
+        None,
+        "--junit",
+        metavar="FILE",
+        help="Write JUnit XML: one test case per rule and method, failures carrying the figures.",
+    ),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", metavar="FILE", help="Write the gate result as a Markdown pull-request comment."
+    ),
+    json_out: Optional[Path] = typer.Option(
+        None,
+        "--json",
+        metavar="FILE",
+        help="When auditing a log: also write its audit report as JSON (use it as the next --baseline).",
+    ),
+    html: Optional[Path] = typer.Option(
+        None, "--html", metavar="FILE", help="When auditing a log: also write the HTML report."
+    ),
     method: Optional[list[str]] = audit_option("methods", "-m", prefix="When auditing a log: "),
     by: Optional[list[str]] = audit_option("by", prefix="When auditing a log: "),
-    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="When auditing a log: rename a column, canonical=actual (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="When auditing a log: embeddings file keyed by speaker_id or utterance_id."),
+    column: Optional[list[str]] = typer.Option(
+        None,
+        "--column",
+        metavar="CANONICAL=ACTUAL",
+        help="When auditing a log: rename a column, canonical=actual (repeatable).",
+    ),
+    embeddings: Optional[Path] = typer.Option(
+        None,
+        "--embeddings",
+        metavar="FILE",
+        help="When auditing a log: embeddings file keyed by speaker_id or utterance_id.",
+    ),
     holdout: Optional[float] = audit_option("holdout", prefix="When auditing a log: "),
     seed: Optional[int] = audit_option("seed", prefix="When auditing a log: "),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the gate table to the terminal."),
@@ -435,10 +619,8 @@ def gate(
     blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
 ) -> None:
     """Fail a CI build (exit 1) when an audit breaks the policy; exit 0 on pass or warnings, 2 on bad input."""
-    from fairaudit.gate.judge import load_policy, read_report, run_gate
+    from fairaudit.gate.judge import has_rules, load_policy, read_report, run_gate
     from fairaudit.render.gate_report import gate_markdown, junit_xml, print_gate
-
-    from fairaudit.gate.judge import has_rules
 
     rules = load_policy(policy)
     if not has_rules(rules):
@@ -459,8 +641,19 @@ def gate(
     else:
         cli_values = {"methods": method or None, "by": by or None, "holdout": holdout, "seed": seed}
         _check_outputs([junit, markdown, json_out, html], [baseline, policy, _config_file()])
-        result = _audit_result(source, cli_values, column, embeddings, None, [junit, markdown, json_out, html], quiet,
-                               engine=engine, scheduler=scheduler, blocksize=blocksize, config_file=policy)
+        result = _audit_result(
+            source,
+            cli_values,
+            column,
+            embeddings,
+            None,
+            [junit, markdown, json_out, html],
+            quiet,
+            engine=engine,
+            scheduler=scheduler,
+            blocksize=blocksize,
+            config_file=policy,
+        )
         _write_reports(result, json_out=json_out, html=html)
         report = json.loads(result.to_json())
         if baseline is not None:
@@ -482,8 +675,12 @@ def gate(
 @app.command(cls=_PlainHelpCommand)
 def validate(
     log: Path = typer.Argument(..., metavar="LOG", help="Utterance log to check."),
-    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual (repeatable)."),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", metavar="FILE", help="Embeddings file to check with the log."),
+    column: Optional[list[str]] = typer.Option(
+        None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual (repeatable)."
+    ),
+    embeddings: Optional[Path] = typer.Option(
+        None, "--embeddings", metavar="FILE", help="Embeddings file to check with the log."
+    ),
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
@@ -493,10 +690,14 @@ def validate(
     data = load_log(log, columns=parse_columns(column), embeddings=embeddings, normalize=normalize)
     speakers = build_speaker_table(data)
     console = _stdout_console(plain=True)
-    console.print(f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, error counts from the '{data.error_form}' form.")
+    console.print(
+        f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, error counts from the '{data.error_form}' form."
+    )
     total_words = int(speakers.ref_words.sum())
     overall = speakers.errors.sum() / total_words if total_words else float("nan")
-    console.print(f"Overall pooled WER {100 * overall:.2f}% ({int(speakers.errors.sum()):,} errors / {total_words:,} reference words).")
+    console.print(
+        f"Overall pooled WER {100 * overall:.2f}% ({int(speakers.errors.sum()):,} errors / {total_words:,} reference words)."
+    )
     if data.metadata_columns:
         console.print("Metadata columns: " + ", ".join(data.metadata_columns))
     if speakers.embeddings is not None:
@@ -505,14 +706,24 @@ def validate(
         console.print(f"note: {note}")
     conflicts = {k: v for k, v in speakers.conflicts.items() if v}
     if conflicts:
-        console.print("Speakers with conflicting metadata (the most frequent value is used): " + ", ".join(f"{k}: {v:,}" for k, v in conflicts.items()))
+        console.print(
+            "Speakers with conflicting metadata (the most frequent value is used): "
+            + ", ".join(f"{k}: {v:,}" for k, v in conflicts.items())
+        )
 
 
 @app.command(cls=_PlainHelpCommand)
 def score(
     log: Path = typer.Argument(..., metavar="LOG", help="Log with reference and hypothesis text columns."),
-    out: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."),
-    column: Optional[list[str]] = typer.Option(None, "--column", metavar="CANONICAL=ACTUAL", help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable)."),
+    out: Path = typer.Option(
+        ..., "--output", "-o", metavar="FILE", help="Where to write the scored log (.csv, .tsv, .csv.gz or .parquet)."
+    ),
+    column: Optional[list[str]] = typer.Option(
+        None,
+        "--column",
+        metavar="CANONICAL=ACTUAL",
+        help="Rename a column: canonical=actual, e.g. reference=sentence (repeatable).",
+    ),
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Score reference/hypothesis text with jiwer: add substitutions, deletions, insertions, ref_words and errors."""
@@ -525,22 +736,53 @@ def score(
 
 @app.command(cls=_PlainHelpCommand)
 def synth(
-    out: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it. Required unless --plant list."),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it. Required unless --plant list.",
+    ),
     speakers: int = typer.Option(2000, "--speakers", metavar="N", help="Number of speakers."),
-    effect: float = typer.Option(0.3, "--effect", metavar="X", help="Planted relative WER increase (0.3 = 30% higher mean WER in each planted cohort)."),
+    effect: float = typer.Option(
+        0.3,
+        "--effect",
+        metavar="X",
+        help="Planted relative WER increase (0.3 = 30% higher mean WER in each planted cohort).",
+    ),
     plant: Optional[list[str]] = typer.Option(
-        None, "--plant", metavar="SHAPE",
+        None,
+        "--plant",
+        metavar="SHAPE",
         # the names come from the generator's shape registry, never from a list here
         help="Cohort shape to plant (repeatable; shapes of different families combine): "
         + ", ".join(__import__("fairaudit.synth.generator", fromlist=["SHAPES"]).SHAPES)
-        + "; the old names " + ", ".join(__import__("fairaudit.synth.generator", fromlist=["LEGACY_ALIASES"]).LEGACY_ALIASES)
+        + "; the old names "
+        + ", ".join(__import__("fairaudit.synth.generator", fromlist=["LEGACY_ALIASES"]).LEGACY_ALIASES)
         + " (the default, all three); 'none' for a null log; 'list' describes each shape.",
     ),
-    seed: int = typer.Option(0, "--seed", metavar="N", help="Random seed; the same seed writes identical files. Shape instances (sizes, places, cuts, clusters) vary with it."),
-    embeddings: str = typer.Option("file", "--embeddings", metavar="file|inline|none", help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'."),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        metavar="N",
+        help="Random seed; the same seed writes identical files. Shape instances (sizes, places, cuts, clusters) vary with it.",
+    ),
+    embeddings: str = typer.Option(
+        "file",
+        "--embeddings",
+        metavar="file|inline|none",
+        help="Where speaker embeddings go: 'file' (<stem>.embeddings.parquet), 'inline' (emb_* columns) or 'none'.",
+    ),
     embedding_dim: int = typer.Option(32, "--embedding-dim", metavar="N", help="Dimension of the speaker embeddings."),
-    geometry: str = typer.Option("auto", "--geometry", metavar="auto|classic|varied", help="Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that vary with the seed) or 'auto' (classic when only the old names are planted)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet."),
+    geometry: str = typer.Option(
+        "auto",
+        "--geometry",
+        metavar="auto|classic|varied",
+        help="Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that vary with the seed) or 'auto' (classic when only the old names are planted).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet."
+    ),
 ) -> None:
     """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""
     from fairaudit.synth.generator import GEOMETRIES, PLANTABLE, plant_help, synth_paths, synthesize, write_synth
@@ -560,8 +802,15 @@ def synth(
         existing = [str(p) for key, p in paths.items() if key != "log" and p is not None and p.exists()]
         if existing and not force:
             raise UsageError(f"refusing to overwrite {', '.join(existing)}: remove it or use --force")
-        synthetic = synthesize(speakers, effect=effect, plant=chosen, seed=seed, embeddings=embeddings,
-                               embedding_dim=embedding_dim, embedding_geometry=None if geometry == "auto" else geometry)
+        synthetic = synthesize(
+            speakers,
+            effect=effect,
+            plant=chosen,
+            seed=seed,
+            embeddings=embeddings,
+            embedding_dim=embedding_dim,
+            embedding_geometry=None if geometry == "auto" else geometry,
+        )
         paths = write_synth(out, synthetic, force=force)
     except (ValueError, FileExistsError) as error:  # unknown shape, bad format, a file appeared meanwhile
         raise UsageError(str(error)) from error
@@ -569,7 +818,9 @@ def synth(
 
 
 @app.command(cls=_PlainHelpCommand)
-def schema(name: str = typer.Argument(..., metavar="NAME", help="utterance_log, embeddings, demographics or audit_report.")) -> None:
+def schema(
+    name: str = typer.Argument(..., metavar="NAME", help="utterance_log, embeddings, demographics or audit_report."),
+) -> None:
     """Print one of fairaudit's JSON schemas."""
     from fairaudit.report.schema import SCHEMA_NAMES, load_schema
 
@@ -603,7 +854,10 @@ def main() -> None:
             sys.exit(error.exit_code if isinstance(getattr(error, "exit_code", None), int) else 2)
         if os.environ.get("FAIRAUDIT_DEBUG"):
             raise
-        _print_error("internal error:", f"{type(error).__name__}: {error} (set FAIRAUDIT_DEBUG=1 for the traceback; please report it)")
+        _print_error(
+            "internal error:",
+            f"{type(error).__name__}: {error} (set FAIRAUDIT_DEBUG=1 for the traceback; please report it)",
+        )
         sys.exit(3)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.errors import InputError, UsageError
 from fairaudit.model.log import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
-from fairaudit.stats.metrics import Selection, cohort_sums
-from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.metrics import Selection, cohort_sums
 from fairaudit.stats.resampling import bca_interval, bootstrap_partitions
 
 LEVEL = 0.95
@@ -83,8 +83,11 @@ class Comparison:
         return {
             "fairaudit_version": self.version,
             "paired": self.paired,
-            "pairing": ("paired: utterances matched by utterance_id (or speaker and reference text), one speaker bootstrap for both systems"
-                        if self.paired else "unpaired: the two logs are resampled independently"),
+            "pairing": (
+                "paired: utterances matched by utterance_id (or speaker and reference text), one speaker bootstrap for both systems"
+                if self.paired
+                else "unpaired: the two logs are resampled independently"
+            ),
             "matched_utterances": self.matched_utterances,
             "unmatched_utterances": {"baseline": self.unmatched_baseline, "new": self.unmatched_new},
             "cohorts_from": self.cohorts_from,
@@ -113,8 +116,12 @@ def match_utterances(before: UtteranceLog, after: UtteranceLog) -> tuple[pd.Data
     elif REFERENCE_HASH in before.frame.columns and REFERENCE_HASH in after.frame.columns:
         # Same speaker and same reference text; a prompt a speaker read k times is matched in order.
         keys = [SPEAKER, REFERENCE_HASH, "occurrence"]
-        left, right = (frame[[SPEAKER, REFERENCE_HASH, ERRORS, REF_WORDS]].assign(
-            occurrence=frame.groupby([SPEAKER, REFERENCE_HASH]).cumcount()) for frame in (before.frame, after.frame))
+        left, right = (
+            frame[[SPEAKER, REFERENCE_HASH, ERRORS, REF_WORDS]].assign(
+                occurrence=frame.groupby([SPEAKER, REFERENCE_HASH]).cumcount()
+            )
+            for frame in (before.frame, after.frame)
+        )
         joined = left.merge(right, on=keys, suffixes=("_before", "_after"))
         joined[f"{SPEAKER}_before"] = joined[f"{SPEAKER}_after"] = joined[SPEAKER]
         return joined, len(left) - len(joined), len(right) - len(joined)
@@ -123,8 +130,12 @@ def match_utterances(before: UtteranceLog, after: UtteranceLog) -> tuple[pd.Data
     clash = joined[f"{SPEAKER}_before"] != joined[f"{SPEAKER}_after"]
     if clash.any():
         row = joined[clash].iloc[0]
-        raise InputError(f"utterance {row[UTTERANCE]!r} is spoken by {row[f'{SPEAKER}_before']!r} in the baseline "
-                         f"but by {row[f'{SPEAKER}_after']!r} in the new log", file=after.path, column=SPEAKER)
+        raise InputError(
+            f"utterance {row[UTTERANCE]!r} is spoken by {row[f'{SPEAKER}_before']!r} in the baseline "
+            f"but by {row[f'{SPEAKER}_after']!r} in the new log",
+            file=after.path,
+            column=SPEAKER,
+        )
     return joined, len(left) - len(joined), len(right) - len(joined)
 
 
@@ -133,11 +144,17 @@ def per_speaker(matched: pd.DataFrame, speakers: SpeakerTable) -> tuple[np.ndarr
     position = pd.Index(speakers.speaker_ids).get_indexer(matched[f"{SPEAKER}_before"])
     n = len(speakers)
     total = lambda column: np.bincount(position, weights=matched[column].to_numpy(np.float64), minlength=n)  # noqa: E731
-    return total(f"{ERRORS}_before"), total(f"{REF_WORDS}_before"), total(f"{ERRORS}_after"), total(f"{REF_WORDS}_after")
+    return (
+        total(f"{ERRORS}_before"),
+        total(f"{REF_WORDS}_before"),
+        total(f"{ERRORS}_after"),
+        total(f"{REF_WORDS}_after"),
+    )
 
 
-def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where: str, opts, *,
-                 pairing: str = "auto") -> Comparison:
+def compare_logs(
+    before: UtteranceLog, after: UtteranceLog, report: dict, where: str, opts, *, pairing: str = "auto"
+) -> Comparison:
     """Measure both logs on the report's stored cohorts and compare them (paired when they match)."""
     from fairaudit.io.readers import load_demographics_option
     from fairaudit.pipeline.stored import assign_stored, stored_methods
@@ -145,8 +162,10 @@ def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where:
     matched, unmatched_before, unmatched_after = match_utterances(before, after)
     paired = pairing != "unpaired" and len(matched) > 0
     if pairing == "paired" and not paired:
-        raise UsageError("--pairing paired needs utterances in common (by utterance_id, or by speaker and reference "
-                         "text); none match")
+        raise UsageError(
+            "--pairing paired needs utterances in common (by utterance_id, or by speaker and reference "
+            "text); none match"
+        )
     demographics, source = load_demographics_option(opts.demographics)
     speakers_before = build_speaker_table(before)
     speakers_after = speakers_before if paired else build_speaker_table(after)
@@ -167,30 +186,50 @@ def compare_logs(before: UtteranceLog, after: UtteranceLog, report: dict, where:
     # One speaker bootstrap per system for every method together. Paired: the same seed, so both
     # systems see the very same resampled speakers; unpaired: independent draws.
     seed_before, seed_after = [opts.seed, 0xC0DE], [opts.seed, 0xC0DE if paired else 0xC0DF]
-    boot_before = bootstrap_partitions([(p.indicator(), sel) for _, p, _, sel in stored], e_b, w_b, opts.bootstrap,
-                                       np.random.default_rng(seed_before))
-    boot_after = bootstrap_partitions([(a.indicator(), sel) for _, _, a, sel in stored], e_a, w_a, opts.bootstrap,
-                                      np.random.default_rng(seed_after))
+    boot_before = bootstrap_partitions(
+        [(p.indicator(), sel) for _, p, _, sel in stored], e_b, w_b, opts.bootstrap, np.random.default_rng(seed_before)
+    )
+    boot_after = bootstrap_partitions(
+        [(a.indicator(), sel) for _, _, a, sel in stored], e_a, w_a, opts.bootstrap, np.random.default_rng(seed_after)
+    )
     methods = {
-        key: _method_change(key, partition, after_partition, selection, (e_b, w_b, e_a, w_a), before_boot, after_boot,
-                            opts.min_report_speakers)
-        for (key, partition, after_partition, selection), before_boot, after_boot in zip(stored, boot_before, boot_after)
+        key: _method_change(
+            key,
+            partition,
+            after_partition,
+            selection,
+            (e_b, w_b, e_a, w_a),
+            before_boot,
+            after_boot,
+            opts.min_report_speakers,
+        )
+        for (key, partition, after_partition, selection), before_boot, after_boot in zip(
+            stored, boot_before, boot_after
+        )
     }
-    return Comparison(paired=paired, matched_utterances=int(len(matched)), unmatched_baseline=int(unmatched_before),
-                      unmatched_new=int(unmatched_after), methods=methods,
-                      baseline={"path": before.path, "sha256": before.sha256, "utterances": before.n_utterances},
-                      new={"path": after.path, "sha256": after.sha256, "utterances": after.n_utterances})
+    return Comparison(
+        paired=paired,
+        matched_utterances=int(len(matched)),
+        unmatched_baseline=int(unmatched_before),
+        unmatched_new=int(unmatched_after),
+        methods=methods,
+        baseline={"path": before.path, "sha256": before.sha256, "utterances": before.n_utterances},
+        new={"path": after.path, "sha256": after.sha256, "utterances": after.n_utterances},
+    )
 
 
-def _method_change(key, partition, after_partition, selection, outcomes, boot_before: dict, boot_after: dict,
-                   min_report) -> MethodChange:
+def _method_change(
+    key, partition, after_partition, selection, outcomes, boot_before: dict, boot_after: dict, min_report
+) -> MethodChange:
     """Cohort WERs before/after with paired (or independent) bootstrap intervals of the change."""
     e_b, w_b, e_a, w_a = outcomes
     k = partition.n_cohorts
     ids = np.asarray(partition.cohort_ids, dtype=object)
     bottom_mask, top_mask = selection.bottom[0], selection.top[0]
-    sums = {"before": cohort_sums(partition, e_b, w_b, np.zeros(len(e_b))),
-            "after": cohort_sums(after_partition, e_a, w_a, np.zeros(len(e_a)))}
+    sums = {
+        "before": cohort_sums(partition, e_b, w_b, np.zeros(len(e_b))),
+        "after": cohort_sums(after_partition, e_a, w_a, np.zeros(len(e_a))),
+    }
     sizes = sums["before"].speakers
     wer = {side: total.wer for side, total in sums.items()}
     change = 100 * (wer["after"] - wer["before"])
@@ -199,25 +238,59 @@ def _method_change(key, partition, after_partition, selection, outcomes, boot_be
     for c in range(k):
         suppressed = bool(sizes[c] < min_report)
         if suppressed:
-            cohorts.append(CohortChange(str(ids[c]), "suppressed: fewer speakers than --min-report-speakers", None,
-                                        None, None, None, [None, None], None, "suppressed", True))
+            cohorts.append(
+                CohortChange(
+                    str(ids[c]),
+                    "suppressed: fewer speakers than --min-report-speakers",
+                    None,
+                    None,
+                    None,
+                    None,
+                    [None, None],
+                    None,
+                    "suppressed",
+                    True,
+                )
+            )
             continue
         ci = bca_interval(change_boot[:, c], change[c], 0.0) if len(change_boot) else [None, None]
         finite = change_boot[np.isfinite(change_boot[:, c]), c]
         improved = float(np.mean(finite < 0)) if len(finite) else None
-        cohorts.append(CohortChange(str(ids[c]), partition.descriptions[c], int(sizes[c]), _num(wer["before"][c]),
-                                    _num(wer["after"][c]), _num(change[c]), ci, improved, _verdict(ci)))
-    gap_before, gap_after = (float(selection.gap_pct(sums[side].errors[None, :], sums[side].ref_words[None, :])[0])
-                             for side in ("before", "after"))
+        cohorts.append(
+            CohortChange(
+                str(ids[c]),
+                partition.descriptions[c],
+                int(sizes[c]),
+                _num(wer["before"][c]),
+                _num(wer["after"][c]),
+                _num(change[c]),
+                ci,
+                improved,
+                _verdict(ci),
+            )
+        )
+    gap_before, gap_after = (
+        float(selection.gap_pct(sums[side].errors[None, :], sums[side].ref_words[None, :])[0])
+        for side in ("before", "after")
+    )
     gap_boot = boot_after["gap_pct"] - boot_before["gap_pct"]
     gap_change = float(gap_after - gap_before) if np.isfinite(gap_after - gap_before) else None
-    gap_ci = bca_interval(gap_boot, gap_change if gap_change is not None else np.nan, 0.0) if len(gap_boot) else [None, None]
+    gap_ci = (
+        bca_interval(gap_boot, gap_change if gap_change is not None else np.nan, 0.0) if len(gap_boot) else [None, None]
+    )
     visible = sizes >= min_report
     return MethodChange(
-        name=key, cohorts=cohorts, bottom=list(map(str, ids[bottom_mask])), top=list(map(str, ids[top_mask])),
-        gap_before_pct=_num(gap_before), gap_after_pct=_num(gap_after), gap_change_points=gap_change,
-        gap_change_ci=gap_ci, gap_verdict=_verdict(gap_ci),
-        summary_before=_summary(wer["before"][visible]), summary_after=_summary(wer["after"][visible]),
+        name=key,
+        cohorts=cohorts,
+        bottom=list(map(str, ids[bottom_mask])),
+        top=list(map(str, ids[top_mask])),
+        gap_before_pct=_num(gap_before),
+        gap_after_pct=_num(gap_after),
+        gap_change_points=gap_change,
+        gap_change_ci=gap_ci,
+        gap_verdict=_verdict(gap_ci),
+        summary_before=_summary(wer["before"][visible]),
+        summary_after=_summary(wer["after"][visible]),
     )
 
 
@@ -254,6 +327,7 @@ def cohort_report_for(baseline: UtteranceLog, cohorts: str | Path | dict | None,
     if cohorts is not None:
         return read_cohort_report(cohorts)
 
-    result = run_audit(baseline, build_speaker_table(baseline), opts.model_copy(update={"bootstrap": 0, "permutations": 0}))
+    result = run_audit(
+        baseline, build_speaker_table(baseline), opts.model_copy(update={"bootstrap": 0, "permutations": 0})
+    )
     return json.loads(result.to_json()), "cohorts discovered on the baseline"
-

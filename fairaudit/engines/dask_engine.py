@@ -59,10 +59,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from fairaudit.io import readers as ingest
-from fairaudit.model import log as logs
 from fairaudit.engines import ShardedLog, is_pattern
 from fairaudit.errors import InputError, UsageError
+from fairaudit.io import readers as ingest
+from fairaudit.model import log as logs
 from fairaudit.model.log import EmbeddingTable, UtteranceLog
 
 try:
@@ -70,8 +70,9 @@ try:
     import dask.dataframe as dd
     from dask import delayed
 except ImportError:  # pragma: no cover - exercised only without the extra
-    raise UsageError("--engine dask needs Dask: pip install 'fairaudit[dask]' "
-                     "(or pip install 'dask[dataframe,distributed]')") from None
+    raise UsageError(
+        "--engine dask needs Dask: pip install 'fairaudit[dask]' (or pip install 'dask[dataframe,distributed]')"
+    ) from None
 
 #: Uncompressed CSV/TSV files larger than this are read in blocks of about this many bytes.
 DEFAULT_BLOCKSIZE = 128 * 2**20
@@ -99,9 +100,8 @@ class PieceError(Exception):
         super().__init__(usage, message, file, line, column, value)
 
     @classmethod
-    def wrap(cls, error: InputError) -> "PieceError":
-        return cls(isinstance(error, UsageError), error.message, error.file, error.line, error.column,
-                   error.value)
+    def wrap(cls, error: InputError) -> PieceError:
+        return cls(isinstance(error, UsageError), error.message, error.file, error.line, error.column, error.value)
 
     def unwrap(self) -> InputError:
         usage, message, file, line, column, value = self.args
@@ -124,7 +124,7 @@ def _reraised() -> Iterator[None]:
 def _filesystem(url: str):
     """(fsspec filesystem, path within it) for a URL with a protocol; (None, url) for local paths."""
     if "://" not in url or url.startswith("file://"):
-        return None, url[len("file://"):] if url.startswith("file://") else url
+        return None, url[len("file://") :] if url.startswith("file://") else url
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
@@ -315,8 +315,7 @@ def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[ingest.Source | 
                     hasher.update(block)
                     target.write(block)
             if local.stat().st_size == 0:
-                raise InputError("the file is empty (0 bytes); expected a header line and data rows",
-                                 file=piece.url)
+                raise InputError("the file is empty (0 bytes); expected a header line and data rows", file=piece.url)
             yield ingest.Source(local, piece.url, fmt), hasher.hexdigest()
             return
         with _open_binary(piece.location) as handle:
@@ -332,8 +331,14 @@ def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[ingest.Source | 
             if piece.start:
                 target.write(header)
             target.write(data)
-        src = _BlockSource(local, piece.url, fmt, url=piece.location, begin=begin,
-                           header_lines=header.count(b"\n") if piece.start else 0)
+        src = _BlockSource(
+            local,
+            piece.url,
+            fmt,
+            url=piece.location,
+            begin=begin,
+            header_lines=header.count(b"\n") if piece.start else 0,
+        )
         yield src, None
 
 
@@ -358,8 +363,15 @@ class Plan:
 
     def transport_meta(self) -> pd.DataFrame:
         """An empty frame with the columns and dtypes pieces travel in."""
-        dtypes = {logs.SPEAKER: _STR, logs.UTTERANCE: _STR, logs.ERRORS: np.int64, logs.REF_WORDS: np.int64,
-                  logs.LATITUDE: np.float64, logs.LONGITUDE: np.float64, logs.ZIP_CODE: _STR}
+        dtypes = {
+            logs.SPEAKER: _STR,
+            logs.UTTERANCE: _STR,
+            logs.ERRORS: np.int64,
+            logs.REF_WORDS: np.int64,
+            logs.LATITUDE: np.float64,
+            logs.LONGITUDE: np.float64,
+            logs.ZIP_CODE: _STR,
+        }
         columns: dict[str, pd.Series] = {c: pd.Series([], dtype=dtypes[c]) for c in self.core}
         for j in range(self.emb_dim):
             columns[_EMB.format(j)] = pd.Series([], dtype=np.float32)
@@ -410,9 +422,14 @@ def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: st
     first = files[0]
     kinds = {ingest.format_of(f).kind == "parquet" for f in files}
     if len(kinds) > 1:
-        other = next(f for f in files if (ingest.format_of(f).kind == "parquet") != (ingest.format_of(first).kind == "parquet"))
-        raise InputError(f"the input mixes Parquet and CSV/TSV files (the first file, {first}, is not of "
-                         "this kind); give one kind of file", file=other)
+        other = next(
+            f for f in files if (ingest.format_of(f).kind == "parquet") != (ingest.format_of(first).kind == "parquet")
+        )
+        raise InputError(
+            f"the input mixes Parquet and CSV/TSV files (the first file, {first}, is not of "
+            "this kind); give one kind of file",
+            file=other,
+        )
     names, fmt = _header_of(first)
     src = ingest.Source(Path(first), first, fmt, header=list(names))
     ingest._check_header(src, names)
@@ -421,17 +438,26 @@ def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: st
     used = set(ingest.CANONICAL_COLUMNS) | set(ingest.ERROR_COLUMNS)
     metadata = tuple(c for c in names if rename.get(c, c) not in used and c not in emb_columns)
     present = {rename.get(c, c) for c in names}
-    order = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, logs.LATITUDE, logs.LONGITUDE,
-             logs.ZIP_CODE)
+    order = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE)
     always = {logs.SPEAKER, logs.ERRORS, logs.REF_WORDS}
     core = tuple(c for c in order if c in always or c in present)
     utterance = next((a for a in names if rename.get(a, a) == logs.UTTERANCE), None)
     meta_types: tuple[pa.DataType, ...] = ()
     if fmt.kind == "parquet" and metadata:
         meta_types = _parquet_metadata_types(files, metadata)
-    return Plan(kind="parquet" if fmt.kind == "parquet" else "text", reference=first, names=tuple(names),
-                columns=tuple((columns or {}).items()), normalize=normalize, core=core, metadata=metadata,
-                emb_dim=len(emb_columns), utterance_actual=utterance, meta_types=meta_types, many=many)
+    return Plan(
+        kind="parquet" if fmt.kind == "parquet" else "text",
+        reference=first,
+        names=tuple(names),
+        columns=tuple((columns or {}).items()),
+        normalize=normalize,
+        core=core,
+        metadata=metadata,
+        emb_dim=len(emb_columns),
+        utterance_actual=utterance,
+        meta_types=meta_types,
+        many=many,
+    )
 
 
 def _plain_type(typ: pa.DataType) -> pa.DataType:
@@ -456,9 +482,12 @@ def _parquet_metadata_types(files: list[str], metadata: tuple[str, ...]) -> tupl
         except (pa.ArrowException, TypeError):
             first_url, first_field = fields[0]
             other = next((u, f) for u, f in fields if f.type != first_field.type)
-            raise InputError(f"this column is {other[1].type} here but {first_field.type} in {first_url}; "
-                             "every file must give a column the same type", file=other[0],
-                             column=name) from None
+            raise InputError(
+                f"this column is {other[1].type} here but {first_field.type} in {first_url}; "
+                "every file must give a column the same type",
+                file=other[0],
+                column=name,
+            ) from None
         result.append(unified.field(name).type)
     return tuple(result)
 
@@ -474,9 +503,12 @@ def _check_same_columns(src: ingest.Source, names: list[str], plan: Plan) -> Non
         parts.append(f"it lacks {ingest._list_names(missing)}")
     if extra:
         parts.append(f"it has {ingest._list_names(extra)} in addition")
-    raise InputError(f"this file's columns differ from those of {plan.reference} ({'; '.join(parts)}); "
-                     "every file of a log must have the same columns",
-                     file=src.name, column=(missing or extra)[0])
+    raise InputError(
+        f"this file's columns differ from those of {plan.reference} ({'; '.join(parts)}); "
+        "every file of a log must have the same columns",
+        file=src.name,
+        column=(missing or extra)[0],
+    )
 
 
 # --- reading one piece (a task) ------------------------------------------------------------
@@ -489,8 +521,15 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
     """Read and validate one piece: its rows in transport form, and a small summary."""
     with _reraised():
         with _piece_source(piece, digest) as (src, sha):
-            summary = {"rows": 0, "notes": [], "form": None, "types": None, "distinct": None, "sha256": sha,
-                       "url": piece.url}
+            summary = {
+                "rows": 0,
+                "notes": [],
+                "form": None,
+                "types": None,
+                "distinct": None,
+                "sha256": sha,
+                "url": piece.url,
+            }
             if src is None:
                 return plan.transport_meta(), summary
             columns = dict(plan.columns)
@@ -629,16 +668,23 @@ def convert_text(arr: pa.Array, typ: pa.DataType) -> pa.Array:
 def _arrow_of(series: pd.Series, typ: pa.DataType) -> pa.Array:
     """A transported column back as Arrow (a shuffle may have turned it into plain objects)."""
     if isinstance(series.dtype, pd.ArrowDtype):
-        arr = ingest._as_plain(pa.chunked_array(series.array._pa_array) if hasattr(series.array, "_pa_array")
-                               else pa.array(series.array))
+        arr = ingest._as_plain(
+            pa.chunked_array(series.array._pa_array) if hasattr(series.array, "_pa_array") else pa.array(series.array)
+        )
     else:
         arr = pa.array(series.to_numpy(dtype=object), type=typ, from_pandas=True)
     return arr if arr.type == typ else arr.cast(typ)
 
 
-def aggregate_partition(part: pd.DataFrame, plan: Plan, types: list[pa.DataType] | None,
-                        categories: list[list[str] | None], embeddings: EmbeddingTable | None, key_known: bool,
-                        error_form: str | None) -> dict | None:
+def aggregate_partition(
+    part: pd.DataFrame,
+    plan: Plan,
+    types: list[pa.DataType] | None,
+    categories: list[list[str] | None],
+    embeddings: EmbeddingTable | None,
+    key_known: bool,
+    error_form: str | None,
+) -> dict | None:
     """The speaker table of a partition holding whole speakers, built by build_speaker_table."""
     from fairaudit.engines.speaker_table import build_speaker_table
 
@@ -649,7 +695,11 @@ def aggregate_partition(part: pd.DataFrame, plan: Plan, types: list[pa.DataType]
         data: dict[str, object] = {}
         for c in plan.core:
             series = part[c]
-            data[c] = series.astype(_STR) if series.dtype != _STR and c in (logs.SPEAKER, logs.UTTERANCE, logs.ZIP_CODE) else series
+            data[c] = (
+                series.astype(_STR)
+                if series.dtype != _STR and c in (logs.SPEAKER, logs.UTTERANCE, logs.ZIP_CODE)
+                else series
+            )
         for i, name in enumerate(plan.metadata):
             transported = plan.meta_types[i] if plan.kind == "parquet" else pa.string()
             arr = _arrow_of(part[_META.format(i)], transported)
@@ -665,10 +715,14 @@ def aggregate_partition(part: pd.DataFrame, plan: Plan, types: list[pa.DataType]
             vectors = part[[_EMB.format(j) for j in range(plan.emb_dim)]].to_numpy(dtype=np.float32)
             emb = EmbeddingTable(key="row", vectors=vectors, ids=None, source=plan.reference)
         elif embeddings is not None:
-            emb = embeddings if key_known else EmbeddingTable(logs.SPEAKER, embeddings.vectors, embeddings.ids,
-                                                            embeddings.source)
-        log = UtteranceLog(frame=frame, metadata_columns=list(plan.metadata), embeddings=emb,
-                           error_form=error_form or "errors")
+            emb = (
+                embeddings
+                if key_known
+                else EmbeddingTable(logs.SPEAKER, embeddings.vectors, embeddings.ids, embeddings.source)
+            )
+        log = UtteranceLog(
+            frame=frame, metadata_columns=list(plan.metadata), embeddings=emb, error_form=error_form or "errors"
+        )
         table = build_speaker_table(log)
         result = {"table": table, "alt_embeddings": None, "matched": {}, "ids": {}}
         if embeddings is not None:
@@ -680,9 +734,12 @@ def aggregate_partition(part: pd.DataFrame, plan: Plan, types: list[pa.DataType]
                 result["ids"][logs.UTTERANCE] = int(len(utt))
                 result["matched"][logs.UTTERANCE] = int(wanted.isin(utt.to_numpy()).sum())
                 if not key_known:
-                    alt = UtteranceLog(frame=frame[[logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS]],
-                                       embeddings=EmbeddingTable(logs.UTTERANCE, embeddings.vectors,
-                                                                 embeddings.ids, embeddings.source))
+                    alt = UtteranceLog(
+                        frame=frame[[logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS]],
+                        embeddings=EmbeddingTable(
+                            logs.UTTERANCE, embeddings.vectors, embeddings.ids, embeddings.source
+                        ),
+                    )
                     result["alt_embeddings"] = build_speaker_table(alt).embeddings
         return result
 
@@ -786,7 +843,7 @@ def merge_notes(notes_per_piece: list[list[str]]) -> list[str]:
         for note in notes:
             match = _REPAIRED.match(note)
             if match:
-                key = note[match.end():]
+                key = note[match.end() :]
                 totals[key] = totals.get(key, 0) + int(match.group(1))
                 if key not in first_text:
                     first_text[key] = note
@@ -837,8 +894,9 @@ def summarize_embeddings(table: EmbeddingTable) -> EmbeddingSummary:
     return EmbeddingSummary(table.source, table.key, len(set(table.ids.tolist())), str(example))
 
 
-def settle_embeddings(table: EmbeddingSummary, known: bool, parts: list[dict], has_utterance: bool,
-                      notes: list[str]) -> str:
+def settle_embeddings(
+    table: EmbeddingSummary, known: bool, parts: list[dict], has_utterance: bool, notes: list[str]
+) -> str:
     """The key of an --embeddings file and its coverage notes, as ingest._attach_embeddings gives them."""
     name = table.source
     totals = {logs.SPEAKER: sum(p["ids"].get(logs.SPEAKER, 0) for p in parts)}
@@ -851,18 +909,24 @@ def settle_embeddings(table: EmbeddingSummary, known: bool, parts: list[dict], h
     if not known:
         key = max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER))
     if key not in totals:
-        raise InputError("the embeddings are keyed by utterance_id but the log has no utterance_id "
-                         "column", file=name, column=logs.UTTERANCE)
+        raise InputError(
+            "the embeddings are keyed by utterance_id but the log has no utterance_id column",
+            file=name,
+            column=logs.UTTERANCE,
+        )
     matched = overlaps[key]
     if matched == 0:
         example = table.example
-        raise InputError(f"none of the {n_ids} ids in the embeddings file match a {key} in "
-                         "the log; check the id column and the --column mapping", file=name,
-                         column=key, value=example)
+        raise InputError(
+            f"none of the {n_ids} ids in the embeddings file match a {key} in "
+            "the log; check the id column and the --column mapping",
+            file=name,
+            column=key,
+            value=example,
+        )
     without = totals[key] - matched
     if without:
-        notes.append(f"{without} of {totals[key]} {key} values in the log have "
-                     f"no embedding in {name}")
+        notes.append(f"{without} of {totals[key]} {key} values in the log have no embedding in {name}")
     unused = n_ids - matched
     if unused:
         notes.append(f"{unused} embeddings in {name} belong to no {key} in the log")
@@ -881,8 +945,10 @@ def concat_speaker_tables(parts: list[dict], embeddings_of: str):
     frame = pd.concat(frames)
     for column in frame.columns:
         dtypes = {str(f[column].dtype) for f in frames}
-        if len(dtypes) > 1 and all(pd.api.types.is_numeric_dtype(f[column].dtype) or
-                                   pd.api.types.is_bool_dtype(f[column].dtype) for f in frames):
+        if len(dtypes) > 1 and all(
+            pd.api.types.is_numeric_dtype(f[column].dtype) or pd.api.types.is_bool_dtype(f[column].dtype)
+            for f in frames
+        ):
             # a partition without missing values keeps int/bool; the whole log has them: float
             frame[column] = pd.concat([f[column].astype(np.float64) for f in frames]).to_numpy()
     order = np.argsort(frame.index.to_numpy(dtype=object), kind="stable")
@@ -896,8 +962,9 @@ def concat_speaker_tables(parts: list[dict], embeddings_of: str):
     for t in tables:
         for key, count in t.conflicts.items():
             conflicts[key] = conflicts.get(key, 0) + int(count)
-    return SpeakerTable(frame=frame, metadata_columns=list(tables[0].metadata_columns), embeddings=embeddings,
-                        conflicts=conflicts)
+    return SpeakerTable(
+        frame=frame, metadata_columns=list(tables[0].metadata_columns), embeddings=embeddings, conflicts=conflicts
+    )
 
 
 # --- scheduler -----------------------------------------------------------------------------
@@ -971,9 +1038,15 @@ def parse_blocksize(blocksize: int | str | None) -> int | None:
 # --- the entry point -----------------------------------------------------------------------
 
 
-def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = None, normalize: str = "default",
-                  embeddings: str | Path | pd.DataFrame | None = None, scheduler: str | None = None,
-                  blocksize: int | str | None = None) -> ShardedLog:
+def read_log_dask(
+    pattern: str | Path,
+    *,
+    columns: Mapping[str, str] | None = None,
+    normalize: str = "default",
+    embeddings: str | Path | pd.DataFrame | None = None,
+    scheduler: str | None = None,
+    blocksize: int | str | None = None,
+) -> ShardedLog:
     """Read, validate and aggregate a log of one or many files on Dask (see the module docstring)."""
     from fairaudit.text.scoring import check_normalize
 
@@ -989,8 +1062,10 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
     plan = make_plan(files, columns, normalize, many=len(pieces) > 1)
 
     if embeddings is not None and plan.emb_dim:
-        raise InputError("the log has inline emb_* columns and --embeddings was also given; use one of them",
-                         file=ingest._name_of(embeddings))
+        raise InputError(
+            "the log has inline emb_* columns and --embeddings was also given; use one of them",
+            file=ingest._name_of(embeddings),
+        )
 
     whole = {p.url for p in pieces if p.start is None}
     single_file = not is_pattern(pattern) and len(files) == 1 and files[0] == pattern.removeprefix("file://")
@@ -1006,11 +1081,16 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
         categories = delayed(global_categories, pure=True)(summaries, len(plan.metadata))
         # The embeddings are read by a task (on a cluster, a worker) and passed between workers:
         # never through the client or inside the task graph; the client gets a summary.
-        loaded = (delayed(load_embeddings, pure=True, nout=2)(*_embeddings_argument(embeddings))
-                  if embeddings is not None else (None, True))
+        loaded = (
+            delayed(load_embeddings, pure=True, nout=2)(*_embeddings_argument(embeddings))
+            if embeddings is not None
+            else (None, True)
+        )
         about = delayed(summarize_embeddings, pure=True)(loaded[0]) if embeddings is not None else None
-        parts = [delayed(aggregate_partition, pure=True)(p, plan, types, categories, loaded[0], loaded[1], forms)
-                 for p in by_speaker.to_delayed()]
+        parts = [
+            delayed(aggregate_partition, pure=True)(p, plan, types, categories, loaded[0], loaded[1], forms)
+            for p in by_speaker.to_delayed()
+        ]
         repeats: list = []
         if plan.utterance_actual is not None:
             ids = ddf[[logs.UTTERANCE, PIECE, ROW]]
@@ -1020,7 +1100,8 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
         digests = [delayed(file_digest)(_location(url)) for url in files if url not in whole]
         try:
             summaries_v, parts_v, repeats_v, digests_v, about_v, known_v = dask.compute(
-                summaries, parts, repeats, digests, about, loaded[1])
+                summaries, parts, repeats, digests, about, loaded[1]
+            )
         except PieceError as error:
             raise error.unwrap() from None
 
@@ -1043,9 +1124,18 @@ def read_log_dask(pattern: str | Path, *, columns: Mapping[str, str] | None = No
     sha_of.update(zip([u for u in files if u not in whole], digests_v))
     sha = sha_of[files[0]] if single_file else manifest_sha256({u: sha_of[u] for u in files})
     empty = pd.DataFrame({c: pd.Series([], dtype=plan.transport_meta()[c].dtype) for c in plan.core})
-    return ShardedLog(frame=empty, metadata_columns=list(speakers.metadata_columns), embeddings=None,
-                      path=pattern, sha256=sha, error_form=_error_form(summaries_v), notes=notes,
-                      utterance_count=rows, speaker_table=speakers, files=files)
+    return ShardedLog(
+        frame=empty,
+        metadata_columns=list(speakers.metadata_columns),
+        embeddings=None,
+        path=pattern,
+        sha256=sha,
+        error_form=_error_form(summaries_v),
+        notes=notes,
+        utterance_count=rows,
+        speaker_table=speakers,
+        files=files,
+    )
 
 
 def _error_form(summaries: list[dict]) -> str:

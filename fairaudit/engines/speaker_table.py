@@ -36,7 +36,9 @@ def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
     n = len(speaker_ids)
     frame = pd.DataFrame(index=pd.Index(speaker_ids, name=SPEAKER, dtype="string"))
     frame[ERRORS] = np.bincount(codes, weights=utt[ERRORS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
-    frame[REF_WORDS] = np.bincount(codes, weights=utt[REF_WORDS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    frame[REF_WORDS] = (
+        np.bincount(codes, weights=utt[REF_WORDS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    )
     frame["utterances"] = np.bincount(codes, minlength=n).astype(np.int64)
     conflicts: dict[str, int] = {}
 
@@ -57,7 +59,9 @@ def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
     return SpeakerTable(frame=frame, metadata_columns=metadata, embeddings=embeddings, conflicts=conflicts)
 
 
-def _median_coordinates(codes: np.ndarray, n: int, lat: pd.Series, lon: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+def _median_coordinates(
+    codes: np.ndarray, n: int, lat: pd.Series, lon: pd.Series
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-speaker median coordinates and the number of speakers whose points spread over 50 km.
 
     Most speakers have one location: their first located utterance gives it, and only the
@@ -91,7 +95,9 @@ def _median_coordinates(codes: np.ndarray, n: int, lat: pd.Series, lon: pd.Serie
         box = coords.groupby("code").agg(
             lat_min=("lat", "min"), lat_max=("lat", "max"), lon_min=("lon", "min"), lon_max=("lon", "max")
         )
-        diag = haversine_km(box["lat_min"].to_numpy(), box["lon_min"].to_numpy(), box["lat_max"].to_numpy(), box["lon_max"].to_numpy())
+        diag = haversine_km(
+            box["lat_min"].to_numpy(), box["lon_min"].to_numpy(), box["lat_max"].to_numpy(), box["lon_max"].to_numpy()
+        )
         spread = int((diag > COORDINATE_CONFLICT_KM).sum())
     else:
         spread = 0
@@ -137,7 +143,9 @@ def _most_frequent(codes: np.ndarray, n: int, values: pd.Series) -> tuple[pd.api
     return result.array, int((distinct > 1).sum())
 
 
-def _speaker_embeddings(table: EmbeddingTable, codes: np.ndarray, speaker_ids: pd.Index, utt: pd.DataFrame) -> np.ndarray:
+def _speaker_embeddings(
+    table: EmbeddingTable, codes: np.ndarray, speaker_ids: pd.Index, utt: pd.DataFrame
+) -> np.ndarray:
     """Mean vector per speaker, L2-normalised, as float32 (summed in float64); NaN rows where a
     speaker has no vector."""
     vectors = table.vectors
@@ -169,7 +177,9 @@ def _speaker_embeddings(table: EmbeddingTable, codes: np.ndarray, speaker_ids: p
         sorted_codes = row_codes[order]
         if len(sorted_codes):
             starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-            sums[sorted_codes[starts]] = np.add.reduceat(np.asarray(vectors, dtype=np.float64)[keep][order], starts, axis=0)
+            sums[sorted_codes[starts]] = np.add.reduceat(
+                np.asarray(vectors, dtype=np.float64)[keep][order], starts, axis=0
+            )
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         result = (sums / norms).astype(np.float32)

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairaudit.errors import InputError
 from fairaudit.io.config_file import _read as read_toml  # the shared TOML reader with file-named errors
 from fairaudit.io.config_file import find_config
-from fairaudit.errors import InputError
 
 OUTCOMES = ("pass", "warn", "fail")
 LEVEL_RULES = {
@@ -32,7 +32,7 @@ SETTINGS = {
     "min-bottom-share-pct": "below this bottom-cohort share (% of speakers) a gap is reported but not actionable (default 0)",
     "methods": "which methods the gate judges (default: every method in the report)",
     "not-evaluated": "what a rule that cannot be evaluated means for the build (no baseline, cohorts not the "
-                     "baseline's, a relative rule on a gap near zero): pass, warn or fail (default)",
+    "baseline's, a relative rule on a gap near zero): pass, warn or fail (default)",
 }
 #: A relative rule needs a baseline figure clearly above zero: below this (a gap in %, or a WER
 #: in percentage points) the relative change is refused rather than allowed to flip sign or explode.
@@ -54,7 +54,9 @@ class Level:
         return "pass"
 
     def describe(self) -> str:
-        parts = [f"{name} above {limit:g}" for name, limit in (("warn", self.warn), ("fail", self.fail)) if limit is not None]
+        parts = [
+            f"{name} above {limit:g}" for name, limit in (("warn", self.warn), ("fail", self.fail)) if limit is not None
+        ]
         return ", ".join(parts)
 
 
@@ -68,10 +70,10 @@ class Policy:
     not_evaluated: str = "fail"
     min_bottom_share_pct: float = 0.0
     methods: list[str] | None = None
-    per_method: dict[str, "Policy"] = field(default_factory=dict)
+    per_method: dict[str, Policy] = field(default_factory=dict)
     source: str | None = None
 
-    def for_method(self, method: str) -> "Policy":
+    def for_method(self, method: str) -> Policy:
         return self.per_method.get(method, self.per_method.get(method.split(":")[0], self))
 
 
@@ -108,7 +110,9 @@ def load_policy(path: str | Path | None = None) -> Policy:
     ``fairaudit.toml`` / ``[tool.fairaudit.gate]`` in pyproject.toml, else an empty policy."""
     if path is not None:
         if not Path(path).is_file():
-            raise InputError("no such policy file" if not Path(path).exists() else "the policy is not a file", file=str(path))
+            raise InputError(
+                "no such policy file" if not Path(path).exists() else "the policy is not a file", file=str(path)
+            )
         data = read_toml(Path(path))
         table = data.get("tool", {}).get("fairaudit", {}).get("gate") if "tool" in data else None
         if table is None:
@@ -131,7 +135,9 @@ def parse_policy(table: dict, source: str | None, *, method: str | None = None) 
     for key, value in table.items():
         if key not in known:
             raise InputError(
-                f"unknown gate policy key {key!r} in {where}; known keys: {', '.join(sorted(known))}", file=source, value=key
+                f"unknown gate policy key {key!r} in {where}; known keys: {', '.join(sorted(known))}",
+                file=source,
+                value=key,
             )
         if key in LEVEL_RULES or key in REGRESSION_RULES:
             policy.rules[key] = _parse_level(key, value, source, where)
@@ -149,8 +155,11 @@ def parse_policy(table: dict, source: str | None, *, method: str | None = None) 
             policy.methods = list(value)
     methods_table = table.get("method") or {}
     if not isinstance(methods_table, dict):
-        raise InputError(f"{where} method must be a table of per-method overrides, e.g. [gate.method.geo-tree]",
-                         file=source, value=methods_table)
+        raise InputError(
+            f"{where} method must be a table of per-method overrides, e.g. [gate.method.geo-tree]",
+            file=source,
+            value=methods_table,
+        )
     for name, sub in methods_table.items():
         if not isinstance(sub, dict):
             raise InputError(f"[gate.method.{name}] must be a table", file=source)
@@ -173,16 +182,24 @@ def _parse_level(key: str, value: object, source: str | None, where: str) -> Lev
     if not isinstance(value, dict) or not value or set(value) - {"warn", "fail"}:
         raise InputError(
             f"{where} {key} must be a number (the fail level) or a table with warn and/or fail, e.g. {key} = {{ warn = 20, fail = 40 }}",
-            file=source, value=value,
+            file=source,
+            value=value,
         )
     level = Level(**{name: _number(f"{key}.{name}", v, source, where) for name, v in value.items()})
     if level.warn is not None and level.fail is not None and level.warn > level.fail:
-        raise InputError(f"{where} {key}: warn ({level.warn:g}) must not exceed fail ({level.fail:g})", file=source, value=value)
+        raise InputError(
+            f"{where} {key}: warn ({level.warn:g}) must not exceed fail ({level.fail:g})", file=source, value=value
+        )
     return level
 
 
 def _number(key: str, value: object, source: str | None, where: str, low: float = 0.0, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high) or math.isnan(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (low <= value <= high)
+        or math.isnan(value)
+    ):
         raise InputError(f"{where} {key} must be a number between {low:g} and {high:g}", file=source, value=value)
     return float(value)
 
@@ -213,21 +230,26 @@ def read_report(path: str | Path) -> dict:
         raise InputError("not a fairaudit audit report: nested too deeply", file=str(path)) from None
     except ValueError as error:
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
-            raise InputError(f"not a JSON audit report: {error}", file=str(path), line=getattr(error, "lineno", None)) from None
+            raise InputError(
+                f"not a JSON audit report: {error}", file=str(path), line=getattr(error, "lineno", None)
+            ) from None
         raise InputError(str(error), file=str(path)) from None
     validator = jsonschema.Draft202012Validator(load_schema("audit_report"))
     problem = next(iter(sorted(validator.iter_errors(report), key=lambda e: list(e.path))), None)
     if problem is not None:
         where = "/".join(str(p) for p in problem.absolute_path) or "(top level)"
         raise InputError(
-            f"not a valid fairaudit audit report at {where}: {problem.message} (schema: fairaudit schema audit_report)", file=str(path)
+            f"not a valid fairaudit audit report at {where}: {problem.message} (schema: fairaudit schema audit_report)",
+            file=str(path),
         )
     return report
 
 
 def _reject_constant(name: str) -> float:
     """json.loads hook: NaN and infinities are never valid figures in a report (SPEC 6)."""
-    raise ValueError(f"the report holds {name}, which is never a valid figure (SPEC 6: NaN and infinities never appear)")
+    raise ValueError(
+        f"the report holds {name}, which is never a valid figure (SPEC 6: NaN and infinities never appear)"
+    )
 
 
 # ---------------------------------------------------------------- judging
@@ -255,37 +277,71 @@ def run_gate(report: dict, policy: Policy, baseline: dict | None = None, compari
     for name in methods:
         method = report["methods"].get(name)
         if method is None:
-            raise InputError(f"the policy gates method {name!r} but the audit report has no such method; it has: {', '.join(report['methods'])}", file=policy.source)
+            raise InputError(
+                f"the policy gates method {name!r} but the audit report has no such method; it has: {', '.join(report['methods'])}",
+                file=policy.source,
+            )
         rules = policy.for_method(name)
         figures = method["holdout"] if method.get("holdout") else method
         label = "held-out" if method.get("holdout") else "discovery"
         insufficient = method["verdict"] == "insufficient data"
         if insufficient:
-            results.append(RuleResult("insufficient-data", name, rules.insufficient_data, f"insufficient data: {method['verdict_reason']}"))
+            results.append(
+                RuleResult(
+                    "insufficient-data", name, rules.insufficient_data, f"insufficient data: {method['verdict_reason']}"
+                )
+            )
         for rule, level in rules.rules.items():
             if rule in LEVEL_RULES:
                 if not insufficient:
                     results.append(_level_rule(rule, level, name, figures, rules, label))
             elif comparison is None:
-                results.append(RuleResult(rule, name, rules.not_evaluated,
-                                          "not evaluated: no --baseline given (the released model's log or audit JSON)"))
+                results.append(
+                    RuleResult(
+                        rule,
+                        name,
+                        rules.not_evaluated,
+                        "not evaluated: no --baseline given (the released model's log or audit JSON)",
+                    )
+                )
             elif name not in comparison["methods"]:
-                results.append(RuleResult(rule, name, rules.not_evaluated, (
-                    "not evaluated: this audit's cohorts are not the baseline's (different definitions); gate the log "
-                    "itself, which is re-measured on the baseline's cohorts, or audit it with --cohorts BASELINE_JSON")))
+                results.append(
+                    RuleResult(
+                        rule,
+                        name,
+                        rules.not_evaluated,
+                        (
+                            "not evaluated: this audit's cohorts are not the baseline's (different definitions); gate the log "
+                            "itself, which is re-measured on the baseline's cohorts, or audit it with --cohorts BASELINE_JSON"
+                        ),
+                    )
+                )
             else:
-                results.append(_regression_rule(rule, level, name, comparison["methods"][name], comparison.get("pairing", ""), rules))
+                results.append(
+                    _regression_rule(
+                        rule, level, name, comparison["methods"][name], comparison.get("pairing", ""), rules
+                    )
+                )
     for rule in {r for sub in [policy, *policy.per_method.values()] for r in sub.rules}:
         ran = [r for r in results if r.rule == rule]
         if ran and all(r.outcome == "skip" for r in ran):
-            results.append(RuleResult(rule, "all methods", policy.not_evaluated, f"not evaluated: {rule} could not run on any method"))
+            results.append(
+                RuleResult(
+                    rule, "all methods", policy.not_evaluated, f"not evaluated: {rule} could not run on any method"
+                )
+            )
     return GateResult(results)
 
 
 def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Policy, label: str) -> RuleResult:
     share = figures.get("bottom_share_pct")
     if share is not None and share < policy.min_bottom_share_pct:
-        return RuleResult(rule, method, "pass", f"not actionable: bottom-cohort share {share:.2f}% is below the policy's minimum {policy.min_bottom_share_pct:g}% ({label})")
+        return RuleResult(
+            rule,
+            method,
+            "pass",
+            f"not actionable: bottom-cohort share {share:.2f}% is below the policy's minimum {policy.min_bottom_share_pct:g}% ({label})",
+        )
     if rule == "max-wer-gap-pct":
         value, how = _judged(figures.get("wer_gap_pct"), figures.get("wer_gap_ci"), policy.on)
         if value is None:
@@ -308,14 +364,17 @@ def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Pol
     return RuleResult(rule, method, outcome, f"{text}; limits: {level.describe()}", value)
 
 
-
 def _compatibility(report: dict, baseline: dict) -> list[RuleResult]:
     """A warning naming what differs between the audit and its baseline (methods, parameters, version)."""
     differences = []
     if report.get("fairaudit_version") != baseline.get("fairaudit_version"):
-        differences.append(f"fairaudit version {baseline.get('fairaudit_version')} -> {report.get('fairaudit_version')}")
+        differences.append(
+            f"fairaudit version {baseline.get('fairaudit_version')} -> {report.get('fairaudit_version')}"
+        )
     if set(report.get("methods", {})) != set(baseline.get("methods", {})):
-        differences.append(f"methods {', '.join(sorted(baseline.get('methods', {})))} -> {', '.join(sorted(report.get('methods', {})))}")
+        differences.append(
+            f"methods {', '.join(sorted(baseline.get('methods', {})))} -> {', '.join(sorted(report.get('methods', {})))}"
+        )
     ignore = {"seed", "cohorts", "pairing"}
     before, after = baseline.get("parameters", {}), report.get("parameters", {})
     changed = sorted(k for k in set(before) | set(after) if k not in ignore and before.get(k) != after.get(k))
@@ -323,7 +382,9 @@ def _compatibility(report: dict, baseline: dict) -> list[RuleResult]:
         differences.append("parameters " + ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in changed))
     if not differences:
         return []
-    return [RuleResult("baseline-compatibility", "all methods", "warn", "the baseline differs: " + "; ".join(differences))]
+    return [
+        RuleResult("baseline-compatibility", "all methods", "warn", "the baseline differs: " + "; ".join(differences))
+    ]
 
 
 Z95 = 1.959963984540054
@@ -361,13 +422,28 @@ def comparison_from_reports(before: dict, after: dict) -> dict:
             if old is None or cohort.get("wer") is None or old.get("wer") is None:
                 continue
             change, ci = _normal_change(old["wer"], cohort["wer"], old.get("wer_ci"), cohort.get("wer_ci"), 100.0)
-            cohorts.append({"id": cohort["id"], "description": cohort["description"], "wer_before": old["wer"],
-                            "wer_after": cohort["wer"], "change_points": change, "change_ci": ci, "suppressed": False})
-        gap_change, gap_ci = _normal_change(then_f.get("wer_gap_pct"), now_f.get("wer_gap_pct"),
-                                            then_f.get("wer_gap_ci"), now_f.get("wer_gap_ci"), 1.0)
-        methods[name] = {"cohorts": cohorts, "gap_before_pct": then_f.get("wer_gap_pct"), "gap_after_pct": now_f.get("wer_gap_pct"),
-                         "gap_change_points": gap_change, "gap_change_ci": gap_ci,
-                         "bottom": list(then_f.get("bottom_cohorts") or [])}
+            cohorts.append(
+                {
+                    "id": cohort["id"],
+                    "description": cohort["description"],
+                    "wer_before": old["wer"],
+                    "wer_after": cohort["wer"],
+                    "change_points": change,
+                    "change_ci": ci,
+                    "suppressed": False,
+                }
+            )
+        gap_change, gap_ci = _normal_change(
+            then_f.get("wer_gap_pct"), now_f.get("wer_gap_pct"), then_f.get("wer_gap_ci"), now_f.get("wer_gap_ci"), 1.0
+        )
+        methods[name] = {
+            "cohorts": cohorts,
+            "gap_before_pct": then_f.get("wer_gap_pct"),
+            "gap_after_pct": now_f.get("wer_gap_pct"),
+            "gap_change_points": gap_change,
+            "gap_change_ci": gap_ci,
+            "bottom": list(then_f.get("bottom_cohorts") or []),
+        }
     return {"pairing": "unpaired: both audit reports, intervals combined by normal approximation", "methods": methods}
 
 
@@ -375,7 +451,8 @@ def _cells(method: dict) -> list:
     """A method's cohort definitions without their wording (what decides who is in which cohort)."""
     definition = method.get("definition") or {}
     return [{k: v for k, v in cell.items() if k != "description"} for cell in definition.get("cells", [])] + [
-        {k: v for k, v in definition.items() if k not in ("cells", "rule")}]
+        {k: v for k, v in definition.items() if k not in ("cells", "rule")}
+    ]
 
 
 def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing: str, policy: Policy) -> RuleResult:
@@ -383,18 +460,30 @@ def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing
     relative = rule.endswith("-pct")
     how_pairing = pairing.split(":")[0] if pairing else "unpaired"
     if rule.startswith("max-gap"):
-        before, point, ci = change.get("gap_before_pct"), change.get("gap_change_points"), change.get("gap_change_ci") or [None, None]
+        before, point, ci = (
+            change.get("gap_before_pct"),
+            change.get("gap_change_points"),
+            change.get("gap_change_ci") or [None, None],
+        )
         if point is None or before is None:
             return RuleResult(rule, method, "skip", "the WER gap is undefined in the baseline or the new audit")
         if relative and before < MIN_RELATIVE_BASE:
-            return RuleResult(rule, method, policy.not_evaluated, (
-                f"refused: the baseline WER gap is {before:.1f}%, too close to zero (or below) for a relative rule; "
-                "use max-gap-increase-points"))
+            return RuleResult(
+                rule,
+                method,
+                policy.not_evaluated,
+                (
+                    f"refused: the baseline WER gap is {before:.1f}%, too close to zero (or below) for a relative rule; "
+                    "use max-gap-increase-points"
+                ),
+            )
         scale = 100.0 / before if relative else 1.0
         value, how = _judged(scale * point, [None if v is None else scale * v for v in ci], policy.on)
         unit = "% of the baseline gap" if relative else " gap points"
-        text = (f"WER gap {before:.1f}% -> {change['gap_after_pct']:.1f}%: change {scale * point:+.1f}{unit}"
-                f"{_interval(ci, scale)} ({how_pairing}); judged on the {how} {value:+.1f}")
+        text = (
+            f"WER gap {before:.1f}% -> {change['gap_after_pct']:.1f}%: change {scale * point:+.1f}{unit}"
+            f"{_interval(ci, scale)} ({how_pairing}); judged on the {how} {value:+.1f}"
+        )
         return RuleResult(rule, method, level.judge(value), f"{text}; limits: {level.describe()}", value)
     worst, worst_text = -math.inf, ""
     for cohort in change["cohorts"]:
@@ -409,12 +498,16 @@ def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing
         if value > worst:
             unit = "% of its baseline WER" if relative else " WER points"
             worst = value
-            worst_text = (f"cohort {cohort['id']} ({cohort['description']}): WER {base:.2f}% -> {100 * cohort['wer_after']:.2f}%, "
-                          f"change {scale * cohort['change_points']:+.2f}{unit}{_interval(ci, scale)} ({how_pairing}); "
-                          f"judged on the {how} {value:+.2f}")
+            worst_text = (
+                f"cohort {cohort['id']} ({cohort['description']}): WER {base:.2f}% -> {100 * cohort['wer_after']:.2f}%, "
+                f"change {scale * cohort['change_points']:+.2f}{unit}{_interval(ci, scale)} ({how_pairing}); "
+                f"judged on the {how} {value:+.2f}"
+            )
     if worst == -math.inf:
         return RuleResult(rule, method, "skip", "no cohort has a WER in both the baseline and the new audit")
-    return RuleResult(rule, method, level.judge(worst), f"largest change: {worst_text}; limits: {level.describe()}", worst)
+    return RuleResult(
+        rule, method, level.judge(worst), f"largest change: {worst_text}; limits: {level.describe()}", worst
+    )
 
 
 def _interval(ci: list, scale: float) -> str:

@@ -29,13 +29,21 @@ COLUMNS_TABLE = "columns"
 #: inputs rather than analysis (``method`` is the CLI's singular spelling of ``methods``).
 AUDIT_KINDS: dict[str, str] = {
     **{name: AuditOptions.field_info(name)["kind"] for name in AuditOptions.names()},
-    "method": "names", "embeddings": "str", "normalize": "str", "column": "names", "columns": "table",
+    "method": "names",
+    "embeddings": "str",
+    "normalize": "str",
+    "column": "names",
+    "columns": "table",
 }
 
 _KIND_TEXT = {
-    "names": "a string or a list of strings", "int": "a whole number", "number": "a number",
-    "gain": "a non-negative number or \"auto\"", "str": "a string", "clusters": "a whole number or \"auto\"",
-    "table": "a table of canonical = \"actual\" column names",
+    "names": "a string or a list of strings",
+    "int": "a whole number",
+    "number": "a number",
+    "gain": 'a non-negative number or "auto"',
+    "str": "a string",
+    "clusters": 'a whole number or "auto"',
+    "table": 'a table of canonical = "actual" column names',
 }
 
 
@@ -60,7 +68,9 @@ def read_config_file(path: Path) -> tuple[dict, Path]:
     reads ``fairaudit.toml`` or ``pyproject.toml``: its audit keys apply wherever it comes from."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("no such configuration or policy file" if not path.exists() else "is not a file", file=str(path))
+        raise InputError(
+            "no such configuration or policy file" if not path.exists() else "is not a file", file=str(path)
+        )
     data = _read(path)
     table = data.get("tool", {}).get("fairaudit") if isinstance(data.get("tool"), dict) else None
     table = table if isinstance(table, dict) else data
@@ -73,7 +83,9 @@ def merge_configs(base: dict, override: dict) -> dict:
     """``override``'s options over ``base``'s; tables ([audit], [columns], ...) merged key by key."""
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -109,18 +121,19 @@ def check_section(config: dict, name: str, kinds: dict[str, str], path: Path | N
             if isinstance(value, dict):
                 if key in allowed_tables and (label == "" or key == COLUMNS_TABLE):
                     continue
-                raise InputError(f"unknown table [{label}{key}] in the configuration (known: "
-                                 f"{', '.join(f'[{t}]' for t in sorted(allowed_tables))})", file=where)
+                raise InputError(
+                    f"unknown table [{label}{key}] in the configuration (known: "
+                    f"{', '.join(f'[{t}]' for t in sorted(allowed_tables))})",
+                    file=where,
+                )
             if key.replace("-", "_") not in kinds:
                 known = ", ".join(sorted(k.replace("_", "-") for k in kinds))
-                raise InputError(f"unknown option {label}{key!r} in the configuration (known: {known})",
-                                 file=where)
+                raise InputError(f"unknown option {label}{key!r} in the configuration (known: {known})", file=where)
     settings = section(config, name)
     for key, value in settings.items():
         kind = kinds[key]
         if not _is_kind(value, kind):
-            raise InputError(f"option {key.replace('_', '-')!r} must be {_KIND_TEXT[kind]}", file=where,
-                             value=value)
+            raise InputError(f"option {key.replace('_', '-')!r} must be {_KIND_TEXT[kind]}", file=where, value=value)
     return settings
 
 

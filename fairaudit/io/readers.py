@@ -35,11 +35,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from fairaudit.model import log as logs
 from fairaudit.errors import InputError, UsageError
+from fairaudit.geodata.zipcodes import normalize_zip_array
+from fairaudit.model import log as logs
 from fairaudit.model.log import EmbeddingTable, UtteranceLog
 from fairaudit.text.scoring import check_normalize, score_texts
-from fairaudit.geodata.zipcodes import normalize_zip_array
 
 # --- canonical names -------------------------------------------------------------------------
 
@@ -48,14 +48,36 @@ WER, REFERENCE, HYPOTHESIS = "wer", "reference", "hypothesis"
 
 #: Every canonical column name of the utterance log (SPEC section 2).
 CANONICAL_COLUMNS = (
-    logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, SUBSTITUTIONS, DELETIONS,
-    INSERTIONS, WER, REFERENCE, HYPOTHESIS, logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE,
+    logs.SPEAKER,
+    logs.UTTERANCE,
+    logs.ERRORS,
+    logs.REF_WORDS,
+    SUBSTITUTIONS,
+    DELETIONS,
+    INSERTIONS,
+    WER,
+    REFERENCE,
+    HYPOTHESIS,
+    logs.LATITUDE,
+    logs.LONGITUDE,
+    logs.ZIP_CODE,
 )
 #: Columns always read as text, never guessed as numbers ("007" stays "007", "02134" keeps its 0).
-STRING_COLUMNS = (logs.SPEAKER, logs.UTTERANCE, logs.ZIP_CODE, REFERENCE, HYPOTHESIS,
-                  # counts and rates too: pyarrow's CSV reader would read "0x10" as 16; they are parsed
-                  # here, strictly (plain decimal numbers only), by _counts and _floats
-                  logs.ERRORS, logs.REF_WORDS, "substitutions", "deletions", "insertions", "wer")
+STRING_COLUMNS = (
+    logs.SPEAKER,
+    logs.UTTERANCE,
+    logs.ZIP_CODE,
+    REFERENCE,
+    HYPOTHESIS,
+    # counts and rates too: pyarrow's CSV reader would read "0x10" as 16; they are parsed
+    # here, strictly (plain decimal numbers only), by _counts and _floats
+    logs.ERRORS,
+    logs.REF_WORDS,
+    "substitutions",
+    "deletions",
+    "insertions",
+    "wer",
+)
 #: The four forms of error information, in order of preference (the first complete one is used).
 ERROR_FORMS: dict[str, tuple[str, ...]] = {
     "errors": (logs.ERRORS, logs.REF_WORDS),
@@ -112,8 +134,7 @@ def format_of(path: str | Path, allowed: tuple[str, ...] = ("csv", "tsv", "parqu
             return fmt
     known = {"csv": ".csv, .csv.gz", "tsv": ".tsv, .tsv.gz", "parquet": ".parquet", "npy": ".npy"}
     raise InputError(
-        "unknown file type; the extension must be one of "
-        + ", ".join(known[k] for k in allowed),
+        "unknown file type; the extension must be one of " + ", ".join(known[k] for k in allowed),
         file=str(path),
     )
 
@@ -136,8 +157,15 @@ class Source:
     fmt: FileFormat
     header: list[str] = field(default_factory=list)
 
-    def error(self, message: str, *, row: int | None = None, column: str | None = None,
-              value: object = _UNSET, line: int | None = None) -> InputError:
+    def error(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        value: object = _UNSET,
+        line: int | None = None,
+    ) -> InputError:
         """An InputError for this file; ``row`` is a 0-based data row, located to a line here."""
         if row is not None:
             if self.fmt.kind == "frame":
@@ -150,8 +178,7 @@ class Source:
                 line, raw = self.locate(row, column)
                 if raw is not None:
                     value = raw
-        return InputError(message, file=self.name, line=line, column=column,
-                          value=None if value is _UNSET else value)
+        return InputError(message, file=self.name, line=line, column=column, value=None if value is _UNSET else value)
 
     def locate(self, row: int, column: str | None) -> tuple[int | None, str | None]:
         """The line where data row ``row`` starts, and its raw text in ``column`` (error path only)."""
@@ -203,10 +230,14 @@ def source_for(path: str | Path, allowed: tuple[str, ...] = ("csv", "tsv", "parq
     with open(p, "rb") as handle:
         magic = handle.read(4)
     if magic == b"PAR1" and fmt.kind != "parquet":
-        raise InputError(f"this is a Parquet file (it starts with PAR1) but is named .{fmt.kind}: rename it to .parquet",
-                         file=str(path))
+        raise InputError(
+            f"this is a Parquet file (it starts with PAR1) but is named .{fmt.kind}: rename it to .parquet",
+            file=str(path),
+        )
     if magic[:2] == b"\x1f\x8b" and not fmt.gzip and fmt.kind in ("csv", "tsv"):
-        raise InputError(f"this file is gzip-compressed but is named .{fmt.kind}: rename it to .{fmt.kind}.gz", file=str(path))
+        raise InputError(
+            f"this file is gzip-compressed but is named .{fmt.kind}: rename it to .{fmt.kind}.gz", file=str(path)
+        )
     return Source(p, str(path), fmt)
 
 
@@ -261,11 +292,17 @@ def _check_header(src: Source, header: list[str]) -> None:
     seen: set[str] = set()
     for position, name in enumerate(header, 1):
         if not name.strip():
-            raise src.error(f"column {position} of the header has no name; every column needs one",
-                            line=1 if src.fmt.kind in ("csv", "tsv") else None, value=name)
+            raise src.error(
+                f"column {position} of the header has no name; every column needs one",
+                line=1 if src.fmt.kind in ("csv", "tsv") else None,
+                value=name,
+            )
         if name in seen:
-            raise src.error("two columns have this name; column names must be unique",
-                            line=1 if src.fmt.kind in ("csv", "tsv") else None, column=name)
+            raise src.error(
+                "two columns have this name; column names must be unique",
+                line=1 if src.fmt.kind in ("csv", "tsv") else None,
+                column=name,
+            )
         seen.add(name)
 
 
@@ -279,8 +316,7 @@ def mapped_name(canonical: str, columns: Mapping[str, str] | None) -> str:
     return canonical
 
 
-def _check_mapping(src: Source, columns: Mapping[str, str] | None,
-                   canonical_names: tuple[str, ...]) -> dict[str, str]:
+def _check_mapping(src: Source, columns: Mapping[str, str] | None, canonical_names: tuple[str, ...]) -> dict[str, str]:
     """Validate ``--column canonical=actual`` against the header; return actual -> canonical."""
     rename: dict[str, str] = {}
     for canonical, actual in (columns or {}).items():
@@ -317,9 +353,14 @@ def _list_names(names: list[str], limit: int = 20) -> str:
 # --- reading tables --------------------------------------------------------------------------
 
 
-def read_table(src: Source, *, columns: Mapping[str, str] | None = None, all_strings: bool = False,
-               string_columns: tuple[str, ...] = STRING_COLUMNS,
-               canonical_names: tuple[str, ...] = CANONICAL_COLUMNS) -> tuple[pa.Table, dict[str, str]]:
+def read_table(
+    src: Source,
+    *,
+    columns: Mapping[str, str] | None = None,
+    all_strings: bool = False,
+    string_columns: tuple[str, ...] = STRING_COLUMNS,
+    canonical_names: tuple[str, ...] = CANONICAL_COLUMNS,
+) -> tuple[pa.Table, dict[str, str]]:
     """Read a CSV/TSV/Parquet file into Arrow with its original column names.
 
     Returns the table and the actual -> canonical renaming from ``columns``. Columns whose
@@ -363,12 +404,12 @@ def _read_text(src: Source, forced_strings: list[str]) -> pa.Table:
     attempts = [False] if tsv else [False, True]  # retry CSV allowing newlines in quoted values
     failure: Exception | None = None
     for newlines in attempts:
-        parse = pa_csv.ParseOptions(delimiter="\t" if tsv else ",", quote_char=False if tsv else '"',
-                                    newlines_in_values=newlines)
+        parse = pa_csv.ParseOptions(
+            delimiter="\t" if tsv else ",", quote_char=False if tsv else '"', newlines_in_values=newlines
+        )
         try:
             with pa.input_stream(str(src.path), compression="gzip" if src.fmt.gzip else None) as stream:
-                table = pa_csv.read_csv(stream, read_options=read, parse_options=parse,
-                                        convert_options=convert)
+                table = pa_csv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         except (pa.ArrowInvalid, OSError) as exc:
             text = str(exc).lower()
             if "utf8" in text or "utf-8" in text:
@@ -383,8 +424,7 @@ def _read_text(src: Source, forced_strings: list[str]) -> pa.Table:
     if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
         raise _bad_utf8_error(src)
     if table.column_names != src.header:  # pyarrow and csv disagree on the header: trust neither
-        raise src.error(f"could not read the header consistently (got {_list_names(table.column_names)})",
-                        line=1)
+        raise src.error(f"could not read the header consistently (got {_list_names(table.column_names)})", line=1)
     return table
 
 
@@ -395,13 +435,16 @@ def _ragged_error(src: Source, failure: Exception | None) -> InputError:
         for line, fields in iter_text_rows(src):
             if len(fields) != width:
                 sep = "\t" if src.fmt.kind == "tsv" else ","
-                hint = ("a quoted value starting on this line is never closed (an unbalanced '\"'?)"
-                        if any("\n" in f or "\r" in f for f in fields)
-                        else "check for unquoted delimiters inside values")
+                hint = (
+                    "a quoted value starting on this line is never closed (an unbalanced '\"'?)"
+                    if any("\n" in f or "\r" in f for f in fields)
+                    else "check for unquoted delimiters inside values"
+                )
                 return src.error(
                     f"this row has {len(fields)} field(s) but the header has {width}; "
                     f"every row needs one value per column; {hint}",
-                    line=line, value=sep.join(fields),
+                    line=line,
+                    value=sep.join(fields),
                 )
     except (UnicodeDecodeError, csv.Error):
         pass
@@ -416,13 +459,15 @@ def _bad_utf8_error(src: Source) -> InputError:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                bad = raw[exc.start:exc.end]
-                context = raw[max(0, exc.start - 20):exc.end + 20]
+                bad = raw[exc.start : exc.end]
+                context = raw[max(0, exc.start - 20) : exc.end + 20]
                 hint = " (it looks like UTF-16)" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else ""
                 return src.error(
                     f"the file is not UTF-8 text{hint}: byte {exc.start + 1} of this line starts an "
                     f"invalid sequence {bad!r} in {context!r}; save the file as UTF-8",
-                    line=number, value=bad, column=_column_holding_bad_bytes(src, raw, number),
+                    line=number,
+                    value=bad,
+                    column=_column_holding_bad_bytes(src, raw, number),
                 )
     return src.error("the file is not valid UTF-8 text; save it as UTF-8")
 
@@ -507,10 +552,18 @@ def _counts(table: pa.Table, actual: str, src: Source, what: str) -> np.ndarray:
             return _checked_total(values, src, actual, what)
         if bad is None or (_first(too_large) is not None and _first(too_large) < bad):
             bad = _first(too_large)
-            raise src.error(f"{what} must be at most {MAX_COUNT:,} (this one is too large to count exactly)",
-                            row=bad, column=actual, value=_pyvalue(arr, bad))
-        raise src.error(f"{what} must be non-negative integers (this one is negative)",
-                        row=bad, column=actual, value=_pyvalue(arr, bad))
+            raise src.error(
+                f"{what} must be at most {MAX_COUNT:,} (this one is too large to count exactly)",
+                row=bad,
+                column=actual,
+                value=_pyvalue(arr, bad),
+            )
+        raise src.error(
+            f"{what} must be non-negative integers (this one is negative)",
+            row=bad,
+            column=actual,
+            value=_pyvalue(arr, bad),
+        )
     if pa.types.is_string(arr.type) and arr.null_count == 0 and pc.all(pc.utf8_is_digit(arr)).as_py():
         try:  # the usual case, plain digits: Arrow's own cast, no regular expression
             digits = pa.Table.from_arrays([pc.cast(arr, pa.int64())], names=[actual])
@@ -526,13 +579,22 @@ def _counts(table: pa.Table, actual: str, src: Source, what: str) -> np.ndarray:
     bad = _first(missing | nonnumeric | infinite | negative | fractional | too_large)
     if bad is None:
         return _checked_total(values.astype(np.int64), src, actual, what)
-    reason = ("is missing (empty, NA or NaN); every row needs a value" if missing[bad] else
-              "is not a number" if nonnumeric[bad] else
-              "is infinite" if infinite[bad] else
-              "is negative" if negative[bad] else
-              f"is above {MAX_COUNT:,}, too large to count exactly" if too_large[bad] else "is not a whole number")
-    raise src.error(f"{what} must be non-negative integers (this one {reason})",
-                    row=bad, column=actual, value=_pyvalue(arr, bad))
+    reason = (
+        "is missing (empty, NA or NaN); every row needs a value"
+        if missing[bad]
+        else "is not a number"
+        if nonnumeric[bad]
+        else "is infinite"
+        if infinite[bad]
+        else "is negative"
+        if negative[bad]
+        else f"is above {MAX_COUNT:,}, too large to count exactly"
+        if too_large[bad]
+        else "is not a whole number"
+    )
+    raise src.error(
+        f"{what} must be non-negative integers (this one {reason})", row=bad, column=actual, value=_pyvalue(arr, bad)
+    )
 
 
 def _checked_total(values: np.ndarray, src: Source, actual: str, what: str) -> np.ndarray:
@@ -542,13 +604,18 @@ def _checked_total(values: np.ndarray, src: Source, actual: str, what: str) -> n
     running = np.cumsum(values.astype(np.float64))
     bad = _first(running > MAX_COUNT)
     if bad is not None:
-        raise src.error(f"{what} add up to more than {MAX_COUNT:,} by this row, too many to count exactly",
-                        row=bad, column=actual, value=int(values[bad]))
+        raise src.error(
+            f"{what} add up to more than {MAX_COUNT:,} by this row, too many to count exactly",
+            row=bad,
+            column=actual,
+            value=int(values[bad]),
+        )
     return values
 
 
-def _floats(table: pa.Table, actual: str, src: Source, what: str, low: float | None,
-            high: float | None, allow_missing: bool) -> np.ndarray:
+def _floats(
+    table: pa.Table, actual: str, src: Source, what: str, low: float | None, high: float | None, allow_missing: bool
+) -> np.ndarray:
     """A float64 column within [low, high]; missing is NaN if allowed; first bad value raises."""
     arr = _as_plain(table.column(actual))
     values, missing, nonnumeric = _numeric(arr)
@@ -567,10 +634,21 @@ def _floats(table: pa.Table, actual: str, src: Source, what: str, low: float | N
         rule = f"at least {low:g}"
     else:
         rule = "a finite number"
-    reason = ("is missing (empty, NA or NaN)" if bad_missing[bad] else "is not a number" if nonnumeric[bad] else
-              "is infinite" if infinite[bad] else "is out of range")
-    raise src.error(f"{what} must be {rule}{'' if allow_missing else ' on every row'} "
-                    f"(this one {reason})", row=bad, column=actual, value=_pyvalue(arr, bad))
+    reason = (
+        "is missing (empty, NA or NaN)"
+        if bad_missing[bad]
+        else "is not a number"
+        if nonnumeric[bad]
+        else "is infinite"
+        if infinite[bad]
+        else "is out of range"
+    )
+    raise src.error(
+        f"{what} must be {rule}{'' if allow_missing else ' on every row'} (this one {reason})",
+        row=bad,
+        column=actual,
+        value=_pyvalue(arr, bad),
+    )
 
 
 def _pyvalue(arr: pa.Array, row: int) -> object:
@@ -626,8 +704,13 @@ def _line_name(src: Source, row: int) -> str:
 # --- the utterance log -----------------------------------------------------------------------
 
 
-def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
-             normalize: str = "default", embeddings: str | Path | None = None) -> UtteranceLog:
+def read_log(
+    path: str | Path,
+    *,
+    columns: Mapping[str, str] | None = None,
+    normalize: str = "default",
+    embeddings: str | Path | None = None,
+) -> UtteranceLog:
     """Read and validate an utterance log (CSV/TSV/gzip/Parquet) into canonical form.
 
     ``columns`` maps canonical names to the file's names (``--column canonical=actual``);
@@ -652,8 +735,13 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
     return log
 
 
-def log_from_frame(frame: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
-                   normalize: str = "default", embeddings: str | Path | None = None) -> UtteranceLog:
+def log_from_frame(
+    frame: pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    normalize: str = "default",
+    embeddings: str | Path | None = None,
+) -> UtteranceLog:
     """Validate an in-memory DataFrame as an utterance log (for ``fairaudit.audit(frame)``).
 
     Same rules as :func:`read_log`; errors name the 1-based DataFrame row in the message
@@ -670,8 +758,10 @@ def log_from_frame(frame: pd.DataFrame, *, columns: Mapping[str, str] | None = N
     log = _canonical_log(table, rename, src, normalize)
     if embeddings is not None:
         if log.embeddings is not None:
-            raise InputError("the log has inline emb_* columns and --embeddings was also given; "
-                             "use one of them", file=_name_of(embeddings))
+            raise InputError(
+                "the log has inline emb_* columns and --embeddings was also given; use one of them",
+                file=_name_of(embeddings),
+            )
         log.embeddings = _attach_embeddings(log, embeddings)
     return log
 
@@ -708,8 +798,12 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
     codes = _codes(encoded)
     bad = _first(_missing_rows(encoded, codes))
     if bad is not None:
-        raise src.error("speaker_id is empty (or NA); every row needs a speaker",
-                        row=bad, column=actual[logs.SPEAKER], value=_pyvalue(speakers, bad))
+        raise src.error(
+            "speaker_id is empty (or NA); every row needs a speaker",
+            row=bad,
+            column=actual[logs.SPEAKER],
+            value=_pyvalue(speakers, bad),
+        )
     data[logs.SPEAKER] = speakers
     speaker_codes, speaker_ids = _sorted_codes(encoded, codes)
 
@@ -738,9 +832,16 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
     for name in metadata:
         data[name] = _metadata_column(table.column(name))
     frame = _to_frame(data)
-    return UtteranceLog(frame=frame, metadata_columns=metadata, embeddings=embeddings,
-                        error_form=form, notes=notes, text_normalization=normalize if form == "text" else None,
-                        speaker_codes=speaker_codes, speaker_ids=speaker_ids)
+    return UtteranceLog(
+        frame=frame,
+        metadata_columns=metadata,
+        embeddings=embeddings,
+        error_form=form,
+        notes=notes,
+        text_normalization=normalize if form == "text" else None,
+        speaker_codes=speaker_codes,
+        speaker_ids=speaker_ids,
+    )
 
 
 def _missing_rows(encoded: pa.DictionaryArray, codes: np.ndarray) -> np.ndarray:
@@ -777,8 +878,9 @@ def _require_columns(src: Source, present: set[str]) -> None:
         return
     found = [c for c in ERROR_COLUMNS if c in present]
     options = "; ".join(" + ".join(cols) for cols in ERROR_FORMS.values())
-    first_missing = next((c for cols in ERROR_FORMS.values() if set(cols) & present
-                          for c in cols if c not in present), logs.ERRORS)
+    first_missing = next(
+        (c for cols in ERROR_FORMS.values() if set(cols) & present for c in cols if c not in present), logs.ERRORS
+    )
     raise src.error(
         f"no complete error information: add one of these sets of columns: {options} "
         f"(found: {', '.join(found) if found else 'none of them'})",
@@ -796,22 +898,28 @@ def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:
     if duplicate is not None:
         earlier, later = duplicate
         raise src.error(
-            f"utterance_id is repeated: the same id is on {_line_name(src, earlier)}; "
-            "utterance ids must be unique",
-            row=later, column=actual, value=ids[later].as_py(),
+            f"utterance_id is repeated: the same id is on {_line_name(src, earlier)}; utterance ids must be unique",
+            row=later,
+            column=actual,
+            value=ids[later].as_py(),
         )
     if missing.any():
         ids = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), ids)
     return ids
 
 
-def _error_information(table: pa.Table, actual: dict[str, str], present: set[str], src: Source,
-                       normalize: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _error_information(
+    table: pa.Table, actual: dict[str, str], present: set[str], src: Source, normalize: str
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Errors and ref_words from the first complete error form, checked against every other one."""
     forms = [name for name, cols in ERROR_FORMS.items() if set(cols) <= present]
-    count_what = {logs.ERRORS: "error counts", SUBSTITUTIONS: "substitution counts",
-                  DELETIONS: "deletion counts", INSERTIONS: "insertion counts",
-                  logs.REF_WORDS: "reference word counts"}
+    count_what = {
+        logs.ERRORS: "error counts",
+        SUBSTITUTIONS: "substitution counts",
+        DELETIONS: "deletion counts",
+        INSERTIONS: "insertion counts",
+        logs.REF_WORDS: "reference word counts",
+    }
     counts = {c: _counts(table, actual[c], src, count_what[c]) for c in count_what if c in present}
     derived: dict[str, tuple[np.ndarray, np.ndarray | None, str]] = {}  # form -> errors, ref, text
     if "errors" in forms:
@@ -821,33 +929,51 @@ def _error_information(table: pa.Table, actual: dict[str, str], present: set[str
         derived["sdi"] = (sdi, counts[logs.REF_WORDS], "substitutions+deletions+insertions")
     if "wer" in forms:
         wer = _floats(table, actual[WER], src, "wer (word error rate)", 0.0, MAX_WER, False)
-        derived["wer"] = (_checked_total(np.floor(wer * counts[logs.REF_WORDS] + 0.5).astype(np.int64), src, actual[WER],
-                                         "errors (round(wer x ref_words))"),
-                          counts[logs.REF_WORDS], "round(wer x ref_words)")
+        derived["wer"] = (
+            _checked_total(
+                np.floor(wer * counts[logs.REF_WORDS] + 0.5).astype(np.int64),
+                src,
+                actual[WER],
+                "errors (round(wer x ref_words))",
+            ),
+            counts[logs.REF_WORDS],
+            "round(wer x ref_words)",
+        )
     if "text" in forms:
-        scored = score_texts(_text_column(table, actual[REFERENCE]),
-                             _text_column(table, actual[HYPOTHESIS]), normalize)
-        derived["text"] = (scored["errors"].to_numpy(), scored["ref_words"].to_numpy(),
-                           f"scoring reference vs hypothesis (normalize={normalize})")
+        scored = score_texts(_text_column(table, actual[REFERENCE]), _text_column(table, actual[HYPOTHESIS]), normalize)
+        derived["text"] = (
+            scored["errors"].to_numpy(),
+            scored["ref_words"].to_numpy(),
+            f"scoring reference vs hypothesis (normalize={normalize})",
+        )
     primary = forms[0]
     errors, ref_words, _ = derived[primary]
     for other in forms[1:]:
         _check_agreement(table, actual, src, derived[primary], primary, derived[other], other)
     # a lone errors or ref_words column outside any complete form must still agree
     if logs.ERRORS in counts and "errors" not in forms:
-        _check_agreement(table, actual, src, derived[primary], primary,
-                         (counts[logs.ERRORS], None, "errors"), [actual[logs.ERRORS]])
+        _check_agreement(
+            table, actual, src, derived[primary], primary, (counts[logs.ERRORS], None, "errors"), [actual[logs.ERRORS]]
+        )
     if logs.REF_WORDS in counts and not set(forms) & {"errors", "sdi", "wer"}:
-        _check_agreement(table, actual, src, derived[primary], primary,
-                         (None, counts[logs.REF_WORDS], "ref_words"), [actual[logs.REF_WORDS]])
+        _check_agreement(
+            table,
+            actual,
+            src,
+            derived[primary],
+            primary,
+            (None, counts[logs.REF_WORDS], "ref_words"),
+            [actual[logs.REF_WORDS]],
+        )
     return errors.astype(np.int64), ref_words.astype(np.int64), primary
 
 
 Derived = tuple  # (errors or None, ref_words or None, how it was computed)
 
 
-def _check_agreement(table: pa.Table, actual: dict[str, str], src: Source, a: Derived,
-                     form_a: str, b: Derived, form_b: str | list[str]) -> None:
+def _check_agreement(
+    table: pa.Table, actual: dict[str, str], src: Source, a: Derived, form_a: str, b: Derived, form_b: str | list[str]
+) -> None:
     """Two forms of error information must give the same errors and ref_words on every row."""
     differs = np.zeros(table.num_rows, bool)
     for k in (0, 1):
@@ -870,7 +996,9 @@ def _check_agreement(table: pa.Table, actual: dict[str, str], src: Source, a: De
     raise src.error(
         f"the error information disagrees on this row: {sides[0]}, but {sides[1]}; "
         "when several forms are present they must agree (drop the wrong columns)",
-        row=bad, column=column, value=_pyvalue(_as_plain(table.column(column)), bad),
+        row=bad,
+        column=column,
+        value=_pyvalue(_as_plain(table.column(column)), bad),
     )
 
 
@@ -890,23 +1018,27 @@ def _shown_values(table: pa.Table, cols: list[str], row: int) -> str:
     return ", ".join(parts)
 
 
-def _coordinates(table: pa.Table, actual: dict[str, str], present: set[str], src: Source,
-                 data: dict[str, object]) -> None:
+def _coordinates(
+    table: pa.Table, actual: dict[str, str], present: set[str], src: Source, data: dict[str, object]
+) -> None:
     """Latitude/longitude as float64 (NaN = missing); both or neither, on every row."""
     has = [c for c in (logs.LATITUDE, logs.LONGITUDE) if c in present]
     if not has:
         return
     if len(has) == 1:
         missing = logs.LONGITUDE if has[0] == logs.LATITUDE else logs.LATITUDE
-        raise src.error(f"the file has a {has[0]} column but no {missing} column; give both or neither",
-                        column=missing)
+        raise src.error(f"the file has a {has[0]} column but no {missing} column; give both or neither", column=missing)
     lat = _floats(table, actual[logs.LATITUDE], src, "latitude (WGS84 degrees)", -90.0, 90.0, True)
     lon = _floats(table, actual[logs.LONGITUDE], src, "longitude (WGS84 degrees)", -180.0, 180.0, True)
     half = _first(np.isnan(lat) != np.isnan(lon))
     if half is not None:
         empty = actual[logs.LATITUDE] if np.isnan(lat[half]) else actual[logs.LONGITUDE]
-        raise src.error("this row has only one of latitude and longitude; give both or leave both empty",
-                        row=half, column=empty, value="")
+        raise src.error(
+            "this row has only one of latitude and longitude; give both or leave both empty",
+            row=half,
+            column=empty,
+            value="",
+        )
     data[logs.LATITUDE] = lat
     data[logs.LONGITUDE] = lon
 
@@ -918,7 +1050,9 @@ def _zip_codes(table: pa.Table, actual: str, src: Source, notes: list[str] | Non
     if result.bad_index is not None:
         raise src.error(
             "malformed ZIP code: expected 5 digits or ZIP+4 (12345 or 12345-6789)",
-            row=result.bad_index, column=actual, value=_pyvalue(arr, result.bad_index),
+            row=result.bad_index,
+            column=actual,
+            value=_pyvalue(arr, result.bad_index),
         )
     if result.repaired and notes is not None:
         notes.append(
@@ -935,8 +1069,17 @@ def _metadata_column(arr: pa.ChunkedArray) -> pd.Series | pa.Array:
     every value can be counted and grouped."""
     arr = _as_plain(arr)
     if pa.types.is_nested(arr.type) or pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-        arr = pa.array([None if v is None else v.decode("utf-8", "replace") if isinstance(v, bytes)
-                        else json.dumps(v, default=str, sort_keys=True) for v in arr.to_pylist()], pa.string())
+        arr = pa.array(
+            [
+                None
+                if v is None
+                else v.decode("utf-8", "replace")
+                if isinstance(v, bytes)
+                else json.dumps(v, default=str, sort_keys=True)
+                for v in arr.to_pylist()
+            ],
+            pa.string(),
+        )
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         missing = pc.is_in(arr, value_set=pa.array(_MISSING_TEXT, arr.type))
         arr = pc.if_else(missing, pa.scalar(None, arr.type), arr)
@@ -969,8 +1112,7 @@ def _embedding_columns(names: list[str], src: Source) -> list[str]:
     for index in range(len(found)):
         if index not in found:
             raise src.error(
-                f"embedding columns must be emb_0 ... emb_{len(found) - 1} without gaps, "
-                f"but emb_{index} is missing",
+                f"embedding columns must be emb_0 ... emb_{len(found) - 1} without gaps, but emb_{index} is missing",
                 column=f"emb_{index}",
             )
     return [found[i] for i in range(len(found))]
@@ -988,16 +1130,26 @@ def _vectors_from_columns(table: pa.Table, emb_columns: list[str], src: Source) 
             too_large = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)  # would become infinite as float32
         bad = _first(missing | nonnumeric | ~np.isfinite(values) | too_large)
         if bad is not None and (first_bad is None or bad < first_bad[0]):
-            reason = (f"is empty: every row needs all {d} embedding values (mixed dimensions)"
-                      if missing[bad] else "is not a number" if nonnumeric[bad] else
-                      f"is beyond +-{FLOAT32_MAX:.3g}, the float32 range" if too_large[bad] else "is infinite")
+            reason = (
+                f"is empty: every row needs all {d} embedding values (mixed dimensions)"
+                if missing[bad]
+                else "is not a number"
+                if nonnumeric[bad]
+                else f"is beyond +-{FLOAT32_MAX:.3g}, the float32 range"
+                if too_large[bad]
+                else "is infinite"
+            )
             first_bad = (bad, name, reason)
         if first_bad is None:
             vectors[:, j] = values
     if first_bad is not None:
         row, name, reason = first_bad
-        raise src.error(f"embedding values must be finite numbers (this one {reason})",
-                        row=row, column=name, value=_pyvalue(_as_plain(table.column(name)), row))
+        raise src.error(
+            f"embedding values must be finite numbers (this one {reason})",
+            row=row,
+            column=name,
+            value=_pyvalue(_as_plain(table.column(name)), row),
+        )
     _check_nonzero(vectors, src, emb_columns[0])
     return vectors
 
@@ -1006,9 +1158,13 @@ def _check_nonzero(vectors: np.ndarray, src: Source, column: str | None) -> None
     """All-zero vectors have no direction: an InputError at the first one."""
     zero = _first(~np.any(vectors != 0, axis=1)) if vectors.size else None
     if zero is not None:
-        raise src.error("this embedding vector is all zeros, which has no direction to normalise; "
-                        "drop the row or supply a real embedding", row=zero, column=column,
-                        value="0" if src.fmt.kind in ("parquet", "npy") else _UNSET)
+        raise src.error(
+            "this embedding vector is all zeros, which has no direction to normalise; "
+            "drop the row or supply a real embedding",
+            row=zero,
+            column=column,
+            value="0" if src.fmt.kind in ("parquet", "npy") else _UNSET,
+        )
 
 
 def _check_vectors(vectors: np.ndarray, src: Source, column: str | None) -> np.ndarray:
@@ -1017,8 +1173,12 @@ def _check_vectors(vectors: np.ndarray, src: Source, column: str | None) -> np.n
     bad = _first(~finite.all(axis=1))
     if bad is not None:
         j = int(np.flatnonzero(~finite[bad])[0])
-        raise src.error(f"embedding values must be finite numbers (component {j} is "
-                        f"{vectors[bad, j]})", row=bad, column=column, value=float(vectors[bad, j]))
+        raise src.error(
+            f"embedding values must be finite numbers (component {j} is {vectors[bad, j]})",
+            row=bad,
+            column=column,
+            value=float(vectors[bad, j]),
+        )
     _check_nonzero(vectors, src, column)
     return vectors
 
@@ -1048,8 +1208,9 @@ def _read_embeddings(path: str | Path | pd.DataFrame) -> tuple[EmbeddingTable, b
     src = source_for(path, allowed=("csv", "tsv", "parquet", "npy"))
     if src.fmt.kind == "npy":
         return _read_npy_embeddings(src)
-    table, _ = read_table(src, string_columns=(logs.SPEAKER, logs.UTTERANCE),
-                          canonical_names=(logs.SPEAKER, logs.UTTERANCE))
+    table, _ = read_table(
+        src, string_columns=(logs.SPEAKER, logs.UTTERANCE), canonical_names=(logs.SPEAKER, logs.UTTERANCE)
+    )
     return _embeddings_from_table(table, src)
 
 
@@ -1058,14 +1219,17 @@ def _embeddings_from_table(table: pa.Table, src: Source) -> tuple[EmbeddingTable
     keys = [k for k in (logs.SPEAKER, logs.UTTERANCE) if k in table.column_names]
     if len(keys) != 1:
         problem = "has both" if keys else "has neither"
-        raise src.error(f"an embeddings file needs exactly one id column, speaker_id or utterance_id; "
-                        f"this one {problem}", column=logs.SPEAKER)
+        raise src.error(
+            f"an embeddings file needs exactly one id column, speaker_id or utterance_id; this one {problem}",
+            column=logs.SPEAKER,
+        )
     key = keys[0]
     ids = _text_column(table, key)
     bad = _first(_missing_text(ids))
     if bad is not None:
-        raise src.error(f"{key} is empty (or NA); every embedding needs an id", row=bad, column=key,
-                        value=_pyvalue(ids, bad))
+        raise src.error(
+            f"{key} is empty (or NA); every embedding needs an id", row=bad, column=key, value=_pyvalue(ids, bad)
+        )
     _raise_duplicate_ids(ids, src, key)
     emb_columns = _embedding_columns(table.column_names, src)
     if emb_columns:
@@ -1073,8 +1237,10 @@ def _embeddings_from_table(table: pa.Table, src: Source) -> tuple[EmbeddingTable
     elif "embedding" in table.column_names:
         vectors = _vectors_from_list_column(table, "embedding", src)
     else:
-        raise src.error("no embedding columns: expected emb_0, emb_1, ... (or, in Parquet, one "
-                        "list-valued 'embedding' column)", column="emb_0")
+        raise src.error(
+            "no embedding columns: expected emb_0, emb_1, ... (or, in Parquet, one list-valued 'embedding' column)",
+            column="emb_0",
+        )
     ids_np = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
     return EmbeddingTable(key=key, vectors=vectors, ids=ids_np, source=src.name), True
 
@@ -1086,18 +1252,25 @@ def _raise_duplicate_ids(ids: pa.Array, src: Source, key: str, line_offset: int 
         return
     earlier, later = duplicate
     if line_offset is not None:  # a sidecar id list: lines are known directly
-        raise InputError(f"{key} is repeated: the same id is on line {earlier + line_offset}; "
-                         "each id may have one embedding", file=src.name, line=later + line_offset,
-                         column=key, value=ids[later].as_py())
-    raise src.error(f"{key} is repeated: the same id is on {_line_name(src, earlier)}; "
-                    "each id may have one embedding", row=later, column=key, value=ids[later].as_py())
+        raise InputError(
+            f"{key} is repeated: the same id is on line {earlier + line_offset}; each id may have one embedding",
+            file=src.name,
+            line=later + line_offset,
+            column=key,
+            value=ids[later].as_py(),
+        )
+    raise src.error(
+        f"{key} is repeated: the same id is on {_line_name(src, earlier)}; each id may have one embedding",
+        row=later,
+        column=key,
+        value=ids[later].as_py(),
+    )
 
 
 def _vectors_from_list_column(table: pa.Table, name: str, src: Source) -> np.ndarray:
     """A list-valued column of equal-length float lists as a float32 matrix."""
     arr = _as_plain(table.column(name))
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)
-            or pa.types.is_fixed_size_list(arr.type)):
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
         raise src.error(f"the 'embedding' column must hold lists of numbers, not {arr.type}", column=name)
     lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
     d = int(lengths[0])
@@ -1105,8 +1278,12 @@ def _vectors_from_list_column(table: pa.Table, name: str, src: Source) -> np.nda
     if bad is not None or d <= 0:
         row = bad if bad is not None else 0
         got = "no vector" if lengths[row] < 0 else f"{lengths[row]} values"
-        raise src.error(f"every embedding must have the same dimension ({d} on the first row); "
-                        f"this row has {got}", row=row, column=name, value=int(lengths[row]))
+        raise src.error(
+            f"every embedding must have the same dimension ({d} on the first row); this row has {got}",
+            row=row,
+            column=name,
+            value=int(lengths[row]),
+        )
     flat = _as_plain(pc.list_flatten(arr))
     if pa.types.is_floating(flat.type) and flat.null_count == 0:  # the usual case: no copy to float64
         values = flat.to_numpy(zero_copy_only=False)
@@ -1115,8 +1292,12 @@ def _vectors_from_list_column(table: pa.Table, name: str, src: Source) -> np.nda
         values, missing, nonnumeric = _numeric(flat)
     if (missing | nonnumeric).any():
         k = _first(missing | nonnumeric)
-        raise src.error("embedding values must be finite numbers (a component is empty or not a "
-                        "number)", row=k // d, column=name, value=_pyvalue(flat, k))
+        raise src.error(
+            "embedding values must be finite numbers (a component is empty or not a number)",
+            row=k // d,
+            column=name,
+            value=_pyvalue(flat, k),
+        )
     return _check_vectors(values.reshape(-1, d).astype(np.float32, copy=False), src, name)
 
 
@@ -1127,13 +1308,18 @@ def _read_npy_embeddings(src: Source) -> tuple[EmbeddingTable, bool]:
     except (ValueError, OSError, EOFError) as exc:
         raise src.error(f"not a readable .npy array of numbers: {exc}") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number) or array.shape[1] == 0:
-        raise src.error(f"the array must be 2-D numbers (one row per id), not shape {array.shape} "
-                        f"of {array.dtype}", value=str(array.shape))
+        raise src.error(
+            f"the array must be 2-D numbers (one row per id), not shape {array.shape} of {array.dtype}",
+            value=str(array.shape),
+        )
     vectors = _check_vectors(np.asarray(array, dtype=np.float32), src, None)
     ids, key, known, sidecar, offset = _read_sidecar_ids(src)
     if len(ids) != len(vectors):
-        raise InputError(f"the id list has {len(ids)} ids but the array {src.name} has "
-                         f"{len(vectors)} rows; they must match one to one", file=sidecar.name)
+        raise InputError(
+            f"the id list has {len(ids)} ids but the array {src.name} has "
+            f"{len(vectors)} rows; they must match one to one",
+            file=sidecar.name,
+        )
     _raise_duplicate_ids(ids, sidecar, key, line_offset=offset)
     ids_np = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
     return EmbeddingTable(key=key, vectors=vectors, ids=ids_np, source=src.name), known
@@ -1145,8 +1331,10 @@ def _read_sidecar_ids(src: Source) -> tuple[pa.Array, str, bool, Source, int]:
     candidates = [src.path.with_name(stem + ext) for ext in (".ids.txt", ".ids.csv")]
     found = [p for p in candidates if p.exists()]
     if not found:
-        raise src.error(f"an .npy embeddings file needs a sidecar id list, one id per line: "
-                        f"{candidates[0].name} or {candidates[1].name}")
+        raise src.error(
+            f"an .npy embeddings file needs a sidecar id list, one id per line: "
+            f"{candidates[0].name} or {candidates[1].name}"
+        )
     sidecar = Source(found[0], str(found[0]), FileFormat("csv"))
     raw = found[0].read_bytes()
     try:
@@ -1165,8 +1353,13 @@ def _read_sidecar_ids(src: Source) -> tuple[pa.Array, str, bool, Source, int]:
     ids = [line.strip() for line in lines]
     for number, value in enumerate(ids):
         if not value:
-            raise InputError("empty id: the id list needs one non-empty id per line",
-                             file=sidecar.name, line=number + offset, column=key, value="")
+            raise InputError(
+                "empty id: the id list needs one non-empty id per line",
+                file=sidecar.name,
+                line=number + offset,
+                column=key,
+                value="",
+            )
     return pa.array(ids, pa.string()), key, known, sidecar, offset
 
 
@@ -1192,19 +1385,25 @@ def _attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> Em
         overlaps = {key: matches(log_values(key)) for key in present}
         table.key = max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER))
     if table.key not in present:
-        raise InputError("the embeddings are keyed by utterance_id but the log has no utterance_id "
-                         "column", file=name, column=logs.UTTERANCE)
+        raise InputError(
+            "the embeddings are keyed by utterance_id but the log has no utterance_id column",
+            file=name,
+            column=logs.UTTERANCE,
+        )
     values = log_values(table.key)
     matched = matches(values)
     if matched == 0:
         example = table.ids[0] if len(table.ids) else ""
-        raise InputError(f"none of the {len(ids)} ids in the embeddings file match a {table.key} in "
-                         "the log; check the id column and the --column mapping", file=name,
-                         column=table.key, value=example)
+        raise InputError(
+            f"none of the {len(ids)} ids in the embeddings file match a {table.key} in "
+            "the log; check the id column and the --column mapping",
+            file=name,
+            column=table.key,
+            value=example,
+        )
     without = len(values) - matched
     if without:
-        log.notes.append(f"{without} of {len(values)} {table.key} values in the log have "
-                         f"no embedding in {name}")
+        log.notes.append(f"{without} of {len(values)} {table.key} values in the log have no embedding in {name}")
     unused = len(ids) - matched
     if unused:
         log.notes.append(f"{unused} embeddings in {name} belong to no {table.key} in the log")
@@ -1224,25 +1423,35 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
     src = source_for(path)
     table, _ = read_table(src, string_columns=(logs.ZIP_CODE,), canonical_names=(logs.ZIP_CODE,))
     if logs.ZIP_CODE not in table.column_names:
-        raise src.error(f"the required column 'zip_code' is missing; the file's columns are: "
-                        f"{_list_names(src.header)}", column=logs.ZIP_CODE)
+        raise src.error(
+            f"the required column 'zip_code' is missing; the file's columns are: {_list_names(src.header)}",
+            column=logs.ZIP_CODE,
+        )
     attributes = [c for c in DEMOGRAPHIC_ATTRIBUTES if c in table.column_names]
     if not attributes:
-        raise src.error("no census attribute columns; expected at least one of: "
-                        + ", ".join(DEMOGRAPHIC_ATTRIBUTES), column=None)
+        raise src.error(
+            "no census attribute columns; expected at least one of: " + ", ".join(DEMOGRAPHIC_ATTRIBUTES), column=None
+        )
     notes: list[str] = []
     zips = _zip_codes(table, logs.ZIP_CODE, src, notes)
     bad = _first(zips.is_null().to_numpy(zero_copy_only=False))
     if bad is not None:
-        raise src.error("zip_code is empty; every row of a demographics table needs a ZIP code",
-                        row=bad, column=logs.ZIP_CODE, value="")
+        raise src.error(
+            "zip_code is empty; every row of a demographics table needs a ZIP code",
+            row=bad,
+            column=logs.ZIP_CODE,
+            value="",
+        )
     duplicate = _first_duplicate(zips)
     if duplicate is not None:
         earlier, later = duplicate
-        raise src.error(f"ZIP code {zips[later].as_py()} is repeated (first on "
-                        f"{_line_name(src, earlier)}); each ZIP code may appear once",
-                        row=later, column=logs.ZIP_CODE,
-                        value=_pyvalue(_as_plain(table.column(logs.ZIP_CODE)), later))
+        raise src.error(
+            f"ZIP code {zips[later].as_py()} is repeated (first on "
+            f"{_line_name(src, earlier)}); each ZIP code may appear once",
+            row=later,
+            column=logs.ZIP_CODE,
+            value=_pyvalue(_as_plain(table.column(logs.ZIP_CODE)), later),
+        )
     data = {}
     for name in attributes:
         low, high = DEMOGRAPHIC_ATTRIBUTES[name]
@@ -1250,8 +1459,7 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
         data[name] = _floats(table, name, src, what, low, high, True)
     ignored = [c for c in table.column_names if c != logs.ZIP_CODE and c not in attributes]
     if ignored:
-        notes.append(f"ignored columns of {src.name} that are not census attributes: "
-                     f"{_list_names(ignored)}")
+        notes.append(f"ignored columns of {src.name} that are not census attributes: {_list_names(ignored)}")
     frame = pd.DataFrame(data, index=pd.Index(zips.to_pandas().astype("str"), name=logs.ZIP_CODE))
     frame.attrs["notes"] = notes
     return frame
@@ -1281,8 +1489,11 @@ def _write_tsv(table: pa.Table, stream, name: str) -> None:
             text = pc.fill_null(pc.cast(column, pa.string()), "")
             bad = pc.match_substring_regex(text, r"[\t\r\n]")
             if pc.any(bad).as_py():
-                raise InputError("a value holds a tab or a line break, which TSV can not represent; "
-                                 "write CSV or Parquet instead", file=name, column=column_name)
+                raise InputError(
+                    "a value holds a tab or a line break, which TSV can not represent; write CSV or Parquet instead",
+                    file=name,
+                    column=column_name,
+                )
             texts.append(text)
         lines = pc.binary_join_element_wise(*texts, pa.scalar("\t")) if len(texts) > 1 else texts[0]
         lines = pc.binary_join_element_wise(lines, pa.scalar(""), pa.scalar("\n"))

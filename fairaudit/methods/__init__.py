@@ -12,6 +12,11 @@ from fairaudit.methods.registry import method_class, method_names
 from fairaudit.methods.zip_demographic import ZipDemographic
 
 __all__ = [
-    "AttributeGroups", "CohortMethod", "EmbeddingKMeans", "GeoTree", "ZipDemographic",
-    "method_class", "method_names",
+    "AttributeGroups",
+    "CohortMethod",
+    "EmbeddingKMeans",
+    "GeoTree",
+    "ZipDemographic",
+    "method_class",
+    "method_names",
 ]

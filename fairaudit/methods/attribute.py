@@ -13,10 +13,10 @@ import pandas as pd
 
 from fairaudit.errors import UsageError
 from fairaudit.methods.base import CohortMethod, definition_cells
-from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 
 
 @register
@@ -37,7 +37,7 @@ class AttributeGroups(CohortMethod):
             raise UsageError("the attribute method needs at least one column: use --by COLUMN")
 
     @classmethod
-    def from_options(cls, opts) -> list["AttributeGroups"]:
+    def from_options(cls, opts) -> list[AttributeGroups]:
         """One method per distinct --by spec (a repeated spec is one audit)."""
         return [cls(by=spec, min_speakers=opts.min_speakers) for spec in dict.fromkeys(opts.by or [])]
 
@@ -45,7 +45,7 @@ class AttributeGroups(CohortMethod):
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.by
 
-    def fit(self, speakers: SpeakerTable) -> "AttributeGroups":
+    def fit(self, speakers: SpeakerTable) -> AttributeGroups:
         keys, known = self._keys(speakers)
         self.groups_ = sorted(pd.unique(keys[known]).tolist())
         self.partition_ = self.assign(speakers)
@@ -81,7 +81,7 @@ class AttributeGroups(CohortMethod):
         }
 
     @classmethod
-    def from_definition(cls, definition: dict, context: dict | None = None) -> "AttributeGroups":
+    def from_definition(cls, definition: dict, context: dict | None = None) -> AttributeGroups:
         by = definition.get("by")
         if not isinstance(by, list) or not by or not all(isinstance(c, str) for c in by):
             raise ValueError("an attribute definition needs 'by': a list of column names")
@@ -90,7 +90,9 @@ class AttributeGroups(CohortMethod):
         return method
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
-        return fixed_partition_statistic(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+        return fixed_partition_statistic(
+            self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule
+        )
 
     def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
         """One string key per speaker ("indian & female" for intersections) and a known-mask."""

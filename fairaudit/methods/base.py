@@ -38,7 +38,7 @@ class CohortMethod(ABC):
     partition_: Partition
 
     @classmethod
-    def from_options(cls, opts: "AuditOptions") -> list["CohortMethod"]:
+    def from_options(cls, opts: AuditOptions) -> list[CohortMethod]:
         """The method instance(s) an audit with these options runs (usually one)."""
         raise NotImplementedError
 
@@ -49,7 +49,7 @@ class CohortMethod(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no portable cohort definitions")
 
     @classmethod
-    def from_definition(cls, definition: dict, context: dict | None = None) -> "CohortMethod":
+    def from_definition(cls, definition: dict, context: dict | None = None) -> CohortMethod:
         """A fitted method that assigns speakers to the stored cohorts (no discovery).
 
         ``context`` carries what a definition refers to but does not hold (e.g. the census
@@ -58,7 +58,7 @@ class CohortMethod(ABC):
         raise NotImplementedError(f"{cls.__name__} cannot be rebuilt from stored definitions")
 
     @abstractmethod
-    def fit(self, speakers: SpeakerTable) -> "CohortMethod":
+    def fit(self, speakers: SpeakerTable) -> CohortMethod:
         """Learn cohort rules from ``speakers`` and set ``partition_`` (a partition of them)."""
 
     @abstractmethod
@@ -77,7 +77,9 @@ class CohortMethod(ABC):
         for row, order in enumerate(permutations):
             shuffled = speakers.with_outcomes(errors[order], words[order])
             method = copy.deepcopy(self).fit(shuffled)
-            gaps[row] = fixed_partition_statistic(method.partition_, errors[order][None, :], words[order][None, :], rule)[0]
+            gaps[row] = fixed_partition_statistic(
+                method.partition_, errors[order][None, :], words[order][None, :], rule
+            )[0]
         return gaps
 
     def check_requirements(self, speakers: SpeakerTable) -> list[str]:

@@ -14,11 +14,10 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.methods.base import CohortMethod, definition_cells
-
-from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 
 PROFILE_COLUMNS = 3  # metadata columns shown in a cluster's description
 
@@ -38,12 +37,14 @@ class EmbeddingKMeans(CohortMethod):
         self.seed = seed
 
     @classmethod
-    def from_options(cls, opts) -> list["EmbeddingKMeans"]:
+    def from_options(cls, opts) -> list[EmbeddingKMeans]:
         return [cls(clusters=opts.clusters, min_speakers=opts.min_speakers, seed=opts.seed)]
 
-    def fit(self, speakers: SpeakerTable) -> "EmbeddingKMeans":
+    def fit(self, speakers: SpeakerTable) -> EmbeddingKMeans:
         vectors, present = _vectors(speakers)
-        self.n_clusters_ = auto_cluster_count(int(present.sum()), self.min_speakers) if self.clusters == "auto" else int(self.clusters)
+        self.n_clusters_ = (
+            auto_cluster_count(int(present.sum()), self.min_speakers) if self.clusters == "auto" else int(self.clusters)
+        )
         self.centroids_: np.ndarray | None = None
         self.cluster_ids_: list[str] = []
         self.profiles_: list[list[dict]] = []
@@ -70,8 +71,10 @@ class EmbeddingKMeans(CohortMethod):
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
         if self.centroids_ is not None and present.any():
             if vectors.shape[1] != self.centroids_.shape[1]:
-                raise ValueError(f"the stored clusters are in a {self.centroids_.shape[1]}-dimensional embedding space; "
-                                 f"this log's embeddings have {vectors.shape[1]} dimensions (another embedding model?)")
+                raise ValueError(
+                    f"the stored clusters are in a {self.centroids_.shape[1]}-dimensional embedding space; "
+                    f"this log's embeddings have {vectors.shape[1]} dimensions (another embedding model?)"
+                )
             labels[present] = nearest_centroid(vectors[present], self.centroids_)
         reasons = {}
         if (~present).any():
@@ -94,12 +97,14 @@ class EmbeddingKMeans(CohortMethod):
             "rule": "a speaker is in the cluster whose centroid is nearest (Euclidean distance) to its embedding",
             "normalisation": "utterance vectors averaged per speaker, the mean L2-normalised (SPEC 2)",
             "dimension": int(centroids.shape[1]) if len(centroids) else None,
-            "cells": [{"id": cid, "description": text, "centroid": [float(v) for v in row]}
-                      for cid, text, row in zip(self.cluster_ids_, self.descriptions_, centroids)],
+            "cells": [
+                {"id": cid, "description": text, "centroid": [float(v) for v in row]}
+                for cid, text, row in zip(self.cluster_ids_, self.descriptions_, centroids)
+            ],
         }
 
     @classmethod
-    def from_definition(cls, definition: dict, context: dict | None = None) -> "EmbeddingKMeans":
+    def from_definition(cls, definition: dict, context: dict | None = None) -> EmbeddingKMeans:
         cells = definition_cells(definition)
         method = cls()
         centroids = [cell.get("centroid") for cell in cells]
@@ -116,7 +121,9 @@ class EmbeddingKMeans(CohortMethod):
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Clusters are fixed; only the ranking depends on outcomes."""
-        return fixed_partition_statistic(self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule)
+        return fixed_partition_statistic(
+            self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule
+        )
 
 
 #: Above this many speakers k-means runs one seeded k-means++ start instead of the best of four

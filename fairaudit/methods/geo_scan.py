@@ -64,13 +64,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fairaudit.model.log import LATITUDE, LONGITUDE
-from fairaudit.methods.base import CohortMethod, definition_cells
-from fairaudit.stats.selection import SelectionRule
-from fairaudit.methods.registry import register
-from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.geodata.distance import EARTH_RADIUS_KM
+from fairaudit.methods.base import CohortMethod, definition_cells
+from fairaudit.methods.registry import register
+from fairaudit.model.log import LATITUDE, LONGITUDE
+from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.selection import SelectionRule
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -128,14 +128,14 @@ class GeoScan(CohortMethod):
         self.max_centres = max_centres
 
     @classmethod
-    def from_options(cls, opts: "AuditOptions") -> list["GeoScan"]:
+    def from_options(cls, opts: AuditOptions) -> list[GeoScan]:
         """One scan with the audit's minimum cell size, window share and seed."""
         share = getattr(opts, "max_window_share", 0.5)
         return [cls(min_speakers=opts.min_speakers, max_window_share=share, seed=opts.seed)]
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def fit(self, speakers: SpeakerTable) -> "GeoScan":
+    def fit(self, speakers: SpeakerTable) -> GeoScan:
         """Scan every candidate window, keep the best and the significant disjoint others."""
         self._check_params()
         scan = self._scan_for(speakers)
@@ -151,8 +151,9 @@ class GeoScan(CohortMethod):
             scores = _speaker_scores(errors, words, self.rate_, self.overdispersion_)
             self.min_score_ = self._noise_threshold(scan, scores)
             z, excess, variance = _window_statistics(scan, scores[None, :])
-            kept = _choose_windows(scan, z[:, 0], excess[:, 0], variance[0], self.min_score_, self.max_windows,
-                                   self._speaker_cap(scan))
+            kept = _choose_windows(
+                scan, z[:, 0], excess[:, 0], variance[0], self.min_score_, self.max_windows, self._speaker_cap(scan)
+            )
             self.windows_ = [_window_record(scan, w, float(z[w, 0]), rank) for rank, w in enumerate(kept)]
         self.partition_ = self.assign(speakers)
         return self
@@ -168,23 +169,25 @@ class GeoScan(CohortMethod):
         if not (self.min_score == "auto" or isinstance(self.min_score, (int, float))):
             raise ValueError("min_score must be 'auto' or a number")
 
-    def _speaker_cap(self, scan: "_Scan") -> float:
+    def _speaker_cap(self, scan: _Scan) -> float:
         """Most located speakers that all windows together may hold."""
         return self.max_window_share * scan.n_located
 
-    def _noise_threshold(self, scan: "_Scan", scores: np.ndarray) -> float:
+    def _noise_threshold(self, scan: _Scan, scores: np.ndarray) -> float:
         """Score a secondary window must beat: a high quantile of the best score on shuffles
         of the located speakers' outcomes (their scores move with them)."""
         if self.min_score != "auto":
             return float(self.min_score)
         rng = np.random.default_rng([self.seed, 0x5CA7])
-        best = np.concatenate([
-            _window_statistics(scan, rng.permuted(np.tile(scores, (rows, 1)), axis=1))[0].max(axis=0)
-            for rows in _block_sizes(NOISE_SHUFFLES)
-        ])
+        best = np.concatenate(
+            [
+                _window_statistics(scan, rng.permuted(np.tile(scores, (rows, 1)), axis=1))[0].max(axis=0)
+                for rows in _block_sizes(NOISE_SHUFFLES)
+            ]
+        )
         return float(np.quantile(best, NOISE_QUANTILE))
 
-    def _scan_for(self, speakers: SpeakerTable) -> "_Scan":
+    def _scan_for(self, speakers: SpeakerTable) -> _Scan:
         """The outcome-free scan geometry of ``speakers`` (cached: null_gaps reuses fit's)."""
         lat, lon, located = _coordinates(speakers)
         cached = getattr(self, "_scan_cache", None)
@@ -230,29 +233,47 @@ class GeoScan(CohortMethod):
 
     def definition(self) -> dict:
         """The windows (grid centre, listed radius) and the membership rule."""
-        cells = [{"id": w["id"], "description": describe_window(w), "centre_lat": w["centre_lat"],
-                  "centre_lon": w["centre_lon"], "radius_km": w["radius_km"]} for w in self.windows_]
+        cells = [
+            {
+                "id": w["id"],
+                "description": describe_window(w),
+                "centre_lat": w["centre_lat"],
+                "centre_lon": w["centre_lon"],
+                "radius_km": w["radius_km"],
+            }
+            for w in self.windows_
+        ]
         cells.append({"id": OUTSIDE_ID, "description": "located speakers in no window"})
         return {
             "rule": f"a speaker is in the first window (in this order) whose centre is within its radius of the centre "
-                    f"of the speaker's {LOCATION_GRID_DEG}-degree grid cell (great-circle distance); else outside",
+            f"of the speaker's {LOCATION_GRID_DEG}-degree grid cell (great-circle distance); else outside",
             "location_grid_deg": LOCATION_GRID_DEG,
             "cells": cells,
         }
 
     @classmethod
-    def from_definition(cls, definition: dict, context: dict | None = None) -> "GeoScan":
+    def from_definition(cls, definition: dict, context: dict | None = None) -> GeoScan:
         cells = definition_cells(definition)
         if definition.get("location_grid_deg") != LOCATION_GRID_DEG:
-            raise ValueError(f"the windows were defined on a {definition.get('location_grid_deg')}-degree location grid; "
-                             f"this version uses {LOCATION_GRID_DEG}")
+            raise ValueError(
+                f"the windows were defined on a {definition.get('location_grid_deg')}-degree location grid; "
+                f"this version uses {LOCATION_GRID_DEG}"
+            )
         method = cls()
         windows = [c for c in cells if c["id"] != OUTSIDE_ID]
         for cell in windows:
             if not all(isinstance(cell.get(k), (int, float)) for k in ("centre_lat", "centre_lon", "radius_km")):
                 raise ValueError(f"window {cell['id']} needs numeric centre_lat, centre_lon and radius_km")
-        method.windows_ = [{"id": c["id"], "centre_lat": float(c["centre_lat"]), "centre_lon": float(c["centre_lon"]),
-                            "radius_km": float(c["radius_km"]), "score": None} for c in windows]
+        method.windows_ = [
+            {
+                "id": c["id"],
+                "centre_lat": float(c["centre_lat"]),
+                "centre_lon": float(c["centre_lon"]),
+                "radius_km": float(c["radius_km"]),
+                "score": None,
+            }
+            for c in windows
+        ]
         method.located_at_fit_ = True
         method.candidate_windows_ = 0
         method.min_score_ = float("nan")
@@ -266,7 +287,7 @@ class GeoScan(CohortMethod):
             "location_grid_deg": LOCATION_GRID_DEG,
             "radii_km": [float(r) for r in RADII_KM],
             "membership": f"great-circle distance from the window centre to the centre of the speaker's "
-                          f"{LOCATION_GRID_DEG}-degree grid cell is at most the radius",
+            f"{LOCATION_GRID_DEG}-degree grid cell is at most the radius",
             "candidate_windows": int(self.candidate_windows_),
             "min_score": _finite_or_none(self.min_score_),
             "overdispersion": _finite_or_none(self.overdispersion_),
@@ -287,14 +308,15 @@ class GeoScan(CohortMethod):
         positions = np.flatnonzero(scan.located)
         cap = self._speaker_cap(scan)
         for start in range(0, len(permutations), BLOCK):
-            order = permutations[start:start + BLOCK][:, positions]
+            order = permutations[start : start + BLOCK][:, positions]
             block_errors, block_words = errors[order], words[order]
             block_scores = _rescore_rows(block_errors, block_words, scores[order], self.rate_, self.overdispersion_)
             z, excess, variance = _window_statistics(scan, block_scores)
             cell_errors, cell_words = scan.cell_sums(block_errors), scan.cell_sums(block_words)
             for row in range(len(order)):
-                kept = _choose_windows(scan, z[:, row], excess[:, row], variance[row], self.min_score_,
-                                       self.max_windows, cap)
+                kept = _choose_windows(
+                    scan, z[:, row], excess[:, row], variance[row], self.min_score_, self.max_windows, cap
+                )
                 gaps[start + row] = _cells_gap(scan, kept, cell_errors[:, row], cell_words[:, row], rule)
         return gaps
 
@@ -313,7 +335,7 @@ class _Scan:
     n_cells: int
     centres: np.ndarray  # (C, 2) latitude, longitude of the candidate centres
     ring: np.ndarray  # (C, L) int8: index of the smallest radius containing the cell (len(RADII_KM): none)
-    rings: "csr_matrix"  # (C x K, L) 0/1: cell l lies in ring k of centre c (radii a centre uses)
+    rings: csr_matrix  # (C x K, L) 0/1: cell l lies in ring k of centre c (radii a centre uses)
     window_centre: np.ndarray  # (W,) candidate windows: centre index
     window_radius: np.ndarray  # (W,) radius index
     window_speakers: np.ndarray  # (W,) speakers inside
@@ -355,8 +377,9 @@ class _Scan:
         return self.ring[:, self.members(window)].min(axis=1)
 
 
-def _build_scan(lat: np.ndarray, lon: np.ndarray, located: np.ndarray, min_speakers: int, max_share: float,
-                max_centres: int) -> _Scan:
+def _build_scan(
+    lat: np.ndarray, lon: np.ndarray, located: np.ndarray, min_speakers: int, max_share: float, max_centres: int
+) -> _Scan:
     """Grid the located speakers, pick centres, and index every window's cells."""
     k = len(RADII_KM)
     cell_lat, cell_lon, cell = _grid_cells(lat[located], lon[located], LOCATION_GRID_DEG)
@@ -369,8 +392,16 @@ def _build_scan(lat: np.ndarray, lon: np.ndarray, located: np.ndarray, min_speak
     candidate = (disc_speakers >= min_speakers) & (np.arange(k)[None, :] < n_radii[:, None]) & grows
     window_centre, window_radius = np.nonzero(candidate)
     return _Scan(
-        lat=lat, lon=lon, located=located, cell=cell, n_cells=len(cell_lat), centres=centres, ring=ring,
-        rings=_ring_matrix(ring, n_radii), window_centre=window_centre, window_radius=window_radius,
+        lat=lat,
+        lon=lon,
+        located=located,
+        cell=cell,
+        n_cells=len(cell_lat),
+        centres=centres,
+        ring=ring,
+        rings=_ring_matrix(ring, n_radii),
+        window_centre=window_centre,
+        window_radius=window_radius,
         window_speakers=disc_speakers[window_centre, window_radius],
     )
 
@@ -380,14 +411,14 @@ def _ring_totals(ring: np.ndarray, weights: np.ndarray) -> np.ndarray:
     k1 = len(RADII_KM) + 1
     totals = np.empty((len(ring), k1))
     for start in range(0, len(ring), CHUNK):
-        rows = ring[start:start + CHUNK].astype(np.intp)
+        rows = ring[start : start + CHUNK].astype(np.intp)
         flat = (rows + k1 * np.arange(len(rows))[:, None]).ravel()
         weight = np.broadcast_to(weights, rows.shape).ravel()
-        totals[start:start + len(rows)] = np.bincount(flat, weights=weight, minlength=len(rows) * k1).reshape(-1, k1)
+        totals[start : start + len(rows)] = np.bincount(flat, weights=weight, minlength=len(rows) * k1).reshape(-1, k1)
     return totals
 
 
-def _ring_matrix(ring: np.ndarray, n_radii: np.ndarray) -> "csr_matrix":
+def _ring_matrix(ring: np.ndarray, n_radii: np.ndarray) -> csr_matrix:
     """(C x K, L) sparse 0/1 matrix: row c x K + k marks the cells in ring k of centre c, for the
     radii centre c uses (rows sorted by ring, so each centre's cells are sorted by distance)."""
     from scipy.sparse import csr_matrix  # imported here: scipy slows every CLI start
@@ -395,9 +426,9 @@ def _ring_matrix(ring: np.ndarray, n_radii: np.ndarray) -> "csr_matrix":
     k = len(RADII_KM)
     pieces = []
     for start in range(0, len(ring), CHUNK):
-        block = ring[start:start + CHUNK]
+        block = ring[start : start + CHUNK]
         order = np.argsort(block, axis=1, kind="stable")
-        inside = np.take_along_axis(block, order, axis=1) < n_radii[start:start + CHUNK, None]
+        inside = np.take_along_axis(block, order, axis=1) < n_radii[start : start + CHUNK, None]
         pieces.append(order[inside].astype(np.int32))
     indices = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
     cells_per_ring = _ring_totals(ring, np.ones(ring.shape[1]))[:, :k]
@@ -464,8 +495,8 @@ def _ring_index(centres: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray)
     limits = _cos_radius(np.array(RADII_KM, dtype=np.float64))
     ring = np.zeros((len(centres), len(cell_lat)), dtype=np.int8)
     for start in range(0, len(centres), CHUNK):
-        closeness = _cos_distance(units[:, start:start + CHUNK], points)
-        block = ring[start:start + CHUNK]
+        closeness = _cos_distance(units[:, start : start + CHUNK], points)
+        block = ring[start : start + CHUNK]
         for limit in limits:  # radii ascending: count the radii the cell is outside of
             block += closeness < limit
     return ring
@@ -545,8 +576,9 @@ def _standardise(excess: np.ndarray, size: np.ndarray, variance: np.ndarray, n: 
     return np.divide(excess, spread, out=np.zeros(np.broadcast(excess, spread).shape), where=spread > 0)
 
 
-def _choose_windows(scan: _Scan, z: np.ndarray, excess: np.ndarray, variance: float, threshold: float,
-                    max_windows: int, cap: float) -> list[int]:
+def _choose_windows(
+    scan: _Scan, z: np.ndarray, excess: np.ndarray, variance: float, threshold: float, max_windows: int, cap: float
+) -> list[int]:
     """The window collection with the largest combined score over nested limits on window size.
 
     Collections are selected with the largest window halved step by step (cap, cap / 2, ... down
@@ -595,8 +627,9 @@ def _select_windows(scan: _Scan, z: np.ndarray, threshold: float, max_windows: i
     return kept
 
 
-def _cells_gap(scan: _Scan, kept: list[int], cell_errors: np.ndarray, cell_words: np.ndarray,
-               rule: SelectionRule) -> float:
+def _cells_gap(
+    scan: _Scan, kept: list[int], cell_errors: np.ndarray, cell_words: np.ndarray, rule: SelectionRule
+) -> float:
     """Gap (%) the selection rule finds among the kept windows and the outside cell."""
     masks = [scan.members(w) for w in kept]
     errors = np.array([cell_errors[m].sum() for m in masks] + [0.0])

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from fairaudit.model.log import LATITUDE, LONGITUDE
 from fairaudit.methods.base import CohortMethod, definition_cells
-from fairaudit.stats.selection import SelectionRule
-from fairaudit.methods.region_tree import GRID_STEP_DEGREES, GridPoints, cell_bound, grid_cells, grow_tree, root_split_gain
+from fairaudit.methods.region_tree import (
+    GRID_STEP_DEGREES,
+    GridPoints,
+    cell_bound,
+    grid_cells,
+    grow_tree,
+    root_split_gain,
+)
 from fairaudit.methods.registry import register
+from fairaudit.model.log import LATITUDE, LONGITUDE
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.selection import SelectionRule
 
 AXES = (LATITUDE, LONGITUDE)
 AXIS_LABEL = {LATITUDE: "lat", LONGITUDE: "lon"}
@@ -39,17 +46,21 @@ class GeoTree(CohortMethod):
     display_order = 10
     requires = (LATITUDE, LONGITUDE)
 
-    def __init__(self, max_regions: int = 16, min_speakers: int = 30, seed: int = 0, min_gain: float | str = "auto") -> None:
+    def __init__(
+        self, max_regions: int = 16, min_speakers: int = 30, seed: int = 0, min_gain: float | str = "auto"
+    ) -> None:
         self.max_regions = max_regions
         self.min_speakers = min_speakers
         self.seed = seed
         self.min_gain = min_gain
 
     @classmethod
-    def from_options(cls, opts) -> list["GeoTree"]:
-        return [cls(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed, min_gain=opts.min_gain)]
+    def from_options(cls, opts) -> list[GeoTree]:
+        return [
+            cls(max_regions=opts.max_regions, min_speakers=opts.min_speakers, seed=opts.seed, min_gain=opts.min_gain)
+        ]
 
-    def fit(self, speakers: SpeakerTable) -> "GeoTree":
+    def fit(self, speakers: SpeakerTable) -> GeoTree:
         coords, located = _coordinates(speakers)
         words = speakers.ref_words[located].astype(np.float64)
         errors = speakers.errors[located].astype(np.float64)
@@ -95,30 +106,43 @@ class GeoTree(CohortMethod):
         """The regions' bounds: enough to put any new speaker in the same region."""
         return {
             "rule": f"a speaker is in the region whose bounds contain its median coordinates; bounds are lines of a "
-                    f"{GRID_STEP_DEGREES} degree grid and a coordinate x lies in grid cell ceil(x / {GRID_STEP_DEGREES}) - 1; "
-                    "lower bounds exclusive, upper bounds inclusive, null = unbounded",
-            "cells": [{"id": r["id"], "description": describe_region(r),
-                       **{f"{axis}_{end}": r[f"{axis}_{end}"] for axis in AXES for end in ("min", "max")}}
-                      for r in self.regions_],
+            f"{GRID_STEP_DEGREES} degree grid and a coordinate x lies in grid cell ceil(x / {GRID_STEP_DEGREES}) - 1; "
+            "lower bounds exclusive, upper bounds inclusive, null = unbounded",
+            "cells": [
+                {
+                    "id": r["id"],
+                    "description": describe_region(r),
+                    **{f"{axis}_{end}": r[f"{axis}_{end}"] for axis in AXES for end in ("min", "max")},
+                }
+                for r in self.regions_
+            ],
         }
 
     @classmethod
-    def from_definition(cls, definition: dict, context: dict | None = None) -> "GeoTree":
+    def from_definition(cls, definition: dict, context: dict | None = None) -> GeoTree:
         method = cls()
         method.tree_ = None
         method.min_gain_ = float("nan")
         method.regions_ = [
-            {"id": str(cell["id"]), **{f"{axis}_{end}": _bound(cell, f"{axis}_{end}") for axis in AXES for end in ("min", "max")}}
+            {
+                "id": str(cell["id"]),
+                **{f"{axis}_{end}": _bound(cell, f"{axis}_{end}") for axis in AXES for end in ("min", "max")},
+            }
             for cell in definition_cells(definition)
         ]
         return method
 
-
     def _grow(self, points: GridPoints, errors: np.ndarray, words: np.ndarray):
         """The weighted regression tree on speaker WER (weight = reference words), grown best-first
         to ``max_regions`` leaves, then pruned at cost-complexity ``min_gain_`` per leaf."""
-        return grow_tree(points, errors, words, max_leaves=self.max_regions, min_samples_leaf=self.min_speakers,
-                         ccp_alpha=self.min_gain_)
+        return grow_tree(
+            points,
+            errors,
+            words,
+            max_leaves=self.max_regions,
+            min_samples_leaf=self.min_speakers,
+            ccp_alpha=self.min_gain_,
+        )
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Regrow the tree on each shuffle of the outcomes, keeping the split threshold calibrated

@@ -101,11 +101,20 @@ class _Node:
         return self.squares / self.weight - (self.total / self.weight) ** 2 if self.weight > 0 else 0.0
 
 
-def grow_tree(points: GridPoints, errors: np.ndarray, words: np.ndarray, *, max_leaves: int,
-              min_samples_leaf: int, ccp_alpha: float) -> GrownTree:
+def grow_tree(
+    points: GridPoints,
+    errors: np.ndarray,
+    words: np.ndarray,
+    *,
+    max_leaves: int,
+    min_samples_leaf: int,
+    ccp_alpha: float,
+) -> GrownTree:
     """Grow best-first to ``max_leaves`` leaves, then prune at cost-complexity ``ccp_alpha``
     (impurity decrease per leaf, as a share of all words, as in scikit-learn)."""
-    grower = _Grower(points, np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64), min_samples_leaf)
+    grower = _Grower(
+        points, np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64), min_samples_leaf
+    )
     nodes, left, right = grower.grow(max_leaves)
     if ccp_alpha > 0.0:
         nodes, left, right = _prune(nodes, left, right, ccp_alpha)
@@ -114,7 +123,9 @@ def grow_tree(points: GridPoints, errors: np.ndarray, words: np.ndarray, *, max_
 
 def root_split_gain(points: GridPoints, errors: np.ndarray, words: np.ndarray, min_samples_leaf: int) -> float:
     """The impurity decrease (share of all words) of the best first split; 0 when none is allowed."""
-    grower = _Grower(points, np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64), min_samples_leaf)
+    grower = _Grower(
+        points, np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64), min_samples_leaf
+    )
     root = grower.root()
     return root.split[0] if root.split else 0.0
 
@@ -136,8 +147,16 @@ class _Grower:
         p = self.points
         words = [np.bincount(c, weights=self.words, minlength=s) for c, s in zip(p.cells, p.sizes)]
         errors = [np.bincount(c, weights=self.errors, minlength=s) for c, s in zip(p.cells, p.sizes)]
-        node = _Node(np.arange(p.n), list(p.root_counts), words, errors, self.root_weight,
-                     float(self.errors.sum()), float(self.squares.sum()), LEAF)
+        node = _Node(
+            np.arange(p.n),
+            list(p.root_counts),
+            words,
+            errors,
+            self.root_weight,
+            float(self.errors.sum()),
+            float(self.squares.sum()),
+            LEAF,
+        )
         self.consider(node)
         return node
 
@@ -146,21 +165,30 @@ class _Grower:
         p = self.points
         cells = [c[members] for c in p.cells]
         w, e = self.words[members], self.errors[members]
-        return _Node(members,
-                     [np.bincount(c, minlength=s) for c, s in zip(cells, p.sizes)],
-                     [np.bincount(c, weights=w, minlength=s) for c, s in zip(cells, p.sizes)],
-                     [np.bincount(c, weights=e, minlength=s) for c, s in zip(cells, p.sizes)],
-                     float(w.sum()), float(e.sum()), float(self.squares[members].sum()), parent)
+        return _Node(
+            members,
+            [np.bincount(c, minlength=s) for c, s in zip(cells, p.sizes)],
+            [np.bincount(c, weights=w, minlength=s) for c, s in zip(cells, p.sizes)],
+            [np.bincount(c, weights=e, minlength=s) for c, s in zip(cells, p.sizes)],
+            float(w.sum()),
+            float(e.sum()),
+            float(self.squares[members].sum()),
+            parent,
+        )
 
     @staticmethod
     def remainder(parent: _Node, part: _Node, members: np.ndarray, index: int) -> _Node:
         """The parent's other child: its histograms are the parent's minus ``part``'s."""
-        return _Node(members,
-                     [a - b for a, b in zip(parent.counts, part.counts)],
-                     [a - b for a, b in zip(parent.words, part.words)],
-                     [a - b for a, b in zip(parent.errors, part.errors)],
-                     parent.weight - part.weight, parent.total - part.total,
-                     parent.squares - part.squares, index)
+        return _Node(
+            members,
+            [a - b for a, b in zip(parent.counts, part.counts)],
+            [a - b for a, b in zip(parent.words, part.words)],
+            [a - b for a, b in zip(parent.errors, part.errors)],
+            parent.weight - part.weight,
+            parent.total - part.total,
+            parent.squares - part.squares,
+            index,
+        )
 
     def consider(self, node: _Node) -> None:
         """Find the node's best split unless scikit-learn's rules make it a leaf."""
@@ -192,8 +220,8 @@ class _Grower:
             return None
         axis, cell, wl, sl = best
         wr, sr = node.weight - wl, node.total - sl
-        improvement = (sl * sl / wl + sr * sr / wr - node.total ** 2 / node.weight) / self.root_weight
-        next_cell = cell + 1 + int(np.flatnonzero(node.counts[axis][cell + 1:])[0])
+        improvement = (sl * sl / wl + sr * sr / wr - node.total**2 / node.weight) / self.root_weight
+        next_cell = cell + 1 + int(np.flatnonzero(node.counts[axis][cell + 1 :])[0])
         return improvement, axis, cell, (cell + 1 + next_cell) // 2
 
     def children(self, node: _Node, index: int) -> tuple[_Node, _Node]:
@@ -234,7 +262,9 @@ class _Grower:
         return nodes, left, right
 
 
-def _prune(nodes: list[_Node], left: list[int], right: list[int], alpha: float) -> tuple[list[_Node], list[int], list[int]]:
+def _prune(
+    nodes: list[_Node], left: list[int], right: list[int], alpha: float
+) -> tuple[list[_Node], list[int], list[int]]:
     """Minimal cost-complexity pruning (scikit-learn's ``_cost_complexity_prune``), then the
     surviving tree renumbered depth-first, left child first, as scikit-learn rebuilds it."""
     count = len(nodes)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from fairaudit.methods.base import CohortMethod
 
-_REGISTRY: dict[str, type["CohortMethod"]] = {}
+_REGISTRY: dict[str, type[CohortMethod]] = {}
 
 M = TypeVar("M", bound=type)
 
@@ -40,7 +40,7 @@ def _load() -> None:
             importlib.import_module(f"fairaudit.methods.{module.name}")
 
 
-def method_classes() -> dict[str, type["CohortMethod"]]:
+def method_classes() -> dict[str, type[CohortMethod]]:
     """Registered methods by name, in report order (``display_order``, then name)."""
     _load()
     return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].display_order, item[0])))
@@ -56,6 +56,6 @@ def discovery_names() -> tuple[str, ...]:
     return tuple(name for name, cls in method_classes().items() if cls.runs_by_default)
 
 
-def method_class(name: str) -> type["CohortMethod"]:
+def method_class(name: str) -> type[CohortMethod]:
     """The class registered as ``name``; KeyError when there is none."""
     return method_classes()[name]

@@ -24,20 +24,23 @@ from fairaudit.geodata.census import (
     format_value,
     table_version,
 )
-from fairaudit.model.log import ZIP_CODE
 from fairaudit.methods.base import CohortMethod, definition_cells
-from fairaudit.stats.selection import SelectionRule
 from fairaudit.methods.registry import register
-from fairaudit.stats.metrics import pooled_wer, wer_gap_pct
+from fairaudit.model.log import ZIP_CODE
 from fairaudit.model.partition import UNASSIGNED, Partition
-from fairaudit.privacy import SMALL_SIDE, differencing_withheld
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.privacy import SMALL_SIDE, differencing_withheld
+from fairaudit.stats.metrics import pooled_wer, wer_gap_pct
+from fairaudit.stats.selection import SelectionRule
 
 #: Threshold grid: every 5% quantile of the speakers' values, so a cut off any decile is found,
 #: and every 1% in the two tails, where a small under-served group (2-5% of speakers) would
 #: otherwise be diluted into a 5% side.
-DEFAULT_QUANTILES = tuple(np.round(np.concatenate([np.arange(0.01, 0.05, 0.01), np.arange(0.05, 0.951, 0.05),
-                                                   np.arange(0.96, 0.995, 0.01)]), 2))
+DEFAULT_QUANTILES = tuple(
+    np.round(
+        np.concatenate([np.arange(0.01, 0.05, 0.01), np.arange(0.05, 0.951, 0.05), np.arange(0.96, 0.995, 0.01)]), 2
+    )
+)
 
 
 @dataclass
@@ -75,19 +78,25 @@ class ZipDemographic(CohortMethod):
         self.quantiles = quantiles
 
     @classmethod
-    def from_options(cls, opts) -> list["ZipDemographic"]:
+    def from_options(cls, opts) -> list[ZipDemographic]:
         """Candidates are limited to splits both of whose sides may be reported and selected
         (the same minimum the selection and the permutation test use)."""
         from fairaudit.io.readers import load_demographics_option
 
         demographics, source = load_demographics_option(opts.demographics)
-        return [cls(min_speakers=max(opts.min_speakers, opts.min_report_speakers), demographics=demographics, source=source,
-                    min_report_speakers=opts.min_report_speakers)]
+        return [
+            cls(
+                min_speakers=max(opts.min_speakers, opts.min_report_speakers),
+                demographics=demographics,
+                source=source,
+                min_report_speakers=opts.min_report_speakers,
+            )
+        ]
 
     def _table(self) -> pd.DataFrame:
         return builtin_demographics() if self.demographics is None else self.demographics
 
-    def fit(self, speakers: SpeakerTable) -> "ZipDemographic":
+    def fit(self, speakers: SpeakerTable) -> ZipDemographic:
         table = self._table()
         attributes, reasons = _speaker_attributes(speakers, table)
         self.candidates_ = _candidates(attributes, table, self.quantiles)
@@ -160,7 +169,9 @@ class ZipDemographic(CohortMethod):
             return Partition(self.name, labels, [], [], _count(reasons), details)
         candidate = self.candidates_[self.chosen_]
         labels = _candidate_sides(attributes, [candidate])[:, 0].astype(np.int64)
-        reasons = np.where((labels == UNASSIGNED) & (reasons == ""), f"no census value for {candidate.attribute}", reasons)
+        reasons = np.where(
+            (labels == UNASSIGNED) & (reasons == ""), f"no census value for {candidate.attribute}", reasons
+        )
         return Partition(
             method=self.name,
             labels=labels,
@@ -179,7 +190,7 @@ class ZipDemographic(CohortMethod):
             cells = [{"id": cid, "description": text} for cid, text in zip(chosen.ids, chosen.descriptions)]
         return {
             "rule": "side A (first cell): the ZIP's value is at or below the threshold, or its majority "
-                    "race/ethnicity is the group; side B: above it, or another majority",
+            "race/ethnicity is the group; side B: above it, or another majority",
             "census_table": table_version(self._table(), self.demographics is None),
             "source": self.source or BUILTIN_SOURCE,
             "candidate": candidate,
@@ -187,27 +198,37 @@ class ZipDemographic(CohortMethod):
         }
 
     @classmethod
-    def from_definition(cls, definition: dict, context: dict | None = None) -> "ZipDemographic":
+    def from_definition(cls, definition: dict, context: dict | None = None) -> ZipDemographic:
         context = context or {}
         method = cls(demographics=context.get("demographics"), source=context.get("source"))
         cells = definition_cells(definition)
         stored = definition.get("census_table")
         current = table_version(method._table(), method.demographics is None)
         if stored != current:
-            raise ValueError(f"the cohorts were defined on census table '{stored}', but this run has '{current}': "
-                             "give the same --demographics file (or none, for the built-in table)")
+            raise ValueError(
+                f"the cohorts were defined on census table '{stored}', but this run has '{current}': "
+                "give the same --demographics file (or none, for the built-in table)"
+            )
         spec = definition.get("candidate")
         method.candidates_, method.chosen_, method.ranking_ = [], None, []
         if spec is not None:
             if not isinstance(spec, dict) or spec.get("kind") not in ("majority", "threshold") or len(cells) != 2:
-                raise ValueError("a zip-demographic definition needs a 'candidate' (attribute, kind, value) and two cells")
-            method.candidates_ = [Candidate(attribute=str(spec["attribute"]), kind=spec["kind"], value=spec["value"],
-                                            ids=(cells[0]["id"], cells[1]["id"]),
-                                            descriptions=(str(cells[0].get("description")), str(cells[1].get("description"))))]
+                raise ValueError(
+                    "a zip-demographic definition needs a 'candidate' (attribute, kind, value) and two cells"
+                )
+            method.candidates_ = [
+                Candidate(
+                    attribute=str(spec["attribute"]),
+                    kind=spec["kind"],
+                    value=spec["value"],
+                    ids=(cells[0]["id"], cells[1]["id"]),
+                    descriptions=(str(cells[0].get("description")), str(cells[1].get("description"))),
+                )
+            ]
             method.chosen_ = 0
         return method
 
-    def _null_sides(self, speakers: SpeakerTable) -> "CandidateSides":
+    def _null_sides(self, speakers: SpeakerTable) -> CandidateSides:
         """The candidates' sides for these speakers, computed once for all permutation blocks
         (they depend on ZIP codes only, never on the shuffled outcomes)."""
         cached = getattr(self, "_null_sides_cache", None)
@@ -241,7 +262,9 @@ def _speaker_attributes(speakers: SpeakerTable, table: pd.DataFrame) -> tuple[pd
     frame = speakers.frame
     n = len(frame)
     if ZIP_CODE not in frame.columns:
-        return pd.DataFrame(index=range(n), columns=table.columns, dtype="float64"), np.full(n, "no ZIP code", dtype=object)
+        return pd.DataFrame(index=range(n), columns=table.columns, dtype="float64"), np.full(
+            n, "no ZIP code", dtype=object
+        )
     zips = pd.Series(frame[ZIP_CODE].to_numpy(), dtype="string").str.slice(0, 5)
     position = table.index.get_indexer(zips.fillna(""))
     attributes = table.iloc[np.clip(position, 0, None)].reset_index(drop=True)
@@ -347,7 +370,10 @@ def _candidate_stats(sides: CandidateSides, errors: np.ndarray, words: np.ndarra
     wrd = np.stack([words @ sides.side_a, words @ sides.side_b], axis=-1)
     spk = sides.speakers
     wer = pooled_wer(err, wrd)
-    gap = wer_gap_pct(np.nanmax(np.where(np.isnan(wer), -np.inf, wer), axis=-1), np.nanmin(np.where(np.isnan(wer), np.inf, wer), axis=-1))
+    gap = wer_gap_pct(
+        np.nanmax(np.where(np.isnan(wer), -np.inf, wer), axis=-1),
+        np.nanmin(np.where(np.isnan(wer), np.inf, wer), axis=-1),
+    )
     eligible = (spk >= rule.min_speakers).all(axis=-1)
     total = wrd.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -14,7 +14,6 @@ import pandas as pd
 from fairaudit.model.log import ERRORS, REF_WORDS
 
 
-
 @dataclass
 class SpeakerTable:
     """One row per speaker, sorted by speaker id.
@@ -53,7 +52,7 @@ class SpeakerTable:
     def has_column(self, name: str) -> bool:
         return name in self.frame.columns and bool(self.frame[name].notna().any())
 
-    def subset(self, positions: np.ndarray) -> "SpeakerTable":
+    def subset(self, positions: np.ndarray) -> SpeakerTable:
         """The table restricted to the speakers at ``positions`` (e.g. a hold-out split)."""
         positions = np.asarray(positions)
         emb = None if self.embeddings is None else self.embeddings[positions]
@@ -64,7 +63,7 @@ class SpeakerTable:
             conflicts=dict(self.conflicts),
         )
 
-    def with_outcomes(self, errors: np.ndarray, ref_words: np.ndarray) -> "SpeakerTable":
+    def with_outcomes(self, errors: np.ndarray, ref_words: np.ndarray) -> SpeakerTable:
         """A copy with other per-speaker outcomes (used by the permutation test)."""
         frame = self.frame.copy(deep=False)
         frame[ERRORS] = errors

@@ -16,8 +16,6 @@ import pandas as pd
 from fairaudit import __version__
 from fairaudit.errors import UsageError
 from fairaudit.methods import AttributeGroups, CohortMethod
-from fairaudit.stats.selection import SelectionRule
-from fairaudit.stats.selection import fixed_partition_statistic
 from fairaudit.methods.registry import method_classes
 from fairaudit.model.log import SPEAKER, UtteranceLog
 from fairaudit.model.partition import Partition
@@ -28,14 +26,19 @@ from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.stats.metrics import speaker_dispersion
 from fairaudit.stats.resampling import bootstrap_partitions, permutation_blocks, permutation_p_value
+from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 
 
-def run_stored_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, cohorts: str | Path | dict) -> AuditResult:
+def run_stored_audit(
+    log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, cohorts: str | Path | dict
+) -> AuditResult:
     """Measure ``speakers`` on the cohort definitions of an earlier audit report (no discovery)."""
     from fairaudit.pipeline.stored import measure_stored, read_cohort_report
 
     if opts.holdout:
-        raise UsageError("--holdout splits speakers for discovery; with --cohorts nothing is discovered: drop one of them")
+        raise UsageError(
+            "--holdout splits speakers for discovery; with --cohorts nothing is discovered: drop one of them"
+        )
     report, where = read_cohort_report(cohorts)
     results = measure_stored(speakers, report, where, selection_rule(opts, speakers), opts)
     parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
@@ -46,7 +49,11 @@ def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMeth
     """Instantiate the requested methods; without a request, every method the data supports."""
     requested = opts.methods
     classes = method_classes()
-    names = list(dict.fromkeys(requested)) if requested else [n for n, c in classes.items() if c.runs_by_default or n == "attribute"]
+    names = (
+        list(dict.fromkeys(requested))
+        if requested
+        else [n for n, c in classes.items() if c.runs_by_default or n == "attribute"]
+    )
     chosen: list[CohortMethod] = []
     for name in names:
         for method in classes[name].from_options(opts):
@@ -70,7 +77,9 @@ def method_key(method: CohortMethod, n_attribute: int) -> str:
     return method.name
 
 
-def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, progress=None, stage=None) -> AuditResult:
+def run_audit(
+    log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, progress=None, stage=None
+) -> AuditResult:
     """Discover, measure and judge every method on a built speaker table.
 
     ``stage(name)``, if given, returns a context manager wrapped around each stage (method fit,
@@ -95,7 +104,9 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
         partition = method.partition_
         selection = discover_selection(partition, discovery, rule)
-        observed = fixed_partition_statistic(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[0]
+        observed = fixed_partition_statistic(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[
+            0
+        ]
         p_value = None
         if opts.permutations > 0 and np.isfinite(observed) and bool(selection.bottom.any()):  # a cohort was chosen
             tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
@@ -111,7 +122,11 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     with stage("bootstrap (all methods)"):
         boots = bootstrap_partitions(
             [(partition.indicator(), selection) for _, _, _, partition, selection, _ in found],
-            discovery.errors, discovery.ref_words, opts.bootstrap, boot_rng, tick,
+            discovery.errors,
+            discovery.ref_words,
+            opts.bootstrap,
+            boot_rng,
+            tick,
         )
 
     # 3. Figures, the hold-out re-measurement and verdicts.
@@ -121,52 +136,101 @@ def run_audit(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, 
     for (key, method, rng, partition, selection, p_value), boot in zip(found, boots):
         with stage(f"{key}: measure"):
             figures = measure(
-                partition, discovery, selection, rule,
-                bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers,
-                p_value=p_value, cohort_p_values=isinstance(method, AttributeGroups),
-                permutations=opts.permutations, boot=boot,
+                partition,
+                discovery,
+                selection,
+                rule,
+                bootstrap=opts.bootstrap,
+                rng=rng,
+                min_report_speakers=opts.min_report_speakers,
+                p_value=p_value,
+                cohort_p_values=isinstance(method, AttributeGroups),
+                permutations=opts.permutations,
+                boot=boot,
             )
         results[key] = MethodResult(
-            key, partition, figures, "", "", None, top_mode=opts.top, min_report_speakers=opts.min_report_speakers,
+            key,
+            partition,
+            figures,
+            "",
+            "",
+            None,
+            top_mode=opts.top,
+            min_report_speakers=opts.min_report_speakers,
             definition=method.definition(),
         )
-        assignment_frames.append(_assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom))
+        assignment_frames.append(
+            _assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom)
+        )
     if held_out is not None:
         held_partitions = [method.assign(held_out) for _, method, *_ in found]
         unassign_exposing_speakers(held_partitions, opts.min_report_speakers)
         for held_partition, (key, *_) in zip(held_partitions, found):
             figures = results[key].discovery
             sizes = np.bincount(held_partition.labels[held_partition.assigned], minlength=held_partition.n_cohorts)
-            held_designs.append((held_partition, selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes)))
+            held_designs.append(
+                (held_partition, selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes))
+            )
 
     if held_out is not None:
         with stage("hold-out (all methods)"):
             held_boots = bootstrap_partitions(
                 [(part.indicator(), sel) for part, sel in held_designs],
-                held_out.errors, held_out.ref_words, opts.bootstrap, np.random.default_rng([opts.seed, 0x401D]),
+                held_out.errors,
+                held_out.ref_words,
+                opts.bootstrap,
+                np.random.default_rng([opts.seed, 0x401D]),
             )
             for (key, method, rng, *_), (held_partition, held_selection), boot in zip(found, held_designs, held_boots):
                 held = measure(
-                    held_partition, held_out, held_selection, rule,
-                    bootstrap=opts.bootstrap, rng=rng, min_report_speakers=opts.min_report_speakers, p_value=None,
-                    cohort_p_values=isinstance(method, AttributeGroups), permutations=opts.permutations, boot=boot,
+                    held_partition,
+                    held_out,
+                    held_selection,
+                    rule,
+                    bootstrap=opts.bootstrap,
+                    rng=rng,
+                    min_report_speakers=opts.min_report_speakers,
+                    p_value=None,
+                    cohort_p_values=isinstance(method, AttributeGroups),
+                    permutations=opts.permutations,
+                    boot=boot,
                 )
-                held.p_value = fixed_selection_p_value(held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng)
+                held.p_value = fixed_selection_p_value(
+                    held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng
+                )
                 results[key].holdout = held
     suppress_nested_attributes(results)
     for result in results.values():
         result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
 
-    return _audit_result(log, speakers, opts, results, opts.as_parameters(),
-                         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None)
+    return _audit_result(
+        log,
+        speakers,
+        opts,
+        results,
+        opts.as_parameters(),
+        pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
+    )
 
 
-def _audit_result(log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, results: dict, parameters: dict,
-                  assignments: pd.DataFrame | None) -> AuditResult:
+def _audit_result(
+    log: UtteranceLog,
+    speakers: SpeakerTable,
+    opts: AuditOptions,
+    results: dict,
+    parameters: dict,
+    assignments: pd.DataFrame | None,
+) -> AuditResult:
     """The AuditResult of one run: results per method plus provenance."""
     if assignments is None:
-        assignments = pd.concat([_assignments(key, r.partition, speakers, r.discovery.bottom) for key, r in results.items()],
-                                ignore_index=True) if results else None
+        assignments = (
+            pd.concat(
+                [_assignments(key, r.partition, speakers, r.discovery.bottom) for key, r in results.items()],
+                ignore_index=True,
+            )
+            if results
+            else None
+        )
     return AuditResult(
         version=__version__,
         seed=opts.seed,
@@ -224,8 +288,10 @@ def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray
     shuffled = rng.permutation(n)
     n_holdout = int(round(holdout * n))
     if n_holdout < 1 or n_holdout > n - 1:
-        raise UsageError(f"--holdout {holdout:g} of {n:,} speakers holds out {n_holdout:,}: both parts need speakers; "
-                         f"use a fraction between {1 / n:.3g} and {1 - 1 / n:.3g} (0.5 is usual)")
+        raise UsageError(
+            f"--holdout {holdout:g} of {n:,} speakers holds out {n_holdout:,}: both parts need speakers; "
+            f"use a fraction between {1 / n:.3g} and {1 - 1 / n:.3g} (0.5 is usual)"
+        )
     return np.sort(shuffled[n_holdout:]), np.sort(shuffled[:n_holdout])
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.stats.measure import fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.methods.registry import method_classes
+from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import unassign_exposing_speakers
 from fairaudit.report.result import MethodResult
-from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.measure import fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.stats.resampling import bootstrap_partitions
 
 
@@ -39,8 +39,9 @@ def read_cohort_report(source: str | Path | dict) -> tuple[dict, str]:
     return report, str(path)
 
 
-def stored_methods(report: dict, where: str, demographics=None, source: str | None = None,
-                   only: list[str] | None = None) -> list[tuple[str, object, dict]]:
+def stored_methods(
+    report: dict, where: str, demographics=None, source: str | None = None, only: list[str] | None = None
+) -> list[tuple[str, object, dict]]:
     """(method key, rebuilt method, the report's method entry) for every stored method (or those
     whose name is in ``only``)."""
     classes = method_classes()
@@ -50,8 +51,11 @@ def stored_methods(report: dict, where: str, demographics=None, source: str | No
             continue
         definition = entry.get("definition") if isinstance(entry, dict) else None
         if definition is None:
-            raise InputError(f"method {key!r} has no cohort definitions (written by an older fairaudit?): "
-                             "re-run the audit with this version", file=where)
+            raise InputError(
+                f"method {key!r} has no cohort definitions (written by an older fairaudit?): "
+                "re-run the audit with this version",
+                file=where,
+            )
         name = definition.get("method") if isinstance(definition, dict) else None
         if name not in classes:
             raise InputError(f"method {key!r}: unknown method {name!r} in the definitions", file=where)
@@ -61,7 +65,9 @@ def stored_methods(report: dict, where: str, demographics=None, source: str | No
             raise InputError(f"method {key!r}: the stored cohorts cannot be used: {error}", file=where) from None
         rebuilt.append((key, method, entry))
     if not rebuilt:
-        raise InputError("the audit report holds no methods" + (f" among {', '.join(only)}" if only else ""), file=where)
+        raise InputError(
+            "the audit report holds no methods" + (f" among {', '.join(only)}" if only else ""), file=where
+        )
     return rebuilt
 
 
@@ -74,7 +80,9 @@ def assign_stored(method, key: str, where: str, speakers: SpeakerTable):
     try:
         return method.assign(speakers)
     except ValueError as error:
-        raise InputError(f"method {key!r}: the stored cohorts cannot be used on this log: {error}", file=where) from None
+        raise InputError(
+            f"method {key!r}: the stored cohorts cannot be used on this log: {error}", file=where
+        ) from None
 
 
 def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts) -> dict[str, MethodResult]:
@@ -84,27 +92,52 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
     demographics, source = load_demographics_option(opts.demographics)
     top_mode = str(report.get("parameters", {}).get("top", opts.top))
     designs, entries = [], []
-    stored = [(key, method, entry, assign_stored(method, key, where, speakers))
-              for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods)]
+    stored = [
+        (key, method, entry, assign_stored(method, key, where, speakers))
+        for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods)
+    ]
     unassign_exposing_speakers([partition for *_, partition in stored], opts.min_report_speakers)
     for key, method, entry, partition in stored:
         sizes = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts)
-        selection = selection_from_ids(partition, list(entry.get("bottom_cohorts") or []),
-                                       list(entry.get("top_cohorts") or []), top_mode, sizes)
+        selection = selection_from_ids(
+            partition, list(entry.get("bottom_cohorts") or []), list(entry.get("top_cohorts") or []), top_mode, sizes
+        )
         designs.append((partition.indicator(), selection))
         entries.append((key, method, partition, selection))
-    boots = bootstrap_partitions(designs, speakers.errors, speakers.ref_words, opts.bootstrap,
-                                 np.random.default_rng([opts.seed, 0xB007]))
+    boots = bootstrap_partitions(
+        designs, speakers.errors, speakers.ref_words, opts.bootstrap, np.random.default_rng([opts.seed, 0xB007])
+    )
     results = {}
     for (key, method, partition, selection), boot in zip(entries, boots):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
-        figures = measure(partition, speakers, selection, rule, bootstrap=opts.bootstrap, rng=rng,
-                          min_report_speakers=opts.min_report_speakers, p_value=None,
-                          cohort_p_values=method.name == "attribute", permutations=opts.permutations, boot=boot)
-        figures.p_value = fixed_selection_p_value(partition, speakers, selection, figures.wer_gap_pct, opts.permutations, rng)
-        result = MethodResult(key, partition, figures, "", "", None, top_mode=top_mode,
-                              min_report_speakers=opts.min_report_speakers, definition=method.definition(),
-                              cohort_source="stored")
+        figures = measure(
+            partition,
+            speakers,
+            selection,
+            rule,
+            bootstrap=opts.bootstrap,
+            rng=rng,
+            min_report_speakers=opts.min_report_speakers,
+            p_value=None,
+            cohort_p_values=method.name == "attribute",
+            permutations=opts.permutations,
+            boot=boot,
+        )
+        figures.p_value = fixed_selection_p_value(
+            partition, speakers, selection, figures.wer_gap_pct, opts.permutations, rng
+        )
+        result = MethodResult(
+            key,
+            partition,
+            figures,
+            "",
+            "",
+            None,
+            top_mode=top_mode,
+            min_report_speakers=opts.min_report_speakers,
+            definition=method.definition(),
+            cohort_source="stored",
+        )
         result.verdict, result.verdict_reason = judge_stored(figures, opts.alpha, where)
         results[key] = result
     return results

@@ -12,9 +12,8 @@ import io
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 
@@ -29,10 +28,34 @@ GRID = "#e5e7eb"
 BOTTOM = "#b42318"
 TOP = "#1d4ed8"
 OTHER = "#9ca3af"
-FONT = {"font.family": "DejaVu Sans", "font.size": 9, "axes.edgecolor": "#9ca3af", "axes.labelcolor": INK,
-        "xtick.color": INK, "ytick.color": INK, "axes.titlesize": 10, "svg.fonttype": "none"}
-CLUSTER_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-                   "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
+FONT = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.edgecolor": "#9ca3af",
+    "axes.labelcolor": INK,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "axes.titlesize": 10,
+    "svg.fonttype": "none",
+}
+CLUSTER_COLOURS = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+)
 LABEL_CHARS = 34
 
 
@@ -62,8 +85,13 @@ def short(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def wer_by_cohort(cohorts: Sequence[dict], bottom: Sequence[str], top: Sequence[str], overall_wer: float | None,
-                  overall_label: str = "overall WER") -> str | None:
+def wer_by_cohort(
+    cohorts: Sequence[dict],
+    bottom: Sequence[str],
+    top: Sequence[str],
+    overall_wer: float | None,
+    overall_label: str = "overall WER",
+) -> str | None:
     """Horizontal bars of cohort WER (%) with 95% interval whiskers, rank 1 at the top.
 
     ``cohorts`` are the JSON cohort records (suppressed ones are skipped: they carry no numbers);
@@ -86,11 +114,23 @@ def wer_by_cohort(cohorts: Sequence[dict], bottom: Sequence[str], top: Sequence[
         ax.errorbar(values, y, xerr=err, fmt="none", ecolor=INK, elinewidth=1, capsize=3, zorder=3)
         right = max(highs + values)
         for yy, v, hi in zip(y, values, highs):
-            ax.text(max(hi, v) + right * 0.012, yy, f"{v:.2f}%", va="center", ha="left", fontsize=8, color=INK, zorder=5,
-                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85})
-        handles = [Patch(color=BOTTOM, label="bottom cohort"), Patch(color=TOP, label="top cohort"),
-                   Patch(color=OTHER, label="other cohorts"),
-                   Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval")]
+            ax.text(
+                max(hi, v) + right * 0.012,
+                yy,
+                f"{v:.2f}%",
+                va="center",
+                ha="left",
+                fontsize=8,
+                color=INK,
+                zorder=5,
+                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
+        handles = [
+            Patch(color=BOTTOM, label="bottom cohort"),
+            Patch(color=TOP, label="top cohort"),
+            Patch(color=OTHER, label="other cohorts"),
+            Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval"),
+        ]
         if overall_wer is not None:
             ax.axvline(100 * overall_wer, color=INK, ls="--", lw=1, zorder=4)
             handles.append(Line2D([], [], color=INK, ls="--", lw=1, label=f"{overall_label} {100 * overall_wer:.2f}%"))
@@ -101,14 +141,28 @@ def wer_by_cohort(cohorts: Sequence[dict], bottom: Sequence[str], top: Sequence[
         ax.set_xlabel("WER (% of reference words)")
         ax.grid(axis="x", color=GRID, zorder=0)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
-                  fontsize=8, handlelength=1.4, columnspacing=1.2)
+        ax.legend(
+            handles=handles,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=len(handles),
+            frameon=False,
+            fontsize=8,
+            handlelength=1.4,
+            columnspacing=1.2,
+        )
         fig.tight_layout()
         return png_data_uri(fig)
 
 
-def projection_view(projection: dict, cohort_ids: Sequence[str], hidden: set[int], bottom: Sequence[str],
-                    top: Sequence[str], wer_by_id: dict[str, float | None]) -> str | None:
+def projection_view(
+    projection: dict,
+    cohort_ids: Sequence[str],
+    hidden: set[int],
+    bottom: Sequence[str],
+    top: Sequence[str],
+    wer_by_id: dict[str, float | None],
+) -> str | None:
     """The 2-D PCA view of the clusters from aggregates only: each cluster as ellipses of one and
     two standard deviations around its mean, in its colour, labelled with its id.
 
@@ -118,8 +172,11 @@ def projection_view(projection: dict, cohort_ids: Sequence[str], hidden: set[int
 
     if not projection or not projection.get("centres"):
         return None
-    shown = [(index, centre, cov) for index, (centre, cov) in enumerate(zip(projection["centres"], projection.get("covariances") or []))
-             if index not in hidden and index < len(cohort_ids) and centre is not None and cov is not None]
+    shown = [
+        (index, centre, cov)
+        for index, (centre, cov) in enumerate(zip(projection["centres"], projection.get("covariances") or []))
+        if index not in hidden and index < len(cohort_ids) and centre is not None and cov is not None
+    ]
     if not shown:
         return None
     variance = projection.get("explained_variance_pct") or [None, None]
@@ -133,25 +190,52 @@ def projection_view(projection: dict, cohort_ids: Sequence[str], hidden: set[int
             angle = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1]))
             for sd, alpha in ((2, 0.12), (1, 0.28)):
                 width, height = 2 * sd * np.sqrt(np.maximum(values[::-1], 0))
-                ax.add_patch(Ellipse(centre, width, height, angle=angle, facecolor=colour, edgecolor=colour, alpha=alpha, lw=1))
-                extent += [(centre[0] - width / 2, centre[1] - height / 2), (centre[0] + width / 2, centre[1] + height / 2)]
+                ax.add_patch(
+                    Ellipse(centre, width, height, angle=angle, facecolor=colour, edgecolor=colour, alpha=alpha, lw=1)
+                )
+                extent += [
+                    (centre[0] - width / 2, centre[1] - height / 2),
+                    (centre[0] + width / 2, centre[1] + height / 2),
+                ]
             single_top = len(top) == 1  # a "rest" top cohort is everyone else: not worth a label each
             role = " (bottom)" if cid in bottom else " (top)" if cid in top and single_top else ""
             edge = BOTTOM if cid in bottom else TOP if role else colour
-            ax.annotate(short(cid, 18) + role, xy=centre, ha="center", va="center", fontsize=8,
-                        fontweight="bold" if role else "normal", color=INK,
-                        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 2 if role else 1, "alpha": 0.92})
+            ax.annotate(
+                short(cid, 18) + role,
+                xy=centre,
+                ha="center",
+                va="center",
+                fontsize=8,
+                fontweight="bold" if role else "normal",
+                color=INK,
+                bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 2 if role else 1, "alpha": 0.92},
+            )
             wer = wer_by_id.get(cid)
-            handles.append(Patch(color=colour, label=f"{short(cid, 18)}  {100 * wer:.2f}%" if wer is not None else short(cid, 18)))
+            handles.append(
+                Patch(color=colour, label=f"{short(cid, 18)}  {100 * wer:.2f}%" if wer is not None else short(cid, 18))
+            )
         xs, ys = zip(*extent)
         ax.set_xlim(min(xs), max(xs))
         ax.set_ylim(min(ys), max(ys))
         ax.set_xlabel(f"PC1 ({variance[0]:.1f}% of variance)" if variance[0] is not None else "PC1")
-        ax.set_ylabel(f"PC2 ({variance[1]:.1f}% of variance)" if len(variance) > 1 and variance[1] is not None else "PC2")
+        ax.set_ylabel(
+            f"PC2 ({variance[1]:.1f}% of variance)" if len(variance) > 1 and variance[1] is not None else "PC2"
+        )
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(handles=handles, title="cluster  WER", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-                  fontsize=8, title_fontsize=8)
-        ax.set_title("ellipses: 1 and 2 standard deviations of each cluster's speakers (aggregates only)", fontsize=8, color=MUTED)
+        ax.legend(
+            handles=handles,
+            title="cluster  WER",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            fontsize=8,
+            title_fontsize=8,
+        )
+        ax.set_title(
+            "ellipses: 1 and 2 standard deviations of each cluster's speakers (aggregates only)",
+            fontsize=8,
+            color=MUTED,
+        )
         fig.tight_layout()
         return png_data_uri(fig)
 
@@ -185,9 +269,21 @@ def change_by_cohort(cohorts: Sequence[dict]) -> str | None:
         ax.set_xlabel("change in WER, new - baseline (percentage points)")
         ax.grid(axis="x", color=GRID, zorder=0)
         ax.spines[["top", "right"]].set_visible(False)
-        handles = [Patch(color=WORSE, label="worse"), Patch(color=BETTER, label="better"), Patch(color=OTHER, label="no evidence"),
-                   Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval")]
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles), frameon=False,
-                  fontsize=8, handlelength=1.4, columnspacing=1.2)
+        handles = [
+            Patch(color=WORSE, label="worse"),
+            Patch(color=BETTER, label="better"),
+            Patch(color=OTHER, label="no evidence"),
+            Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval"),
+        ]
+        ax.legend(
+            handles=handles,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=len(handles),
+            frameon=False,
+            fontsize=8,
+            handlelength=1.4,
+            columnspacing=1.2,
+        )
         fig.tight_layout()
         return png_data_uri(fig)

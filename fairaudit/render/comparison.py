@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from rich.console import Console
-from fairaudit.render.safe_text import terminal as escape
 from rich.table import Table
 
 from fairaudit.render import format as fmt
 from fairaudit.render.markdown import escape as md_escape
+from fairaudit.render.safe_text import terminal as escape
 
 
 def _points(value: float | None) -> str:
@@ -21,8 +21,10 @@ def _interval(ci: list[float | None]) -> str:
 
 def _pairing_line(data: dict) -> str:
     unmatched = data["unmatched_utterances"]
-    return (f"{data['pairing']}; {data['matched_utterances']:,} utterances matched, unmatched: "
-            f"{unmatched['baseline']:,} in the baseline, {unmatched['new']:,} in the new log; cohorts: {data['cohorts_from']}")
+    return (
+        f"{data['pairing']}; {data['matched_utterances']:,} utterances matched, unmatched: "
+        f"{unmatched['baseline']:,} in the baseline, {unmatched['new']:,} in the new log; cohorts: {data['cohorts_from']}"
+    )
 
 
 def print_comparison(data: dict, console: Console | None = None) -> None:
@@ -42,22 +44,34 @@ def print_comparison(data: dict, console: Console | None = None) -> None:
                 continue
             name_cell = f"{escape(cohort['id'])}\n[dim]{escape(cohort['description'])}[/dim]"
             better = "" if cohort["probability_improved"] is None else f"{cohort['probability_improved']:.2f}"
-            table.add_row(name_cell, f"{cohort['speakers']:,}", fmt.wer(cohort["wer_before"]), fmt.wer(cohort["wer_after"]),
-                          _points(cohort["change_points"]), _interval(cohort["change_ci"]), better, cohort["verdict"])
+            table.add_row(
+                name_cell,
+                f"{cohort['speakers']:,}",
+                fmt.wer(cohort["wer_before"]),
+                fmt.wer(cohort["wer_after"]),
+                _points(cohort["change_points"]),
+                _interval(cohort["change_ci"]),
+                better,
+                cohort["verdict"],
+            )
         console.print(table)
         console.print(escape(gap_line(method)))
         before, after = method["summary_before"], method["summary_after"]
-        console.print(f"cohort WERs, before -> after: mean {fmt.wer(before['mean_wer'])} -> {fmt.wer(after['mean_wer'])}, "
-                      f"max {fmt.wer(before['max_wer'])} -> {fmt.wer(after['max_wer'])}, "
-                      f"spread {fmt.wer(before['spread'])} -> {fmt.wer(after['spread'])}")
+        console.print(
+            f"cohort WERs, before -> after: mean {fmt.wer(before['mean_wer'])} -> {fmt.wer(after['mean_wer'])}, "
+            f"max {fmt.wer(before['max_wer'])} -> {fmt.wer(after['max_wer'])}, "
+            f"spread {fmt.wer(before['spread'])} -> {fmt.wer(after['spread'])}"
+        )
 
 
 def gap_line(method: dict) -> str:
     """One sentence on the gap between the stored bottom and top cohorts, before and after."""
     bottom = " + ".join(method["bottom"]) or "none"
-    return (f"WER gap of {bottom} vs {'the rest' if len(method['top']) > 1 else ' + '.join(method['top'])}: "
-            f"{fmt.pct(method['gap_before_pct'])} -> {fmt.pct(method['gap_after_pct'])}, change "
-            f"{_points(method['gap_change_points'])} points {_interval(method['gap_change_ci'])}: {method['gap_verdict']}")
+    return (
+        f"WER gap of {bottom} vs {'the rest' if len(method['top']) > 1 else ' + '.join(method['top'])}: "
+        f"{fmt.pct(method['gap_before_pct'])} -> {fmt.pct(method['gap_after_pct'])}, change "
+        f"{_points(method['gap_change_points'])} points {_interval(method['gap_change_ci'])}: {method['gap_verdict']}"
+    )
 
 
 def comparison_markdown(data: dict) -> str:
@@ -70,8 +84,10 @@ def comparison_markdown(data: dict) -> str:
         for cohort in method["cohorts"]:
             if cohort["suppressed"]:
                 continue
-            lines.append(f"| {md_escape(cohort['id'])} | {fmt.wer(cohort['wer_before'])} | {fmt.wer(cohort['wer_after'])} | "
-                         f"{_points(cohort['change_points'])} {_interval(cohort['change_ci'])} | {cohort['verdict']} |")
+            lines.append(
+                f"| {md_escape(cohort['id'])} | {fmt.wer(cohort['wer_before'])} | {fmt.wer(cohort['wer_after'])} | "
+                f"{_points(cohort['change_points'])} {_interval(cohort['change_ci'])} | {cohort['verdict']} |"
+            )
         lines += ["", f"{len(worse)} cohort(s) worse." if worse else "No cohort is worse.", ""]
     return "\n".join(lines)
 
@@ -84,20 +100,40 @@ def comparison_html(data: dict) -> str:
     methods = []
     for name, method in data["methods"].items():
         before, after = method["summary_before"], method["summary_after"]
-        methods.append({
-            "title": method_title(name), "gap_line": gap_line(method),
-            "mean": f"{fmt.wer(before['mean_wer'])} -> {fmt.wer(after['mean_wer'])}",
-            "max": f"{fmt.wer(before['max_wer'])} -> {fmt.wer(after['max_wer'])}",
-            "spread": f"{fmt.wer(before['spread'])} -> {fmt.wer(after['spread'])}",
-            "cohorts": [dict(c, before=fmt.wer(c["wer_before"]), after=fmt.wer(c["wer_after"]), change=_points(c["change_points"]),
-                             ci=_interval(c["change_ci"]), css={"worse": "bottom", "better": "top"}.get(c["verdict"], ""),
-                             better="" if c["probability_improved"] is None else f"{c['probability_improved']:.2f}")
-                        for c in method["cohorts"]],
-            "chart": change_by_cohort(method["cohorts"]),
-        })
-    return environment().get_template("comparison.html.j2").render(
-        title="fairaudit comparison", version=data["fairaudit_version"], baseline=data["baseline"].get("path") or "data frame",
-        new=data["new"].get("path") or "data frame", pairing=data["pairing"], pairing_short=data["pairing"].split(":")[0],
-        cohorts_from=data["cohorts_from"], methods=methods,
-        min_report_speakers=data["parameters"].get("min_report_speakers", 10),
+        methods.append(
+            {
+                "title": method_title(name),
+                "gap_line": gap_line(method),
+                "mean": f"{fmt.wer(before['mean_wer'])} -> {fmt.wer(after['mean_wer'])}",
+                "max": f"{fmt.wer(before['max_wer'])} -> {fmt.wer(after['max_wer'])}",
+                "spread": f"{fmt.wer(before['spread'])} -> {fmt.wer(after['spread'])}",
+                "cohorts": [
+                    dict(
+                        c,
+                        before=fmt.wer(c["wer_before"]),
+                        after=fmt.wer(c["wer_after"]),
+                        change=_points(c["change_points"]),
+                        ci=_interval(c["change_ci"]),
+                        css={"worse": "bottom", "better": "top"}.get(c["verdict"], ""),
+                        better="" if c["probability_improved"] is None else f"{c['probability_improved']:.2f}",
+                    )
+                    for c in method["cohorts"]
+                ],
+                "chart": change_by_cohort(method["cohorts"]),
+            }
+        )
+    return (
+        environment()
+        .get_template("comparison.html.j2")
+        .render(
+            title="fairaudit comparison",
+            version=data["fairaudit_version"],
+            baseline=data["baseline"].get("path") or "data frame",
+            new=data["new"].get("path") or "data frame",
+            pairing=data["pairing"],
+            pairing_short=data["pairing"].split(":")[0],
+            cohorts_from=data["cohorts_from"],
+            methods=methods,
+            min_report_speakers=data["parameters"].get("min_report_speakers", 10),
+        )
     )

@@ -9,7 +9,11 @@ from fairaudit.gate.judge import LEVEL_RULES, REGRESSION_RULES, GateResult
 from fairaudit.io.outputs import write_atomically
 from fairaudit.render import safe_text
 
-RULE_TEXT = {**LEVEL_RULES, **REGRESSION_RULES, "insufficient-data": "what an 'insufficient data' verdict means for the build"}
+RULE_TEXT = {
+    **LEVEL_RULES,
+    **REGRESSION_RULES,
+    "insufficient-data": "what an 'insufficient data' verdict means for the build",
+}
 MARKER = {"pass": "pass", "warn": "**WARN**", "fail": "**FAIL**", "skip": "skipped"}
 
 
@@ -24,7 +28,10 @@ def junit_xml(gate: GateResult, report: dict) -> str:
         errors="0",
     )
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("fairaudit_version", report.get("fairaudit_version")), ("input_sha256", (report.get("input") or {}).get("sha256"))):
+    for name, value in (
+        ("fairaudit_version", report.get("fairaudit_version")),
+        ("input_sha256", (report.get("input") or {}).get("sha256")),
+    ):
         ET.SubElement(properties, "property", name=name, value=safe_text.xml(value))
     for result in gate.results:
         method, message = safe_text.xml(result.method), safe_text.xml(result.message)
@@ -51,11 +58,13 @@ def gate_markdown(gate: GateResult, report: dict) -> str:
     ]
     for result in gate.results:
         verdict = report["methods"].get(result.method, {}).get("verdict", "")
-        lines.append(f"| {md(result.method)} | {md(verdict)} | {md(result.rule)} | {MARKER[result.outcome]} | {md(result.message)} |")
+        lines.append(
+            f"| {md(result.method)} | {md(verdict)} | {md(result.rule)} | {MARKER[result.outcome]} | {md(result.message)} |"
+        )
     lines += [
         "",
         "WER gap = 100 x (WER(bottom) - WER(top)) / WER(top); bottom-cohort share = % of speakers in the bottom cohort; "
-        "limits are judged on the 95% interval's lower bound unless the policy says `on = \"point\"`.",
+        'limits are judged on the 95% interval\'s lower bound unless the policy says `on = "point"`.',
     ]
     return "\n".join(lines) + "\n"
 
@@ -74,7 +83,9 @@ def print_gate(gate: GateResult, console) -> None:
     table.add_column("figures", overflow="fold", ratio=1)
     style = {"fail": "bold red", "warn": "yellow", "pass": "green", "skip": "dim"}
     for result in gate.results:
-        table.add_row(escape(result.method), result.rule, f"[{style[result.outcome]}]{result.outcome}[/]", escape(result.message))
+        table.add_row(
+            escape(result.method), result.rule, f"[{style[result.outcome]}]{result.outcome}[/]", escape(result.message)
+        )
     console.print(table)
     if not gate.results:
         console.print("The policy has no rules: nothing to judge.")

@@ -27,38 +27,62 @@ VERDICT_CLASS = {"disparity": "disparity", "no evidence": "no-evidence", "insuff
 
 #: Definitions, worded as in the README's "What it reports" table.
 DEFINITIONS = [
-    ("cohort WER", "sum of errors in the cohort / sum of reference words in the cohort (pooled over utterances, "
-     "never a mean of per-utterance WERs); shown as a percentage of words, stored in JSON as a fraction"),
-    ("cells", "what a method partitions the speakers into: tree regions, scan windows, census sides, k-means "
-     "clusters, attribute values. A cell with fewer than --min-speakers (default 30) speakers is never chosen as "
-     "bottom or top"),
-    ("bottom cohort B", "a real under-served group is rarely one cell, so by default (--bottom auto) B is the union "
-     "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises the "
-     "size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other assigned "
-     "speaker; the criterion a geo-tree split maximises), each cell after the first must add more than 2 ln(K) times "
-     "the gain a random cell adds (the speakers' WER dispersion; K eligible cells), and B holds at most "
-     "--max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; --bottom-share p: the "
-     "worst cells whose speaker share is closest to p"),
-    ("top cohort T", "every assigned speaker not in B (--top rest, default), or the lowest-WER eligible cell (--top best)"),
+    (
+        "cohort WER",
+        "sum of errors in the cohort / sum of reference words in the cohort (pooled over utterances, "
+        "never a mean of per-utterance WERs); shown as a percentage of words, stored in JSON as a fraction",
+    ),
+    (
+        "cells",
+        "what a method partitions the speakers into: tree regions, scan windows, census sides, k-means "
+        "clusters, attribute values. A cell with fewer than --min-speakers (default 30) speakers is never chosen as "
+        "bottom or top",
+    ),
+    (
+        "bottom cohort B",
+        "a real under-served group is rarely one cell, so by default (--bottom auto) B is the union "
+        "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises the "
+        "size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other assigned "
+        "speaker; the criterion a geo-tree split maximises), each cell after the first must add more than 2 ln(K) times "
+        "the gain a random cell adds (the speakers' WER dispersion; K eligible cells), and B holds at most "
+        "--max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; --bottom-share p: the "
+        "worst cells whose speaker share is closest to p",
+    ),
+    (
+        "top cohort T",
+        "every assigned speaker not in B (--top rest, default), or the lowest-WER eligible cell (--top best)",
+    ),
     ("WER gap (%)", "100 x (WER(B) - WER(T)) / WER(T)"),
-    ("bottom-cohort share (%)", "100 x speakers in B / all speakers assigned to a cohort; utterance and word shares "
-     "are shown beside it"),
-    ("95% interval", "bias-corrected and accelerated (BCa) interval of 1,000 speaker-level bootstrap replicates "
-     "(speakers are resampled, never utterances); BCa, unlike the plain percentile interval, does not sit low for a "
-     "ratio such as a pooled WER"),
-    ("p-value", "permutation test: speaker outcomes (errors and words together) are shuffled across speakers and the "
-     "whole discovery (cells, then the choice of B) is re-run each time; the statistic is B's size-weighted gain, so "
-     "the search for the worst cohort is accounted for"),
-    ("verdict", "disparity (p < --alpha, default 0.05), no evidence, or insufficient data (fewer than two cohorts of "
-     "the minimum size)"),
+    (
+        "bottom-cohort share (%)",
+        "100 x speakers in B / all speakers assigned to a cohort; utterance and word shares are shown beside it",
+    ),
+    (
+        "95% interval",
+        "bias-corrected and accelerated (BCa) interval of 1,000 speaker-level bootstrap replicates "
+        "(speakers are resampled, never utterances); BCa, unlike the plain percentile interval, does not sit low for a "
+        "ratio such as a pooled WER",
+    ),
+    (
+        "p-value",
+        "permutation test: speaker outcomes (errors and words together) are shuffled across speakers and the "
+        "whole discovery (cells, then the choice of B) is re-run each time; the statistic is B's size-weighted gain, so "
+        "the search for the worst cohort is accounted for",
+    ),
+    (
+        "verdict",
+        "disparity (p < --alpha, default 0.05), no evidence, or insufficient data (fewer than two cohorts of "
+        "the minimum size)",
+    ),
 ]
 
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The jinja2 environment of the report templates (autoescaping on for everything)."""
-    env = Environment(loader=PackageLoader("fairaudit", "templates"), autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("fairaudit", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
     env.filters["jsonnum"] = data_value
     return env
 
@@ -188,7 +212,7 @@ def method_title(key: str) -> str:
     title = getattr(method_classes().get(base), "title", "") or ""
     if not isinstance(title, str) or not title.strip():
         return key
-    return key + title[len(base):] if title.startswith(base + ":") else title
+    return key + title[len(base) :] if title.startswith(base + ":") else title
 
 
 def _map_view(details: dict, cohorts: list[dict], bottom: list[str], top: list[str]) -> dict:
@@ -250,8 +274,9 @@ def _figures_view(label: str, figures: dict, frame_figures, minimum: int) -> dic
         "speakers": f"{figures['speakers']:,}",
         "assigned": f"{figures['assigned_speakers']:,}",
         "rows": rows,
-        "chart": charts.wer_by_cohort(figures["cohorts"], bottom, top, overall,
-                                      "WER of reported cohorts" if partial else "overall WER"),
+        "chart": charts.wer_by_cohort(
+            figures["cohorts"], bottom, top, overall, "WER of reported cohorts" if partial else "overall WER"
+        ),
         "suppressed": sum(1 for c in figures["cohorts"] if c["suppressed"]),
     }
 
@@ -296,19 +321,21 @@ def _candidates(candidates: list[dict], chosen: list[str] | None, minimum: int) 
             for side in candidate.get("cohorts") or []
         ]
         ids = {side["id"] for side in sides}
-        rows.append({
-            "rank": candidate.get("rank"),
-            "attribute": label,
-            "threshold": threshold,
-            "kind": candidate.get("kind"),
-            "sides": sides,
-            "gap": None if suppressed_any else candidate.get("wer_gap_pct"),
-            "gap_text": "" if suppressed_any else fmt.pct(candidate.get("wer_gap_pct")),
-            "suppressed": suppressed_any,
-            "reason": candidate.get("suppressed_reason") or f"a side has fewer than {minimum} speakers",
-            "eligible": bool(candidate.get("eligible")),
-            "chosen": bool(ids) and ids == chosen_ids,
-        })
+        rows.append(
+            {
+                "rank": candidate.get("rank"),
+                "attribute": label,
+                "threshold": threshold,
+                "kind": candidate.get("kind"),
+                "sides": sides,
+                "gap": None if suppressed_any else candidate.get("wer_gap_pct"),
+                "gap_text": "" if suppressed_any else fmt.pct(candidate.get("wer_gap_pct")),
+                "suppressed": suppressed_any,
+                "reason": candidate.get("suppressed_reason") or f"a side has fewer than {minimum} speakers",
+                "eligible": bool(candidate.get("eligible")),
+                "chosen": bool(ids) and ids == chosen_ids,
+            }
+        )
     return rows
 
 
@@ -320,16 +347,24 @@ def _profiles(profiles: list[list[dict]], ids: list[str], records: dict, minimum
             break
         record = records.get(ids[index], {})
         suppressed = bool(record.get("suppressed"))
-        rows.append({
-            "id": ids[index],
-            "rank": record.get("rank", index + 1),
-            "suppressed": suppressed,
-            "wer": None if suppressed else record.get("wer"),
-            "wer_text": "" if suppressed else fmt.wer(record.get("wer")),
-            "profile": [] if suppressed else [
-                {"column": item["column"], "value": item["value"], "share": fmt.pct(item["share_pct"], 0),
-                 "lift": f"{item['lift']:.1f}x"}
-                for item in profile
-            ],
-        })
+        rows.append(
+            {
+                "id": ids[index],
+                "rank": record.get("rank", index + 1),
+                "suppressed": suppressed,
+                "wer": None if suppressed else record.get("wer"),
+                "wer_text": "" if suppressed else fmt.wer(record.get("wer")),
+                "profile": []
+                if suppressed
+                else [
+                    {
+                        "column": item["column"],
+                        "value": item["value"],
+                        "share": fmt.pct(item["share_pct"], 0),
+                        "lift": f"{item['lift']:.1f}x",
+                    }
+                    for item in profile
+                ],
+            }
+        )
     return sorted(rows, key=lambda r: (r["suppressed"], r["rank"] is None, r["rank"] or 0))

@@ -9,7 +9,6 @@ is computed here.
 
 from __future__ import annotations
 
-
 from fairaudit.render import format as fmt
 from fairaudit.render import safe_text
 from fairaudit.report.result import AuditResult
@@ -20,6 +19,7 @@ DEFINITIONS = (
     "bottom-cohort share = 100 x speakers in the bottom cohort / all assigned speakers; "
     "[95% interval] from a speaker-level bootstrap; p-value from a search-aware permutation test."
 )
+
 
 def escape(text: object) -> str:
     """``text`` as literal Markdown text on one line (the shared Markdown escaper)."""
@@ -45,15 +45,19 @@ def render_markdown(result: AuditResult) -> str:
         for label, figures in sets:
             verdict = "" if label == " (held-out)" else VERDICT_MARK.get(method["verdict"], escape(method["verdict"]))
             lines.append(
-                "| " + " | ".join([
-                    escape(key) + label,
-                    verdict,
-                    _with_ci(fmt.pct(figures["wer_gap_pct"]), fmt.interval(*figures["wer_gap_ci"])),
-                    _cohort(figures.get("bottom"), figures.get("bottom_description"), figures.get("bottom_wer")),
-                    _cohort(figures.get("top"), figures.get("top_description"), figures.get("top_wer")),
-                    _with_ci(fmt.pct(figures["bottom_share_pct"]), fmt.interval(*figures["bottom_share_ci"])),
-                    fmt.p_value(figures.get("p_value")),
-                ]) + " |"
+                "| "
+                + " | ".join(
+                    [
+                        escape(key) + label,
+                        verdict,
+                        _with_ci(fmt.pct(figures["wer_gap_pct"]), fmt.interval(*figures["wer_gap_ci"])),
+                        _cohort(figures.get("bottom"), figures.get("bottom_description"), figures.get("bottom_wer")),
+                        _cohort(figures.get("top"), figures.get("top_description"), figures.get("top_wer")),
+                        _with_ci(fmt.pct(figures["bottom_share_pct"]), fmt.interval(*figures["bottom_share_ci"])),
+                        fmt.p_value(figures.get("p_value")),
+                    ]
+                )
+                + " |"
             )
     lines += ["", DEFINITIONS]
     notes = [escape(note) for note in data.get("notes") or []]

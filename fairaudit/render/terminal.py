@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
-from fairaudit.render.safe_text import terminal as escape
 from rich.table import Table
 
 from fairaudit.render import format as fmt
-from fairaudit.report.result import SUPPRESSED_DESCRIPTION, public_ids, AuditResult, Figures, MethodResult
+from fairaudit.render.safe_text import terminal as escape
+from fairaudit.report.result import SUPPRESSED_DESCRIPTION, AuditResult, Figures, MethodResult, public_ids
 
 VERDICT_STYLE = {"disparity": "bold red", "no evidence": "green", "insufficient data": "yellow"}
 
@@ -45,15 +45,27 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
     rows = sorted(figures.cohorts.to_dict("records"), key=lambda r: (bool(r["suppressed"]), r["rank"]))
     public = public_ids(figures)
     for visible_rank, row in enumerate(rows, start=1):
-        role = "bottom" if row["id"] in figures.bottom else "top" if row["id"] in figures.top and len(figures.top) == 1 else ""
+        role = (
+            "bottom"
+            if row["id"] in figures.bottom
+            else "top"
+            if row["id"] in figures.top and len(figures.top) == 1
+            else ""
+        )
         if row["suppressed"]:
             name = f"{escape(public[str(row['id'])])}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
             cells = ["", name, role, f"<{min_report_speakers}", "", "", "", "suppressed", ""]
         else:
             name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
             cells = [
-                str(visible_rank), name, role, f"{row['speakers']:,}", fmt.pct(row["speaker_share_pct"]),
-                f"{row['utterances']:,}", f"{row['ref_words']:,}", fmt.wer(_none(row["wer"])),
+                str(visible_rank),
+                name,
+                role,
+                f"{row['speakers']:,}",
+                fmt.pct(row["speaker_share_pct"]),
+                f"{row['utterances']:,}",
+                f"{row['ref_words']:,}",
+                fmt.wer(_none(row["wer"])),
                 fmt.interval(_none(row["wer_ci_low"]), _none(row["wer_ci_high"]), fmt.wer),
             ]
         if has_p:
@@ -76,14 +88,23 @@ def print_audit(result: AuditResult, console: Console | None = None) -> None:
         console.print(f"note: {escape(note)}")
     conflicts = {k: v for k, v in result.speaker_conflicts.items() if v}
     if conflicts:
-        console.print("speakers with conflicting metadata (most frequent value used): " + ", ".join(f"{escape(k)} {v:,}" for k, v in conflicts.items()))
+        console.print(
+            "speakers with conflicting metadata (most frequent value used): "
+            + ", ".join(f"{escape(k)} {v:,}" for k, v in conflicts.items())
+        )
     for name, method in result.methods.items():
         console.rule(f"[bold]{escape(name)}")
         minimum = result.parameters.get("min_report_speakers", 10)
         console.print(cohort_table(method, method.discovery, "discovery" if method.holdout else "cohorts", minimum))
         if method.holdout is not None:
-            console.print(cohort_table(method, method.holdout, "held-out (re-measured on speakers not used for discovery)", minimum))
-        unassigned = ", ".join(f"{escape(reason)}: {count:,}" for reason, count in method.partition.unassigned_reasons.items())
+            console.print(
+                cohort_table(
+                    method, method.holdout, "held-out (re-measured on speakers not used for discovery)", minimum
+                )
+            )
+        unassigned = ", ".join(
+            f"{escape(reason)}: {count:,}" for reason, count in method.partition.unassigned_reasons.items()
+        )
         if unassigned:
             console.print(f"unassigned speakers: {unassigned}")
         label = "discovery: " if method.holdout is not None else ""

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fairaudit.geodata.distance import EARTH_RADIUS_KM
 from fairaudit.render import charts
 from fairaudit.render.charts import BOTTOM, INK, TOP, plt, png_data_uri, short
-from fairaudit.geodata.distance import EARTH_RADIUS_KM
 
 ATTRIBUTION = "State outlines: US Census Bureau via bokeh-sampledata"
 #: Map extent (degrees): the lower 48 states with a small margin.
@@ -102,8 +102,9 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) 
     phi1, lambda1 = math.radians(lat), math.radians(lon)
     theta, delta = math.radians(bearing_deg), distance_km / EARTH_RADIUS_KM
     phi2 = math.asin(math.sin(phi1) * math.cos(delta) + math.cos(phi1) * math.sin(delta) * math.cos(theta))
-    lambda2 = lambda1 + math.atan2(math.sin(theta) * math.sin(delta) * math.cos(phi1),
-                                   math.cos(delta) - math.sin(phi1) * math.sin(phi2))
+    lambda2 = lambda1 + math.atan2(
+        math.sin(theta) * math.sin(delta) * math.cos(phi1), math.cos(delta) - math.sin(phi1) * math.sin(phi2)
+    )
     return math.degrees(phi2), (math.degrees(lambda2) + 540.0) % 360.0 - 180.0
 
 
@@ -145,8 +146,9 @@ def _role(cid: str, bottom: Sequence[str], top: Sequence[str]) -> str:
     return "top" if len(top) == 1 and cid in top else ""
 
 
-def map_shapes(details: Mapping, cohorts: Sequence[Mapping], bottom: Sequence[str],
-               top: Sequence[str]) -> list[MapShape]:
+def map_shapes(
+    details: Mapping, cohorts: Sequence[Mapping], bottom: Sequence[str], top: Sequence[str]
+) -> list[MapShape]:
     """The shapes to draw: reported cells clipped to land, bottom cells last (drawn on top)."""
     reported = _reported(cohorts)
     shapes = []
@@ -191,15 +193,21 @@ def outside_notes(details: Mapping, cohorts: Sequence[Mapping], descriptions: Ma
         if cid not in reported or geometry.is_empty:
             continue
         on_map = geometry.intersection(land()).area > 0
-        places = [name for name, ((lat0, lat1), (lon0, lon1)) in OUTSIDE.items()
-                  if geometry.intersects(box(lon0, lat0, lon1, lat1))]
+        places = [
+            name
+            for name, ((lat0, lat1), (lon0, lon1)) in OUTSIDE.items()
+            if geometry.intersects(box(lon0, lat0, lon1, lat1))
+        ]
         if on_map and not places:
             continue
         description = descriptions.get(cid, "")
         text = f"{cid} ({description})" if description and description != cid else cid
         where = " and ".join(places) if places else "areas outside the lower 48 states"
-        notes.append(f"{text} lies outside the map; it covers {where}." if not on_map
-                     else f"{text} also covers {where}, outside the map.")
+        notes.append(
+            f"{text} lies outside the map; it covers {where}."
+            if not on_map
+            else f"{text} also covers {where}, outside the map."
+        )
     return notes
 
 
@@ -214,8 +222,8 @@ def _polygons(geometry) -> list:
 
 def _patch(geometry, **style):
     """A matplotlib patch of a shapely (multi)polygon, holes included."""
-    from matplotlib.path import Path
     from matplotlib.patches import PathPatch
+    from matplotlib.path import Path
 
     vertices, codes = [], []
     for polygon in _polygons(geometry):
@@ -231,8 +239,7 @@ def _draw_cells(ax, shapes: Sequence[MapShape], cmap, norm) -> None:
     from shapely import union_all
 
     for shape in shapes:
-        ax.add_patch(_patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white",
-                            lw=0.7, zorder=2))
+        ax.add_patch(_patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white", lw=0.7, zorder=2))
     top = [s.geometry for s in shapes if s.role == "top"]
     if top:
         ax.add_patch(_patch(union_all(top), fill=False, edgecolor=TOP, lw=2.0, ls=(0, (4, 2)), zorder=5))
@@ -264,9 +271,18 @@ def _draw_labels(ax, shapes: Sequence[MapShape]) -> None:
             continue
         placed.append((x, y))
         colour = BOTTOM if shape.role == "bottom" else TOP if shape.role == "top" else INK
-        ax.text(x, y, short(shape.id, 14), ha=align, va="center", fontsize=7.5, color=colour, zorder=8,
-                fontweight="bold" if marked else "normal",
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour if marked else "none", "alpha": 0.9})
+        ax.text(
+            x,
+            y,
+            short(shape.id, 14),
+            ha=align,
+            va="center",
+            fontsize=7.5,
+            color=colour,
+            zorder=8,
+            fontweight="bold" if marked else "normal",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour if marked else "none", "alpha": 0.9},
+        )
 
 
 def _draw_legend(ax, shapes: Sequence[MapShape]) -> None:
@@ -305,8 +321,9 @@ def map_figure(shapes: Sequence[MapShape], limits: tuple[float, float], colour_l
     return fig
 
 
-def draw_map(shapes: Sequence[MapShape], limits: tuple[float, float],
-             colour_label: str = "WER (% of reference words)") -> str | None:
+def draw_map(
+    shapes: Sequence[MapShape], limits: tuple[float, float], colour_label: str = "WER (% of reference words)"
+) -> str | None:
     """PNG data URI of the map of ``shapes`` (None when there is nothing to draw)."""
     if not shapes:
         return None

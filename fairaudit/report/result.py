@@ -16,8 +16,20 @@ import pandas as pd
 from fairaudit.model.partition import Partition
 
 COHORT_FIELDS = (
-    "id", "description", "rank", "speakers", "utterances", "ref_words", "errors", "wer", "wer_ci",
-    "speaker_share_pct", "utterance_share_pct", "word_share_pct", "eligible", "suppressed",
+    "id",
+    "description",
+    "rank",
+    "speakers",
+    "utterances",
+    "ref_words",
+    "errors",
+    "wer",
+    "wer_ci",
+    "speaker_share_pct",
+    "utterance_share_pct",
+    "word_share_pct",
+    "eligible",
+    "suppressed",
 )
 
 
@@ -100,8 +112,13 @@ class MethodResult:
             data["chosen"] = details.pop("chosen", None)
         data["details"] = details
         data["cohort_source"] = self.cohort_source
-        data["definition"] = None if self.definition is None else dict(
-            _withhold_suppressed_cells(_jsonable(self.definition), self._suppressed_ids()), method=self.name.split(":")[0]
+        data["definition"] = (
+            None
+            if self.definition is None
+            else dict(
+                _withhold_suppressed_cells(_jsonable(self.definition), self._suppressed_ids()),
+                method=self.name.split(":")[0],
+            )
         )
         return data
 
@@ -156,13 +173,17 @@ class AuditResult:
         """Per method the verdict (with its reason) and the headline, as plain text."""
         from fairaudit.render.terminal import headline
 
-        return "\n".join(f"{name}: {result.verdict} ({result.verdict_reason}); {headline(result)}"
-                          for name, result in self.methods.items())
+        return "\n".join(
+            f"{name}: {result.verdict} ({result.verdict_reason}); {headline(result)}"
+            for name, result in self.methods.items()
+        )
 
     def __repr__(self) -> str:
         verdicts = ", ".join(f"{name}: {result.verdict}" for name, result in self.methods.items())
-        return (f"AuditResult({self.input.get('speakers', 0):,} speakers, {self.input.get('utterances', 0):,} utterances; "
-                f"{verdicts}; .summary(), .to_frame(), .to_json(), .to_html())")
+        return (
+            f"AuditResult({self.input.get('speakers', 0):,} speakers, {self.input.get('utterances', 0):,} utterances; "
+            f"{verdicts}; .summary(), .to_frame(), .to_json(), .to_html())"
+        )
 
     def _repr_html_(self) -> str:
         """A compact verdict table for notebooks (every data string escaped)."""
@@ -177,9 +198,12 @@ class AuditResult:
                 f"<tr><td>{escape(name)}</td><td><b>{escape(result.verdict)}</b></td>"
                 f"<td>{escape(fmt.pct(figures.wer_gap_pct))} {escape(fmt.interval(*figures.wer_gap_ci))}</td>"
                 f"<td>{escape(fmt.pct(figures.bottom_share_pct))}</td>"
-                f"<td>{escape(result.describe(figures.bottom) if figures.bottom else '')}</td></tr>")
-        return ("<table><thead><tr><th>method</th><th>verdict</th><th>WER gap [95% CI]</th><th>bottom-cohort share</th>"
-                "<th>bottom cohort</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+                f"<td>{escape(result.describe(figures.bottom) if figures.bottom else '')}</td></tr>"
+            )
+        return (
+            "<table><thead><tr><th>method</th><th>verdict</th><th>WER gap [95% CI]</th><th>bottom-cohort share</th>"
+            "<th>bottom cohort</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        )
 
     def to_html(self) -> str:
         """The self-contained HTML report."""
@@ -193,7 +217,10 @@ def public_ids(figures: Figures) -> dict[str, str]:
     cohort's id is its value (a ZIP code, a name), which must not be published either."""
     rows = figures.cohorts
     hidden = [str(i) for i in rows.loc[rows["suppressed"].astype(bool), "id"]]
-    return {**{str(i): str(i) for i in rows["id"]}, **{cid: f"suppressed-{n}" for n, cid in enumerate(sorted(hidden), 1)}}
+    return {
+        **{str(i): str(i) for i in rows["id"]},
+        **{cid: f"suppressed-{n}" for n, cid in enumerate(sorted(hidden), 1)},
+    }
 
 
 def _figures_dict(figures: Figures, method: MethodResult) -> dict:
@@ -260,8 +287,12 @@ def _withhold_cluster_views(details: dict, cohort_ids: list[str], suppressed: se
     projection = out.get("projection")
     if isinstance(projection, dict):
         projection = dict(projection)
-        projection["centres"] = [None if index in hidden else centre for index, centre in enumerate(projection.get("centres", []))]
-        projection["covariances"] = [None if index in hidden else cov for index, cov in enumerate(projection.get("covariances", []))]
+        projection["centres"] = [
+            None if index in hidden else centre for index, centre in enumerate(projection.get("centres", []))
+        ]
+        projection["covariances"] = [
+            None if index in hidden else cov for index, cov in enumerate(projection.get("covariances", []))
+        ]
         out["projection"] = projection
     return out
 
@@ -282,7 +313,10 @@ def _withhold_candidate(candidate: dict) -> dict:
     reason = candidate.pop("withheld_reason", None)
     if reason is None:
         return dict(candidate, suppressed=False, suppressed_reason=None)
-    sides = [dict(side, speakers=None, ref_words=None, errors=None, wer=None, suppressed=True) for side in candidate["cohorts"]]
+    sides = [
+        dict(side, speakers=None, ref_words=None, errors=None, wer=None, suppressed=True)
+        for side in candidate["cohorts"]
+    ]
     return dict(candidate, cohorts=sides, wer_gap_pct=None, gain=None, suppressed=True, suppressed_reason=reason)
 
 

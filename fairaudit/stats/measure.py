@@ -11,21 +11,21 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from fairaudit.stats.selection import SelectionRule
-from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
 from fairaudit.model.partition import Partition
+from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import suppressed_cells
 from fairaudit.report.result import Figures
-from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
 from fairaudit.stats.resampling import (
+    bca_interval,
     benjamini_hochberg,
     bootstrap_cohorts,
-    bca_interval,
     cohort_wer_accelerations,
-    selection_accelerations,
     permutation_blocks,
     permutation_p_value,
+    selection_accelerations,
 )
+from fairaudit.stats.selection import SelectionRule
 
 Progress = Callable[[int], None]
 
@@ -36,7 +36,9 @@ def discover_selection(partition: Partition, speakers: SpeakerTable, rule: Selec
     return rule.select(sums.errors[None, :], sums.ref_words[None, :], sums.speakers)
 
 
-def selection_from_ids(partition: Partition, bottom: list[str], top: list[str], top_mode: str, speakers_per_cohort: np.ndarray) -> Selection:
+def selection_from_ids(
+    partition: Partition, bottom: list[str], top: list[str], top_mode: str, speakers_per_cohort: np.ndarray
+) -> Selection:
     """The discovery's bottom/top cohorts, by id, on another set of speakers (the hold-out)."""
     ids = np.asarray(partition.cohort_ids, dtype=object)
     bottom_mask = np.isin(ids, bottom)
@@ -82,7 +84,9 @@ def measure(
         have_selection = False
 
     if boot is None and bootstrap > 0 and partition.n_cohorts > 0:
-        boot = bootstrap_cohorts(partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress)
+        boot = bootstrap_cohorts(
+            partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress
+        )
     if boot is not None and len(boot["gap_pct"]) == 0:
         boot = None
     if boot is not None:
@@ -157,20 +161,30 @@ def _float(value: np.ndarray) -> float | None:
 
 
 def fixed_selection_p_value(
-    partition: Partition, speakers: SpeakerTable, selection: Selection, observed_gap: float | None,
-    permutations: int, rng: np.random.Generator,
+    partition: Partition,
+    speakers: SpeakerTable,
+    selection: Selection,
+    observed_gap: float | None,
+    permutations: int,
+    rng: np.random.Generator,
 ) -> float | None:
     """p-value of a gap between cohorts fixed in advance (the hold-out test: no search to correct)."""
     if observed_gap is None or permutations <= 0:
         return None
     indicator = partition.indicator()
     e, w = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
-    null = np.concatenate([selection.gap_pct(e[order] @ indicator, w[order] @ indicator)
-                           for order in permutation_blocks(partition.assigned, len(speakers), permutations, rng)])
+    null = np.concatenate(
+        [
+            selection.gap_pct(e[order] @ indicator, w[order] @ indicator)
+            for order in permutation_blocks(partition.assigned, len(speakers), permutations, rng)
+        ]
+    )
     return permutation_p_value(observed_gap, null)
 
 
-def cohort_vs_rest_p_values(partition: Partition, speakers: SpeakerTable, permutations: int, rng: np.random.Generator) -> np.ndarray:
+def cohort_vs_rest_p_values(
+    partition: Partition, speakers: SpeakerTable, permutations: int, rng: np.random.Generator
+) -> np.ndarray:
     """Two-sided permutation p-value of each cohort's WER against all other assigned speakers."""
     k = partition.n_cohorts
     if permutations <= 0 or k < 2:
@@ -181,7 +195,9 @@ def cohort_vs_rest_p_values(partition: Partition, speakers: SpeakerTable, permut
         total_e, total_w = errors.sum(axis=-1, keepdims=True), words.sum(axis=-1, keepdims=True)
         return np.abs(pooled_wer(errors, words) - pooled_wer(total_e - errors, total_w - words))
 
-    observed = distance(speakers.errors.astype(np.float64) @ indicator, speakers.ref_words.astype(np.float64) @ indicator)
+    observed = distance(
+        speakers.errors.astype(np.float64) @ indicator, speakers.ref_words.astype(np.float64) @ indicator
+    )
     e, w = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
     exceed = np.zeros(k, dtype=np.int64)
     for order in permutation_blocks(partition.assigned, len(speakers), permutations, rng, block=200):

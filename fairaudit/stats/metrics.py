@@ -43,7 +43,9 @@ def cohort_sums(partition: Partition, errors: np.ndarray, ref_words: np.ndarray,
     lab = labels[keep]
 
     def total(values: np.ndarray) -> np.ndarray:
-        return np.bincount(lab, weights=np.asarray(values, dtype=np.float64)[keep], minlength=k).round().astype(np.int64)
+        return (
+            np.bincount(lab, weights=np.asarray(values, dtype=np.float64)[keep], minlength=k).round().astype(np.int64)
+        )
 
     return CohortSums(
         errors=total(errors),
@@ -166,8 +168,9 @@ def select_bottom_top(
     elif bottom == "worst":
         n_bottom = np.ones(n_rep, dtype=np.int64)
     else:
-        n_bottom = _gain_maximising_count(errors, ref_words, speakers, eligible, order, n_eligible,
-                                          max_bottom_share * total_speakers, cell_penalty)
+        n_bottom = _gain_maximising_count(
+            errors, ref_words, speakers, eligible, order, n_eligible, max_bottom_share * total_speakers, cell_penalty
+        )
     n_bottom = np.minimum(n_bottom, np.maximum(n_eligible - 1, 0))
     bottom_mask = (rank_of_position < n_bottom[:, None]) & eligible
 
@@ -193,8 +196,14 @@ def cell_price(dispersion_price: float, n_eligible: np.ndarray | int) -> np.ndar
 
 
 def _gain_maximising_count(
-    errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray, eligible: np.ndarray,
-    order: np.ndarray, n_eligible: np.ndarray, max_bottom_speakers: float, cell_penalty: float = 0.0,
+    errors: np.ndarray,
+    ref_words: np.ndarray,
+    speakers: np.ndarray,
+    eligible: np.ndarray,
+    order: np.ndarray,
+    n_eligible: np.ndarray,
+    max_bottom_speakers: float,
+    cell_penalty: float = 0.0,
 ) -> np.ndarray:
     """Per replicate, the number j of worst eligible cells whose union has the largest
     size-weighted gain against the rest of the assigned speakers (1 when no j qualifies)."""

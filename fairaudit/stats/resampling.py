@@ -54,8 +54,8 @@ def bootstrap_partitions(
             sums = counts @ design
             for index, (indicator, selection) in enumerate(designs):
                 k = indicator.shape[1]
-                block = sums[:, offsets[index]: offsets[index + 1]]
-                cohort_errors, cohort_words, cohort_speakers = block[:, :k], block[:, k: 2 * k], block[:, 2 * k:]
+                block = sums[:, offsets[index] : offsets[index + 1]]
+                cohort_errors, cohort_words, cohort_speakers = block[:, :k], block[:, k : 2 * k], block[:, 2 * k :]
                 bottom, top = selection.bottom[0], selection.top[0]
                 out = rows[index]
                 out["wer"].append(pooled_wer(cohort_errors, cohort_words))
@@ -66,7 +66,9 @@ def bootstrap_partitions(
                     )
                 )
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    out["share_pct"].append(100.0 * cohort_speakers[:, bottom].sum(axis=1) / cohort_speakers.sum(axis=1))
+                    out["share_pct"].append(
+                        100.0 * cohort_speakers[:, bottom].sum(axis=1) / cohort_speakers.sum(axis=1)
+                    )
             if progress is not None:
                 progress(len(counts))
     return [
@@ -112,7 +114,10 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> list[list[f
 
 
 def bca_interval(
-    samples: np.ndarray, estimate: np.ndarray | float, acceleration: np.ndarray | float, level: float = 0.95,
+    samples: np.ndarray,
+    estimate: np.ndarray | float,
+    acceleration: np.ndarray | float,
+    level: float = 0.95,
 ) -> list[list[float | None]] | list[float | None]:
     """Bias-corrected and accelerated (BCa) bootstrap interval(s) over the first axis (Efron 1987).
 
@@ -169,7 +174,9 @@ def jackknife_acceleration(affected: np.ndarray, n_total: int, estimate: float) 
     return float(s3 / (6 * s2**1.5)) if s2 > 0 else 0.0
 
 
-def cohort_wer_accelerations(labels: np.ndarray, errors: np.ndarray, ref_words: np.ndarray, n_cohorts: int) -> np.ndarray:
+def cohort_wer_accelerations(
+    labels: np.ndarray, errors: np.ndarray, ref_words: np.ndarray, n_cohorts: int
+) -> np.ndarray:
     """Jackknife acceleration of every cohort's pooled WER (leave one speaker out)."""
     labels = np.asarray(labels)
     errors = np.asarray(errors, dtype=np.float64)
@@ -181,7 +188,7 @@ def cohort_wer_accelerations(labels: np.ndarray, errors: np.ndarray, ref_words: 
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_cohorts + 1))
     for c in range(n_cohorts):
-        members = order[bounds[c]:bounds[c + 1]]
+        members = order[bounds[c] : bounds[c + 1]]
         if w_c[c] <= 0:
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -190,8 +197,9 @@ def cohort_wer_accelerations(labels: np.ndarray, errors: np.ndarray, ref_words: 
     return out
 
 
-def selection_accelerations(labels: np.ndarray, errors: np.ndarray, ref_words: np.ndarray,
-                            bottom: np.ndarray, top: np.ndarray) -> tuple[float, float]:
+def selection_accelerations(
+    labels: np.ndarray, errors: np.ndarray, ref_words: np.ndarray, bottom: np.ndarray, top: np.ndarray
+) -> tuple[float, float]:
     """Jackknife accelerations of the WER gap (%) and the bottom-cohort share (%) of a fixed
     bottom/top selection (cohort masks), leaving one speaker out at a time."""
     labels = np.asarray(labels)
@@ -211,13 +219,15 @@ def selection_accelerations(labels: np.ndarray, errors: np.ndarray, ref_words: n
     gap_a = jackknife_acceleration(np.concatenate([gap_b, gap_t]), len(labels), gap)
     n_a, n_b = int(assigned.sum()), int(in_bottom.sum())
     share = 100 * n_b / n_a
-    share_loo = np.concatenate([np.full(n_b, 100 * (n_b - 1) / max(n_a - 1, 1)),
-                                np.full(n_a - n_b, 100 * n_b / max(n_a - 1, 1))])
+    share_loo = np.concatenate(
+        [np.full(n_b, 100 * (n_b - 1) / max(n_a - 1, 1)), np.full(n_a - n_b, 100 * n_b / max(n_a - 1, 1))]
+    )
     return gap_a, jackknife_acceleration(share_loo, len(labels), share)
 
 
-def permutation_blocks(pool: np.ndarray, n: int, permutations: int, rng: np.random.Generator,
-                       block: int = 20) -> Iterator[np.ndarray]:
+def permutation_blocks(
+    pool: np.ndarray, n: int, permutations: int, rng: np.random.Generator, block: int = 20
+) -> Iterator[np.ndarray]:
     """:func:`permutation_matrix` in blocks of ``block`` rows, so that memory stays at
     block x n however many permutations are asked for (the rows are the same as one matrix's)."""
     for start in range(0, permutations, block):

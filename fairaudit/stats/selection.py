@@ -62,13 +62,21 @@ class SelectionRule:
     def select(self, errors: np.ndarray, ref_words: np.ndarray, speakers: np.ndarray) -> Selection:
         """Bottom and top cohorts per replicate for cell totals (R, K) and speaker counts (K,)."""
         return select_bottom_top(
-            errors, ref_words, speakers, self.eligible(speakers),
-            bottom=self.bottom, bottom_share=self.bottom_share, max_bottom_share=self.max_bottom_share,
-            cell_penalty=self.cell_penalty, top=self.top,
+            errors,
+            ref_words,
+            speakers,
+            self.eligible(speakers),
+            bottom=self.bottom,
+            bottom_share=self.bottom_share,
+            max_bottom_share=self.max_bottom_share,
+            cell_penalty=self.cell_penalty,
+            top=self.top,
         )
 
 
-def fixed_partition_statistic(partition: Partition, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> np.ndarray:
+def fixed_partition_statistic(
+    partition: Partition, errors: np.ndarray, words: np.ndarray, rule: SelectionRule
+) -> np.ndarray:
     """The selection's test statistic (:meth:`SelectionRule.statistic`) per replicate, for a fixed
     partition and replicated per-speaker outcomes (R, n): the bottom cohort is re-chosen each time."""
     indicator = partition.indicator()

@@ -64,10 +64,10 @@ import json
 import os
 import secrets
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -92,13 +92,24 @@ US_STATES = frozenset(
 )
 #: ZIP attributes a sampled ZIP must have (so every located speaker matches the census table).
 REQUIRED_ZIP_COLUMNS = (
-    "median_household_income", "pct_bachelors_or_higher", "median_age", "pct_below_poverty",
-    "population_density", "pct_white", "pct_black", "pct_hispanic", "pct_asian",
-    "pct_native_american", "pct_pacific_islander",
+    "median_household_income",
+    "pct_bachelors_or_higher",
+    "median_age",
+    "pct_below_poverty",
+    "population_density",
+    "pct_white",
+    "pct_black",
+    "pct_hispanic",
+    "pct_asian",
+    "pct_native_american",
+    "pct_pacific_islander",
 )
 #: The continuous census attributes zip-demographic searches (SPEC 4.3), candidates for cuts.
 CUT_ATTRIBUTES = (
-    "median_household_income", "pct_bachelors_or_higher", "median_age", "pct_below_poverty",
+    "median_household_income",
+    "pct_bachelors_or_higher",
+    "median_age",
+    "pct_below_poverty",
     "population_density",
 )
 RACE_COLUMNS = ("pct_white", "pct_black", "pct_hispanic", "pct_asian", "pct_native_american", "pct_pacific_islander")
@@ -109,8 +120,16 @@ ZIP_QUANTILE = 0.7  # planted: attribute > this quantile of located speakers (th
 CLUSTER_DECAY = 0.85  # classic geometry: cluster k has prior weight CLUSTER_DECAY**k
 CLUSTER_TARGET_SHARE = 0.12  # classic: the planted cluster is the one whose weight is closest
 ACCENTS = (
-    "general_american", "southern_american", "latin_american", "indian", "east_asian",
-    "british", "african", "eastern_european", "middle_eastern", "canadian",
+    "general_american",
+    "southern_american",
+    "latin_american",
+    "indian",
+    "east_asian",
+    "british",
+    "african",
+    "eastern_european",
+    "middle_eastern",
+    "canadian",
 )
 ACCENT_BACKGROUND = (0.40, 0.15, 0.12, 0.07, 0.07, 0.05, 0.05, 0.04, 0.03, 0.02)
 ACCENT_FIDELITY = 0.8  # share of a cluster's speakers with its dominant accent
@@ -179,18 +198,55 @@ DECILE_CLEARANCE = 0.02  # zip-quantile's cut quantile is at least this far from
 
 #: Land borders of the contiguous states and DC (multi-state grows a contiguous block on this).
 STATE_BORDERS = {
-    "AL": "FL GA MS TN", "AZ": "CA CO NM NV UT", "AR": "LA MO MS OK TN TX", "CA": "AZ NV OR",
-    "CO": "AZ KS NE NM OK UT WY", "CT": "MA NY RI", "DE": "MD NJ PA", "DC": "MD VA", "FL": "AL GA",
-    "GA": "AL FL NC SC TN", "ID": "MT NV OR UT WA WY", "IL": "IA IN KY MO WI", "IN": "IL KY MI OH",
-    "IA": "IL MN MO NE SD WI", "KS": "CO MO NE OK", "KY": "IL IN MO OH TN VA WV", "LA": "AR MS TX",
-    "ME": "NH", "MD": "DC DE PA VA WV", "MA": "CT NH NY RI VT", "MI": "IN OH WI", "MN": "IA ND SD WI",
-    "MS": "AL AR LA TN", "MO": "AR IA IL KS KY NE OK TN", "MT": "ID ND SD WY", "NE": "CO IA KS MO SD WY",
-    "NV": "AZ CA ID OR UT", "NH": "MA ME VT", "NJ": "DE NY PA", "NM": "AZ CO OK TX",
-    "NY": "CT MA NJ PA VT", "NC": "GA SC TN VA", "ND": "MN MT SD", "OH": "IN KY MI PA WV",
-    "OK": "AR CO KS MO NM TX", "OR": "CA ID NV WA", "PA": "DE MD NJ NY OH WV", "RI": "CT MA",
-    "SC": "GA NC", "SD": "IA MN MT ND NE WY", "TN": "AL AR GA KY MO MS NC VA", "TX": "AR LA NM OK",
-    "UT": "AZ CO ID NV WY", "VT": "MA NH NY", "VA": "DC KY MD NC TN WV", "WA": "ID OR",
-    "WV": "KY MD OH PA VA", "WI": "IA IL MI MN", "WY": "CO ID MT NE SD UT",
+    "AL": "FL GA MS TN",
+    "AZ": "CA CO NM NV UT",
+    "AR": "LA MO MS OK TN TX",
+    "CA": "AZ NV OR",
+    "CO": "AZ KS NE NM OK UT WY",
+    "CT": "MA NY RI",
+    "DE": "MD NJ PA",
+    "DC": "MD VA",
+    "FL": "AL GA",
+    "GA": "AL FL NC SC TN",
+    "ID": "MT NV OR UT WA WY",
+    "IL": "IA IN KY MO WI",
+    "IN": "IL KY MI OH",
+    "IA": "IL MN MO NE SD WI",
+    "KS": "CO MO NE OK",
+    "KY": "IL IN MO OH TN VA WV",
+    "LA": "AR MS TX",
+    "ME": "NH",
+    "MD": "DC DE PA VA WV",
+    "MA": "CT NH NY RI VT",
+    "MI": "IN OH WI",
+    "MN": "IA ND SD WI",
+    "MS": "AL AR LA TN",
+    "MO": "AR IA IL KS KY NE OK TN",
+    "MT": "ID ND SD WY",
+    "NE": "CO IA KS MO SD WY",
+    "NV": "AZ CA ID OR UT",
+    "NH": "MA ME VT",
+    "NJ": "DE NY PA",
+    "NM": "AZ CO OK TX",
+    "NY": "CT MA NJ PA VT",
+    "NC": "GA SC TN VA",
+    "ND": "MN MT SD",
+    "OH": "IN KY MI PA WV",
+    "OK": "AR CO KS MO NM TX",
+    "OR": "CA ID NV WA",
+    "PA": "DE MD NJ NY OH WV",
+    "RI": "CT MA",
+    "SC": "GA NC",
+    "SD": "IA MN MT ND NE WY",
+    "TN": "AL AR GA KY MO MS NC VA",
+    "TX": "AR LA NM OK",
+    "UT": "AZ CO ID NV WY",
+    "VT": "MA NH NY",
+    "VA": "DC KY MD NC TN WV",
+    "WA": "ID OR",
+    "WV": "KY MD OH PA VA",
+    "WI": "IA IL MI MN",
+    "WY": "CO ID MT NE SD UT",
 }
 
 
@@ -307,8 +363,13 @@ def _population_share(lat_lon_predicate: Callable[[np.ndarray, np.ndarray], np.n
     return float(population[inside].sum() / population.sum())
 
 
-def _redraw(rng: np.random.Generator, draw: Callable[[np.random.Generator], dict | None],
-            share: Callable[[dict], float], bounds: tuple[float, float], shape: str) -> dict:
+def _redraw(
+    rng: np.random.Generator,
+    draw: Callable[[np.random.Generator], dict | None],
+    share: Callable[[dict], float],
+    bounds: tuple[float, float],
+    shape: str,
+) -> dict:
     """Draw instances until one's population share is within ``bounds`` (a plausible size)."""
     for _ in range(MAX_TRIES):
         instance = draw(rng)
@@ -321,27 +382,30 @@ def _redraw(rng: np.random.Generator, draw: Callable[[np.random.Generator], dict
 
 def _in_box(box: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Predicate: lat_min <= lat < lat_max and lon_min <= lon < lon_max (NaN is outside)."""
+
     def inside(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """Element-wise: inside the box."""
         return (lat >= box["lat_min"]) & (lat < box["lat_max"]) & (lon >= box["lon_min"]) & (lon < box["lon_max"])
+
     return inside
 
 
 def _in_circles(circles: list[dict]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Predicate: within radius_km of any circle's centre (NaN is outside)."""
+
     def inside(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """Element-wise: inside any circle."""
         hit = np.zeros(np.shape(lat), dtype=bool)
         for c in circles:
             hit |= haversine_km(lat, lon, c["lat"], c["lon"]) < c["radius_km"]
         return hit
+
     return inside
 
 
 def _box_text(box: dict) -> str:
     """'a <= latitude < b and c <= longitude < d'."""
-    return (f"{box['lat_min']} <= latitude < {box['lat_max']} and "
-            f"{box['lon_min']} <= longitude < {box['lon_max']}")
+    return f"{box['lat_min']} <= latitude < {box['lat_max']} and {box['lon_min']} <= longitude < {box['lon_max']}"
 
 
 # --- geo shapes ------------------------------------------------------------------------------------
@@ -367,8 +431,12 @@ def _draw_box(rng: np.random.Generator) -> dict | None:
     lat_span, lon_span = rng.uniform(*BOX_LAT_SPAN), rng.uniform(*BOX_LON_SPAN)
     lat_min = zips["lat"].iat[row] - lat_span * rng.uniform(0.15, 0.85)  # the ZIP is well inside
     lon_min = zips["lon"].iat[row] - lon_span * rng.uniform(0.15, 0.85)
-    box = {"lat_min": round(float(lat_min), 2), "lat_max": round(float(lat_min + lat_span), 2),
-           "lon_min": round(float(lon_min), 2), "lon_max": round(float(lon_min + lon_span), 2)}
+    box = {
+        "lat_min": round(float(lat_min), 2),
+        "lat_max": round(float(lat_min + lat_span), 2),
+        "lon_min": round(float(lon_min), 2),
+        "lon_max": round(float(lon_min + lon_span), 2),
+    }
     return {"box": box} if all(_off_grid(v) for v in box.values()) else None
 
 
@@ -392,17 +460,25 @@ def _state(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, dict]
     candidates = shares[(shares >= STATE_SHARE[0]) & (shares <= STATE_SHARE[1])]
     state = str(candidates.index[rng.integers(len(candidates))])
     mask = pop.located & (pop.state() == state)
-    return mask, {"description": f"speakers in {state}", "state": state,
-                  "population_share_pct": round(100 * float(candidates[state]), 4)}
+    return mask, {
+        "description": f"speakers in {state}",
+        "state": state,
+        "population_share_pct": round(100 * float(candidates[state]), 4),
+    }
 
 
 def _draw_circle(rng: np.random.Generator, metro: int, radius: tuple[float, float]) -> dict:
     """A circle near metro ``metro`` (centre offset up to METRO_OFFSET_KM) with a random radius."""
     metros = _metros()
-    lat, lon = _offset(metros["lat"].iat[metro], metros["lon"].iat[metro],
-                       rng.uniform(0, METRO_OFFSET_KM), rng.uniform(0, 2 * np.pi))
-    return {"metro": str(metros["name"].iat[metro]), "lat": round(lat, 4), "lon": round(lon, 4),
-            "radius_km": round(float(rng.uniform(*radius)), 1)}
+    lat, lon = _offset(
+        metros["lat"].iat[metro], metros["lon"].iat[metro], rng.uniform(0, METRO_OFFSET_KM), rng.uniform(0, 2 * np.pi)
+    )
+    return {
+        "metro": str(metros["name"].iat[metro]),
+        "lat": round(lat, 4),
+        "lon": round(lon, 4),
+        "radius_km": round(float(rng.uniform(*radius)), 1),
+    }
 
 
 def _circle_text(circles: list[dict]) -> str:
@@ -413,8 +489,13 @@ def _circle_text(circles: list[dict]) -> str:
 def _circle(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, dict]:
     """A 100-250 km circle around one of the large metro areas, holding 3-12% of the population."""
     n_metros = len(_metros())
-    instance = _redraw(rng, lambda r: {"circles": [_draw_circle(r, int(r.integers(n_metros)), CIRCLE_RADIUS_KM)]},
-                       lambda inst: _population_share(_in_circles(inst["circles"])), CIRCLE_SHARE, "circle")
+    instance = _redraw(
+        rng,
+        lambda r: {"circles": [_draw_circle(r, int(r.integers(n_metros)), CIRCLE_RADIUS_KM)]},
+        lambda inst: _population_share(_in_circles(inst["circles"])),
+        CIRCLE_SHARE,
+        "circle",
+    )
     circles = instance["circles"]
     mask = pop.located & _in_circles(circles)(pop.lat, pop.lon)
     return mask, {"description": _circle_text(circles), **instance}
@@ -424,12 +505,20 @@ def _draw_two_circles(rng: np.random.Generator) -> dict | None:
     """Two circles around two metros at least TWO_CIRCLE_MIN_DISTANCE_KM apart (None if closer)."""
     metros = _metros()
     first, second = (int(i) for i in rng.choice(len(metros), size=2, replace=False))
-    apart = float(haversine_km(np.array(metros["lat"].iat[first]), np.array(metros["lon"].iat[first]),
-                      metros["lat"].iat[second], metros["lon"].iat[second]))
+    apart = float(
+        haversine_km(
+            np.array(metros["lat"].iat[first]),
+            np.array(metros["lon"].iat[first]),
+            metros["lat"].iat[second],
+            metros["lon"].iat[second],
+        )
+    )
     if apart < TWO_CIRCLE_MIN_DISTANCE_KM:
         return None
-    circles = sorted([_draw_circle(rng, first, TWO_CIRCLE_RADIUS_KM), _draw_circle(rng, second, TWO_CIRCLE_RADIUS_KM)],
-                     key=lambda c: c["metro"])
+    circles = sorted(
+        [_draw_circle(rng, first, TWO_CIRCLE_RADIUS_KM), _draw_circle(rng, second, TWO_CIRCLE_RADIUS_KM)],
+        key=lambda c: c["metro"],
+    )
     if min(_population_share(_in_circles([c])) for c in circles) < TWO_CIRCLE_EACH_SHARE:
         return None
     return {"circles": circles, "metro_distance_km": round(apart, 1)}
@@ -437,8 +526,13 @@ def _draw_two_circles(rng: np.random.Generator) -> dict | None:
 
 def _two_circles(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, dict]:
     """Two disjoint circles around two distant metro areas, 4-15% of the population together."""
-    instance = _redraw(rng, _draw_two_circles, lambda inst: _population_share(_in_circles(inst["circles"])),
-                       TWO_CIRCLE_SHARE, "two-circles")
+    instance = _redraw(
+        rng,
+        _draw_two_circles,
+        lambda inst: _population_share(_in_circles(inst["circles"])),
+        TWO_CIRCLE_SHARE,
+        "two-circles",
+    )
     circles = instance["circles"]
     mask = pop.located & _in_circles(circles)(pop.lat, pop.lon)
     return mask, {"description": _circle_text(circles), **instance}
@@ -461,8 +555,13 @@ def _draw_state_block(rng: np.random.Generator) -> dict:
 def _multi_state(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, dict]:
     """A contiguous block of 4-7 states (Mountain West, Midwest, New England ...), 4-18% of people."""
     shares = _state_shares()
-    instance = _redraw(rng, _draw_state_block, lambda inst: float(shares.reindex(inst["states"]).fillna(0).sum()),
-                       MULTI_STATE_SHARE, "multi-state")
+    instance = _redraw(
+        rng,
+        _draw_state_block,
+        lambda inst: float(shares.reindex(inst["states"]).fillna(0).sum()),
+        MULTI_STATE_SHARE,
+        "multi-state",
+    )
     mask = pop.located & np.isin(pop.state(), instance["states"])
     return mask, {"description": "speakers in " + ", ".join(instance["states"]), **instance}
 
@@ -481,10 +580,16 @@ def _zip_cut(pop: Population, attribute: str, share: float, side: str) -> tuple[
     else:
         mask, direction = located & (value > threshold), ">"
     return mask, {
-        "description": (f"ZIP {attribute} {direction} {threshold:.6g} (the {'lowest' if side == 'below' else 'highest'} "
-                        f"{100 * share:.1f}% of located speakers)"),
-        "attribute": attribute, "direction": direction, "threshold": _r(threshold),
-        "side": side, "speaker_quantile": round(quantile, 4), "target_share_pct": round(100 * share, 2),
+        "description": (
+            f"ZIP {attribute} {direction} {threshold:.6g} (the {'lowest' if side == 'below' else 'highest'} "
+            f"{100 * share:.1f}% of located speakers)"
+        ),
+        "attribute": attribute,
+        "direction": direction,
+        "threshold": _r(threshold),
+        "side": side,
+        "speaker_quantile": round(quantile, 4),
+        "target_share_pct": round(100 * share, 2),
     }
 
 
@@ -494,9 +599,13 @@ def _zip_age(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, dic
     threshold = float(np.quantile(value[pop.located], ZIP_QUANTILE)) if pop.located.any() else np.inf
     mask = pop.located & (value > threshold)
     return mask, {
-        "description": (f"ZIP {ZIP_ATTRIBUTE} > {threshold:.4g} (the oldest "
-                        f"{round(100 * (1 - ZIP_QUANTILE))}% of located speakers)"),
-        "attribute": ZIP_ATTRIBUTE, "direction": ">", "threshold": _r(threshold), "speaker_quantile": ZIP_QUANTILE,
+        "description": (
+            f"ZIP {ZIP_ATTRIBUTE} > {threshold:.4g} (the oldest {round(100 * (1 - ZIP_QUANTILE))}% of located speakers)"
+        ),
+        "attribute": ZIP_ATTRIBUTE,
+        "direction": ">",
+        "threshold": _r(threshold),
+        "speaker_quantile": ZIP_QUANTILE,
     }
 
 
@@ -548,7 +657,9 @@ def _emb_cluster(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray,
     accent = ACCENTS[pop.dominant[planted]]
     return mask, {
         "description": f"embedding cluster {planted} of {geometry['n_clusters']} (dominant accent={accent})",
-        "cluster": planted, "n_clusters": int(geometry["n_clusters"]), "dominant_accent": accent,
+        "cluster": planted,
+        "n_clusters": int(geometry["n_clusters"]),
+        "dominant_accent": accent,
         "dominant_accent_share_pct": _accent_share(pop, mask, planted),
     }
 
@@ -568,7 +679,9 @@ def _emb_split(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, d
     accent = ACCENTS[pop.dominant[clusters[0]]]
     return mask, {
         "description": f"embedding sub-population of clusters {clusters} (dominant accent={accent})",
-        "clusters": clusters, "n_clusters": int(geometry["n_clusters"]), "dominant_accent": accent,
+        "clusters": clusters,
+        "n_clusters": int(geometry["n_clusters"]),
+        "dominant_accent": accent,
         "dominant_accent_share_pct": _accent_share(pop, mask, clusters[0]),
         "subcentre_separation": geometry["split_separation"],
     }
@@ -583,10 +696,14 @@ def _emb_merge(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, d
     accent = ACCENTS[pop.dominant[planted]]
     return mask, {
         "description": f"embedding cluster {planted} of {geometry['n_clusters']}, close to cluster {partner} (dominant accent={accent})",
-        "cluster": planted, "partner_cluster": partner, "n_clusters": int(geometry["n_clusters"]),
-        "dominant_accent": accent, "partner_accent": ACCENTS[pop.dominant[partner]],
+        "cluster": planted,
+        "partner_cluster": partner,
+        "n_clusters": int(geometry["n_clusters"]),
+        "dominant_accent": accent,
+        "partner_accent": ACCENTS[pop.dominant[partner]],
         "dominant_accent_share_pct": _accent_share(pop, mask, planted),
-        "partner_speakers": int((pop.cluster == partner).sum()), "separation": geometry["merge_separation"],
+        "partner_speakers": int((pop.cluster == partner).sum()),
+        "separation": geometry["merge_separation"],
     }
 
 
@@ -599,17 +716,28 @@ SHAPES: dict[str, Shape] = {
         Shape("circle", "geo", "a 100-250 km circle around a large metro area (3-12%)", _circle),
         Shape("two-circles", "geo", "two disjoint circles around two distant metro areas (4-15%)", _two_circles),
         Shape("multi-state", "geo", "a contiguous block of 4-7 states (4-18%)", _multi_state),
-        Shape("lat-band", "geo", "fixed box 24-31 N, 100-75 W: Gulf Coast and Florida (~13%; old geo-tree)",
-              _lat_band, legacy=True),
-        Shape("zip-quantile", "zip", "a census attribute cut at a random off-decile quantile, either side (5-40%)",
-              _zip_quantile),
+        Shape(
+            "lat-band",
+            "geo",
+            "fixed box 24-31 N, 100-75 W: Gulf Coast and Florida (~13%; old geo-tree)",
+            _lat_band,
+            legacy=True,
+        ),
+        Shape(
+            "zip-quantile",
+            "zip",
+            "a census attribute cut at a random off-decile quantile, either side (5-40%)",
+            _zip_quantile,
+        ),
         Shape("zip-small", "zip", "a small tail of a census attribute (2-5%)", _zip_small),
         Shape("zip-majority", "zip", "ZIPs whose majority race/ethnicity is Hispanic or Black", _zip_majority),
-        Shape("zip-age", "zip", "fixed cut: the oldest 30% by ZIP median age (old zip-demographic)",
-              _zip_age, legacy=True),
+        Shape(
+            "zip-age", "zip", "fixed cut: the oldest 30% by ZIP median age (old zip-demographic)", _zip_age, legacy=True
+        ),
         Shape("emb-cluster", "embedding", "one true embedding cluster of ~8-15% (old embedding-kmeans)", _emb_cluster),
-        Shape("emb-split", "embedding", "a 15-30% sub-population of 2-3 sub-centres that k=10 k-means splits",
-              _emb_split),
+        Shape(
+            "emb-split", "embedding", "a 15-30% sub-population of 2-3 sub-centres that k=10 k-means splits", _emb_split
+        ),
         Shape("emb-merge", "embedding", "a cluster close to another, so k=10 k-means merges the two", _emb_merge),
     )
 }
@@ -626,7 +754,9 @@ def plant_help() -> str:
 # --- embedding geometries --------------------------------------------------------------------------
 
 
-def _classic_geometry(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def _classic_geometry(
+    rng: np.random.Generator, n: int, dim: int, n_clusters: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """The original geometry: well separated clusters with decaying weights (main random stream)."""
     weights = CLUSTER_DECAY ** np.arange(n_clusters)
     weights /= weights.sum()
@@ -634,8 +764,11 @@ def _classic_geometry(rng: np.random.Generator, n: int, dim: int, n_clusters: in
     centres = rng.normal(size=(n_clusters, dim))
     spread = rng.uniform(*EMBEDDING_NOISE, size=n_clusters)
     emb = (centres[cluster] + spread[cluster, None] * rng.normal(size=(n, dim))).astype(np.float32)
-    info = {"kind": "classic", "n_clusters": int(n_clusters),
-            "target_cluster": int(np.argmin(np.abs(weights - CLUSTER_TARGET_SHARE)))}
+    info = {
+        "kind": "classic",
+        "n_clusters": int(n_clusters),
+        "target_cluster": int(np.argmin(np.abs(weights - CLUSTER_TARGET_SHARE))),
+    }
     return cluster, emb, info
 
 
@@ -645,8 +778,9 @@ def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
-def _place(rng: np.random.Generator, anchor: np.ndarray, radius: float, others: list[np.ndarray],
-           min_distance: float) -> np.ndarray:
+def _place(
+    rng: np.random.Generator, anchor: np.ndarray, radius: float, others: list[np.ndarray], min_distance: float
+) -> np.ndarray:
     """``anchor`` + radius x a random direction, redrawn a few times if closer than min_distance."""
     best, best_gap = anchor, -1.0
     for _ in range(20):  # in high dimension the first draw nearly always suffices
@@ -697,7 +831,7 @@ def _varied_geometry(rng: np.random.Generator, n: int, dim: int) -> tuple[np.nda
     parent = _place(rng, offset, radius(), centres, min_gap)
     split_sep = scale * rng.uniform(*VARIED_SPLIT_SEPARATION)
     for _ in range(n_sub):  # random directions from the parent: pairwise distance ~ split_sep
-        centres.append(_place(rng, parent, split_sep / np.sqrt(2), centres[1 + n_other:], 0.8 * split_sep))
+        centres.append(_place(rng, parent, split_sep / np.sqrt(2), centres[1 + n_other :], 0.8 * split_sep))
     merge = _place(rng, offset, radius(), centres, min_gap)
     merge_sep = scale * rng.uniform(*VARIED_MERGE_SEPARATION)
     centres += [merge, merge + merge_sep * _unit(rng, dim)]
@@ -716,11 +850,16 @@ def _varied_geometry(rng: np.random.Generator, n: int, dim: int) -> tuple[np.nda
 
     split_roles = list(range(1 + n_other, 1 + n_other + n_sub))
     info = {
-        "kind": "varied", "n_clusters": n_true, "dimension": int(dim),
+        "kind": "varied",
+        "n_clusters": n_true,
+        "dimension": int(dim),
         "target_cluster": int(ids[0]),
         "split_clusters": sorted(int(ids[r]) for r in split_roles),
-        "merge_cluster": int(ids[n_true - 2]), "merge_partner": int(ids[n_true - 1]),
-        "separation_scale": _r(scale, 4), "split_separation": _r(split_sep, 4), "merge_separation": _r(merge_sep, 4),
+        "merge_cluster": int(ids[n_true - 2]),
+        "merge_partner": int(ids[n_true - 1]),
+        "separation_scale": _r(scale, 4),
+        "split_separation": _r(split_sep, 4),
+        "merge_separation": _r(merge_sep, 4),
         "cluster_shares": [_r(w, 4) for w in (weights / weights.sum())[np.argsort(ids)]],
         "cluster_spreads": [_r(s, 4) for s in spread[np.argsort(ids)]],
     }
@@ -749,8 +888,7 @@ def _normalise_plant(plant: Sequence[str] | str | None) -> tuple[tuple[str, str]
     unknown = sorted(set(names) - set(SHAPES) - set(LEGACY_ALIASES))
     if unknown:
         raise ValueError(
-            f"cannot plant {', '.join(map(repr, unknown))}: choose from "
-            f"{', '.join([*SHAPES, *LEGACY_ALIASES])} or none"
+            f"cannot plant {', '.join(map(repr, unknown))}: choose from {', '.join([*SHAPES, *LEGACY_ALIASES])} or none"
         )
     chosen = {name: LEGACY_ALIASES.get(name, name) for name in names}
     by_shape: dict[str, list[str]] = {}
@@ -758,7 +896,9 @@ def _normalise_plant(plant: Sequence[str] | str | None) -> tuple[tuple[str, str]
         by_shape.setdefault(shape, []).append(name)
     twice = {shape: given for shape, given in by_shape.items() if len(given) > 1}
     if twice:
-        raise ValueError("a shape planted twice under two names: " + "; ".join(f"{' = '.join(g)}" for g in twice.values()))
+        raise ValueError(
+            "a shape planted twice under two names: " + "; ".join(f"{' = '.join(g)}" for g in twice.values())
+        )
     order = list(SHAPES)
     return tuple(sorted(((name, shape) for name, shape in chosen.items()), key=lambda item: order.index(item[1])))
 
@@ -799,8 +939,16 @@ def _r(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
-def _validate(n: int, effect: float, base_wer: float, embeddings: str, embedding_dim: int,
-              n_clusters: int, mean_utterances: float, embedding_geometry: str | None) -> None:
+def _validate(
+    n: int,
+    effect: float,
+    base_wer: float,
+    embeddings: str,
+    embedding_dim: int,
+    n_clusters: int,
+    mean_utterances: float,
+    embedding_geometry: str | None,
+) -> None:
     """Raise ValueError for out-of-range arguments of :func:`synthesize`."""
     if n < 1:
         raise ValueError("n_speakers (--speakers) must be at least 1")
@@ -818,8 +966,17 @@ def _validate(n: int, effect: float, base_wer: float, embeddings: str, embedding
         raise ValueError(f"embedding_geometry must be one of {', '.join(GEOMETRIES)} (or None for the default)")
 
 
-def _planted_entry(name: str, shape: Shape, mask: np.ndarray, instance: dict, eligible: np.ndarray,
-                   words: np.ndarray, expected: np.ndarray, errors: np.ndarray, speaker_ids: np.ndarray) -> dict:
+def _planted_entry(
+    name: str,
+    shape: Shape,
+    mask: np.ndarray,
+    instance: dict,
+    eligible: np.ndarray,
+    words: np.ndarray,
+    expected: np.ndarray,
+    errors: np.ndarray,
+    speaker_ids: np.ndarray,
+) -> dict:
     """The truth entry of one planted shape: who, how many, expected and realised WERs, the instance."""
     rest = eligible & ~mask
     exp_p, exp_r = _pooled(words, expected, mask), _pooled(words, expected, rest)
@@ -922,8 +1079,16 @@ def synthesize(
     words_per_speaker = np.bincount(row_speaker, weights=ref_words, minlength=n)
 
     # --- planted shapes (each from its own random stream) ------------------------------------
-    population_view = Population(located=located, lat=lat, lon=lon, zip_idx=zip_idx, cluster=cluster,
-                                 accent_idx=accent_idx, dominant=dominant, geometry=geometry)
+    population_view = Population(
+        located=located,
+        lat=lat,
+        lon=lon,
+        zip_idx=zip_idx,
+        cluster=cluster,
+        accent_idx=accent_idx,
+        dominant=dominant,
+        geometry=geometry,
+    )
     masks: dict[str, np.ndarray] = {}
     instances: dict[str, dict] = {}
     multiplier = np.ones(n)
@@ -1011,8 +1176,17 @@ def synthesize(
     for name, shape_name in planted:
         shape = SHAPES[shape_name]
         eligible = np.ones(n, dtype=bool) if shape.family == "embedding" else located
-        entry = _planted_entry(name, shape, masks[name], instances[name], eligible, words_per_speaker,
-                               expected_errors, errors_per_speaker, speaker_id_values)
+        entry = _planted_entry(
+            name,
+            shape,
+            masks[name],
+            instances[name],
+            eligible,
+            words_per_speaker,
+            expected_errors,
+            errors_per_speaker,
+            speaker_id_values,
+        )
         siblings = [other for other, s in planted if other != name and SHAPES[s].family == shape.family]
         if siblings:  # two shapes of one family: each method may find either (or both)
             entry["same_family_planted"] = siblings
@@ -1035,9 +1209,7 @@ def synthesize(
             "mean_utterances": float(mean_utterances),
             "speaker_log_sd": SPEAKER_LOG_SD,
             "utterance_log_sd": UTTERANCE_LOG_SD,
-            "ref_words": (
-                f"1 + NegBin(mean {REF_WORDS_EXTRA_MEAN}, shape {REF_WORDS_SHAPE}), max {REF_WORDS_MAX}"
-            ),
+            "ref_words": (f"1 + NegBin(mean {REF_WORDS_EXTRA_MEAN}, shape {REF_WORDS_SHAPE}), max {REF_WORDS_MAX}"),
             "insertion_share": INSERTION_SHARE,
             "missing_location_share": MISSING_LOCATION_SHARE,
             "jitter_km": JITTER_KM,
@@ -1066,9 +1238,7 @@ def _split_log_path(out: Path) -> tuple[Path, str]:
     for suffix in _LOG_SUFFIXES:
         if name.lower().endswith(suffix):
             return out.with_name(name[: -len(suffix)]), suffix
-    raise ValueError(
-        f"cannot tell the log format from {out.name!r}: use .csv, .csv.gz, .tsv or .parquet"
-    )
+    raise ValueError(f"cannot tell the log format from {out.name!r}: use .csv, .csv.gz, .tsv or .parquet")
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

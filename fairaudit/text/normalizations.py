@@ -6,9 +6,9 @@ from __future__ import annotations
 NORMALIZATION_DESCRIPTIONS = {
     "default": "lower-case; delete apostrophes; every other run of punctuation becomes a space; collapse whitespace",
     "jiwer": "jiwer's own ToLowerCase, RemovePunctuation, RemoveMultipleSpaces, Strip: punctuation is deleted, "
-             "so well-known becomes wellknown",
+    "so well-known becomes wellknown",
     "whisper": "OpenAI Whisper's English normaliser: twenty five becomes 25, colour becomes color, contractions are "
-               "expanded, filler words such as uh are removed; needs the optional whisper-normalizer package",
+    "expanded, filler words such as uh are removed; needs the optional whisper-normalizer package",
     "none": "no change except that words are split on whitespace",
 }
 NORMALIZATIONS = tuple(NORMALIZATION_DESCRIPTIONS)

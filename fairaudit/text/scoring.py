@@ -94,9 +94,7 @@ def word_counts(normalized: pa.Array) -> np.ndarray:
     return np.where(empty, 0, spaces.astype(np.int64) + 1)
 
 
-def score_texts(
-    references: Sequence[str], hypotheses: Sequence[str], normalize: str = "default"
-) -> pd.DataFrame:
+def score_texts(references: Sequence[str], hypotheses: Sequence[str], normalize: str = "default") -> pd.DataFrame:
     """Score reference/hypothesis pairs: one row per pair with S, D, I, ref_words, errors (int64)."""
     refs = normalize_texts(references, normalize)
     hyps = normalize_texts(hypotheses, normalize)

@@ -33,28 +33,106 @@ def make_reports(work: Path) -> dict[str, Path]:
     embeddings = work / "eval_log.embeddings.parquet"
     out = {name: work / f"{name}.json" for name in ("all_methods", "options", "compare", "gate")}
 
-    _run("audit", log, "--embeddings", embeddings, "--bootstrap", 100, "--permutations", 40,
-         "--quiet", "--json", out["all_methods"])
+    _run(
+        "audit",
+        log,
+        "--embeddings",
+        embeddings,
+        "--bootstrap",
+        100,
+        "--permutations",
+        40,
+        "--quiet",
+        "--json",
+        out["all_methods"],
+    )
 
     synth = work / "planted.csv"
-    _run("synth", "-o", synth, "--speakers", 1200, "--plant", "circle", "--plant", "zip-quantile",
-         "--effect", 0.5, "--seed", 3, "--embeddings", "none")
-    _run("audit", synth, "--by", "gender", "--by", "age_group,accent", "-m", "attribute", "-m", "geo-scan",
-         "-m", "zip-demographic", "--bottom", "worst", "--top", "best", "--holdout", 0.3, "--bootstrap", 80,
-         "--permutations", 30, "--seed", 7, "--quiet", "--json", out["options"])
+    _run(
+        "synth",
+        "-o",
+        synth,
+        "--speakers",
+        1200,
+        "--plant",
+        "circle",
+        "--plant",
+        "zip-quantile",
+        "--effect",
+        0.5,
+        "--seed",
+        3,
+        "--embeddings",
+        "none",
+    )
+    _run(
+        "audit",
+        synth,
+        "--by",
+        "gender",
+        "--by",
+        "age_group,accent",
+        "-m",
+        "attribute",
+        "-m",
+        "geo-scan",
+        "-m",
+        "zip-demographic",
+        "--bottom",
+        "worst",
+        "--top",
+        "best",
+        "--holdout",
+        0.3,
+        "--bootstrap",
+        80,
+        "--permutations",
+        30,
+        "--seed",
+        7,
+        "--quiet",
+        "--json",
+        out["options"],
+    )
 
     worse = work / "new_model.csv"
     frame = pd.read_csv(log)
     south = frame["latitude"] < 33
     frame.loc[south, "errors"] = frame.loc[south, "errors"] + 1
     frame.to_csv(worse, index=False)
-    _run("compare", log, worse, "--cohorts", out["all_methods"], "--embeddings", embeddings,
-         "--bootstrap", 100, "--json", out["compare"])
+    _run(
+        "compare",
+        log,
+        worse,
+        "--cohorts",
+        out["all_methods"],
+        "--embeddings",
+        embeddings,
+        "--bootstrap",
+        100,
+        "--json",
+        out["compare"],
+    )
     policy = work / "fairaudit.toml"
     example = (EXAMPLES.parent / "ci" / "fairaudit.toml").read_text()
-    policy.write_text(example.replace("bootstrap = 1000", "bootstrap = 100").replace("permutations = 200", "permutations = 40"))
-    _run("gate", worse, "--baseline", out["all_methods"], "--embeddings", embeddings, "--quiet",
-         "--policy", policy, "--json", out["gate"], "--junit", work / "gate.xml")
+    policy.write_text(
+        example.replace("bootstrap = 1000", "bootstrap = 100").replace("permutations = 200", "permutations = 40")
+    )
+    _run(
+        "gate",
+        worse,
+        "--baseline",
+        out["all_methods"],
+        "--embeddings",
+        embeddings,
+        "--quiet",
+        "--policy",
+        policy,
+        "--json",
+        out["gate"],
+        "--junit",
+        work / "gate.xml",
+    )
     out["gate_junit"] = work / "gate.xml"
     return out
 
