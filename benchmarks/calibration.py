@@ -7,7 +7,7 @@ output.
 1. Recovery: F1 between the audit's bottom-cohort speakers and the planted speakers, 2,000 speakers,
    30% relative WER effect, one method planted per log (and, as a secondary figure, all three
    planted). geo-tree uses ``bottom_share`` = the planted box's speaker share, as
-   tests/test_recovery.py does. Bar: mean F1 >= 0.9.
+   tests/integration/test_recovery.py does. Bar: mean F1 >= 0.9.
 2. False alarms: on null logs (``plant=()``), default audit options with 200 permutations, the share
    of seeds whose verdict is ``disparity`` (the 5% level). Bar: at most 5%. Clopper-Pearson 95% CI.
 3. Interval coverage: the speaker-bootstrap 95% percentile interval (1,000 replicates) of the
@@ -513,7 +513,8 @@ def detail_table(summaries: list[MethodSummary]) -> str:
         rows.append(
             [
                 s.method,
-                f"{s.recovery_all_mean:.3f} / {s.recovery_all_min:.3f} ({s.recovery_all_hits}/{s.recovery_all_n} >= 0.9)",
+                f"{s.recovery_all_mean:.3f} / {s.recovery_all_min:.3f} "
+                f"({s.recovery_all_hits}/{s.recovery_all_n} >= 0.9)",
                 f"{s.no_split} / {s.insufficient} of {s.false_alarms.n}",
                 f"{s.null_p_mean:.3f}",
                 s.coverage_rest.text(),
@@ -637,7 +638,8 @@ def run(sizes: Sizes, *, log: Callable[[str], None] = print, perf: bool = True) 
         p = output["performance"]
         log(
             f"\nperformance bar (2,000 speakers, 3 methods, 1,000 bootstrap, 200 permutations): "
-            f"{p['seconds'][0]:.2f} s cold, {', '.join(f'{t:.2f}' for t in p['seconds'][1:])} s warm -> {'PASS' if p['pass'] else 'MISS'} (< 60 s)"
+            f"{p['seconds'][0]:.2f} s cold, {', '.join(f'{t:.2f}' for t in p['seconds'][1:])} s warm -> "
+            f"{'PASS' if p['pass'] else 'MISS'} (< 60 s)"
         )
     log(f"total benchmark wall time: {output['wall_seconds'] / 60:.1f} min")
     return output

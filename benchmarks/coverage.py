@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 misses = [r[f"{cohort}:{kind}"] for r in rows if r["method"] == method]
                 rate = Rate.of(sum(m == "" for m in misses), len(misses))
                 print(
-                    f"| {method} | {cohort} | {kind} | {rate.text()} | {misses.count('below')} | {misses.count('above')} |"
+                    f"| {method} | {cohort} | {kind} | {rate.text()} | "
+                    f"{misses.count('below')} | {misses.count('above')} |"
                 )
     return 0
 

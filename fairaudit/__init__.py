@@ -7,10 +7,9 @@ level bootstrap intervals, search-aware permutation p-values and a verdict per m
 logs transcribe the same utterances).
 """
 
-__version__ = "0.1.0"
-
-from fairaudit.api import audit, compare  # noqa: E402
-from fairaudit.options import AuditOptions  # noqa: E402
-from fairaudit.report.result import AuditResult, MethodResult  # noqa: E402
+from fairaudit.api import audit, compare
+from fairaudit.options import AuditOptions
+from fairaudit.report.result import AuditResult, MethodResult
+from fairaudit.version import __version__
 
 __all__ = ["AuditOptions", "AuditResult", "MethodResult", "audit", "compare", "__version__"]

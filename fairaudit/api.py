@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from fairaudit import __version__
 from fairaudit.comparison.two_systems import Comparison
 from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.errors import InputError, UsageError
@@ -20,6 +19,7 @@ from fairaudit.model.log import UtteranceLog
 from fairaudit.options import AuditOptions
 from fairaudit.pipeline.audit import run_audit, run_stored_audit
 from fairaudit.report.result import AuditResult
+from fairaudit.version import __version__
 
 
 def audit_options(options: dict[str, Any], methods: Sequence[str] | None = None) -> AuditOptions:
@@ -88,7 +88,9 @@ def compare(
     normalize: str = "default",
     **options: object,
 ) -> Comparison:
-    """Compare two systems on the same cohorts (SPEC 9) and return a :class:`~fairaudit.comparison.two_systems.Comparison`.
+    """Compare two systems on the same cohorts (SPEC 9).
+
+    Returns a :class:`~fairaudit.comparison.two_systems.Comparison`.
 
     Cohorts come from ``cohorts`` (an audit report) or are discovered on ``baseline``; both logs
     are measured on them. ``pairing``: "auto" (paired when utterance ids match), "paired" or

@@ -86,7 +86,10 @@ def suppress_nested_attributes(results: dict) -> None:
             for figures in filter(None, [result.discovery, result.holdout]):
                 cohorts = figures.cohorts
                 parents = (
-                    cohorts["id"].astype(str).str.split(" & ").map(lambda parts: tuple(parts[i] for i in positions))
+                    cohorts["id"]
+                    .astype(str)
+                    .str.split(" & ")
+                    .map(lambda parts, positions=positions: tuple(parts[i] for i in positions))
                 )
                 chosen = cohorts["id"].isin(figures.bottom) | cohorts["id"].isin(figures.top)
                 suppressed = cohorts["suppressed"].to_numpy(dtype=bool).copy()

@@ -49,7 +49,7 @@ err_console = Console(stderr=True)
 def _show_version(value: bool) -> None:
     """--version: print the version and stop."""
     if value:
-        from fairaudit import __version__
+        from fairaudit.version import __version__
 
         typer.echo(f"fairaudit {__version__}")
         raise typer.Exit(0)
@@ -425,7 +425,10 @@ def audit(
         None,
         "--assignments",
         metavar="FILE",
-        help="Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). Contains speaker ids.",
+        help=(
+            "Write speaker -> cohort per method as CSV (method, speaker_id, cohort_id, cohort, bottom). "
+            "Contains speaker ids."
+        ),
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables to the terminal."),
     engine: str = typer.Option("pandas", "--engine", metavar="pandas|dask", help=ENGINE_HELP),
@@ -505,7 +508,10 @@ def compare(
         "auto",
         "--pairing",
         metavar="auto|paired|unpaired",
-        help="auto (default): paired when the logs share utterance_ids (one speaker bootstrap for both, narrower intervals); unpaired: independent bootstraps.",
+        help=(
+            "auto (default): paired when the logs share utterance_ids (one speaker bootstrap for both, "
+            "narrower intervals); unpaired: independent bootstraps."
+        ),
     ),
     bootstrap: int = typer.Option(
         1000,
@@ -528,7 +534,8 @@ def compare(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
-    """Compare two models on the same cohorts: each cohort's WER before and after, the change with a paired 95% interval, and a verdict (worse, better, no evidence)."""
+    """Compare two models on the same cohorts: each cohort's WER before and after, the change with a paired
+    95% interval, and a verdict (worse, better, no evidence)."""
     import fairaudit
     from fairaudit.render.comparison import comparison_html, comparison_markdown, print_comparison
 
@@ -565,19 +572,28 @@ def gate(
     source: str = typer.Argument(
         ...,
         metavar="LOG_OR_AUDIT_JSON",
-        help="An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a directory or glob pattern) or an audit report written by `fairaudit audit --json`.",
+        help=(
+            "An utterance log (audited now, with the options of [tool.fairaudit]; with --engine dask also a "
+            "directory or glob pattern) or an audit report written by `fairaudit audit --json`."
+        ),
     ),
     policy: Optional[Path] = typer.Option(
         None,
         "--policy",
         metavar="FILE",
-        help="Gate policy TOML (a [gate] table). Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml.",
+        help=(
+            "Gate policy TOML (a [gate] table). "
+            "Default: [gate] in fairaudit.toml or [tool.fairaudit.gate] in pyproject.toml."
+        ),
     ),
     baseline: Optional[Path] = typer.Option(
         None,
         "--baseline",
         metavar="LOG_OR_AUDIT_JSON",
-        help="The last released model, for the regression rules: its audit report (--json; the new log is re-measured on its cohorts) or its log (paired when the logs share utterances).",
+        help=(
+            "The last released model, for the regression rules: its audit report (--json; the new log is "
+            "re-measured on its cohorts) or its log (paired when the logs share utterances)."
+        ),
     ),
     junit: Optional[Path] = typer.Option(
         None,
@@ -626,7 +642,8 @@ def gate(
     if not has_rules(rules):
         raise UsageError(
             "the gate has no rules, so it would pass anything: add rules such as max-wer-gap-pct = 40 to [gate] in "
-            "fairaudit.toml (or [tool.fairaudit.gate] in pyproject.toml), or give --policy FILE (see examples/ci/fairaudit.toml)"
+            "fairaudit.toml (or [tool.fairaudit.gate] in pyproject.toml), "
+            "or give --policy FILE (see examples/ci/fairaudit.toml)"
         )
     baseline_is_report = baseline is not None and baseline.suffix.lower() == ".json"
     before = read_report(baseline) if baseline_is_report else None
@@ -691,12 +708,14 @@ def validate(
     speakers = build_speaker_table(data)
     console = _stdout_console(plain=True)
     console.print(
-        f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, error counts from the '{data.error_form}' form."
+        f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, "
+        f"error counts from the '{data.error_form}' form."
     )
     total_words = int(speakers.ref_words.sum())
     overall = speakers.errors.sum() / total_words if total_words else float("nan")
     console.print(
-        f"Overall pooled WER {100 * overall:.2f}% ({int(speakers.errors.sum()):,} errors / {total_words:,} reference words)."
+        f"Overall pooled WER {100 * overall:.2f}% "
+        f"({int(speakers.errors.sum()):,} errors / {total_words:,} reference words)."
     )
     if data.metadata_columns:
         console.print("Metadata columns: " + ", ".join(data.metadata_columns))
@@ -741,7 +760,10 @@ def synth(
         "--output",
         "-o",
         metavar="FILE",
-        help="Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it. Required unless --plant list.",
+        help=(
+            "Log file to write (.csv, .csv.gz, .tsv or .parquet); ground truth goes to <stem>.truth.json beside it. "
+            "Required unless --plant list."
+        ),
     ),
     speakers: int = typer.Option(2000, "--speakers", metavar="N", help="Number of speakers."),
     effect: float = typer.Option(
@@ -765,7 +787,10 @@ def synth(
         0,
         "--seed",
         metavar="N",
-        help="Random seed; the same seed writes identical files. Shape instances (sizes, places, cuts, clusters) vary with it.",
+        help=(
+            "Random seed; the same seed writes identical files. "
+            "Shape instances (sizes, places, cuts, clusters) vary with it."
+        ),
     ),
     embeddings: str = typer.Option(
         "file",
@@ -778,7 +803,10 @@ def synth(
         "auto",
         "--geometry",
         metavar="auto|classic|varied",
-        help="Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that vary with the seed) or 'auto' (classic when only the old names are planted).",
+        help=(
+            "Embedding geometry: 'classic' (10 well separated clusters), 'varied' (12-16 overlapping clusters that "
+            "vary with the seed) or 'auto' (classic when only the old names are planted)."
+        ),
     ),
     force: bool = typer.Option(
         False, "--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet."

@@ -84,7 +84,8 @@ class Comparison:
             "fairaudit_version": self.version,
             "paired": self.paired,
             "pairing": (
-                "paired: utterances matched by utterance_id (or speaker and reference text), one speaker bootstrap for both systems"
+                "paired: utterances matched by utterance_id (or speaker and reference text), "
+                "one speaker bootstrap for both systems"
                 if self.paired
                 else "unpaired: the two logs are resampled independently"
             ),

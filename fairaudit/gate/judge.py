@@ -23,13 +23,17 @@ LEVEL_RULES = {
 REGRESSION_RULES = {
     "max-gap-increase-points": "maximum increase of the WER gap over the baseline, in gap percentage points",
     "max-gap-increase-pct": "maximum relative increase of the WER gap over the baseline, in %",
-    "max-cohort-wer-increase-points": "maximum increase of any cohort's WER over the baseline, in WER percentage points",
+    "max-cohort-wer-increase-points": (
+        "maximum increase of any cohort's WER over the baseline, in WER percentage points"
+    ),
     "max-cohort-wer-increase-pct": "maximum relative increase of any cohort's WER over the baseline, in %",
 }
 SETTINGS = {
     "on": "judge limits on the 95% interval's lower bound ('lower', default) or the point estimate ('point')",
     "insufficient-data": "what an 'insufficient data' verdict means for the build: pass, warn (default) or fail",
-    "min-bottom-share-pct": "below this bottom-cohort share (% of speakers) a gap is reported but not actionable (default 0)",
+    "min-bottom-share-pct": (
+        "below this bottom-cohort share (% of speakers) a gap is reported but not actionable (default 0)"
+    ),
     "methods": "which methods the gate judges (default: every method in the report)",
     "not-evaluated": "what a rule that cannot be evaluated means for the build (no baseline, cohorts not the "
     "baseline's, a relative rule on a gap near zero): pass, warn or fail (default)",
@@ -181,7 +185,8 @@ def _parse_level(key: str, value: object, source: str | None, where: str) -> Lev
         return Level(fail=_number(key, value, source, where))
     if not isinstance(value, dict) or not value or set(value) - {"warn", "fail"}:
         raise InputError(
-            f"{where} {key} must be a number (the fail level) or a table with warn and/or fail, e.g. {key} = {{ warn = 20, fail = 40 }}",
+            f"{where} {key} must be a number (the fail level) or a table with warn and/or fail, "
+            f"e.g. {key} = {{ warn = 20, fail = 40 }}",
             file=source,
             value=value,
         )
@@ -278,7 +283,8 @@ def run_gate(report: dict, policy: Policy, baseline: dict | None = None, compari
         method = report["methods"].get(name)
         if method is None:
             raise InputError(
-                f"the policy gates method {name!r} but the audit report has no such method; it has: {', '.join(report['methods'])}",
+                f"the policy gates method {name!r} but the audit report has no such method; "
+                f"it has: {', '.join(report['methods'])}",
                 file=policy.source,
             )
         rules = policy.for_method(name)
@@ -311,8 +317,9 @@ def run_gate(report: dict, policy: Policy, baseline: dict | None = None, compari
                         name,
                         rules.not_evaluated,
                         (
-                            "not evaluated: this audit's cohorts are not the baseline's (different definitions); gate the log "
-                            "itself, which is re-measured on the baseline's cohorts, or audit it with --cohorts BASELINE_JSON"
+                            "not evaluated: this audit's cohorts are not the baseline's (different definitions); "
+                            "gate the log itself, which is re-measured on the baseline's cohorts, "
+                            "or audit it with --cohorts BASELINE_JSON"
                         ),
                     )
                 )
@@ -340,14 +347,16 @@ def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Pol
             rule,
             method,
             "pass",
-            f"not actionable: bottom-cohort share {share:.2f}% is below the policy's minimum {policy.min_bottom_share_pct:g}% ({label})",
+            f"not actionable: bottom-cohort share {share:.2f}% is below the policy's minimum "
+            f"{policy.min_bottom_share_pct:g}% ({label})",
         )
     if rule == "max-wer-gap-pct":
         value, how = _judged(figures.get("wer_gap_pct"), figures.get("wer_gap_ci"), policy.on)
         if value is None:
             return RuleResult(rule, method, "skip", "the WER gap is undefined (top cohort WER is 0)")
         text = (
-            f"WER gap {figures['wer_gap_pct']:.1f}%{_ci(figures.get('wer_gap_ci'), '%')} between {figures.get('bottom_description')} "
+            f"WER gap {figures['wer_gap_pct']:.1f}%{_ci(figures.get('wer_gap_ci'), '%')} "
+            f"between {figures.get('bottom_description')} "
             f"and {figures.get('top_description')} ({label}); judged on the {how} {value:.1f}%"
         )
     else:
@@ -357,7 +366,8 @@ def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Pol
         if value is None:
             return RuleResult(rule, method, "skip", "no bottom-cohort WER")
         text = (
-            f"bottom-cohort WER {100 * figures['bottom_wer']:.2f}%{_ci(ci, '%', 100)} in {figures.get('bottom_description')} "
+            f"bottom-cohort WER {100 * figures['bottom_wer']:.2f}%{_ci(ci, '%', 100)} "
+            f"in {figures.get('bottom_description')} "
             f"({label}); judged on the {how} {100 * value:.2f}%"
         )
     outcome = level.judge(value)
@@ -373,7 +383,8 @@ def _compatibility(report: dict, baseline: dict) -> list[RuleResult]:
         )
     if set(report.get("methods", {})) != set(baseline.get("methods", {})):
         differences.append(
-            f"methods {', '.join(sorted(baseline.get('methods', {})))} -> {', '.join(sorted(report.get('methods', {})))}"
+            f"methods {', '.join(sorted(baseline.get('methods', {})))} -> "
+            f"{', '.join(sorted(report.get('methods', {})))}"
         )
     ignore = {"seed", "cohorts", "pairing"}
     before, after = baseline.get("parameters", {}), report.get("parameters", {})
@@ -473,8 +484,8 @@ def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing
                 method,
                 policy.not_evaluated,
                 (
-                    f"refused: the baseline WER gap is {before:.1f}%, too close to zero (or below) for a relative rule; "
-                    "use max-gap-increase-points"
+                    f"refused: the baseline WER gap is {before:.1f}%, too close to zero (or below) "
+                    "for a relative rule; use max-gap-increase-points"
                 ),
             )
         scale = 100.0 / before if relative else 1.0
@@ -499,7 +510,8 @@ def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing
             unit = "% of its baseline WER" if relative else " WER points"
             worst = value
             worst_text = (
-                f"cohort {cohort['id']} ({cohort['description']}): WER {base:.2f}% -> {100 * cohort['wer_after']:.2f}%, "
+                f"cohort {cohort['id']} ({cohort['description']}): "
+                f"WER {base:.2f}% -> {100 * cohort['wer_after']:.2f}%, "
                 f"change {scale * cohort['change_points']:+.2f}{unit}{_interval(ci, scale)} ({how_pairing}); "
                 f"judged on the {how} {value:+.2f}"
             )

@@ -16,7 +16,6 @@ from fairaudit.methods.base import CohortMethod, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
-from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 
 
 @register
@@ -27,14 +26,19 @@ class AttributeGroups(CohortMethod):
     title = "attribute: cohorts of given metadata"
     display_order = 40
     runs_by_default = False  # runs when --by names columns
+    cells_depend_on_outcomes = False
 
-    def __init__(self, by: Sequence[str], min_speakers: int = 30) -> None:
-        if isinstance(by, str):
-            by = [part.strip() for part in by.split(",") if part.strip()]
-        self.by = tuple(by)
+    def __init__(self, by: Sequence[str] | str = (), min_speakers: int = 30) -> None:
+        self.by = by  # stored as given (scikit-learn convention); parsed by ``columns``
         self.min_speakers = min_speakers
-        if not self.by:
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns whose value combinations are the cohorts ("a,b" is the intersection of a and b)."""
+        by = [part.strip() for part in self.by.split(",") if part.strip()] if isinstance(self.by, str) else self.by
+        if not by:
             raise UsageError("the attribute method needs at least one column: use --by COLUMN")
+        return tuple(by)
 
     @classmethod
     def from_options(cls, opts) -> list[AttributeGroups]:
@@ -43,7 +47,7 @@ class AttributeGroups(CohortMethod):
 
     @property
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self.by
+        return self.columns
 
     def fit(self, speakers: SpeakerTable) -> AttributeGroups:
         keys, known = self._keys(speakers)
@@ -51,7 +55,7 @@ class AttributeGroups(CohortMethod):
         self.partition_ = self.assign(speakers)
         return self
 
-    def assign(self, speakers: SpeakerTable) -> Partition:
+    def _assign(self, speakers: SpeakerTable) -> Partition:
         keys, known = self._keys(speakers)
         lookup = {key: index for index, key in enumerate(self.groups_)}
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
@@ -60,7 +64,7 @@ class AttributeGroups(CohortMethod):
         unseen = int((known & (labels == UNASSIGNED)).sum())
         reasons = {}
         if missing:
-            reasons[f"missing {' or '.join(self.by)}"] = missing
+            reasons[f"missing {' or '.join(self.columns)}"] = missing
         if unseen:
             reasons["value not seen in discovery"] = unseen
         return Partition(
@@ -69,14 +73,14 @@ class AttributeGroups(CohortMethod):
             cohort_ids=list(self.groups_),
             descriptions=[self._describe(key) for key in self.groups_],
             unassigned_reasons=reasons,
-            details={"by": list(self.by)},
+            details={"by": list(self.columns)},
         )
 
     def definition(self) -> dict:
         """The grouping columns and each cohort's value (joined with " & " for intersections)."""
         return {
             "rule": "a speaker is in the cohort whose value equals its most frequent value of the columns",
-            "by": list(self.by),
+            "by": list(self.columns),
             "cells": [{"id": key, "description": self._describe(key), "value": key} for key in self.groups_],
         }
 
@@ -89,22 +93,18 @@ class AttributeGroups(CohortMethod):
         method.groups_ = [str(cell.get("value", cell["id"])) for cell in definition_cells(definition)]
         return method
 
-    def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
-        return fixed_partition_statistic(
-            self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule
-        )
-
     def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
         """One string key per speaker ("indian & female" for intersections) and a known-mask."""
         frame = speakers.frame
         groupable = set(speakers.metadata_columns) | {"zip_code"}
-        missing_columns = [c for c in self.by if c not in frame.columns or c not in groupable]
+        missing_columns = [c for c in self.columns if c not in frame.columns or c not in groupable]
         if missing_columns:
             raise UsageError(
-                f"--by names column(s) {', '.join(map(repr, missing_columns))} that are not metadata columns of the log; "
+                f"--by names column(s) {', '.join(map(repr, missing_columns))} "
+                "that are not metadata columns of the log; "
                 f"metadata columns are: {', '.join(speakers.metadata_columns) or 'none'}"
             )
-        parts = [frame[c].astype("string") for c in self.by]
+        parts = [frame[c].astype("string") for c in self.columns]
         known = np.logical_and.reduce([p.notna().to_numpy() for p in parts])
         key = parts[0].fillna("")
         for part in parts[1:]:
@@ -112,5 +112,5 @@ class AttributeGroups(CohortMethod):
         return key.to_numpy(dtype=object), known
 
     def _describe(self, key: str) -> str:
-        values = key.split(" & ") if len(self.by) > 1 else [key]
-        return ", ".join(f"{column} = {value}" for column, value in zip(self.by, values))
+        values = key.split(" & ") if len(self.columns) > 1 else [key]
+        return ", ".join(f"{column} = {value}" for column, value in zip(self.columns, values))

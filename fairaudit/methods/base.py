@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
@@ -22,8 +24,13 @@ if TYPE_CHECKING:
     from fairaudit.options import AuditOptions
 
 
-class CohortMethod(ABC):
-    """A cohort-discovery method: speaker table in, partition out."""
+class CohortMethod(BaseEstimator, ABC):
+    """A cohort-discovery method: speaker table in, partition out.
+
+    A scikit-learn estimator: parameters are constructor arguments stored unchanged (so
+    ``get_params``, ``clone`` and ``repr`` work), ``fit`` returns self, fitted attributes end in
+    ``_``, and ``assign`` on an unfitted method raises ``sklearn.exceptions.NotFittedError``.
+    """
 
     name: ClassVar[str]
     #: One line for report headings: "<name>: what the cohorts are".
@@ -34,6 +41,9 @@ class CohortMethod(ABC):
     runs_by_default: ClassVar[bool] = True
     #: Speaker-table columns the method needs; "embeddings" means the embedding matrix.
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Whether the cells themselves depend on the outcomes (a tree, a scan) or only their ranking
+    #: does (clusters, attribute groups): the permutation test then only re-ranks fixed cells.
+    cells_depend_on_outcomes: ClassVar[bool] = True
 
     partition_: Partition
 
@@ -61,18 +71,27 @@ class CohortMethod(ABC):
     def fit(self, speakers: SpeakerTable) -> CohortMethod:
         """Learn cohort rules from ``speakers`` and set ``partition_`` (a partition of them)."""
 
-    @abstractmethod
     def assign(self, speakers: SpeakerTable) -> Partition:
         """Apply the learned rules to ``speakers``; cohorts keep the ids learned in ``fit``."""
+        check_is_fitted(self)
+        return self._assign(speakers)
+
+    @abstractmethod
+    def _assign(self, speakers: SpeakerTable) -> Partition:
+        """The method's own assignment of speakers to its fitted (or stored) cells."""
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """The discovery's test statistic (:meth:`SelectionRule.statistic`) for each row of
         ``permutations`` (shuffled speaker positions), both stages re-run.
 
-        The default refits a copy of the method on each shuffled table: exact but slow. Methods
-        whose cohorts do not depend on the outcomes override it with a vectorised re-ranking.
+        When the cells do not depend on the outcomes, the fixed cells are re-ranked on every shuffle
+        (vectorised). Otherwise a copy of the method is refitted on each shuffled table: exact but
+        slow, so such methods override this with their own fast regrowth.
         """
+        check_is_fitted(self)
         errors, words = speakers.errors, speakers.ref_words
+        if not self.cells_depend_on_outcomes:
+            return fixed_partition_statistic(self.partition_, errors[permutations], words[permutations], rule)
         gaps = np.empty(len(permutations))
         for row, order in enumerate(permutations):
             shuffled = speakers.with_outcomes(errors[order], words[order])

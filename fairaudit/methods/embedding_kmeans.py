@@ -17,7 +17,6 @@ from fairaudit.methods.base import CohortMethod, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
-from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 
 PROFILE_COLUMNS = 3  # metadata columns shown in a cluster's description
 
@@ -30,6 +29,7 @@ class EmbeddingKMeans(CohortMethod):
     title = "embedding-kmeans: clusters of speaker embeddings"
     display_order = 30
     requires = ("embeddings",)
+    cells_depend_on_outcomes = False  # clusters come from the embeddings; only their ranking uses WER
 
     def __init__(self, clusters: int | str = "auto", min_speakers: int = 30, seed: int = 0) -> None:
         self.clusters = clusters
@@ -65,7 +65,7 @@ class EmbeddingKMeans(CohortMethod):
         self.partition_ = self.assign(speakers)
         return self
 
-    def assign(self, speakers: SpeakerTable) -> Partition:
+    def _assign(self, speakers: SpeakerTable) -> Partition:
         """Put each speaker with an embedding in the cluster of the nearest centroid."""
         vectors, present = _vectors(speakers)
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
@@ -118,12 +118,6 @@ class EmbeddingKMeans(CohortMethod):
         method.profiles_, method.projection_ = [], None
         method.n_clusters_ = len(cells)
         return method
-
-    def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
-        """Clusters are fixed; only the ranking depends on outcomes."""
-        return fixed_partition_statistic(
-            self.partition_, speakers.errors[permutations], speakers.ref_words[permutations], rule
-        )
 
 
 #: Above this many speakers k-means runs one seeded k-means++ start instead of the best of four

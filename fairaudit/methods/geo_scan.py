@@ -200,7 +200,7 @@ class GeoScan(CohortMethod):
 
     # --- applying ----------------------------------------------------------------------------
 
-    def assign(self, speakers: SpeakerTable) -> Partition:
+    def _assign(self, speakers: SpeakerTable) -> Partition:
         """Put each located speaker in the best-ranked window containing it, else outside."""
         lat, lon, located = _coordinates(speakers)
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)

@@ -82,7 +82,7 @@ class GeoTree(CohortMethod):
         self.partition_ = self.assign(speakers)
         return self
 
-    def assign(self, speakers: SpeakerTable) -> Partition:
+    def _assign(self, speakers: SpeakerTable) -> Partition:
         """Put each located speaker in the region whose bounds contain it (the tree's own rule:
         compared on the grid, lower bounds exclusive, upper inclusive)."""
         coords, located = _coordinates(speakers)

@@ -10,7 +10,7 @@ are round numbers that reveal no speaker's coordinates; a speaker's grid cell al
 
 On cell numbers the tree is exactly scikit-learn's ``DecisionTreeRegressor(max_leaf_nodes,
 min_samples_leaf, ccp_alpha)`` fitted with ``sample_weight`` (same splits, same node numbering;
-``tests/test_region_tree.py`` checks it). It is computed differently: every node keeps per-cell
+``tests/unit/test_region_tree.py`` checks it). It is computed differently: every node keeps per-cell
 histograms of speakers, words and errors, so a split search is a cumulative sum over the cells, and
 of two children only the smaller one is counted (the other is the parent minus it). The permutation
 test regrows the tree 200 times on shuffled outcomes with the coordinates fixed, which this makes

@@ -159,7 +159,7 @@ class ZipDemographic(CohortMethod):
         for entry, c in zip(self.ranking_, order):
             entry["withheld_reason"] = reasons[c]
 
-    def assign(self, speakers: SpeakerTable) -> Partition:
+    def _assign(self, speakers: SpeakerTable) -> Partition:
         table = self._table()
         attributes, reasons = _speaker_attributes(speakers, table)
         details = {"candidates": getattr(self, "ranking_", []), "source": self.source or BUILTIN_SOURCE}

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairaudit import __version__
 from fairaudit.errors import UsageError
 from fairaudit.methods import AttributeGroups, CohortMethod
 from fairaudit.methods.registry import method_classes
@@ -27,6 +26,7 @@ from fairaudit.stats.measure import discover_selection, fixed_selection_p_value,
 from fairaudit.stats.metrics import speaker_dispersion
 from fairaudit.stats.resampling import bootstrap_partitions, permutation_blocks, permutation_p_value
 from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
+from fairaudit.version import __version__
 
 
 def run_stored_audit(
@@ -73,7 +73,7 @@ def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMeth
 def method_key(method: CohortMethod, n_attribute: int) -> str:
     """The method's name in reports; several --by specs get "attribute:<columns>"."""
     if isinstance(method, AttributeGroups) and n_attribute > 1:
-        return f"attribute:{','.join(method.by)}"
+        return f"attribute:{','.join(method.columns)}"
     return method.name
 
 

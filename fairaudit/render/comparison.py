@@ -23,7 +23,8 @@ def _pairing_line(data: dict) -> str:
     unmatched = data["unmatched_utterances"]
     return (
         f"{data['pairing']}; {data['matched_utterances']:,} utterances matched, unmatched: "
-        f"{unmatched['baseline']:,} in the baseline, {unmatched['new']:,} in the new log; cohorts: {data['cohorts_from']}"
+        f"{unmatched['baseline']:,} in the baseline, {unmatched['new']:,} in the new log; "
+        f"cohorts: {data['cohorts_from']}"
     )
 
 

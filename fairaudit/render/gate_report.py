@@ -59,11 +59,13 @@ def gate_markdown(gate: GateResult, report: dict) -> str:
     for result in gate.results:
         verdict = report["methods"].get(result.method, {}).get("verdict", "")
         lines.append(
-            f"| {md(result.method)} | {md(verdict)} | {md(result.rule)} | {MARKER[result.outcome]} | {md(result.message)} |"
+            f"| {md(result.method)} | {md(verdict)} | {md(result.rule)} | "
+            f"{MARKER[result.outcome]} | {md(result.message)} |"
         )
     lines += [
         "",
-        "WER gap = 100 x (WER(bottom) - WER(top)) / WER(top); bottom-cohort share = % of speakers in the bottom cohort; "
+        "WER gap = 100 x (WER(bottom) - WER(top)) / WER(top); "
+        "bottom-cohort share = % of speakers in the bottom cohort; "
         'limits are judged on the 95% interval\'s lower bound unless the policy says `on = "point"`.',
     ]
     return "\n".join(lines) + "\n"

@@ -41,12 +41,12 @@ DEFINITIONS = [
     (
         "bottom cohort B",
         "a real under-served group is rarely one cell, so by default (--bottom auto) B is the union "
-        "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises the "
-        "size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other assigned "
-        "speaker; the criterion a geo-tree split maximises), each cell after the first must add more than 2 ln(K) times "
-        "the gain a random cell adds (the speakers' WER dispersion; K eligible cells), and B holds at most "
-        "--max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; --bottom-share p: the "
-        "worst cells whose speaker share is closest to p",
+        "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises "
+        "the size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other "
+        "assigned speaker; the criterion a geo-tree split maximises), each cell after the first must add more than "
+        "2 ln(K) times the gain a random cell adds (the speakers' WER dispersion; K eligible cells), and B holds at "
+        "most --max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; "
+        "--bottom-share p: the worst cells whose speaker share is closest to p",
     ),
     (
         "top cohort T",
@@ -66,8 +66,8 @@ DEFINITIONS = [
     (
         "p-value",
         "permutation test: speaker outcomes (errors and words together) are shuffled across speakers and the "
-        "whole discovery (cells, then the choice of B) is re-run each time; the statistic is B's size-weighted gain, so "
-        "the search for the worst cohort is accounted for",
+        "whole discovery (cells, then the choice of B) is re-run each time; the statistic is B's size-weighted gain, "
+        "so the search for the worst cohort is accounted for",
     ),
     (
         "verdict",

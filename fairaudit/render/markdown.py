@@ -35,7 +35,8 @@ def render_markdown(result: AuditResult) -> str:
         "",
         f"{data['input']['utterances']:,} utterances from {data['input']['speakers']:,} speakers; seed {data['seed']}.",
         "",
-        "| method | verdict | WER gap [95% CI] | bottom cohort (WER) | top cohort (WER) | bottom-cohort share [95% CI] | p-value |",
+        "| method | verdict | WER gap [95% CI] | bottom cohort (WER) | top cohort (WER) "
+        "| bottom-cohort share [95% CI] | p-value |",
         "|---|---|---:|---|---|---:|---:|",
     ]
     for key, method in data["methods"].items():

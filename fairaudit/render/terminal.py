@@ -26,7 +26,8 @@ def headline(result: MethodResult, figures: Figures | None = None) -> str:
         f"{result.bottom_label(figures)} ({result.describe(figures.bottom)}, WER {fmt.wer(figures.bottom_wer)}) and "
         f"{result.top_label(figures)} ({result.describe(figures.top)}, WER {fmt.wer(figures.top_wer)}); "
         f"bottom-cohort share {fmt.pct(figures.bottom_share_pct)}{' ' + share_ci if share_ci else ''} of speakers "
-        f"({fmt.pct(figures.bottom_utterance_share_pct)} of utterances, {fmt.pct(figures.bottom_word_share_pct)} of words)"
+        f"({fmt.pct(figures.bottom_utterance_share_pct)} of utterances, "
+        f"{fmt.pct(figures.bottom_word_share_pct)} of words)"
     )
 
 

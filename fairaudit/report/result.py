@@ -13,46 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from fairaudit.model.figures import Figures
 from fairaudit.model.partition import Partition
-
-COHORT_FIELDS = (
-    "id",
-    "description",
-    "rank",
-    "speakers",
-    "utterances",
-    "ref_words",
-    "errors",
-    "wer",
-    "wer_ci",
-    "speaker_share_pct",
-    "utterance_share_pct",
-    "word_share_pct",
-    "eligible",
-    "suppressed",
-)
-
-
-@dataclass
-class Figures:
-    """Headline figures of one method on one set of speakers (discovery or held-out)."""
-
-    cohorts: pd.DataFrame  # one row per cohort, columns as COHORT_FIELDS (wer_ci_low/high split)
-    bottom: list[str]
-    top: list[str]
-    wer_gap_pct: float | None
-    wer_gap_ci: list[float | None]
-    bottom_share_pct: float | None
-    bottom_share_ci: list[float | None]
-    bottom_utterance_share_pct: float | None
-    bottom_word_share_pct: float | None
-    bottom_wer: float | None
-    top_wer: float | None
-    p_value: float | None
-    speakers: int
-    assigned_speakers: int
-    overall_wer: float | None = None  # pooled over every assigned speaker
-    reported_wer: float | None = None  # pooled over the cohorts not suppressed (safe to publish)
 
 
 @dataclass

@@ -11,10 +11,10 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from fairaudit.model.figures import Figures
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import suppressed_cells
-from fairaudit.report.result import Figures
 from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
 from fairaudit.stats.resampling import (
     bca_interval,

@@ -695,7 +695,10 @@ def _emb_merge(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, d
     mask = pop.cluster == planted
     accent = ACCENTS[pop.dominant[planted]]
     return mask, {
-        "description": f"embedding cluster {planted} of {geometry['n_clusters']}, close to cluster {partner} (dominant accent={accent})",
+        "description": (
+            f"embedding cluster {planted} of {geometry['n_clusters']}, "
+            f"close to cluster {partner} (dominant accent={accent})"
+        ),
         "cluster": planted,
         "partner_cluster": partner,
         "n_clusters": int(geometry["n_clusters"]),

@@ -20,7 +20,9 @@ from PIL import Image
 
 import fairaudit
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "synthetic" / "eval_log.csv.gz"
 EMBEDDINGS = ROOT / "examples" / "synthetic" / "eval_log.embeddings.parquet"
 CHROMIUM = Path("/usr/bin/chromium")

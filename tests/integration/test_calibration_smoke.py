@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("fairaudit")
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "calibration.py"
 
 
 @pytest.fixture(scope="module")

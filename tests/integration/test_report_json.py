@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 import fairaudit
 from fairaudit.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "data_schemas" / "audit_report.schema.json").read_text(encoding="utf-8"))
 FAST = ["--bootstrap", "100", "--permutations", "20"]
 METHODS = ["geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"]
@@ -59,33 +59,11 @@ def run_main(*args: object) -> int:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("report")
-    run_main("synth", "-o", directory / "log.csv", "--speakers", 600, "--seed", 1)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def log(data_dir) -> Path:
-    return data_dir / "log.csv"
-
-
-@pytest.fixture(scope="module")
-def emb(data_dir) -> Path:
-    return data_dir / "log.embeddings.parquet"
-
-
-@pytest.fixture(scope="module")
-def frame(log) -> pd.DataFrame:
-    return pd.read_csv(log, dtype={"speaker_id": str, "utterance_id": str, "zip_code": str})
-
-
-@pytest.fixture(scope="module")
-def reports(log, emb, data_dir) -> dict[str, dict]:
+def reports(log, emb, synth_600) -> dict[str, dict]:
     """One audit per configuration: all three discovery methods plus --by accent."""
     out = {}
     for name, options in CONFIGS.items():
-        path = data_dir / f"{name}.json"
+        path = synth_600 / f"{name}.json"
         run_main("audit", log, "--embeddings", emb, "--by", "accent", *options, "--json", path, "-q")
         out[name] = json.loads(path.read_text(encoding="utf-8"))
     return out
@@ -374,7 +352,7 @@ def test_holdout_figures(reports, frame):
         assert held["bottom_cohorts"] == method["bottom_cohorts"] and held["top_cohorts"] == method["top_cohorts"]
         reported = {c["id"] for c in held["cohorts"] if not c["suppressed"]}  # suppressed ones have placeholder ids
         assert reported <= {c["id"] for c in method["cohorts"]}, name
-    for name, method in reports["default"]["methods"].items():
+    for method in reports["default"]["methods"].values():
         assert method["holdout"] is None and method["speakers"] == n
 
 
@@ -411,11 +389,11 @@ def _audit_process(directory: Path, out: str, seed: int, hash_seed: str) -> byte
     return (directory / out).read_bytes()
 
 
-def test_same_input_and_seed_give_identical_json_bytes(data_dir, monkeypatch):
-    first = _audit_process(data_dir, "det1.json", 3, "1")
-    second = _audit_process(data_dir, "det2.json", 3, "2")
+def test_same_input_and_seed_give_identical_json_bytes(synth_600, monkeypatch):
+    first = _audit_process(synth_600, "det1.json", 3, "1")
+    second = _audit_process(synth_600, "det2.json", 3, "2")
     assert first == second
-    monkeypatch.chdir(data_dir)  # same relative input path, so only the seed differs
+    monkeypatch.chdir(synth_600)  # same relative input path, so only the seed differs
     run_main(
         "audit",
         "log.csv",
@@ -430,7 +408,7 @@ def test_same_input_and_seed_give_identical_json_bytes(data_dir, monkeypatch):
         "det3.json",
         "-q",
     )
-    third = (data_dir / "det3.json").read_bytes()
+    third = (synth_600 / "det3.json").read_bytes()
     assert third != first
     a, b = json.loads(first), json.loads(third)
     assert (a["seed"], b["seed"]) == (3, 4) and a["input"] == b["input"]
@@ -447,8 +425,8 @@ def api_result(log, emb):
     return fairaudit.audit(str(log), embeddings=str(emb), by="accent", bootstrap=100, permutations=20)
 
 
-def test_api_json_equals_cli_json(api_result, data_dir):
-    assert api_result.to_json() == (data_dir / "default.json").read_text(encoding="utf-8")
+def test_api_json_equals_cli_json(api_result, synth_600):
+    assert api_result.to_json() == (synth_600 / "default.json").read_text(encoding="utf-8")
 
 
 def test_api_to_frame_matches_the_json(api_result, reports):

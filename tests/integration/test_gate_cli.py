@@ -6,7 +6,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from test_gate import grouped_log
+from builders import grouped_log
 
 AUDIT = ["--by", "group", "--seed", "0"]
 

@@ -31,7 +31,7 @@ from fairaudit.render.html import render_html as _render_html
 from fairaudit.render.markdown import render_markdown
 from fairaudit.report.result import MethodResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "synthetic" / "eval_log.csv.gz"
 EMBEDDINGS = ROOT / "examples" / "synthetic" / "eval_log.embeddings.parquet"
 SCRIPT = "<script>alert(1)</script>"
@@ -178,7 +178,7 @@ def check_report_equals_json(result) -> None:
                     assert row["fields"] == [], f"suppressed {cohort['id']} shows numbers"
                     assert f"suppressed (fewer than {minimum} speakers)" in "".join(row["text"])
                     continue
-                get = lambda name: field(report, key, label, cohort["id"], name)[0]  # noqa: E731
+                get = lambda name, key=key, label=label, cohort=cohort: field(report, key, label, cohort["id"], name)[0]  # noqa: E731
                 check_number(get("rank"), cohort["rank"], str(cohort["rank"]))
                 for name in ("speakers", "utterances", "ref_words"):
                     check_number(get(name), cohort[name], f"{cohort[name]:,}")
@@ -233,7 +233,7 @@ def quickstart_holdout():
 
 @pytest.fixture(scope="module")
 def artie():
-    from test_artie_real_data import COLUMNS, artie_log
+    from builders import COLUMNS, artie_log
 
     log = artie_log("google-en-US-dec-4-2019")
     return fairaudit.audit(log, methods=["attribute"], columns=COLUMNS, by=["accent"], min_speakers=20, **FAST)
@@ -376,7 +376,7 @@ def test_hostile_strings_are_escaped_in_html(hostile):
     assert "<script" not in text.lower()
     assert_self_contained(text)
     # No element came from the data: every tag is one the template writes.
-    for tag, attributes in parse(text).tags:
+    for _tag, attributes in parse(text).tags:
         assert "onerror" not in attributes and attributes.get("src") != "x"
 
 

@@ -136,6 +136,7 @@ def _cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.cluster
 def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
     """CSV files and a Parquet directory through --engine dask --scheduler ADDRESS (P2P shuffle)."""
     root = data["root"]
@@ -155,6 +156,7 @@ def test_cli_on_a_dask_cluster_gives_the_pandas_engine_report(data, cluster):
     assert any("repaired" in note for note in expected["notes"])
 
 
+@pytest.mark.cluster
 def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(data, cluster, monkeypatch):
     """A 15 MB --embeddings file once travelled inside the task graph ("Sending large graph of size
     ..." on the user's stderr); now a worker reads it. Same speaker embeddings as the pandas engine."""
@@ -226,6 +228,7 @@ def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(dat
     np.testing.assert_array_equal(sharded.speaker_table.embeddings[order], pandas_table.embeddings[reference])
 
 
+@pytest.mark.cluster
 def test_bad_row_in_one_file_exits_2_naming_the_file_and_line(data, cluster):
     root = data["root"]
     bad = root / "bad"
@@ -358,7 +361,10 @@ def test_pieces_and_partitions_stay_within_a_memory_budget(data, monkeypatch):
 
 
 def test_importing_fairaudit_does_not_import_dask():
-    code = "import sys, fairaudit, fairaudit.cli, fairaudit.engines; sys.exit(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    code = (
+        "import sys, fairaudit, fairaudit.cli, fairaudit.engines; "
+        "sys.exit(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 

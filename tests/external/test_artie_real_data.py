@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import unicodedata
-from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -22,23 +21,9 @@ import pytest
 
 import fairaudit
 
-ARTIE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "artie-bias-corpus"
-SYSTEMS = sorted(p.stem for p in (ARTIE / "predictions").glob("*.tsv"))
-COLUMNS = {"speaker_id": "client_id", "utterance_id": "path", "reference": "sentence", "hypothesis": "prediction"}
+pytestmark = pytest.mark.shared_data
 
-
-def read_tsv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
-
-
-def artie_log(system: str) -> pd.DataFrame:
-    """The corpus joined with one system's predictions on the clip's file stem (.mp3 vs .wav)."""
-    corpus = read_tsv(ARTIE / "artie-bias-corpus.tsv")
-    predictions = read_tsv(ARTIE / "predictions" / f"{system}.tsv")
-    corpus["stem"] = corpus["path"].str.rsplit(".", n=1).str[0]
-    predictions["stem"] = predictions["path"].str.rsplit(".", n=1).str[0]
-    merged = corpus.merge(predictions[["stem", "prediction"]], on="stem", how="inner", validate="one_to_one")
-    return merged.drop(columns=["stem", "up_votes", "down_votes"])
+from builders import ARTIE, COLUMNS, SYSTEMS, artie_log, read_tsv  # noqa: E402,F401
 
 
 def normalise(text: str) -> list[str]:

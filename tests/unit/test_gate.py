@@ -2,34 +2,13 @@
 
 import xml.etree.ElementTree as ET
 
-import numpy as np
-import pandas as pd
 import pytest
+from builders import grouped_log
 
 import fairaudit
 from fairaudit.errors import InputError
 from fairaudit.gate.judge import load_policy, parse_policy, run_gate
 from fairaudit.render.gate_report import gate_markdown, junit_xml
-
-
-def grouped_log(n_speakers=1200, effect=0.5, seed=0, scale=None):
-    """Groups g0..g3; g0 has WER x (1 + effect). `scale` multiplies each group's error rate."""
-    rng = np.random.default_rng(seed)
-    group = np.arange(n_speakers) % 4
-    factor = (
-        np.where(group == 0, 1 + effect, 1.0) * np.array([(scale or {}).get(f"g{g}", 1.0) for g in range(4)])[group]
-    )
-    rate = np.clip(0.1 * factor, 0, 1)
-    speaker = np.repeat(np.arange(n_speakers), 8)
-    words = rng.integers(2, 8, len(speaker))
-    return pd.DataFrame(
-        {
-            "speaker_id": [f"s{i:05d}" for i in speaker],
-            "group": [f"g{g}" for g in group[speaker]],
-            "errors": rng.binomial(words, rate[speaker]),
-            "ref_words": words,
-        }
-    )
 
 
 def report_of(frame, **options):

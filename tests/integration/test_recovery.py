@@ -62,7 +62,8 @@ def test_default_options_recover_each_planted_shape(shape: str, method: str) -> 
     score = f1(bottom_speakers(result, method), planted)
     floor = KNOWN_WEAK.get((shape, method), FLOOR)
     assert score >= floor, (
-        f"{method} on {shape} (seed {seed}): F1 {score:.3f} < {floor}; bottom {result.methods[method].discovery.bottom}; "
+        f"{method} on {shape} (seed {seed}): F1 {score:.3f} < {floor}; "
+        f"bottom {result.methods[method].discovery.bottom}; "
         f"planted {synth.truth['planted'][shape]['description']}"
     )
 

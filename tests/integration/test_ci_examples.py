@@ -11,7 +11,7 @@ import pytest
 
 from fairaudit.gate.judge import load_policy
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_example_policy_is_valid_and_has_every_rule():

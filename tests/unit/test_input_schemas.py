@@ -16,7 +16,7 @@ from fairaudit.geodata.zipcodes import ZIP_PATTERN
 from fairaudit.io import readers as ingest
 from fairaudit.io.readers import read_demographics, read_embeddings, read_log
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "data_schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "data_schemas"
 NAMES = ["utterance_log", "embeddings", "demographics"]
 
 

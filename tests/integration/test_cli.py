@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_runner import Run, run_main  # noqa: F401  (shared in-process CLI runner)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAST = ["--bootstrap", "100", "--permutations", "20"]
 OFF = ["--bootstrap", "0", "--permutations", "0"]
 METHODS = ["geo-tree", "geo-scan", "zip-demographic", "embedding-kmeans", "attribute"]  # report order
@@ -48,32 +48,6 @@ def sha256(path: Path) -> str:
 def flat(text: str) -> str:
     """Terminal text with rich's line wrapping undone (every run of whitespace -> one space)."""
     return " ".join(text.split())
-
-
-@pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory) -> Path:
-    """A 600-speaker synthetic log written by ``fairaudit synth`` in a child process."""
-    directory = tmp_path_factory.mktemp("synth")
-    done = run_process(
-        "synth", "-o", directory / "log.csv", "--speakers", 600, "--seed", 1, env={"PYTHONHASHSEED": "1"}
-    )
-    assert done.code == 0, done.stderr
-    return directory
-
-
-@pytest.fixture(scope="module")
-def log(synth_dir) -> Path:
-    return synth_dir / "log.csv"
-
-
-@pytest.fixture(scope="module")
-def emb(synth_dir) -> Path:
-    return synth_dir / "log.embeddings.parquet"
-
-
-@pytest.fixture(scope="module")
-def frame(log) -> pd.DataFrame:
-    return pd.read_csv(log, dtype={"speaker_id": str, "utterance_id": str, "zip_code": str})
 
 
 # --- 1. bad input: exit 2, one line naming file/line/column/value, input unchanged ------------------
@@ -655,14 +629,14 @@ def test_unknown_schema_exits_2_through_the_installed_script():
     assert_one_line_error(run, "'nope'", "audit_report")
 
 
-def test_synth_same_seed_writes_identical_bytes(synth_dir, tmp_path):
+def test_synth_same_seed_writes_identical_bytes(synth_600, tmp_path):
     """Same seed, a different process and hash seed: byte-identical log, embeddings and truth."""
     run = run_process("synth", "-o", tmp_path / "log.csv", "--speakers", 600, "--seed", 1, env={"PYTHONHASHSEED": "2"})
     assert run.code == 0, run.stderr
     for name in ("log.csv", "log.embeddings.parquet", "log.truth.json"):
-        assert (tmp_path / name).read_bytes() == (synth_dir / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (synth_600 / name).read_bytes(), name
     assert run_main("synth", "-o", tmp_path / "other.csv", "--speakers", 600, "--seed", 2).code == 0
-    assert (tmp_path / "other.csv").read_bytes() != (synth_dir / "log.csv").read_bytes()
+    assert (tmp_path / "other.csv").read_bytes() != (synth_600 / "log.csv").read_bytes()
 
 
 # --- 7. configuration files ----------------------------------------------------------------------

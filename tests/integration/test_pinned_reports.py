@@ -1,6 +1,6 @@
 """The same input and seed give the same reports: pinned audit, compare and gate outputs.
 
-The pins in ``tests/pinned/`` were written before the layout refactor (issue 13); any change in a
+The pins in ``tests/integration/pinned/`` were written before the layout refactor (issue 13); any change in a
 figure, a cohort, a verdict or a note fails here. Floats may differ in the last bits between BLAS
 builds, so they compare with a relative tolerance of 1e-9; everything else compares exactly.
 """
@@ -45,7 +45,9 @@ def reports(tmp_path_factory) -> dict[str, Path]:
 def test_output_matches_its_pin(reports, name):
     pinned = json.loads((HERE / f"{name}.json").read_text())
     found = differences(pinned, normalised(reports[name]))
-    assert not found, f"{len(found)} differences from tests/pinned/{name}.json, first: " + "; ".join(found[:5])
+    assert not found, f"{len(found)} differences from tests/integration/pinned/{name}.json, first: " + "; ".join(
+        found[:5]
+    )
 
 
 def test_the_comparison_can_fail():

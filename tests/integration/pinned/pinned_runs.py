@@ -1,7 +1,7 @@
 """Fixed audit, compare and gate runs whose JSON output is pinned, so a refactor cannot change results.
 
-``python tests/pinned/pinned_runs.py`` rewrites the pinned files (do that only for an intended change
-of results, and say so in the commit); ``tests/test_pinned_reports.py`` re-runs them and compares.
+``python tests/integration/pinned/pinned_runs.py`` rewrites the pinned files (do that only for an intended change
+of results, and say so in the commit); ``tests/integration/test_pinned_reports.py`` re-runs them and compares.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = HERE.parents[1] / "examples" / "synthetic"
+EXAMPLES = HERE.parents[2] / "examples" / "synthetic"
 
 
 def _run(*args: object) -> None:
@@ -159,7 +159,7 @@ def normalised(path: Path) -> object:
 if __name__ == "__main__":
     import tempfile
 
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE.parents[1]))
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in make_reports(Path(tmp)).items():
             (HERE / f"{name}.json").write_text(json.dumps(normalised(path), indent=1, sort_keys=True) + "\n")
