@@ -129,7 +129,7 @@ def load_log(
     (``fairaudit.engines.speaker_table_of(log)``).
     """
     from fairaudit.engines import check_engine, is_pattern
-    from fairaudit.io import readers as ingest
+    from fairaudit.io import readers
 
     check_engine(engine, scheduler, blocksize)
     if engine == "dask":
@@ -151,5 +151,5 @@ def load_log(
             raise InputError("no such file (and, read as a pattern of file names, it matches none)", file=str(data))
         raise UsageError(f"{data} is a pattern of many files; read it with --engine dask (engine='dask')")
     if isinstance(data, pd.DataFrame):
-        return ingest.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
-    return ingest.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)
+        return readers.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
+    return readers.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)

@@ -103,9 +103,9 @@ DEMOGRAPHIC_ATTRIBUTES: dict[str, tuple[float, float | None]] = {
 }
 
 EMB_PATTERN = re.compile(r"^emb_([0-9]+)$")
-_MISSING_TEXT = ("", "NA")  # text values that mean "missing" in metadata, ZIP and id columns
+MISSING_TEXT = ("", "NA")  # text values that mean "missing" in metadata, ZIP and id columns
 _NUMERIC_NULLS = pa_csv.ConvertOptions().null_values  # pyarrow's defaults: "", "NA", "nan", ...
-_UNSET = object()
+UNSET = object()
 
 
 # --- files and formats -----------------------------------------------------------------------
@@ -163,7 +163,7 @@ class Source:
         *,
         row: int | None = None,
         column: str | None = None,
-        value: object = _UNSET,
+        value: object = UNSET,
         line: int | None = None,
     ) -> InputError:
         """An InputError for this file; ``row`` is a 0-based data row, located to a line here."""
@@ -178,7 +178,7 @@ class Source:
                 line, raw = self.locate(row, column)
                 if raw is not None:
                     value = raw
-        return InputError(message, file=self.name, line=line, column=column, value=None if value is _UNSET else value)
+        return InputError(message, file=self.name, line=line, column=column, value=None if value is UNSET else value)
 
     def locate(self, row: int, column: str | None) -> tuple[int | None, str | None]:
         """The line where data row ``row`` starts, and its raw text in ``column`` (error path only)."""
@@ -273,7 +273,7 @@ def iter_text_rows(src: Source) -> Iterator[tuple[int, list[str]]]:
             yield start, fields
 
 
-def _read_header(src: Source) -> list[str]:
+def read_header(src: Source) -> list[str]:
     """The header row of a text file, read with Python's csv module (the first non-blank line)."""
     try:
         with _open_text(src, errors="surrogateescape") as handle:  # bad bytes later are found later
@@ -287,7 +287,7 @@ def _read_header(src: Source) -> list[str]:
     raise src.error("the file has no header line (it is empty or blank)")
 
 
-def _check_header(src: Source, header: list[str]) -> None:
+def check_header(src: Source, header: list[str]) -> None:
     """Column names must be non-empty and unique."""
     seen: set[str] = set()
     for position, name in enumerate(header, 1):
@@ -316,7 +316,7 @@ def mapped_name(canonical: str, columns: Mapping[str, str] | None) -> str:
     return canonical
 
 
-def _check_mapping(src: Source, columns: Mapping[str, str] | None, canonical_names: tuple[str, ...]) -> dict[str, str]:
+def check_mapping(src: Source, columns: Mapping[str, str] | None, canonical_names: tuple[str, ...]) -> dict[str, str]:
     """Validate ``--column canonical=actual`` against the header; return actual -> canonical."""
     rename: dict[str, str] = {}
     for canonical, actual in (columns or {}).items():
@@ -329,7 +329,7 @@ def _check_mapping(src: Source, columns: Mapping[str, str] | None, canonical_nam
         if actual not in src.header:
             raise src.error(
                 f"--column {canonical}={actual}: the file has no column {actual!r} "
-                f"(its columns are: {_list_names(src.header)})",
+                f"(its columns are: {list_names(src.header)})",
                 column=actual,
             )
         if actual != canonical and canonical in src.header:
@@ -344,7 +344,7 @@ def _check_mapping(src: Source, columns: Mapping[str, str] | None, canonical_nam
     return rename
 
 
-def _list_names(names: list[str], limit: int = 20) -> str:
+def list_names(names: list[str], limit: int = 20) -> str:
     """Comma-separated quoted names, shortened for messages."""
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
@@ -369,11 +369,11 @@ def read_table(
     """
     if src.fmt.kind == "parquet":
         table = _read_parquet(src)
-        rename = _check_mapping(src, columns, canonical_names)
+        rename = check_mapping(src, columns, canonical_names)
     else:
-        src.header = _read_header(src)
-        _check_header(src, src.header)
-        rename = _check_mapping(src, columns, canonical_names)
+        src.header = read_header(src)
+        check_header(src, src.header)
+        rename = check_mapping(src, columns, canonical_names)
         canonical_of = {a: rename.get(a, a) for a in src.header}
         forced = [a for a in src.header if all_strings or canonical_of[a] in string_columns]
         table = _read_text(src, forced)
@@ -389,7 +389,7 @@ def _read_parquet(src: Source) -> pa.Table:
     except (pa.ArrowException, OSError) as exc:
         raise src.error(f"not a readable Parquet file: {exc}") from None
     src.header = list(table.column_names)
-    _check_header(src, src.header)
+    check_header(src, src.header)
     return table
 
 
@@ -424,7 +424,7 @@ def _read_text(src: Source, forced_strings: list[str]) -> pa.Table:
     if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
         raise _bad_utf8_error(src)
     if table.column_names != src.header:  # pyarrow and csv disagree on the header: trust neither
-        raise src.error(f"could not read the header consistently (got {_list_names(table.column_names)})", line=1)
+        raise src.error(f"could not read the header consistently (got {list_names(table.column_names)})", line=1)
     return table
 
 
@@ -492,7 +492,7 @@ def _has_bad_bytes(text: str) -> bool:
 # --- value checks (vectorised; locate on failure) --------------------------------------------
 
 
-def _as_plain(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+def as_plain(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     """One contiguous, non-dictionary Arrow array."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
@@ -542,7 +542,7 @@ def _first(mask: np.ndarray) -> int | None:
 
 def _counts(table: pa.Table, actual: str, src: Source, what: str) -> np.ndarray:
     """A column of non-negative integer counts as int64; the first bad value is an InputError."""
-    arr = _as_plain(table.column(actual))
+    arr = as_plain(table.column(actual))
     if pa.types.is_integer(arr.type) and arr.null_count == 0:
         raw = arr.to_numpy()
         too_large = raw > MAX_COUNT if raw.dtype.kind == "u" else raw.astype(np.int64) > MAX_COUNT
@@ -617,7 +617,7 @@ def _floats(
     table: pa.Table, actual: str, src: Source, what: str, low: float | None, high: float | None, allow_missing: bool
 ) -> np.ndarray:
     """A float64 column within [low, high]; missing is NaN if allowed; first bad value raises."""
-    arr = _as_plain(table.column(actual))
+    arr = as_plain(table.column(actual))
     values, missing, nonnumeric = _numeric(arr)
     with np.errstate(invalid="ignore"):
         infinite = np.isinf(values)
@@ -659,7 +659,7 @@ def _pyvalue(arr: pa.Array, row: int) -> object:
 
 def _text_column(table: pa.Table, actual: str) -> pa.Array:
     """A column as an Arrow string array (numbers in Parquet become their text)."""
-    arr = _as_plain(table.column(actual))
+    arr = as_plain(table.column(actual))
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = pc.cast(arr, pa.string())
     return pc.cast(arr, pa.string()) if pa.types.is_large_string(arr.type) else arr
@@ -668,7 +668,7 @@ def _text_column(table: pa.Table, actual: str) -> pa.Array:
 def _missing_text(arr: pa.Array) -> np.ndarray:
     """Mask of null, blank or "NA" text values."""
     trimmed = pc.utf8_trim_whitespace(arr)
-    listed = pc.fill_null(pc.is_in(trimmed, value_set=pa.array(_MISSING_TEXT)), True).to_numpy(zero_copy_only=False)
+    listed = pc.fill_null(pc.is_in(trimmed, value_set=pa.array(MISSING_TEXT)), True).to_numpy(zero_copy_only=False)
     return listed | arr.is_null().to_numpy(zero_copy_only=False)  # is_in says "false" for a null
 
 
@@ -692,7 +692,7 @@ def _first_repeat(codes: np.ndarray, skip: np.ndarray | None = None) -> tuple[in
     return earlier, later
 
 
-def _line_name(src: Source, row: int) -> str:
+def line_name(src: Source, row: int) -> str:
     """How to refer to a row in a message: 'line N' for text files, 'row N' otherwise."""
     if src.fmt.kind == "frame":
         return f"DataFrame row {row + 1}"
@@ -722,16 +722,16 @@ def read_log(
     with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
         digest = pool.submit(file_sha256, path)
         table, rename = read_table(src, columns=columns)
-        log = _canonical_log(table, rename, src, normalize)
+        log = canonical_log(table, rename, src, normalize)
         log.path = str(path)
         log.sha256 = digest.result()
     if embeddings is not None:
         if log.embeddings is not None:
             raise InputError(
                 "the log has inline emb_* columns and --embeddings was also given; use one of them",
-                file=_name_of(embeddings),
+                file=name_of(embeddings),
             )
-        log.embeddings = _attach_embeddings(log, embeddings)
+        log.embeddings = attach_embeddings(log, embeddings)
     return log
 
 
@@ -751,22 +751,22 @@ def log_from_frame(
     src = Source(Path("<DataFrame>"), "<DataFrame>", FileFormat("frame"))
     table = _frame_to_table(frame, src)
     src.header = list(table.column_names)
-    _check_header(src, src.header)
-    rename = _check_mapping(src, columns, CANONICAL_COLUMNS)
+    check_header(src, src.header)
+    rename = check_mapping(src, columns, CANONICAL_COLUMNS)
     if table.num_rows == 0:
         raise src.error("the DataFrame has no rows")
-    log = _canonical_log(table, rename, src, normalize)
+    log = canonical_log(table, rename, src, normalize)
     if embeddings is not None:
         if log.embeddings is not None:
             raise InputError(
                 "the log has inline emb_* columns and --embeddings was also given; use one of them",
-                file=_name_of(embeddings),
+                file=name_of(embeddings),
             )
-        log.embeddings = _attach_embeddings(log, embeddings)
+        log.embeddings = attach_embeddings(log, embeddings)
     return log
 
 
-def _name_of(source: object) -> str:
+def name_of(source: object) -> str:
     """A short name for a path or an in-memory frame, for messages."""
     return "<embeddings DataFrame>" if isinstance(source, pd.DataFrame) else str(source)
 
@@ -785,7 +785,7 @@ def _frame_to_table(frame: pd.DataFrame, src: Source) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(frame.columns))
 
 
-def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normalize: str) -> UtteranceLog:
+def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normalize: str) -> UtteranceLog:
     """Validate an Arrow table of a log and build the UtteranceLog (frame, metadata, embeddings)."""
     actual = {rename.get(a, a): a for a in table.column_names}  # canonical -> actual
     present = set(actual)
@@ -821,7 +821,7 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
     if logs.ZIP_CODE in present:
         data[logs.ZIP_CODE] = _zip_codes(table, actual[logs.ZIP_CODE], src, notes)
 
-    emb_columns = _embedding_columns(table.column_names, src)
+    emb_columns = embedding_columns(table.column_names, src)
     embeddings = None
     if emb_columns:
         vectors = _vectors_from_columns(table, emb_columns, src)
@@ -830,8 +830,8 @@ def _canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normali
     used = set(CANONICAL_COLUMNS) | set(ERROR_COLUMNS)
     metadata = [c for c in table.column_names if rename.get(c, c) not in used and c not in emb_columns]
     for name in metadata:
-        data[name] = _metadata_column(table.column(name))
-    frame = _to_frame(data)
+        data[name] = metadata_column(table.column(name))
+    frame = to_frame(data)
     return UtteranceLog(
         frame=frame,
         metadata_columns=metadata,
@@ -871,7 +871,7 @@ def _require_columns(src: Source, present: set[str]) -> None:
     if logs.SPEAKER not in present:
         raise src.error(
             "the required column 'speaker_id' is missing (if the speaker is in another column, "
-            f"use --column speaker_id=NAME); the file's columns are: {_list_names(src.header)}",
+            f"use --column speaker_id=NAME); the file's columns are: {list_names(src.header)}",
             column=logs.SPEAKER,
         )
     if any(set(cols) <= present for cols in ERROR_FORMS.values()):
@@ -898,7 +898,7 @@ def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:
     if duplicate is not None:
         earlier, later = duplicate
         raise src.error(
-            f"utterance_id is repeated: the same id is on {_line_name(src, earlier)}; utterance ids must be unique",
+            f"utterance_id is repeated: the same id is on {line_name(src, earlier)}; utterance ids must be unique",
             row=later,
             column=actual,
             value=ids[later].as_py(),
@@ -998,7 +998,7 @@ def _check_agreement(
         "when several forms are present they must agree (drop the wrong columns)",
         row=bad,
         column=column,
-        value=_pyvalue(_as_plain(table.column(column)), bad),
+        value=_pyvalue(as_plain(table.column(column)), bad),
     )
 
 
@@ -1045,7 +1045,7 @@ def _coordinates(
 
 def _zip_codes(table: pa.Table, actual: str, src: Source, notes: list[str] | None) -> pa.Array:
     """Normalise a ZIP column to 5-digit strings, repairing lost leading zeros (with a note)."""
-    arr = _as_plain(table.column(actual))
+    arr = as_plain(table.column(actual))
     result = normalize_zip_array(arr)
     if result.bad_index is not None:
         raise src.error(
@@ -1063,11 +1063,11 @@ def _zip_codes(table: pa.Table, actual: str, src: Source, notes: list[str] | Non
     return result.zips
 
 
-def _metadata_column(arr: pa.ChunkedArray) -> pd.Series | pa.Array:
+def metadata_column(arr: pa.ChunkedArray) -> pd.Series | pa.Array:
     """A metadata column: text becomes categorical with "" and "NA" as missing; numbers as read;
     nested values (struct, list, map) become their JSON text and bytes their UTF-8 text, so that
     every value can be counted and grouped."""
-    arr = _as_plain(arr)
+    arr = as_plain(arr)
     if pa.types.is_nested(arr.type) or pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
         arr = pa.array(
             [
@@ -1081,13 +1081,13 @@ def _metadata_column(arr: pa.ChunkedArray) -> pd.Series | pa.Array:
             pa.string(),
         )
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        missing = pc.is_in(arr, value_set=pa.array(_MISSING_TEXT, arr.type))
+        missing = pc.is_in(arr, value_set=pa.array(MISSING_TEXT, arr.type))
         arr = pc.if_else(missing, pa.scalar(None, arr.type), arr)
         return arr.dictionary_encode()
     return arr
 
 
-def _to_frame(data: dict[str, object]) -> pd.DataFrame:
+def to_frame(data: dict[str, object]) -> pd.DataFrame:
     """Assemble the canonical pandas frame from Arrow arrays and numpy columns."""
     columns: dict[str, object] = {}
     for name, values in data.items():
@@ -1104,7 +1104,7 @@ def _to_frame(data: dict[str, object]) -> pd.DataFrame:
 # --- embeddings ------------------------------------------------------------------------------
 
 
-def _embedding_columns(names: list[str], src: Source) -> list[str]:
+def embedding_columns(names: list[str], src: Source) -> list[str]:
     """The emb_0 ... emb_{d-1} columns in index order; a gap in the numbering is an InputError."""
     found = {int(m.group(1)): n for n in names if (m := EMB_PATTERN.match(n))}
     if not found:
@@ -1124,7 +1124,7 @@ def _vectors_from_columns(table: pa.Table, emb_columns: list[str], src: Source) 
     vectors = np.empty((n, d), dtype=np.float32)
     first_bad: tuple[int, str, str] | None = None
     for j, name in enumerate(emb_columns):
-        arr = _as_plain(table.column(name))
+        arr = as_plain(table.column(name))
         values, missing, nonnumeric = _numeric(arr)
         with np.errstate(invalid="ignore"):
             too_large = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)  # would become infinite as float32
@@ -1148,7 +1148,7 @@ def _vectors_from_columns(table: pa.Table, emb_columns: list[str], src: Source) 
             f"embedding values must be finite numbers (this one {reason})",
             row=row,
             column=name,
-            value=_pyvalue(_as_plain(table.column(name)), row),
+            value=_pyvalue(as_plain(table.column(name)), row),
         )
     _check_nonzero(vectors, src, emb_columns[0])
     return vectors
@@ -1163,7 +1163,7 @@ def _check_nonzero(vectors: np.ndarray, src: Source, column: str | None) -> None
             "drop the row or supply a real embedding",
             row=zero,
             column=column,
-            value="0" if src.fmt.kind in ("parquet", "npy") else _UNSET,
+            value="0" if src.fmt.kind in ("parquet", "npy") else UNSET,
         )
 
 
@@ -1191,17 +1191,17 @@ def read_embeddings(path: str | Path) -> EmbeddingTable:
     For an ``.npy`` file whose sidecar id list has no header line naming the key, the key is taken
     to be ``speaker_id`` (``read_log`` instead infers it from which ids match the log).
     """
-    table, _ = _read_embeddings(path)
+    table, _ = read_embeddings_input(path)
     return table
 
 
-def _read_embeddings(path: str | Path | pd.DataFrame) -> tuple[EmbeddingTable, bool]:
+def read_embeddings_input(path: str | Path | pd.DataFrame) -> tuple[EmbeddingTable, bool]:
     """Read an embeddings file (or DataFrame); also say whether the key was stated in it."""
     if isinstance(path, pd.DataFrame):  # fairaudit.audit(..., embeddings=frame)
         src = Source(Path("<embeddings DataFrame>"), "<embeddings DataFrame>", FileFormat("frame"))
         table = _frame_to_table(path, src)
         src.header = list(table.column_names)
-        _check_header(src, src.header)
+        check_header(src, src.header)
         if table.num_rows == 0:
             raise src.error("the embeddings DataFrame has no rows")
         return _embeddings_from_table(table, src)
@@ -1231,7 +1231,7 @@ def _embeddings_from_table(table: pa.Table, src: Source) -> tuple[EmbeddingTable
             f"{key} is empty (or NA); every embedding needs an id", row=bad, column=key, value=_pyvalue(ids, bad)
         )
     _raise_duplicate_ids(ids, src, key)
-    emb_columns = _embedding_columns(table.column_names, src)
+    emb_columns = embedding_columns(table.column_names, src)
     if emb_columns:
         vectors = _vectors_from_columns(table, emb_columns, src)
     elif "embedding" in table.column_names:
@@ -1260,7 +1260,7 @@ def _raise_duplicate_ids(ids: pa.Array, src: Source, key: str, line_offset: int 
             value=ids[later].as_py(),
         )
     raise src.error(
-        f"{key} is repeated: the same id is on {_line_name(src, earlier)}; each id may have one embedding",
+        f"{key} is repeated: the same id is on {line_name(src, earlier)}; each id may have one embedding",
         row=later,
         column=key,
         value=ids[later].as_py(),
@@ -1269,7 +1269,7 @@ def _raise_duplicate_ids(ids: pa.Array, src: Source, key: str, line_offset: int 
 
 def _vectors_from_list_column(table: pa.Table, name: str, src: Source) -> np.ndarray:
     """A list-valued column of equal-length float lists as a float32 matrix."""
-    arr = _as_plain(table.column(name))
+    arr = as_plain(table.column(name))
     if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
         raise src.error(f"the 'embedding' column must hold lists of numbers, not {arr.type}", column=name)
     lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False)
@@ -1284,7 +1284,7 @@ def _vectors_from_list_column(table: pa.Table, name: str, src: Source) -> np.nda
             column=name,
             value=int(lengths[row]),
         )
-    flat = _as_plain(pc.list_flatten(arr))
+    flat = as_plain(pc.list_flatten(arr))
     if pa.types.is_floating(flat.type) and flat.null_count == 0:  # the usual case: no copy to float64
         values = flat.to_numpy(zero_copy_only=False)
         missing, nonnumeric = np.isnan(values), np.zeros(len(values), dtype=bool)
@@ -1363,9 +1363,9 @@ def _read_sidecar_ids(src: Source) -> tuple[pa.Array, str, bool, Source, int]:
     return pa.array(ids, pa.string()), key, known, sidecar, offset
 
 
-def _attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> EmbeddingTable:
+def attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> EmbeddingTable:
     """Read --embeddings FILE, settle its key against the log, and note coverage."""
-    table, known = _read_embeddings(path)
+    table, known = read_embeddings_input(path)
     name = table.source
     frame = log.frame
     ids = pa.array(table.ids, pa.string())
@@ -1424,7 +1424,7 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
     table, _ = read_table(src, string_columns=(logs.ZIP_CODE,), canonical_names=(logs.ZIP_CODE,))
     if logs.ZIP_CODE not in table.column_names:
         raise src.error(
-            f"the required column 'zip_code' is missing; the file's columns are: {_list_names(src.header)}",
+            f"the required column 'zip_code' is missing; the file's columns are: {list_names(src.header)}",
             column=logs.ZIP_CODE,
         )
     attributes = [c for c in DEMOGRAPHIC_ATTRIBUTES if c in table.column_names]
@@ -1447,10 +1447,10 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
         earlier, later = duplicate
         raise src.error(
             f"ZIP code {zips[later].as_py()} is repeated (first on "
-            f"{_line_name(src, earlier)}); each ZIP code may appear once",
+            f"{line_name(src, earlier)}); each ZIP code may appear once",
             row=later,
             column=logs.ZIP_CODE,
-            value=_pyvalue(_as_plain(table.column(logs.ZIP_CODE)), later),
+            value=_pyvalue(as_plain(table.column(logs.ZIP_CODE)), later),
         )
     data = {}
     for name in attributes:
@@ -1459,7 +1459,7 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
         data[name] = _floats(table, name, src, what, low, high, True)
     ignored = [c for c in table.column_names if c != logs.ZIP_CODE and c not in attributes]
     if ignored:
-        notes.append(f"ignored columns of {src.name} that are not census attributes: {_list_names(ignored)}")
+        notes.append(f"ignored columns of {src.name} that are not census attributes: {list_names(ignored)}")
     frame = pd.DataFrame(data, index=pd.Index(zips.to_pandas().astype("str"), name=logs.ZIP_CODE))
     frame.attrs["notes"] = notes
     return frame

@@ -176,14 +176,14 @@ def score_log_file(
     Every input column is kept exactly as read (all as text, so ``007`` and ``02134`` survive).
     The output format follows ``out_path``'s extension; the input file is never written to.
     """
-    from fairaudit.io import readers as ingest  # local import: ingest imports this module
+    from fairaudit.io import readers  # local import: ingest imports this module
 
     check_normalize(normalize)
-    src = ingest.source_for(path)
-    out_fmt = ingest.format_of(out_path)
+    src = readers.source_for(path)
+    out_fmt = readers.format_of(out_path)
     _refuse_same_file(path, out_path)
-    table, _ = ingest.read_table(src, columns=columns, all_strings=True)
-    ref_col, hyp_col = (ingest.mapped_name(name, columns) for name in ("reference", "hypothesis"))
+    table, _ = readers.read_table(src, columns=columns, all_strings=True)
+    ref_col, hyp_col = (readers.mapped_name(name, columns) for name in ("reference", "hypothesis"))
     missing = [c for c in (ref_col, hyp_col) if c not in table.column_names]
     if missing:
         raise InputError(
@@ -218,7 +218,7 @@ def _refuse_same_file(path: str | Path, out_path: str | Path) -> None:
 
 def _write_atomically(table: pa.Table, out_path: Path, fmt) -> None:
     """Write to a temporary file next to the target, then rename it into place."""
-    from fairaudit.io import readers as ingest
+    from fairaudit.io import readers
 
     directory = out_path.parent if str(out_path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=".fairaudit-", suffix=".tmp", dir=directory)
@@ -227,7 +227,7 @@ def _write_atomically(table: pa.Table, out_path: Path, fmt) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
-        ingest.write_table(table, tmp, fmt)
+        readers.write_table(table, tmp, fmt)
         os.replace(tmp, out_path)
     except BaseException:
         if os.path.exists(tmp):

@@ -23,7 +23,7 @@ import fairaudit
 
 pytestmark = pytest.mark.shared_data
 
-from builders import ARTIE, COLUMNS, SYSTEMS, artie_log, read_tsv  # noqa: E402,F401
+from builders import ARTIE, COLUMNS, SYSTEMS, artie_log  # noqa: E402
 
 
 def normalise(text: str) -> list[str]:

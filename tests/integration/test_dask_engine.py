@@ -209,20 +209,20 @@ def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(dat
     # not by the client's thread, and the speaker embeddings equal the pandas engine's.
     import threading
 
-    from fairaudit.io import readers as ingest
+    from fairaudit.io import readers
 
-    readers = []
-    real_read = ingest._read_embeddings
+    callers = []
+    real_read = readers.read_embeddings_input
 
     def spy(path):
-        readers.append(threading.current_thread() is threading.main_thread())
+        callers.append(threading.current_thread() is threading.main_thread())
         return real_read(path)
 
-    monkeypatch.setattr(ingest, "_read_embeddings", spy)
+    monkeypatch.setattr(readers, "read_embeddings_input", spy)
     sharded = dask_engine.read_log_dask(
         str(root / "plain" / "*.csv"), embeddings="big.embeddings.parquet", scheduler=cluster
     )
-    assert readers == [False]
+    assert callers == [False]
     order = np.argsort(sharded.speaker_table.speaker_ids.astype(str))
     reference = np.argsort(pandas_table.speaker_ids.astype(str))
     np.testing.assert_array_equal(sharded.speaker_table.embeddings[order], pandas_table.embeddings[reference])

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fairaudit.geodata.zipcodes import ZIP_PATTERN
-from fairaudit.io import readers as ingest
+from fairaudit.io import readers
 from fairaudit.io.readers import read_demographics, read_embeddings, read_log
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "data_schemas"
@@ -92,7 +92,7 @@ def test_valid_log_rows_validate_and_read(tmp_path):
         check.validate(row)
     # each error form alone is enough
     base = ["speaker_id", "accent"]
-    for form, cols in ingest.ERROR_FORMS.items():
+    for form, cols in readers.ERROR_FORMS.items():
         sub = frame[base + [c for c in cols if c in frame]].copy()
         if form == "text":
             sub["reference"], sub["hypothesis"] = "the cat sat", "the cat sat down"
@@ -154,10 +154,10 @@ def test_log_rows_without_a_complete_error_form_fail(row):
 
 def test_log_schema_matches_the_reader():
     doc = schema("utterance_log")
-    assert set(ingest.CANONICAL_COLUMNS) <= set(doc["properties"])
-    assert [set(alt["required"]) for alt in doc["anyOf"]] == [set(c) for c in ingest.ERROR_FORMS.values()]
+    assert set(readers.CANONICAL_COLUMNS) <= set(doc["properties"])
+    assert [set(alt["required"]) for alt in doc["anyOf"]] == [set(c) for c in readers.ERROR_FORMS.values()]
     assert doc["properties"]["zip_code"]["pattern"] == ZIP_PATTERN
-    assert list(doc["patternProperties"]) == [ingest.EMB_PATTERN.pattern.replace("(", "").replace(")", "")]
+    assert list(doc["patternProperties"]) == [readers.EMB_PATTERN.pattern.replace("(", "").replace(")", "")]
 
 
 # --- embeddings ----------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_invalid_demographic_rows(row):
 def test_demographics_schema_matches_the_reader():
     doc = schema("demographics")
     attributes = {k for k in doc["properties"] if k != "zip_code"}
-    assert attributes == set(ingest.DEMOGRAPHIC_ATTRIBUTES)
-    for name, (low, high) in ingest.DEMOGRAPHIC_ATTRIBUTES.items():
+    assert attributes == set(readers.DEMOGRAPHIC_ATTRIBUTES)
+    for name, (low, high) in readers.DEMOGRAPHIC_ATTRIBUTES.items():
         prop = doc["properties"][name]
         assert prop["minimum"] == low and prop.get("maximum") == high
