@@ -11,11 +11,10 @@ import json
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
 from fairaudit.api import load_log
 from fairaudit.engines.speaker_table import build_speaker_table
-from fairaudit.methods.base import CohortMethod
+from fairaudit.methods.base import CohortMethod, NotFittedError
 from fairaudit.methods.registry import method_classes
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
