@@ -255,15 +255,13 @@ def permutation_p_value(observed: float, null: np.ndarray) -> float | None:
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (NaN entries are left out and stay NaN)."""
+    from scipy.stats import false_discovery_control  # scipy.stats costs 0.4 s to import: only when needed
+
     p = np.asarray(p_values, dtype=np.float64)
     adjusted = np.full_like(p, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    m = len(finite)
-    if m == 0:
-        return adjusted
-    order = finite[np.argsort(p[finite], kind="stable")]
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = false_discovery_control(p[finite], method="bh")
     return adjusted
 
 
