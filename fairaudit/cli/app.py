@@ -746,7 +746,7 @@ def score(
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
 ) -> None:
     """Score reference/hypothesis text with jiwer: add substitutions, deletions, insertions, ref_words and errors."""
-    from fairaudit.text.scoring import score_log_file
+    from fairaudit.io.scored_log import score_log_file
 
     _check_output(out, [log])
     rows = score_log_file(log, out, columns=parse_columns(column), normalize=normalize)

@@ -157,7 +157,7 @@ def compare_logs(
     before: UtteranceLog, after: UtteranceLog, report: dict, where: str, opts, *, pairing: str = "auto"
 ) -> Comparison:
     """Measure both logs on the report's stored cohorts and compare them (paired when they match)."""
-    from fairaudit.io.readers import load_demographics_option
+    from fairaudit.io.demographics import load_demographics_option
     from fairaudit.pipeline.stored import assign_stored, stored_methods
 
     matched, unmatched_before, unmatched_after = match_utterances(before, after)

@@ -61,9 +61,11 @@ import pyarrow.parquet as pq
 
 from fairaudit.engines import ShardedLog, is_pattern
 from fairaudit.errors import InputError, UsageError
-from fairaudit.io import readers
+from fairaudit.io import embeddings as embedding_files
+from fairaudit.io import sources
 from fairaudit.model import log as logs
 from fairaudit.model.log import EmbeddingTable, UtteranceLog
+from fairaudit.validate import column_rules, log_columns
 
 try:
     import dask
@@ -199,7 +201,7 @@ def make_pieces(files: list[str], blocksize: int | None) -> list[Piece]:
     """One piece per file; uncompressed CSV/TSV files larger than ``blocksize`` in several blocks."""
     pieces: list[Piece] = []
     for url in files:
-        fmt = readers.format_of(url)
+        fmt = sources.format_of(url)
         size = _size(url)
         where = _location(url)
         if blocksize and fmt.kind in ("csv", "tsv") and not fmt.gzip and size > blocksize:
@@ -259,7 +261,7 @@ def _count_newlines(url: str, end: int) -> int:
 
 
 @dataclass
-class _BlockSource(readers.Source):
+class _BlockSource(sources.Source):
     """A block of a large text file, copied after its header into a temporary file.
 
     Line numbers in messages are mapped back to lines of the whole file: temporary line k (after
@@ -283,28 +285,28 @@ class _BlockSource(readers.Source):
         line, raw = super().locate(row, column)
         return self._shift(line), raw
 
-    def error(self, message, *, row=None, column=None, value=readers.UNSET, line=None):
+    def error(self, message, *, row=None, column=None, value=sources.UNSET, line=None):
         if row is None:
             line = self._shift(line)
         return super().error(message, row=row, column=column, value=value, line=line)
 
 
 @contextmanager
-def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[readers.Source | None, str | None]]:
+def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[sources.Source | None, str | None]]:
     """A Source for the bytes of a piece (a local file, or a temporary copy), and the file's SHA-256.
 
     Yields (None, sha) for a block without data rows.
     """
     fs, path = _filesystem(piece.location)
-    fmt = readers.format_of(piece.url)
+    fmt = sources.format_of(piece.url)
     if piece.start is None and fs is None:
         try:
-            src = readers.source_for(path)
+            src = sources.source_for(path)
         except InputError as error:
             error.file = piece.url
             raise
         src.name = piece.url
-        yield src, (readers.file_sha256(path) if digest else None)
+        yield src, (sources.file_sha256(path) if digest else None)
         return
     with tempfile.TemporaryDirectory(prefix="fairaudit-") as tmp:
         local = Path(tmp) / ("piece" + (".gz" if fmt.gzip else ""))
@@ -316,7 +318,7 @@ def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[readers.Source |
                     target.write(block)
             if local.stat().st_size == 0:
                 raise InputError("the file is empty (0 bytes); expected a header line and data rows", file=piece.url)
-            yield readers.Source(local, piece.url, fmt), hasher.hexdigest()
+            yield sources.Source(local, piece.url, fmt), hasher.hexdigest()
             return
         with _open_binary(piece.location) as handle:
             header = _header_bytes(handle)
@@ -383,18 +385,18 @@ class Plan:
         return pd.DataFrame(columns)
 
 
-def _header_of(url: str) -> tuple[list[str], readers.FileFormat]:
+def _header_of(url: str) -> tuple[list[str], sources.FileFormat]:
     """The column names of a file (header line or Parquet schema), without reading its rows."""
-    fmt = readers.format_of(url)
+    fmt = sources.format_of(url)
     fs, path = _filesystem(url)
     if fmt.kind == "parquet":
         if fs is None:
-            readers.source_for(path)  # the same existence and extension checks as the pandas engine
+            sources.source_for(path)  # the same existence and extension checks as the pandas engine
         return list(_parquet_schema(url).names), fmt
     if fs is None:
-        src = readers.source_for(path)
+        src = sources.source_for(path)
         src.name = url
-        return readers.read_header(src), fmt
+        return sources.read_header(src), fmt
     with tempfile.TemporaryDirectory(prefix="fairaudit-") as tmp:
         local = Path(tmp) / ("head" + (".gz" if fmt.gzip else ""))
         with fs.open(path, "rb") as source, open(local, "wb") as target:
@@ -402,7 +404,7 @@ def _header_of(url: str) -> tuple[list[str], readers.FileFormat]:
                 shutil.copyfileobj(source, target)
             else:
                 target.write(_header_bytes(source))
-        return readers.read_header(readers.Source(local, url, fmt)), fmt
+        return sources.read_header(sources.Source(local, url, fmt)), fmt
 
 
 def _parquet_schema(url: str) -> pa.Schema:
@@ -420,10 +422,10 @@ def _parquet_schema(url: str) -> pa.Schema:
 def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: str, many: bool) -> Plan:
     """Check the first file's header (mapping, embedding columns) and lay out the transport columns."""
     first = files[0]
-    kinds = {readers.format_of(f).kind == "parquet" for f in files}
+    kinds = {sources.format_of(f).kind == "parquet" for f in files}
     if len(kinds) > 1:
         other = next(
-            f for f in files if (readers.format_of(f).kind == "parquet") != (readers.format_of(first).kind == "parquet")
+            f for f in files if (sources.format_of(f).kind == "parquet") != (sources.format_of(first).kind == "parquet")
         )
         raise InputError(
             f"the input mixes Parquet and CSV/TSV files (the first file, {first}, is not of "
@@ -431,11 +433,11 @@ def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: st
             file=other,
         )
     names, fmt = _header_of(first)
-    src = readers.Source(Path(first), first, fmt, header=list(names))
-    readers.check_header(src, names)
-    rename = readers.check_mapping(src, columns, readers.CANONICAL_COLUMNS)
-    emb_columns = readers.embedding_columns(names, src)
-    used = set(readers.CANONICAL_COLUMNS) | set(readers.ERROR_COLUMNS)
+    src = sources.Source(Path(first), first, fmt, header=list(names))
+    sources.check_header(src, names)
+    rename = sources.check_mapping(src, columns, column_rules.CANONICAL_COLUMNS)
+    emb_columns = embedding_files.embedding_columns(names, src)
+    used = set(column_rules.CANONICAL_COLUMNS) | set(column_rules.ERROR_COLUMNS)
     metadata = tuple(c for c in names if rename.get(c, c) not in used and c not in emb_columns)
     present = {rename.get(c, c) for c in names}
     order = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE)
@@ -492,7 +494,7 @@ def _parquet_metadata_types(files: list[str], metadata: tuple[str, ...]) -> tupl
     return tuple(result)
 
 
-def _check_same_columns(src: readers.Source, names: list[str], plan: Plan) -> None:
+def _check_same_columns(src: sources.Source, names: list[str], plan: Plan) -> None:
     """Every file must have the first file's columns (in any order)."""
     if set(names) == set(plan.names):
         return
@@ -500,9 +502,9 @@ def _check_same_columns(src: readers.Source, names: list[str], plan: Plan) -> No
     extra = [n for n in names if n not in plan.names]
     parts = []
     if missing:
-        parts.append(f"it lacks {readers.list_names(missing)}")
+        parts.append(f"it lacks {sources.list_names(missing)}")
     if extra:
-        parts.append(f"it has {readers.list_names(extra)} in addition")
+        parts.append(f"it has {sources.list_names(extra)} in addition")
     raise InputError(
         f"this file's columns differ from those of {plan.reference} ({'; '.join(parts)}); "
         "every file of a log must have the same columns",
@@ -534,19 +536,19 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
                 return plan.transport_meta(), summary
             columns = dict(plan.columns)
             if plan.kind == "text":
-                src.header = readers.read_header(src)
-                readers.check_header(src, src.header)
+                src.header = sources.read_header(src)
+                sources.check_header(src, src.header)
                 _check_same_columns(src, src.header, plan)
-                forced = tuple(readers.STRING_COLUMNS) + plan.metadata
+                forced = tuple(column_rules.STRING_COLUMNS) + plan.metadata
                 try:
-                    table, rename = readers.read_table(src, columns=columns, string_columns=forced)
+                    table, rename = sources.read_table(src, columns=columns, string_columns=forced)
                 except InputError as error:
                     if plan.many and error.message == _NO_ROWS:
                         return plan.transport_meta(), summary
                     raise
             else:
                 try:
-                    table, rename = readers.read_table(src, columns=columns)
+                    table, rename = sources.read_table(src, columns=columns)
                 except InputError as error:
                     if plan.many and error.message == _NO_ROWS:
                         return plan.transport_meta(), summary
@@ -554,12 +556,12 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
                 _check_same_columns(src, table.column_names, plan)
             meta_arrays = []
             for i, name in enumerate(plan.metadata):
-                arr = readers.as_plain(table.column(name))
+                arr = sources.as_plain(table.column(name))
                 if plan.kind == "parquet" and arr.type != plan.meta_types[i]:
                     arr = arr.cast(plan.meta_types[i])
                 meta_arrays.append(arr)
             core = table.drop_columns(list(plan.metadata)) if plan.metadata else table
-            log = readers.canonical_log(core, rename, src, plan.normalize)
+            log = log_columns.canonical_log(core, rename, src, plan.normalize)
     n = log.n_utterances
     out: dict[str, object] = {c: log.frame[c] for c in plan.core}
     if plan.emb_dim:
@@ -641,7 +643,7 @@ def global_categories(summaries: list[dict], n_columns: int) -> list[list[str] |
             result.append(None)
             continue
         ordered = dict.fromkeys(v for values in lists for v in values)
-        for missing in readers.MISSING_TEXT:
+        for missing in sources.MISSING_TEXT:
             ordered.pop(missing, None)
         result.append(list(ordered))
     return result
@@ -659,7 +661,7 @@ def convert_text(arr: pa.Array, typ: pa.DataType) -> pa.Array:
         return pa.nulls(len(arr), typ)
     convert = pa_csv.ConvertOptions(strings_can_be_null=False, column_types={"x": typ})
     values = pa_csv.read_csv(pa.py_buffer(_csv_of(dictionary)), convert_options=convert).column("x")
-    return readers.as_plain(values).take(encoded.indices)
+    return sources.as_plain(values).take(encoded.indices)
 
 
 # --- aggregating one partition of whole speakers (a task) ---------------------------------
@@ -668,7 +670,7 @@ def convert_text(arr: pa.Array, typ: pa.DataType) -> pa.Array:
 def _arrow_of(series: pd.Series, typ: pa.DataType) -> pa.Array:
     """A transported column back as Arrow (a shuffle may have turned it into plain objects)."""
     if isinstance(series.dtype, pd.ArrowDtype):
-        arr = readers.as_plain(
+        arr = sources.as_plain(
             pa.chunked_array(series.array._pa_array) if hasattr(series.array, "_pa_array") else pa.array(series.array)
         )
     else:
@@ -705,8 +707,8 @@ def aggregate_partition(
             arr = _arrow_of(part[_META.format(i)], transported)
             if plan.kind == "text":
                 arr = convert_text(arr, types[i])
-            data[name] = readers.metadata_column(arr)
-        frame = readers.to_frame(data)
+            data[name] = log_columns.metadata_column(arr)
+        frame = log_columns.to_frame(data)
         for i, name in enumerate(plan.metadata):
             if categories[i] is not None and isinstance(frame[name].dtype, pd.CategoricalDtype):
                 frame[name] = frame[name].cat.set_categories(categories[i])
@@ -773,18 +775,18 @@ def _repeat_error(found: tuple, pieces: list[Piece], summaries: list[dict], plan
     earlier_at = starts[earlier_piece] + earlier_row
     column = plan.utterance_actual or logs.UTTERANCE
 
-    def source(url: str) -> readers.Source | None:
+    def source(url: str) -> sources.Source | None:
         fs, path = _filesystem(url)
         if fs is not None:
             return None
-        src = readers.source_for(path)
+        src = sources.source_for(path)
         src.name = url
         if src.fmt.kind in ("csv", "tsv"):
-            src.header = readers.read_header(src)
+            src.header = sources.read_header(src)
         return src
 
     later_src, earlier_src = source(later_url), source(earlier_url)
-    where = readers.line_name(earlier_src, earlier_at) if earlier_src else f"data row {earlier_at + 1}"
+    where = sources.line_name(earlier_src, earlier_at) if earlier_src else f"data row {earlier_at + 1}"
     if earlier_url != later_url:
         where += f" of {earlier_url}"
     message = f"utterance_id is repeated: the same id is on {where}; utterance ids must be unique"
@@ -861,7 +863,7 @@ def load_embeddings(embeddings: str | Path | pd.DataFrame, shown_as: str | None 
     """
     with _reraised():
         try:
-            table, known = readers.read_embeddings_input(embeddings)
+            table, known = embedding_files.read_embeddings_input(embeddings)
         except InputError as error:
             if shown_as is not None and error.file is not None and str(error.file) == str(embeddings):
                 error.file = shown_as
@@ -897,7 +899,7 @@ def summarize_embeddings(table: EmbeddingTable) -> EmbeddingSummary:
 def settle_embeddings(
     table: EmbeddingSummary, known: bool, parts: list[dict], has_utterance: bool, notes: list[str]
 ) -> str:
-    """The key of an --embeddings file and its coverage notes, as readers.attach_embeddings gives them."""
+    """The key of an --embeddings file and its coverage notes, as embeddings.attach_embeddings gives them."""
     name = table.source
     totals = {logs.SPEAKER: sum(p["ids"].get(logs.SPEAKER, 0) for p in parts)}
     overlaps = {logs.SPEAKER: sum(p["matched"].get(logs.SPEAKER, 0) for p in parts)}
@@ -1057,14 +1059,14 @@ def read_log_dask(
     if not files:
         raise InputError("no files match this pattern", file=pattern)
     for url in files:
-        readers.format_of(url)  # an unknown extension is named before any work
+        sources.format_of(url)  # an unknown extension is named before any work
     pieces = make_pieces(files, size)
     plan = make_plan(files, columns, normalize, many=len(pieces) > 1)
 
     if embeddings is not None and plan.emb_dim:
         raise InputError(
             "the log has inline emb_* columns and --embeddings was also given; use one of them",
-            file=readers.name_of(embeddings),
+            file=sources.name_of(embeddings),
         )
 
     whole = {p.url for p in pieces if p.start is None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -15,16 +16,19 @@ def is_same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to a temporary file in the same directory, then rename it over
-    ``path``: a full disk or a killed process leaves the previous file, never a fragment."""
+def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary)`` on a temporary file in the target's directory, then rename it over
+    ``path``: a full disk or a killed process leaves the previous file, never a fragment. The new
+    file gets the usual permissions (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    os.close(handle)
+    temporary = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~umask)
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -32,3 +36,15 @@ def write_atomically(path: str | Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`replace_atomically`)."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    replace_atomically(path, write)

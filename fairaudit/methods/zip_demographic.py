@@ -81,7 +81,7 @@ class ZipDemographic(CohortMethod):
     def from_options(cls, opts) -> list[ZipDemographic]:
         """Candidates are limited to splits both of whose sides may be reported and selected
         (the same minimum the selection and the permutation test use)."""
-        from fairaudit.io.readers import load_demographics_option
+        from fairaudit.io.demographics import load_demographics_option
 
         demographics, source = load_demographics_option(opts.demographics)
         return [

@@ -25,6 +25,10 @@ REFERENCE_HASH = "reference_hash"
 RESERVED_COLUMNS = (SPEAKER, UTTERANCE, ERRORS, REF_WORDS, LATITUDE, LONGITUDE, ZIP_CODE, REFERENCE_HASH)
 
 
+#: What an embeddings file is keyed by: speakers, utterances, or log rows (an inline emb_* column).
+EmbeddingKey = Literal["speaker_id", "utterance_id", "row"]
+
+
 @dataclass
 class EmbeddingTable:
     """Embedding vectors keyed by speaker, by utterance, or aligned row-for-row with the log.
@@ -34,7 +38,7 @@ class EmbeddingTable:
     ``vectors[i]``.
     """
 
-    key: Literal["speaker_id", "utterance_id", "row"]
+    key: EmbeddingKey
     vectors: np.ndarray  # float32/float64, shape (n, d); finite, no all-zero rows
     ids: np.ndarray | None = None
     source: str | None = None  # file name, for messages

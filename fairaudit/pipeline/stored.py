@@ -87,7 +87,7 @@ def assign_stored(method, key: str, where: str, speakers: SpeakerTable):
 
 def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts) -> dict[str, MethodResult]:
     """Every stored method's cohorts measured on ``speakers``: figures, fixed-cohort p-value, verdict."""
-    from fairaudit.io.readers import load_demographics_option
+    from fairaudit.io.demographics import load_demographics_option
 
     demographics, source = load_demographics_option(opts.demographics)
     top_mode = str(report.get("parameters", {}).get("top", opts.top))

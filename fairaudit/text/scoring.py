@@ -18,10 +18,7 @@ hypothesis is all deletions; an empty reference (jiwer refuses those) has ``ref_
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import jiwer
 import numpy as np
@@ -29,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fairaudit.errors import InputError, UsageError
+from fairaudit.errors import UsageError
 from fairaudit.text.normalizations import NORMALIZATIONS, WHISPER_INSTALL
 
 SCORE_COLUMNS = ("substitutions", "deletions", "insertions", "ref_words", "errors")
@@ -162,74 +159,3 @@ def _to_string_array(texts) -> pa.Array:
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
     return pc.fill_null(arr, "")
-
-
-def score_log_file(
-    path: str | Path,
-    out_path: str | Path,
-    *,
-    columns: Mapping[str, str] | None = None,
-    normalize: str = "default",
-) -> int:
-    """Write the log with S, D, I, ref_words, errors added (or replaced); return the row count.
-
-    Every input column is kept exactly as read (all as text, so ``007`` and ``02134`` survive).
-    The output format follows ``out_path``'s extension; the input file is never written to.
-    """
-    from fairaudit.io import readers  # local import: ingest imports this module
-
-    check_normalize(normalize)
-    src = readers.source_for(path)
-    out_fmt = readers.format_of(out_path)
-    _refuse_same_file(path, out_path)
-    table, _ = readers.read_table(src, columns=columns, all_strings=True)
-    ref_col, hyp_col = (readers.mapped_name(name, columns) for name in ("reference", "hypothesis"))
-    missing = [c for c in (ref_col, hyp_col) if c not in table.column_names]
-    if missing:
-        raise InputError(
-            "scoring needs a reference and a hypothesis text column; missing "
-            + ", ".join(repr(c) for c in missing)
-            + " (rename with --column reference=NAME --column hypothesis=NAME)",
-            file=src.name,
-            column=missing[0],
-        )
-    scores = score_texts(table.column(ref_col), table.column(hyp_col), normalize)
-    for name in SCORE_COLUMNS:
-        arr = pa.array(scores[name].to_numpy(), type=pa.int64())
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, arr)
-        else:
-            table = table.append_column(name, arr)
-    _write_atomically(table, Path(out_path), out_fmt)
-    return table.num_rows
-
-
-def _refuse_same_file(path: str | Path, out_path: str | Path) -> None:
-    """Raise if the output path is the input file (by resolved path or same inode)."""
-    same = os.path.realpath(path) == os.path.realpath(out_path)
-    if not same and os.path.exists(out_path):
-        same = os.path.samefile(path, out_path)
-    if same:
-        raise InputError(
-            "the output file is the input file; choose another output path so the input is kept",
-            file=str(out_path),
-        )
-
-
-def _write_atomically(table: pa.Table, out_path: Path, fmt) -> None:
-    """Write to a temporary file next to the target, then rename it into place."""
-    from fairaudit.io import readers
-
-    directory = out_path.parent if str(out_path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=".fairaudit-", suffix=".tmp", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-    try:
-        readers.write_table(table, tmp, fmt)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

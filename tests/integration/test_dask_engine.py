@@ -209,16 +209,16 @@ def test_cluster_run_reads_embeddings_on_a_worker_and_prints_nothing_of_dask(dat
     # not by the client's thread, and the speaker embeddings equal the pandas engine's.
     import threading
 
-    from fairaudit.io import readers
+    from fairaudit.io import embeddings as embedding_files
 
     callers = []
-    real_read = readers.read_embeddings_input
+    real_read = embedding_files.read_embeddings_input
 
     def spy(path):
         callers.append(threading.current_thread() is threading.main_thread())
         return real_read(path)
 
-    monkeypatch.setattr(readers, "read_embeddings_input", spy)
+    monkeypatch.setattr(embedding_files, "read_embeddings_input", spy)
     sharded = dask_engine.read_log_dask(
         str(root / "plain" / "*.csv"), embeddings="big.embeddings.parquet", scheduler=cluster
     )

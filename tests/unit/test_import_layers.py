@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "fairaudit"
 #: Folders (or top-level modules) from the bottom up; a module may import only its own layer or lower ones.
 LAYERS = [
     {"errors", "version", "model", "geodata", "text"},
-    {"io", "privacy", "stats", "options"},
+    {"io", "validate", "privacy", "stats", "options"},
     {"methods", "engines"},
     {"pipeline", "report"},
     {"comparison", "gate", "synth"},

@@ -13,7 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairaudit.errors import InputError, UsageError
-from fairaudit.io.readers import file_sha256, read_demographics, read_embeddings, read_log
+from fairaudit.io.demographics import read_demographics
+from fairaudit.io.embeddings import read_embeddings
+from fairaudit.io.readers import read_log
+from fairaudit.io.sources import file_sha256
 
 HEADER = "speaker_id,utterance_id,errors,ref_words"
 

@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 
 from fairaudit.geodata.zipcodes import ZIP_PATTERN
-from fairaudit.io import readers
-from fairaudit.io.readers import read_demographics, read_embeddings, read_log
+from fairaudit.io import demographics, embeddings
+from fairaudit.io.demographics import read_demographics
+from fairaudit.io.embeddings import read_embeddings
+from fairaudit.io.readers import read_log
+from fairaudit.validate import column_rules
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "data_schemas"
 NAMES = ["utterance_log", "embeddings", "demographics"]
@@ -92,7 +95,7 @@ def test_valid_log_rows_validate_and_read(tmp_path):
         check.validate(row)
     # each error form alone is enough
     base = ["speaker_id", "accent"]
-    for form, cols in readers.ERROR_FORMS.items():
+    for form, cols in column_rules.ERROR_FORMS.items():
         sub = frame[base + [c for c in cols if c in frame]].copy()
         if form == "text":
             sub["reference"], sub["hypothesis"] = "the cat sat", "the cat sat down"
@@ -154,10 +157,10 @@ def test_log_rows_without_a_complete_error_form_fail(row):
 
 def test_log_schema_matches_the_reader():
     doc = schema("utterance_log")
-    assert set(readers.CANONICAL_COLUMNS) <= set(doc["properties"])
-    assert [set(alt["required"]) for alt in doc["anyOf"]] == [set(c) for c in readers.ERROR_FORMS.values()]
+    assert set(column_rules.CANONICAL_COLUMNS) <= set(doc["properties"])
+    assert [set(alt["required"]) for alt in doc["anyOf"]] == [set(c) for c in column_rules.ERROR_FORMS.values()]
     assert doc["properties"]["zip_code"]["pattern"] == ZIP_PATTERN
-    assert list(doc["patternProperties"]) == [readers.EMB_PATTERN.pattern.replace("(", "").replace(")", "")]
+    assert list(doc["patternProperties"]) == [embeddings.EMB_PATTERN.pattern.replace("(", "").replace(")", "")]
 
 
 # --- embeddings ----------------------------------------------------------------------------------
@@ -235,7 +238,7 @@ def test_invalid_demographic_rows(row):
 def test_demographics_schema_matches_the_reader():
     doc = schema("demographics")
     attributes = {k for k in doc["properties"] if k != "zip_code"}
-    assert attributes == set(readers.DEMOGRAPHIC_ATTRIBUTES)
-    for name, (low, high) in readers.DEMOGRAPHIC_ATTRIBUTES.items():
+    assert attributes == set(demographics.DEMOGRAPHIC_ATTRIBUTES)
+    for name, (low, high) in demographics.DEMOGRAPHIC_ATTRIBUTES.items():
         prop = doc["properties"][name]
         assert prop["minimum"] == low and prop.get("maximum") == high

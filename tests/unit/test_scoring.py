@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from fairaudit.errors import InputError, UsageError
+from fairaudit.io.scored_log import score_log_file
 from fairaudit.text import scoring
-from fairaudit.text.scoring import score_log_file, score_texts
+from fairaudit.text.scoring import score_texts
 
 
 def one(ref: str, hyp: str, normalize: str = "default") -> dict:
