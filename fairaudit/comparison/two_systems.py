@@ -20,6 +20,7 @@ import pandas as pd
 from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.errors import InputError, UsageError
 from fairaudit.model.log import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
+from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.stats.metrics import Selection, cohort_sums
 from fairaudit.stats.resampling import bca_interval, bootstrap_partitions
@@ -262,9 +263,9 @@ def _method_change(
                 str(ids[c]),
                 partition.descriptions[c],
                 int(sizes[c]),
-                _num(wer["before"][c]),
-                _num(wer["after"][c]),
-                _num(change[c]),
+                finite_or_none(wer["before"][c]),
+                finite_or_none(wer["after"][c]),
+                finite_or_none(change[c]),
                 ci,
                 improved,
                 _verdict(ci),
@@ -285,8 +286,8 @@ def _method_change(
         cohorts=cohorts,
         bottom=list(map(str, ids[bottom_mask])),
         top=list(map(str, ids[top_mask])),
-        gap_before_pct=_num(gap_before),
-        gap_after_pct=_num(gap_after),
+        gap_before_pct=finite_or_none(gap_before),
+        gap_after_pct=finite_or_none(gap_after),
         gap_change_points=gap_change,
         gap_change_ci=gap_ci,
         gap_verdict=_verdict(gap_ci),
@@ -311,11 +312,6 @@ def _summary(wers: np.ndarray) -> dict:
     if not len(wers):
         return {"mean_wer": None, "max_wer": None, "spread": None}
     return {"mean_wer": float(wers.mean()), "max_wer": float(wers.max()), "spread": float(wers.max() - wers.min())}
-
-
-def _num(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def cohort_report_for(baseline: UtteranceLog, cohorts: str | Path | dict | None, opts) -> tuple[dict, str]:

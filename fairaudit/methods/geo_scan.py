@@ -58,7 +58,6 @@ located speaker in no window); speakers without coordinates are unassigned ("no 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,6 +67,7 @@ from fairaudit.geodata.distance import EARTH_RADIUS_KM
 from fairaudit.methods.base import CohortMethod, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.model.log import LATITUDE, LONGITUDE
+from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.stats.selection import SelectionRule
@@ -289,8 +289,8 @@ class GeoScan(CohortMethod):
             "membership": f"great-circle distance from the window centre to the centre of the speaker's "
             f"{LOCATION_GRID_DEG}-degree grid cell is at most the radius",
             "candidate_windows": int(self.candidate_windows_),
-            "min_score": _finite_or_none(self.min_score_),
-            "overdispersion": _finite_or_none(self.overdispersion_),
+            "min_score": finite_or_none(self.min_score_),
+            "overdispersion": finite_or_none(self.overdispersion_),
         }
 
     # --- permutation test ----------------------------------------------------------------
@@ -669,8 +669,3 @@ def _degrees(value: float) -> str:
     """Absolute value with two decimals, or three when the grid centre needs them (33.625)."""
     value = abs(value)
     return f"{value:.2f}" if round(value, 2) == value else f"{value:.3f}"
-
-
-def _finite_or_none(value: float) -> float | None:
-    """A JSON-safe number: None for NaN or infinity."""
-    return float(value) if value is not None and math.isfinite(value) else None

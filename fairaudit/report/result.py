@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.model.figures import Figures
+from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import Partition
 
 
@@ -204,11 +205,13 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         for key in ("speakers", "utterances", "ref_words", "errors"):
             entry[key] = None if suppressed else int(row[key])
         for key in ("wer", "speaker_share_pct", "utterance_share_pct", "word_share_pct"):
-            entry[key] = None if suppressed else _num(row[key])
-        entry["wer_ci"] = [None, None] if suppressed else [_num(row["wer_ci_low"]), _num(row["wer_ci_high"])]
+            entry[key] = None if suppressed else finite_or_none(row[key])
+        entry["wer_ci"] = (
+            [None, None] if suppressed else [finite_or_none(row["wer_ci_low"]), finite_or_none(row["wer_ci_high"])]
+        )
         if "p_value" in row:
-            entry["p_value"] = None if suppressed else _num(row["p_value"])
-            entry["p_value_bh"] = None if suppressed else _num(row["p_value_bh"])
+            entry["p_value"] = None if suppressed else finite_or_none(row["p_value"])
+            entry["p_value_bh"] = None if suppressed else finite_or_none(row["p_value_bh"])
         cohorts.append(entry)
     return {
         "bottom": method.bottom_label(figures) or None,
@@ -217,17 +220,17 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         "top_cohorts": [public[str(i)] for i in figures.top],
         "bottom_description": method.describe(figures.bottom) if figures.bottom else None,
         "top_description": method.describe(figures.top) if figures.top else None,
-        "bottom_wer": _num(figures.bottom_wer),
-        "top_wer": _num(figures.top_wer),
-        "wer_gap_pct": _num(figures.wer_gap_pct),
-        "wer_gap_ci": [_num(v) for v in figures.wer_gap_ci],
-        "bottom_share_pct": _num(figures.bottom_share_pct),
-        "bottom_share_ci": [_num(v) for v in figures.bottom_share_ci],
-        "bottom_utterance_share_pct": _num(figures.bottom_utterance_share_pct),
-        "bottom_word_share_pct": _num(figures.bottom_word_share_pct),
-        "p_value": _num(figures.p_value),
-        "overall_wer": _num(figures.overall_wer),
-        "reported_wer": _num(figures.reported_wer),
+        "bottom_wer": finite_or_none(figures.bottom_wer),
+        "top_wer": finite_or_none(figures.top_wer),
+        "wer_gap_pct": finite_or_none(figures.wer_gap_pct),
+        "wer_gap_ci": [finite_or_none(v) for v in figures.wer_gap_ci],
+        "bottom_share_pct": finite_or_none(figures.bottom_share_pct),
+        "bottom_share_ci": [finite_or_none(v) for v in figures.bottom_share_ci],
+        "bottom_utterance_share_pct": finite_or_none(figures.bottom_utterance_share_pct),
+        "bottom_word_share_pct": finite_or_none(figures.bottom_word_share_pct),
+        "p_value": finite_or_none(figures.p_value),
+        "overall_wer": finite_or_none(figures.overall_wer),
+        "reported_wer": finite_or_none(figures.reported_wer),
         "speakers": int(figures.speakers),
         "assigned_speakers": int(figures.assigned_speakers),
         "cohorts": cohorts,
@@ -286,13 +289,6 @@ def _join(ids: list[str]) -> str:
     return " + ".join(ids)
 
 
-def _num(value: object) -> float | None:
-    if value is None or value is pd.NA:
-        return None
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def _jsonable(value: object) -> object:
     """Convert numpy scalars/arrays and tuples inside a structure to plain JSON types."""
     if isinstance(value, dict):
@@ -304,7 +300,7 @@ def _jsonable(value: object) -> object:
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return _num(value)
+        return finite_or_none(value)
     if isinstance(value, (np.bool_,)):
         return bool(value)
     return value

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.model.figures import Figures
+from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import suppressed_cells
@@ -150,14 +151,9 @@ def measure(
         p_value=p_value,
         speakers=len(speakers),
         assigned_speakers=int(assigned.sum()),
-        overall_wer=_float(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
-        reported_wer=_float(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
+        overall_wer=finite_or_none(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
+        reported_wer=finite_or_none(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
     )
-
-
-def _float(value: np.ndarray) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def fixed_selection_p_value(

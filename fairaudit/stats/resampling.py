@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from fairaudit.model.numbers import finite_or_none
 from fairaudit.stats.metrics import Selection, pooled_wer, wer_gap_pct
 
 BLOCK = 100  # replicates per block: bounds memory at BLOCK x n_speakers
@@ -109,8 +110,8 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> list[list[f
             bounds = np.nanpercentile(finite, [tail, 100 - tail], axis=0)
     bounds = np.where(np.isfinite(bounds), bounds, np.nan)
     if samples.ndim == 1:
-        return [_num(bounds[0]), _num(bounds[1])]
-    return [[_num(lo), _num(hi)] for lo, hi in zip(bounds[0], bounds[1])]
+        return [finite_or_none(bounds[0]), finite_or_none(bounds[1])]
+    return [[finite_or_none(lo), finite_or_none(hi)] for lo, hi in zip(bounds[0], bounds[1])]
 
 
 def bca_interval(
@@ -151,7 +152,7 @@ def bca_interval(
         for z in (ndtri(tail), ndtri(1 - tail)):
             shifted = z0 + (z0 + z) / (1 - a * (z0 + z))
             bounds.append(float(np.quantile(values, ndtr(shifted))))
-        out.append([_num(bounds[0]), _num(bounds[1])])
+        out.append([finite_or_none(bounds[0]), finite_or_none(bounds[1])])
     return out[0] if one else out
 
 
@@ -263,7 +264,3 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     if finite.any():
         adjusted[finite] = false_discovery_control(p[finite], method="bh")
     return adjusted
-
-
-def _num(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
