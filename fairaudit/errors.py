@@ -22,13 +22,15 @@ class InputError(Exception):
     line: int | None = None
     column: str | None = None
     value: object = None
+    #: What kind of problem, for programs (the message is for people); see the codes below.
+    code: str = "input"
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
     def __reduce__(self):
         """Keep file, line, column and value when pickled (e.g. raised on a Dask worker)."""
-        return (type(self), (self.message, self.file, self.line, self.column, self.value))
+        return (type(self), (self.message, self.file, self.line, self.column, self.value, self.code))
 
     def __str__(self) -> str:
         where = []
@@ -49,5 +51,12 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+@dataclass
 class UsageError(InputError):
     """A bad option or combination of options (exit code 2, like bad input)."""
+
+    code: str = "usage"
+
+
+#: InputError codes that programs act on (declared once; the message text may change freely).
+NO_ROWS = "no-rows"  # a file with a header and no data rows (the Dask engine skips such a piece)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -60,7 +59,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from fairaudit.engines import ShardedLog, is_pattern
-from fairaudit.errors import InputError, UsageError
+from fairaudit.errors import NO_ROWS, InputError, UsageError
 from fairaudit.io import embeddings as embedding_files
 from fairaudit.io import sources
 from fairaudit.model import log as logs
@@ -98,17 +97,19 @@ _STR = pd.Series(["a"]).astype("str").dtype  # the dtype ingest gives text colum
 class PieceError(Exception):
     """An InputError/UsageError raised on a worker; its fields survive pickling (``args``)."""
 
-    def __init__(self, usage: bool, message: str, file, line, column, value) -> None:
-        super().__init__(usage, message, file, line, column, value)
+    def __init__(self, usage: bool, message: str, file, line, column, value, code: str) -> None:
+        super().__init__(usage, message, file, line, column, value, code)
 
     @classmethod
     def wrap(cls, error: InputError) -> PieceError:
-        return cls(isinstance(error, UsageError), error.message, error.file, error.line, error.column, error.value)
+        return cls(
+            isinstance(error, UsageError), error.message, error.file, error.line, error.column, error.value, error.code
+        )
 
     def unwrap(self) -> InputError:
-        usage, message, file, line, column, value = self.args
+        usage, message, file, line, column, value, code = self.args
         kind = UsageError if usage else InputError
-        return kind(message, file=file, line=line, column=column, value=value)
+        return kind(message, file=file, line=line, column=column, value=value, code=code)
 
 
 @contextmanager
@@ -516,9 +517,6 @@ def _check_same_columns(src: sources.Source, names: list[str], plan: Plan) -> No
 # --- reading one piece (a task) ------------------------------------------------------------
 
 
-_NO_ROWS = "the file has a header but no data rows"
-
-
 def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, dict]:
     """Read and validate one piece: its rows in transport form, and a small summary."""
     with _reraised():
@@ -526,6 +524,7 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
             summary = {
                 "rows": 0,
                 "notes": [],
+                "zip_repairs": {},
                 "form": None,
                 "types": None,
                 "distinct": None,
@@ -543,14 +542,14 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
                 try:
                     table, rename = sources.read_table(src, columns=columns, string_columns=forced)
                 except InputError as error:
-                    if plan.many and error.message == _NO_ROWS:
+                    if plan.many and error.code == NO_ROWS:
                         return plan.transport_meta(), summary
                     raise
             else:
                 try:
                     table, rename = sources.read_table(src, columns=columns)
                 except InputError as error:
-                    if plan.many and error.message == _NO_ROWS:
+                    if plan.many and error.code == NO_ROWS:
                         return plan.transport_meta(), summary
                     raise
                 _check_same_columns(src, table.column_names, plan)
@@ -573,7 +572,13 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
     out[PIECE] = np.full(n, piece.index, dtype=np.int32)
     out[ROW] = np.arange(n, dtype=np.int64)
     frame = pd.DataFrame(out).astype(plan.transport_meta().dtypes.to_dict())
-    summary.update(rows=n, notes=list(log.notes), form=log.error_form)
+    zip_notes = {log_columns.zip_repair_note(column, count) for column, count in log.zip_repairs.items()}
+    summary.update(
+        rows=n,
+        notes=[note for note in log.notes if note not in zip_notes],
+        zip_repairs=dict(log.zip_repairs),
+        form=log.error_form,
+    )
     distinct = [_distinct_texts(arr) for arr in meta_arrays]
     summary["distinct"] = [None if d is None or len(d) > DISTINCT_LIMIT else d for d in distinct]
     if plan.kind == "text":
@@ -833,26 +838,17 @@ def file_digest(url: str) -> str:
 # --- notes and embeddings across partitions -----------------------------------------------
 
 
-_REPAIRED = re.compile(r"^repaired (\d+) ZIP code\(s\)")
-
-
-def merge_notes(notes_per_piece: list[list[str]]) -> list[str]:
-    """Notes of all pieces as the pandas engine would write them once: counts summed, repeats dropped."""
-    merged: list[str] = []
-    totals: dict[str, int] = {}  # the note without its count -> summed count
-    first_text: dict[str, str] = {}
-    for notes in notes_per_piece:
-        for note in notes:
-            match = _REPAIRED.match(note)
-            if match:
-                key = note[match.end() :]
-                totals[key] = totals.get(key, 0) + int(match.group(1))
-                if key not in first_text:
-                    first_text[key] = note
-                    merged.append(key)
-            elif note not in merged:
-                merged.append(note)
-    return [f"repaired {totals[n]} ZIP code(s){n}" if n in totals else n for n in merged]
+def merge_notes(summaries: list[dict]) -> list[str]:
+    """Notes of all pieces as the pandas engine would write them once: ZIP repairs summed per
+    column (from the pieces' counts, not their text), other notes once each."""
+    repairs: dict[str, int] = {}
+    for summary in summaries:
+        for column, count in summary["zip_repairs"].items():
+            repairs[column] = repairs.get(column, 0) + count
+    merged = [log_columns.zip_repair_note(column, count) for column, count in repairs.items()]
+    for summary in summaries:
+        merged += [note for note in summary["notes"] if note not in merged]
+    return merged
 
 
 def load_embeddings(embeddings: str | Path | pd.DataFrame, shown_as: str | None = None) -> tuple[EmbeddingTable, bool]:
@@ -1113,7 +1109,7 @@ def read_log_dask(
     rows = sum(s["rows"] for s in summaries_v)
     if rows == 0:
         raise InputError(f"none of the {len(files)} files has data rows", file=pattern)
-    notes = merge_notes([s["notes"] for s in summaries_v])
+    notes = merge_notes(summaries_v)
     parts_v = [p for p in parts_v if p is not None]
     embeddings_of = "table"
     if about_v is not None:

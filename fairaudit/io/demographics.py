@@ -8,7 +8,7 @@ import pandas as pd
 
 from fairaudit.io.sources import as_plain, line_name, list_names, read_table, source_for
 from fairaudit.model import log as logs
-from fairaudit.validate.log_columns import zip_codes
+from fairaudit.validate.log_columns import zip_codes, zip_repair_note
 from fairaudit.validate.values import first_duplicate, first_true, float_column, value_at
 
 #: Census attributes of a demographics table, with their allowed ranges.
@@ -46,8 +46,9 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
         raise src.error(
             "no census attribute columns; expected at least one of: " + ", ".join(DEMOGRAPHIC_ATTRIBUTES), column=None
         )
-    notes: list[str] = []
-    zips = zip_codes(table, logs.ZIP_CODE, src, notes)
+    repairs: dict[str, int] = {}
+    zips = zip_codes(table, logs.ZIP_CODE, src, repairs)
+    notes = [zip_repair_note(column, count) for column, count in repairs.items()]
     bad = first_true(zips.is_null().to_numpy(zero_copy_only=False))
     if bad is not None:
         raise src.error(

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from fairaudit.errors import InputError, UsageError
+from fairaudit.errors import NO_ROWS, InputError, UsageError
 from fairaudit.validate.column_rules import CANONICAL_COLUMNS, STRING_COLUMNS
 
 MISSING_TEXT = ("", "NA")  # text values that mean "missing" in metadata, ZIP and id columns
@@ -87,6 +87,7 @@ class Source:
         column: str | None = None,
         value: object = UNSET,
         line: int | None = None,
+        code: str = "input",
     ) -> InputError:
         """An InputError for this file; ``row`` is a 0-based data row, located to a line here."""
         if row is not None:
@@ -100,7 +101,8 @@ class Source:
                 line, raw = self.locate(row, column)
                 if raw is not None:
                     value = raw
-        return InputError(message, file=self.name, line=line, column=column, value=None if value is UNSET else value)
+        shown = None if value is UNSET else value
+        return InputError(message, file=self.name, line=line, column=column, value=shown, code=code)
 
     def locate(self, row: int, column: str | None) -> tuple[int | None, str | None]:
         """The line where data row ``row`` starts, and its raw text in ``column`` (error path only)."""
@@ -294,7 +296,7 @@ def read_table(
         forced = [a for a in src.header if all_strings or canonical_of[a] in string_columns]
         table = _read_text(src, forced)
     if table.num_rows == 0:
-        raise src.error("the file has a header but no data rows")
+        raise src.error("the file has a header but no data rows", code=NO_ROWS)
     return table, rename
 
 

@@ -62,6 +62,9 @@ class UtteranceLog:
     error_form: str = "errors"  # which of the SPEC's four forms the counts came from
     text_normalization: str | None = None  # the --normalize used when counts were scored from text
     notes: list[str] = field(default_factory=list)  # repairs and warnings to show the user
+    #: ZIP codes repaired per column (lost leading zeros), the count behind that note: the Dask
+    #: engine adds them up over the pieces of one log.
+    zip_repairs: dict[str, int] = field(default_factory=dict)
     #: The speaker column dictionary-encoded once at ingest (issue 12): ``speaker_ids`` sorted,
     #: ``speaker_codes[i]`` the position of row i's speaker in it. None: computed when needed.
     speaker_codes: np.ndarray | None = field(default=None, repr=False)

@@ -50,7 +50,7 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
     actual = {rename.get(a, a): a for a in table.column_names}  # canonical -> actual
     present = set(actual)
     _require_columns(src, present)
-    notes: list[str] = []
+    zip_repairs: dict[str, int] = {}
     data: dict[str, object] = {}
 
     speakers = text_column(table, actual[logs.SPEAKER])
@@ -79,7 +79,7 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
 
     _coordinates(table, actual, present, src, data)
     if logs.ZIP_CODE in present:
-        data[logs.ZIP_CODE] = zip_codes(table, actual[logs.ZIP_CODE], src, notes)
+        data[logs.ZIP_CODE] = zip_codes(table, actual[logs.ZIP_CODE], src, zip_repairs)
 
     emb_columns = embedding_columns(table.column_names, src)
     embeddings = None
@@ -97,7 +97,8 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
         metadata_columns=metadata,
         embeddings=embeddings,
         error_form=form,
-        notes=notes,
+        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()],
+        zip_repairs=zip_repairs,
         text_normalization=normalize if form == "text" else None,
         speaker_codes=speaker_codes,
         speaker_ids=speaker_ids,
@@ -282,8 +283,17 @@ def _coordinates(
     data[logs.LONGITUDE] = lon
 
 
-def zip_codes(table: pa.Table, actual: str, src: Source, notes: list[str] | None) -> pa.Array:
-    """Normalise a ZIP column to 5-digit strings, repairing lost leading zeros (with a note)."""
+def zip_repair_note(column: str, repaired: int) -> str:
+    """The note shown when ``repaired`` ZIP codes of ``column`` had lost their leading zeros."""
+    return (
+        f"repaired {repaired} ZIP code(s) in column {column!r} that had lost their leading "
+        "zeros (e.g. 2134 -> 02134, 2134.0 -> 02134); the file was probably saved from a "
+        "spreadsheet or a reader that treated ZIP codes as numbers"
+    )
+
+
+def zip_codes(table: pa.Table, actual: str, src: Source, repairs: dict[str, int] | None) -> pa.Array:
+    """Normalise a ZIP column to 5-digit strings, repairing lost leading zeros (counted in ``repairs``)."""
     arr = as_plain(table.column(actual))
     result = normalize_zip_array(arr)
     if result.bad_index is not None:
@@ -293,12 +303,8 @@ def zip_codes(table: pa.Table, actual: str, src: Source, notes: list[str] | None
             column=actual,
             value=value_at(arr, result.bad_index),
         )
-    if result.repaired and notes is not None:
-        notes.append(
-            f"repaired {result.repaired} ZIP code(s) in column {actual!r} that had lost their leading "
-            "zeros (e.g. 2134 -> 02134, 2134.0 -> 02134); the file was probably saved from a "
-            "spreadsheet or a reader that treated ZIP codes as numbers"
-        )
+    if result.repaired and repairs is not None:
+        repairs[actual] = repairs.get(actual, 0) + int(result.repaired)
     return result.zips
 
 
