@@ -223,7 +223,7 @@ def coverage_task(
     """Does the bootstrap 95% interval of each rule-defined cohort's WER contain its true WER?
 
     The cohort is fixed by rule, so the audit's ``attribute`` method (``by`` the rule column) is
-    exactly the library's measurement path (``measure`` -> ``bootstrap_cohorts`` ->
+    exactly the library's measurement path (``bootstrap_partitions`` -> ``measure`` ->
     ``percentile_interval``) on a partition that does not depend on the outcomes.
     """
     synth = synthesize(n_speakers, effect=effect, plant=[method], seed=seed)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fairaudit.errors import UsageError
 from fairaudit.model.log import UtteranceLog
+from fairaudit.model.speakers import SpeakerTable
 
 ENGINES = ("pandas", "dask")
 
@@ -49,7 +50,7 @@ class ShardedLog(UtteranceLog):
     """
 
     utterance_count: int = 0
-    speaker_table: object = None  # SpeakerTable (typed loosely: no import cycle)
+    speaker_table: SpeakerTable | None = None
     files: list[str] = field(default_factory=list)
 
     @property
@@ -57,7 +58,7 @@ class ShardedLog(UtteranceLog):
         return self.utterance_count
 
 
-def speaker_table_of(log: UtteranceLog):
+def speaker_table_of(log: UtteranceLog) -> SpeakerTable:
     """The speaker table of a log: already built for a ShardedLog, else built now."""
     if isinstance(log, ShardedLog) and log.speaker_table is not None:
         return log.speaker_table

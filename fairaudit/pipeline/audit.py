@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from fairaudit.options import AuditOptions
 from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
 from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
-from fairaudit.stats.metrics import speaker_dispersion
+from fairaudit.stats.metrics import Selection, speaker_dispersion
 from fairaudit.stats.resampling import bootstrap_partitions, permutation_blocks, permutation_p_value
 from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.version import __version__
@@ -77,6 +78,18 @@ def method_key(method: CohortMethod, n_attribute: int) -> str:
     return method.name
 
 
+@dataclass
+class Discovered:
+    """One method after discovery on the discovery speakers: its cells, chosen cohorts and p-value."""
+
+    key: str  # the method's name in reports ("attribute:<columns>" for several --by)
+    method: CohortMethod
+    rng: np.random.Generator  # the method's own stream (bootstrap fallback, hold-out p-value)
+    partition: Partition
+    selection: Selection
+    p_value: float | None  # search-aware permutation p-value; None when not tested
+
+
 def run_audit(
     log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions, *, progress=None, stage=None
 ) -> AuditResult:
@@ -99,7 +112,7 @@ def run_audit(
         with stage(f"{key}: fit"):
             method.fit(discovery)
     unassign_exposing_speakers([method.partition_ for method in methods], opts.min_report_speakers)
-    found = []
+    found: list[Discovered] = []
     for key, method in zip(keys, methods):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
         partition = method.partition_
@@ -114,14 +127,14 @@ def run_audit(
                 blocks = permutation_blocks(partition.assigned, len(discovery), opts.permutations, rng)
                 null = _null_gaps(method, discovery, blocks, rule, tick)
             p_value = permutation_p_value(float(observed), null)
-        found.append((key, method, rng, partition, selection, p_value))
+        found.append(Discovered(key, method, rng, partition, selection, p_value))
 
     # 2. One speaker bootstrap shared by every method (the same resampled speakers for all).
     boot_rng = np.random.default_rng([opts.seed, 0xB007])
     tick = progress("bootstrap (all methods)", opts.bootstrap) if progress and opts.bootstrap else None
     with stage("bootstrap (all methods)"):
         boots = bootstrap_partitions(
-            [(partition.indicator(), selection) for _, _, _, partition, selection, _ in found],
+            [(item.partition.indicator(), item.selection) for item in found],
             discovery.errors,
             discovery.ref_words,
             opts.bootstrap,
@@ -133,14 +146,21 @@ def run_audit(
     results: dict[str, MethodResult] = {}
     assignment_frames = []
     held_designs = []
-    for (key, method, rng, partition, selection, p_value), boot in zip(found, boots):
+    for item, boot in zip(found, boots):
+        key, method, rng, partition, selection, p_value = (
+            item.key,
+            item.method,
+            item.rng,
+            item.partition,
+            item.selection,
+            item.p_value,
+        )
         with stage(f"{key}: measure"):
             figures = measure(
                 partition,
                 discovery,
                 selection,
                 rule,
-                bootstrap=opts.bootstrap,
                 rng=rng,
                 min_report_speakers=opts.min_report_speakers,
                 p_value=p_value,
@@ -163,9 +183,10 @@ def run_audit(
             _assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom)
         )
     if held_out is not None:
-        held_partitions = [method.assign(held_out) for _, method, *_ in found]
+        held_partitions = [item.method.assign(held_out) for item in found]
         unassign_exposing_speakers(held_partitions, opts.min_report_speakers)
-        for held_partition, (key, *_) in zip(held_partitions, found):
+        for held_partition, item in zip(held_partitions, found):
+            key = item.key
             figures = results[key].discovery
             sizes = np.bincount(held_partition.labels[held_partition.assigned], minlength=held_partition.n_cohorts)
             held_designs.append(
@@ -181,13 +202,13 @@ def run_audit(
                 opts.bootstrap,
                 np.random.default_rng([opts.seed, 0x401D]),
             )
-            for (key, method, rng, *_), (held_partition, held_selection), boot in zip(found, held_designs, held_boots):
+            for item, (held_partition, held_selection), boot in zip(found, held_designs, held_boots):
+                key, method, rng = item.key, item.method, item.rng
                 held = measure(
                     held_partition,
                     held_out,
                     held_selection,
                     rule,
-                    bootstrap=opts.bootstrap,
                     rng=rng,
                     min_report_speakers=opts.min_report_speakers,
                     p_value=None,

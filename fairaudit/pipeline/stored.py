@@ -115,7 +115,6 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
             speakers,
             selection,
             rule,
-            bootstrap=opts.bootstrap,
             rng=rng,
             min_report_speakers=opts.min_report_speakers,
             p_value=None,

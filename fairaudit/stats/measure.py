@@ -6,8 +6,6 @@ This is the statistics half of an audit: methods produce partitions, this turns 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
@@ -20,15 +18,12 @@ from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_w
 from fairaudit.stats.resampling import (
     bca_interval,
     benjamini_hochberg,
-    bootstrap_cohorts,
     cohort_wer_accelerations,
     permutation_blocks,
     permutation_p_value,
     selection_accelerations,
 )
 from fairaudit.stats.selection import SelectionRule
-
-Progress = Callable[[int], None]
 
 
 def discover_selection(partition: Partition, speakers: SpeakerTable, rule: SelectionRule) -> Selection:
@@ -56,20 +51,18 @@ def measure(
     selection: Selection,
     rule: SelectionRule,
     *,
-    bootstrap: int,
+    boot: dict | None,
     rng: np.random.Generator,
     min_report_speakers: int,
     p_value: float | None,
     cohort_p_values: bool = False,
     permutations: int = 0,
-    progress: Progress | None = None,
-    boot: dict | None = None,
 ) -> Figures:
     """Point estimates, speaker-bootstrap intervals and (optionally) per-cohort p-values.
 
-    ``boot`` holds bootstrap replicates already drawn for this partition (by
-    :func:`~fairaudit.stats.resampling.bootstrap_partitions`, shared with other methods); without it,
-    ``bootstrap`` replicates are drawn here.
+    ``boot`` holds the bootstrap replicates drawn for this partition by
+    :func:`~fairaudit.stats.resampling.bootstrap_partitions` (one draw shared by every method); None
+    (or no replicates, ``--bootstrap 0``) leaves the intervals empty.
     """
     sums = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances)
     wer = sums.wer
@@ -84,10 +77,6 @@ def measure(
     if have_selection and min(sums.speakers[bottom].sum(), sums.speakers[top].sum()) < min_report_speakers:
         have_selection = False
 
-    if boot is None and bootstrap > 0 and partition.n_cohorts > 0:
-        boot = bootstrap_cohorts(
-            partition.indicator(), speakers.errors, speakers.ref_words, selection, bootstrap, rng, progress
-        )
     if boot is not None and len(boot["gap_pct"]) == 0:
         boot = None
     if boot is not None:

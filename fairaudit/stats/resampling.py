@@ -82,19 +82,6 @@ def bootstrap_partitions(
     ]
 
 
-def bootstrap_cohorts(
-    indicator: np.ndarray,
-    errors: np.ndarray,
-    ref_words: np.ndarray,
-    selection: Selection,
-    replicates: int,
-    rng: np.random.Generator,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Bootstrap replicates for one partition (see :func:`bootstrap_partitions`)."""
-    return bootstrap_partitions([(indicator, selection)], errors, ref_words, replicates, rng, progress)[0]
-
-
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> list[list[float | None]] | list[float | None]:
     """Percentile interval(s) over the first axis, ignoring NaN replicates; None when undefined."""
     samples = np.asarray(samples, dtype=np.float64)
