@@ -70,8 +70,8 @@ class MethodResult:
         data["holdout"] = None if self.holdout is None else _figures_dict(self.holdout, self)
         details = _withhold_suppressed_cells(_jsonable(self.partition.details), self._suppressed_ids())
         details = _withhold_cluster_views(details, self.partition.cohort_ids, self._suppressed_ids())
-        if self.name == "zip-demographic":
-            data["candidates"] = [_withhold_candidate(dict(c)) for c in details.pop("candidates", [])]
+        if "candidates" in details:  # a method that ranks candidate splits (zip-demographic) lists them
+            data["candidates"] = [_withhold_candidate(dict(c)) for c in details.pop("candidates")]
             data["chosen"] = details.pop("chosen", None)
         data["details"] = details
         data["cohort_source"] = self.cohort_source
