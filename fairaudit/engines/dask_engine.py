@@ -50,6 +50,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ from fairaudit.errors import NO_ROWS, InputError, UsageError
 from fairaudit.io import embeddings as embedding_files
 from fairaudit.io import sources
 from fairaudit.model import log as logs
-from fairaudit.model.log import EmbeddingTable, UtteranceLog
+from fairaudit.model.log import EmbeddingKey, EmbeddingTable, UtteranceLog
 from fairaudit.validate import column_rules, log_columns
 
 try:
@@ -219,19 +220,13 @@ def _open_binary(url: str):
 
 
 def _next_line_start(handle, pos: int) -> int:
-    """The first position >= pos that starts a line (just after a newline), or the end of the file."""
-    if pos == 0:
-        return 0
-    handle.seek(pos - 1)
-    offset = pos - 1
-    while True:
-        chunk = handle.read(1 << 16)
-        if not chunk:
-            return offset
-        k = chunk.find(b"\n")
-        if k >= 0:
-            return offset + k + 1
-        offset += len(chunk)
+    """The start of the first line after the newline at or after ``pos`` (fsspec's block rule, the
+    same for a block's end and the next block's start), or the end of the file; 0 stays 0."""
+    from fsspec.utils import seek_delimiter
+
+    handle.seek(pos)
+    seek_delimiter(handle, b"\n", 1 << 16)
+    return handle.tell()
 
 
 def _header_bytes(handle) -> bytes:
@@ -293,6 +288,14 @@ class _BlockSource(sources.Source):
 
 
 @contextmanager
+def _local_copy_path(fmt: sources.FileFormat, stem: str) -> Iterator[Path]:
+    """A path in a fresh temporary folder for a local copy of (part of) a remote file; the folder
+    and the copy are removed afterwards. The suffix keeps gzip files recognisable."""
+    with tempfile.TemporaryDirectory(prefix="fairaudit-") as tmp:
+        yield Path(tmp) / (stem + (".gz" if fmt.gzip else ""))
+
+
+@contextmanager
 def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[sources.Source | None, str | None]]:
     """A Source for the bytes of a piece (a local file, or a temporary copy), and the file's SHA-256.
 
@@ -309,17 +312,13 @@ def _piece_source(piece: Piece, digest: bool) -> Iterator[tuple[sources.Source |
         src.name = piece.url
         yield src, (sources.file_sha256(path) if digest else None)
         return
-    with tempfile.TemporaryDirectory(prefix="fairaudit-") as tmp:
-        local = Path(tmp) / ("piece" + (".gz" if fmt.gzip else ""))
+    with _local_copy_path(fmt, "piece") as local:
         if piece.start is None:  # a whole remote file
-            hasher = hashlib.sha256()
             with _open_binary(piece.location) as source, open(local, "wb") as target:
-                for block in iter(lambda: source.read(1 << 20), b""):
-                    hasher.update(block)
-                    target.write(block)
+                sha = sources.stream_sha256(source, copy_to=target)
             if local.stat().st_size == 0:
                 raise InputError("the file is empty (0 bytes); expected a header line and data rows", file=piece.url)
-            yield sources.Source(local, piece.url, fmt), hasher.hexdigest()
+            yield sources.Source(local, piece.url, fmt), sha
             return
         with _open_binary(piece.location) as handle:
             header = _header_bytes(handle)
@@ -398,8 +397,7 @@ def _header_of(url: str) -> tuple[list[str], sources.FileFormat]:
         src = sources.source_for(path)
         src.name = url
         return sources.read_header(src), fmt
-    with tempfile.TemporaryDirectory(prefix="fairaudit-") as tmp:
-        local = Path(tmp) / ("head" + (".gz" if fmt.gzip else ""))
+    with _local_copy_path(fmt, "head") as local:
         with fs.open(path, "rb") as source, open(local, "wb") as target:
             if fmt.gzip:
                 shutil.copyfileobj(source, target)
@@ -828,11 +826,8 @@ def manifest_sha256(digests: Mapping[str, str]) -> str:
 
 def file_digest(url: str) -> str:
     """SHA-256 of a file (local or fsspec URL)."""
-    hasher = hashlib.sha256()
     with _open_binary(url) as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
+        return sources.stream_sha256(handle)
 
 
 # --- notes and embeddings across partitions -----------------------------------------------
@@ -895,39 +890,14 @@ def summarize_embeddings(table: EmbeddingTable) -> EmbeddingSummary:
 def settle_embeddings(
     table: EmbeddingSummary, known: bool, parts: list[dict], has_utterance: bool, notes: list[str]
 ) -> str:
-    """The key of an --embeddings file and its coverage notes, as embeddings.attach_embeddings gives them."""
-    name = table.source
-    totals = {logs.SPEAKER: sum(p["ids"].get(logs.SPEAKER, 0) for p in parts)}
-    overlaps = {logs.SPEAKER: sum(p["matched"].get(logs.SPEAKER, 0) for p in parts)}
-    if has_utterance:
-        totals[logs.UTTERANCE] = sum(p["ids"].get(logs.UTTERANCE, 0) for p in parts)
-        overlaps[logs.UTTERANCE] = sum(p["matched"].get(logs.UTTERANCE, 0) for p in parts)
-    n_ids = table.n_ids
-    key = table.key
-    if not known:
-        key = max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER))
-    if key not in totals:
-        raise InputError(
-            "the embeddings are keyed by utterance_id but the log has no utterance_id column",
-            file=name,
-            column=logs.UTTERANCE,
-        )
-    matched = overlaps[key]
-    if matched == 0:
-        example = table.example
-        raise InputError(
-            f"none of the {n_ids} ids in the embeddings file match a {key} in "
-            "the log; check the id column and the --column mapping",
-            file=name,
-            column=key,
-            value=example,
-        )
-    without = totals[key] - matched
-    if without:
-        notes.append(f"{without} of {totals[key]} {key} values in the log have no embedding in {name}")
-    unused = n_ids - matched
-    if unused:
-        notes.append(f"{unused} embeddings in {name} belong to no {key} in the log")
+    """The key of an --embeddings file and its coverage notes, from the partitions' counts (the
+    same rules as the pandas engine: :func:`fairaudit.io.embeddings.settle_embedding_key`)."""
+    present = [logs.SPEAKER, logs.UTTERANCE] if has_utterance else [logs.SPEAKER]
+    totals = {key: sum(p["ids"].get(key, 0) for p in parts) for key in present}
+    overlaps = {key: sum(p["matched"].get(key, 0) for p in parts) for key in present}
+    declared = cast(EmbeddingKey, table.key) if known else None
+    key = embedding_files.settle_embedding_key(table.source, declared, present, overlaps.__getitem__)
+    notes += embedding_files.coverage_notes(table.source, key, totals[key], overlaps[key], table.n_ids, table.example)
     return key
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import cast
 
@@ -300,13 +301,50 @@ def _read_sidecar_ids(src: Source) -> tuple[pa.Array, EmbeddingKey, bool, Source
     return pa.array(ids, pa.string()), cast(EmbeddingKey, key), known, sidecar, offset
 
 
+def settle_embedding_key(
+    name: str | None, declared: EmbeddingKey | None, present: Iterable[str], overlap: Callable[[str], int]
+) -> EmbeddingKey:
+    """The log key an embeddings file is joined on: the one its id column names (``declared``), else
+    the log key (speaker_id, utterance_id) its ids overlap most, speakers on a tie. Both engines use it."""
+    present = list(present)
+    key = declared
+    if key is None:
+        overlaps = {candidate: overlap(candidate) for candidate in present}
+        key = cast(EmbeddingKey, max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER)))
+    if key not in present:
+        raise InputError(
+            "the embeddings are keyed by utterance_id but the log has no utterance_id column",
+            file=name,
+            column=logs.UTTERANCE,
+        )
+    return key
+
+
+def coverage_notes(name: str | None, key: str, log_values: int, matched: int, n_ids: int, example: object) -> list[str]:
+    """Notes on how the embeddings cover the log's ``key`` values; InputError when none match."""
+    if matched == 0:
+        raise InputError(
+            f"none of the {n_ids} ids in the embeddings file match a {key} in "
+            "the log; check the id column and the --column mapping",
+            file=name,
+            column=key,
+            value=example,
+        )
+    notes = []
+    if log_values - matched:
+        notes.append(f"{log_values - matched} of {log_values} {key} values in the log have no embedding in {name}")
+    if n_ids - matched:
+        notes.append(f"{n_ids - matched} embeddings in {name} belong to no {key} in the log")
+    return notes
+
+
 def attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> EmbeddingTable:
     """Read --embeddings FILE, settle its key against the log, and note coverage."""
     table, known = read_embeddings_input(path)
     name = table.source
     frame = log.frame
     ids = pa.array(table.ids, pa.string())
-    present = {key for key in (logs.SPEAKER, logs.UTTERANCE) if key in frame}
+    present = [key for key in (logs.SPEAKER, logs.UTTERANCE) if key in frame]
 
     def log_values(key: str) -> pa.Array:
         """The distinct ids of one key in the log (speakers were made distinct at ingest; otherwise
@@ -318,30 +356,8 @@ def attach_embeddings(log: UtteranceLog, path: str | Path | pd.DataFrame) -> Emb
     def matches(values: pa.Array) -> int:
         return int(pc.sum(pc.is_in(ids, value_set=values)).as_py() or 0)
 
-    if not known:
-        overlaps = {key: matches(log_values(key)) for key in present}
-        table.key = cast(EmbeddingKey, max(overlaps, key=lambda k: (overlaps[k], k == logs.SPEAKER)))
-    if table.key not in present:
-        raise InputError(
-            "the embeddings are keyed by utterance_id but the log has no utterance_id column",
-            file=name,
-            column=logs.UTTERANCE,
-        )
+    table.key = settle_embedding_key(name, table.key if known else None, present, lambda k: matches(log_values(k)))
     values = log_values(table.key)
-    matched = matches(values)
-    if matched == 0:
-        example = table.ids[0] if table.ids is not None and len(table.ids) else ""
-        raise InputError(
-            f"none of the {len(ids)} ids in the embeddings file match a {table.key} in "
-            "the log; check the id column and the --column mapping",
-            file=name,
-            column=table.key,
-            value=example,
-        )
-    without = len(values) - matched
-    if without:
-        log.notes.append(f"{without} of {len(values)} {table.key} values in the log have no embedding in {name}")
-    unused = len(ids) - matched
-    if unused:
-        log.notes.append(f"{unused} embeddings in {name} belong to no {table.key} in the log")
+    example = table.ids[0] if table.ids is not None and len(table.ids) else ""
+    log.notes += coverage_notes(name, table.key, len(values), matches(values), len(ids), example)
     return table

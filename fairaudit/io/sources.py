@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -61,13 +62,21 @@ def format_of(path: str | Path, allowed: tuple[str, ...] = ("csv", "tsv", "parqu
     )
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks: provenance for the audit report."""
+def stream_sha256(handle: BinaryIO, copy_to: BinaryIO | None = None) -> str:
+    """SHA-256 (hex) of the rest of an open binary stream, read in 1 MiB blocks; with ``copy_to``
+    the bytes are also written there (a remote file copied and hashed in one pass)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
+        if copy_to is not None:
+            copy_to.write(block)
     return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a local file's bytes (hex): provenance for the audit report."""
+    with open(path, "rb") as handle:
+        return stream_sha256(handle)
 
 
 @dataclass

@@ -255,6 +255,29 @@ def test_python_api_with_a_glob_blocks_and_an_npy_without_id_header(data):
     assert _comparable(json.loads(result.to_json())) == _comparable(expected)
 
 
+def test_remote_urls_are_read_like_local_files(data):
+    """An fsspec URL (here the in-memory filesystem): whole remote files (copied and hashed in one
+    pass), remote blocks cut at line boundaries and a remote gzip file give the pandas engine's report."""
+    import gzip
+
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    files = sorted(data["plain_dir"].glob("*.csv"))
+    for path in files[:-1]:
+        memory.pipe(f"/fairaudit-test/{path.name}", path.read_bytes())
+    memory.pipe(f"/fairaudit-test/{files[-1].name}.gz", gzip.compress(files[-1].read_bytes(), mtime=0))
+    try:
+        expected = json.loads(fairaudit.audit(data["plain"], **FAST).to_json())
+        for blocksize in (None, "40KB"):
+            result = fairaudit.audit("memory://fairaudit-test/*", engine="dask", blocksize=blocksize, **FAST)
+            report = json.loads(result.to_json())
+            assert _comparable(report) == _comparable(expected), blocksize
+            assert report["input"]["utterances"] == expected["input"]["utterances"]
+    finally:
+        memory.rm("/fairaudit-test", recursive=True)
+
+
 def test_speaker_table_equals_build_speaker_table(data):
     """The contract: the same table as build_speaker_table(read_log(...)) on the concatenated input."""
     expected = build_speaker_table(read_log(data["full"]))
