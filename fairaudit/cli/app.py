@@ -635,7 +635,8 @@ def gate(
     blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
 ) -> None:
     """Fail a CI build (exit 1) when an audit breaks the policy; exit 0 on pass or warnings, 2 on bad input."""
-    from fairaudit.gate.judge import has_rules, load_policy, read_report, run_gate
+    from fairaudit.gate.judge import read_report, run_gate
+    from fairaudit.gate.policy import has_rules, load_policy
     from fairaudit.render.gate_report import gate_markdown, junit_xml, print_gate
 
     rules = load_policy(policy)

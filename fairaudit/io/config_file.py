@@ -52,10 +52,10 @@ def find_config(directory: Path | None = None) -> tuple[dict, Path | None]:
     directory = directory or Path.cwd()
     own = directory / "fairaudit.toml"
     if own.is_file():
-        return _read(own), own
+        return read_toml(own), own
     project = directory / "pyproject.toml"
     if project.is_file():
-        table = _read(project).get("tool", {}).get("fairaudit")
+        table = read_toml(project).get("tool", {}).get("fairaudit")
         if isinstance(table, dict):
             return table, project
         if table is not None:
@@ -71,7 +71,7 @@ def read_config_file(path: Path) -> tuple[dict, Path]:
         raise InputError(
             "no such configuration or policy file" if not path.exists() else "is not a file", file=str(path)
         )
-    data = _read(path)
+    data = read_toml(path)
     table = data.get("tool", {}).get("fairaudit") if isinstance(data.get("tool"), dict) else None
     table = table if isinstance(table, dict) else data
     if "gate" not in table:
@@ -155,7 +155,8 @@ def _is_kind(value: object, kind: str) -> bool:
     return True  # pragma: no cover
 
 
-def _read(path: Path) -> dict:
+def read_toml(path: Path) -> dict:
+    """A TOML file as a dict; InputError naming the file and line when it is not valid TOML."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

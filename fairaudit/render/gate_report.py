@@ -5,7 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from fairaudit.gate.judge import LEVEL_RULES, REGRESSION_RULES, GateResult
+from fairaudit.gate.judge import GateResult
+from fairaudit.gate.policy import LEVEL_RULES, REGRESSION_RULES
 from fairaudit.io.outputs import write_atomically
 from fairaudit.render import safe_text
 

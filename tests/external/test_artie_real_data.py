@@ -143,7 +143,8 @@ def expected_level(value: float, level: dict) -> str:
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_gate_verdicts_follow_independently_computed_per_accent_figures(system):
     """One policy for all three systems; expected outcomes come from the test's own pooled counts."""
-    from fairaudit.gate.judge import parse_policy, run_gate
+    from fairaudit.gate.judge import run_gate
+    from fairaudit.gate.policy import parse_policy
 
     log = artie_log(system)
     counts = independent_counts(log)

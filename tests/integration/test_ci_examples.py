@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fairaudit.gate.judge import load_policy
+from fairaudit.gate.policy import load_policy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

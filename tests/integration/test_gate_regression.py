@@ -10,7 +10,8 @@ import pytest
 from cli_runner import run_main
 
 import fairaudit
-from fairaudit.gate.judge import parse_policy, run_gate
+from fairaudit.gate.judge import run_gate
+from fairaudit.gate.policy import parse_policy
 from fairaudit.synth.generator import synthesize
 
 OPTIONS = dict(methods=["geo-scan"], bootstrap=300, permutations=20)

@@ -17,7 +17,8 @@ import pytest
 from cli_runner import run_main
 
 import fairaudit
-from fairaudit.gate.judge import parse_policy, run_gate
+from fairaudit.gate.judge import run_gate
+from fairaudit.gate.policy import parse_policy
 from fairaudit.render import safe_text
 from fairaudit.render.gate_report import gate_markdown, junit_xml
 from fairaudit.render.markdown import render_markdown

@@ -7,7 +7,8 @@ from builders import grouped_log
 
 import fairaudit
 from fairaudit.errors import InputError
-from fairaudit.gate.judge import load_policy, parse_policy, run_gate
+from fairaudit.gate.judge import run_gate
+from fairaudit.gate.policy import load_policy, parse_policy
 from fairaudit.render.gate_report import gate_markdown, junit_xml
 
 
