@@ -18,7 +18,7 @@ hypothesis is all deletions; an empty reference (jiwer refuses those) has ``ref_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jiwer
 import numpy as np
@@ -46,19 +46,55 @@ def check_normalize(normalize: str) -> str:
     return normalize
 
 
+# --- normalisation steps: each one Arrow array -> Arrow array, vectorised ----------------------
+
+Step = Callable[[pa.Array], pa.Array]
+
+
+def lowercase(arr: pa.Array) -> pa.Array:
+    return pc.utf8_lower(arr)
+
+
+def delete_apostrophes(arr: pa.Array) -> pa.Array:
+    """don't -> dont (straight, curly and backtick apostrophes)."""
+    return pc.replace_substring_regex(arr, pattern="['’‘`]", replacement="")
+
+
+def punctuation_to_space(arr: pa.Array) -> pa.Array:
+    """Every run of Unicode punctuation becomes a space: well-known -> well known."""
+    return pc.replace_substring_regex(arr, pattern=r"\pP+", replacement=" ")
+
+
+def delete_punctuation(arr: pa.Array) -> pa.Array:
+    """Every Unicode punctuation character is deleted, as jiwer's RemovePunctuation: well-known -> wellknown."""
+    return pc.replace_substring_regex(arr, pattern=r"\pP+", replacement="")
+
+
+def whisper_english(arr: pa.Array) -> pa.Array:
+    """OpenAI Whisper's English normaliser, once per distinct text (pure Python, about 0.1 ms a text)."""
+    normalizer = whisper_normalizer()
+    encoded = pc.dictionary_encode(arr)
+    distinct = encoded.dictionary.to_pylist()
+    normalized = pa.array([normalizer(text) for text in distinct], pa.string())
+    return normalized.take(encoded.indices)
+
+
+#: Each named normalisation (declared with its description in ``fairaudit.text.normalizations``)
+#: as its list of steps; every one ends by collapsing whitespace (:func:`normalize_texts`).
+STEPS: dict[str, tuple[Step, ...]] = {
+    "default": (lowercase, delete_apostrophes, punctuation_to_space),
+    "jiwer": (lowercase, delete_punctuation),
+    "whisper": (whisper_english,),
+    "none": (),
+}
+
+
 def normalize_texts(texts: Sequence[str] | pa.Array | pa.ChunkedArray, normalize: str = "default") -> pa.Array:
     """Normalise texts (vectorised in Arrow) to single-space-separated words; missing becomes ""."""
     check_normalize(normalize)
     arr = _to_string_array(texts)
-    if normalize == "default":
-        arr = pc.utf8_lower(arr)
-        arr = pc.replace_substring_regex(arr, pattern="['’‘`]", replacement="")
-        arr = pc.replace_substring_regex(arr, pattern=r"\pP+", replacement=" ")
-    elif normalize == "jiwer":  # jiwer's RemovePunctuation deletes every Unicode punctuation character
-        arr = pc.utf8_lower(arr)
-        arr = pc.replace_substring_regex(arr, pattern=r"\pP+", replacement="")
-    elif normalize == "whisper":
-        arr = _whisper_normalize(arr)
+    for step in STEPS[normalize]:
+        arr = step(arr)
     arr = pc.replace_substring_regex(arr, pattern=r"[\s\p{Z}]+", replacement=" ")
     return pc.utf8_trim(arr, characters=" ")
 
@@ -73,15 +109,6 @@ def whisper_normalizer():
             value="whisper",
         ) from None
     return EnglishTextNormalizer()
-
-
-def _whisper_normalize(arr: pa.Array) -> pa.Array:
-    """Apply Whisper's English normaliser once per distinct text (it is pure Python, about 0.1 ms a text)."""
-    normalizer = whisper_normalizer()
-    encoded = pc.dictionary_encode(arr)
-    distinct = encoded.dictionary.to_pylist()
-    normalized = pa.array([normalizer(text) for text in distinct], pa.string())
-    return normalized.take(encoded.indices)
 
 
 def word_counts(normalized: pa.Array) -> np.ndarray:

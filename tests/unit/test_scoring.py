@@ -293,3 +293,17 @@ def test_whisper_normalisation_without_the_package_says_how_to_install(monkeypat
     monkeypatch.setattr(builtins, "__import__", no_whisper)
     with pytest.raises(UsageError, match=r"pip install 'fairaudit\[whisper\]'"):
         check_normalize("whisper")
+
+
+def test_every_declared_normalisation_has_its_steps_and_each_step_does_one_thing():
+    import pyarrow as pa
+
+    from fairaudit.text.normalizations import NORMALIZATIONS
+    from fairaudit.text.scoring import STEPS, delete_apostrophes, delete_punctuation, lowercase, punctuation_to_space
+
+    assert set(STEPS) == set(NORMALIZATIONS)
+    text = pa.array(["Don't STOP well-known"])
+    assert lowercase(text).to_pylist() == ["don't stop well-known"]
+    assert delete_apostrophes(text).to_pylist() == ["Dont STOP well-known"]
+    assert punctuation_to_space(text).to_pylist() == ["Don t STOP well known"]
+    assert delete_punctuation(text).to_pylist() == ["Dont STOP wellknown"]
