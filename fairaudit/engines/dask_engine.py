@@ -370,6 +370,7 @@ class Plan:
             logs.UTTERANCE: _STR,
             logs.ERRORS: np.int64,
             logs.REF_WORDS: np.int64,
+            **{kind: np.int64 for kind in logs.ANATOMY},
             logs.LATITUDE: np.float64,
             logs.LONGITUDE: np.float64,
             logs.ZIP_CODE: _STR,
@@ -439,8 +440,11 @@ def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: st
     used = set(column_rules.CANONICAL_COLUMNS) | set(column_rules.ERROR_COLUMNS)
     metadata = tuple(c for c in names if rename.get(c, c) not in used and c not in emb_columns)
     present = {rename.get(c, c) for c in names}
-    order = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE)
+    order = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, *logs.ANATOMY)
+    order += (logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE)
     always = {logs.SPEAKER, logs.ERRORS, logs.REF_WORDS}
+    if column_rules.has_anatomy(present):
+        always |= set(logs.ANATOMY)  # counted, or scored from the text, in every piece
     core = tuple(c for c in order if c in always or c in present)
     utterance = next((a for a in names if rename.get(a, a) == logs.UTTERANCE), None)
     meta_types: tuple[pa.DataType, ...] = ()

@@ -10,7 +10,10 @@ import pandas as pd
 
 from fairaudit.geodata.distance import haversine_km
 from fairaudit.model.log import (
+    ANATOMY,
+    DELETIONS,
     ERRORS,
+    INSERTIONS,
     LATITUDE,
     LONGITUDE,
     REF_WORDS,
@@ -20,7 +23,7 @@ from fairaudit.model.log import (
     EmbeddingTable,
     UtteranceLog,
 )
-from fairaudit.model.speakers import SpeakerTable
+from fairaudit.model.speakers import EMPTY_HYPOTHESES, SCORED_UTTERANCES, UTTERANCE_WER_SUM, SpeakerTable
 
 #: Coordinates of one speaker further apart than this are reported as a conflict (SPEC 3).
 COORDINATE_CONFLICT_KM = 50.0
@@ -40,6 +43,7 @@ def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
         np.bincount(codes, weights=utt[REF_WORDS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
     )
     frame["utterances"] = np.bincount(codes, minlength=n).astype(np.int64)
+    _add_utterance_level_sums(frame, utt, codes, n)
     conflicts: dict[str, int] = {}
 
     if LATITUDE in utt.columns and LONGITUDE in utt.columns:
@@ -185,3 +189,22 @@ def _speaker_embeddings(
         result = (sums / norms).astype(np.float32)
     result[norms[:, 0] == 0] = np.nan
     return result
+
+
+def _add_utterance_level_sums(frame: pd.DataFrame, utt: pd.DataFrame, codes: np.ndarray, n: int) -> None:
+    """Per-speaker sums that need the utterances themselves: per-utterance WERs (for their mean,
+    labelled as such) and, when the log has them, substitutions, deletions, insertions and
+    empty hypotheses (a hypothesis with no words for a reference with some)."""
+    errors = utt[ERRORS].to_numpy(np.float64)
+    words = utt[REF_WORDS].to_numpy(np.float64)
+    scored = words > 0
+    per_utterance = np.divide(errors, words, out=np.zeros_like(errors), where=scored)
+    frame[UTTERANCE_WER_SUM] = np.bincount(codes, weights=per_utterance, minlength=n)
+    frame[SCORED_UTTERANCES] = np.bincount(codes, weights=scored, minlength=n).round().astype(np.int64)
+    if not all(kind in utt.columns for kind in ANATOMY):
+        return
+    for kind in ANATOMY:
+        frame[kind] = np.bincount(codes, weights=utt[kind].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    hypothesis_words = words - utt[DELETIONS].to_numpy(np.float64) + utt[INSERTIONS].to_numpy(np.float64)
+    empty = scored & (hypothesis_words == 0)
+    frame[EMPTY_HYPOTHESES] = np.bincount(codes, weights=empty, minlength=n).round().astype(np.int64)

@@ -16,6 +16,10 @@ REF_WORDS = "ref_words"
 LATITUDE = "latitude"
 LONGITUDE = "longitude"
 ZIP_CODE = "zip_code"
+#: Word errors by kind, per utterance, when the log has them (S/D/I columns or reference and
+#: hypothesis text): the error anatomy of SPEC 10. errors = substitutions + deletions + insertions.
+SUBSTITUTIONS, DELETIONS, INSERTIONS = "substitutions", "deletions", "insertions"
+ANATOMY = (SUBSTITUTIONS, DELETIONS, INSERTIONS)
 
 #: A 64-bit hash of each utterance's reference text (logs scored from text), so that two systems'
 #: logs without utterance ids can still be matched by speaker and reference (``compare``).

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fairaudit.model.log import ERRORS, REF_WORDS
+from fairaudit.model.log import ANATOMY, ERRORS, REF_WORDS
+
+#: Per speaker: the sum of the per-utterance WERs and the number of utterances with reference
+#: words (for the mean of per-utterance WERs that published work reports, never for WER itself).
+UTTERANCE_WER_SUM, SCORED_UTTERANCES = "utterance_wer_sum", "scored_utterances"
+#: Per speaker, when the log has the error anatomy: utterances whose hypothesis has no words.
+EMPTY_HYPOTHESES = "empty_hypotheses"
 
 
 @dataclass
@@ -48,6 +54,11 @@ class SpeakerTable:
     @property
     def utterances(self) -> np.ndarray:
         return self.frame["utterances"].to_numpy(dtype=np.int64)
+
+    @property
+    def has_anatomy(self) -> bool:
+        """Whether substitutions, deletions, insertions and empty hypotheses are known per speaker."""
+        return all(kind in self.frame.columns for kind in ANATOMY)
 
     def has_column(self, name: str) -> bool:
         return name in self.frame.columns and bool(self.frame[name].notna().any())

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from fairaudit.model import log as logs
-
-SUBSTITUTIONS, DELETIONS, INSERTIONS = "substitutions", "deletions", "insertions"
-
+from fairaudit.model.log import DELETIONS, INSERTIONS, SUBSTITUTIONS
 
 WER, REFERENCE, HYPOTHESIS = "wer", "reference", "hypothesis"
 
@@ -57,3 +55,9 @@ ERROR_FORMS: dict[str, tuple[str, ...]] = {
 
 #: Columns that carry error information: never metadata.
 ERROR_COLUMNS = (logs.ERRORS, logs.REF_WORDS, SUBSTITUTIONS, DELETIONS, INSERTIONS, WER, REFERENCE, HYPOTHESIS)
+
+
+def has_anatomy(present: set[str] | frozenset[str]) -> bool:
+    """Whether a log with these canonical columns gives substitutions, deletions and insertions
+    per utterance: it has all three count columns, or reference and hypothesis text to score."""
+    return set(ERROR_FORMS["sdi"]) <= present or set(ERROR_FORMS["text"]) <= present

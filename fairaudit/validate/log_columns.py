@@ -16,7 +16,7 @@ from fairaudit.geodata.zipcodes import normalize_zip_array
 from fairaudit.io.embeddings import embedding_columns, vectors_from_columns
 from fairaudit.io.sources import MISSING_TEXT, Source, as_plain, line_name, list_names
 from fairaudit.model import log as logs
-from fairaudit.model.log import EmbeddingTable, UtteranceLog
+from fairaudit.model.log import ANATOMY, EmbeddingTable, UtteranceLog
 from fairaudit.text.scoring import score_texts
 from fairaudit.validate.column_rules import (
     CANONICAL_COLUMNS,
@@ -70,9 +70,10 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
     if logs.UTTERANCE in present:
         data[logs.UTTERANCE] = _utterance_ids(table, actual[logs.UTTERANCE], src)
 
-    errors, ref_words, form = _error_information(table, actual, present, src, normalize)
+    errors, ref_words, form, anatomy = _error_information(table, actual, present, src, normalize)
     data[logs.ERRORS] = errors
     data[logs.REF_WORDS] = ref_words
+    data.update(anatomy)
     if REFERENCE in present:  # for matching two systems' logs that have no utterance ids
         text = pc.utf8_trim_whitespace(text_column(table, actual[REFERENCE])).to_numpy(zero_copy_only=False)
         data[logs.REFERENCE_HASH] = pd.util.hash_array(np.asarray(text, dtype=object))
@@ -149,8 +150,9 @@ def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:
 
 def _error_information(
     table: pa.Table, actual: dict[str, str], present: set[str], src: Source, normalize: str
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Errors and ref_words from the first complete error form, checked against every other one."""
+) -> tuple[np.ndarray, np.ndarray, str, dict[str, np.ndarray]]:
+    """Errors and ref_words from the first complete error form, checked against every other one,
+    and the error anatomy (substitutions, deletions, insertions) when the log gives it."""
     forms = [name for name, cols in ERROR_FORMS.items() if set(cols) <= present]
     count_what = {
         logs.ERRORS: "error counts",
@@ -205,7 +207,12 @@ def _error_information(
             [actual[logs.REF_WORDS]],
         )
     assert errors is not None and ref_words is not None  # a complete form gives both
-    return errors.astype(np.int64), ref_words.astype(np.int64), primary
+    anatomy: dict[str, np.ndarray] = {}
+    if "sdi" in forms:
+        anatomy = {kind: counts[kind].astype(np.int64) for kind in ANATOMY}
+    elif "text" in forms:
+        anatomy = {kind: scored[kind].to_numpy().astype(np.int64) for kind in ANATOMY}
+    return errors.astype(np.int64), ref_words.astype(np.int64), primary, anatomy
 
 
 Derived = tuple  # (errors or None, ref_words or None, how it was computed)

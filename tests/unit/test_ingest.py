@@ -147,8 +147,13 @@ def test_all_forms_together_agree_and_first_form_wins(tmp_path):
         "speaker_id",
         "errors",
         "ref_words",
+        "substitutions",
+        "deletions",
+        "insertions",
         "reference_hash",
-    ]  # the hash matches systems in compare
+    ]  # the hash matches systems in compare; S/D/I are the error anatomy (SPEC 10)
+    for kind in ("substitutions", "deletions", "insertions"):
+        assert log.frame[kind].tolist() == frame[kind].tolist()
 
 
 def test_wer_is_rounded_to_whole_errors(tmp_path):
