@@ -196,6 +196,26 @@ class AuditOptions(BaseModel):
         rule="0 or more",
         help="Cohorts with fewer speakers are suppressed in reports (privacy). Default 10.",
     )
+    adjust: list[str] = option(
+        [],
+        flag="--adjust",
+        metavar="COLUMN",
+        kind="names",
+        rule="a list of speaker-level column names",
+        help="Speaker-level covariate(s) to adjust the bottom-vs-top gap for (repeatable; metadata columns "
+        "such as device or site, or words_per_utterance): the rate ratio of errors per reference word is "
+        "reported raw and adjusted (negative-binomial regression), with 95% intervals. Needs statsmodels.",
+    )
+    target_gap: float | None = option(
+        None,
+        gt=0,
+        flag="--target-gap",
+        metavar="PCT",
+        kind="number",
+        rule="a positive relative gap in percent (e.g. 20)",
+        help="A WER gap (%, relative to the rest) you want to be able to detect: each cohort's report says "
+        "how many more speakers like its own it needs for that at --alpha with 80% power.",
+    )
     seed: int = option(
         0,
         ge=0,

@@ -411,6 +411,8 @@ def audit(
     permutations: Optional[int] = audit_option("permutations"),
     alpha: Optional[float] = audit_option("alpha"),
     min_report_speakers: Optional[int] = audit_option("min_report_speakers"),
+    adjust: Optional[list[str]] = audit_option("adjust"),
+    target_gap: Optional[float] = audit_option("target_gap"),
     seed: Optional[int] = audit_option("seed"),
     json_out: Optional[Path] = typer.Option(
         None, "--json", metavar="FILE", help="Write the audit report as JSON (schema: fairaudit schema audit_report)."
@@ -458,6 +460,8 @@ def audit(
         "alpha": alpha,
         "min_report_speakers": min_report_speakers,
         "seed": seed,
+        "adjust": adjust or None,
+        "target_gap": target_gap,
     }
     result = _audit_result(
         log,

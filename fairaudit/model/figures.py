@@ -47,3 +47,9 @@ class Figures:
     assigned_speakers: int
     overall_wer: float | None = None  # pooled over every assigned speaker
     reported_wer: float | None = None  # pooled over the cohorts not suppressed (safe to publish)
+    #: The smallest bottom-vs-top gap (%) this many speakers could detect at alpha with 80% power,
+    #: and (with --target-gap) the extra bottom-cohort speakers that gap needs (SPEC 10).
+    detectable_gap_pct: float | None = None
+    speakers_needed: float | None = None
+    #: --adjust: rate ratios of bottom vs top, raw and adjusted for the named covariates.
+    adjusted: dict | None = None

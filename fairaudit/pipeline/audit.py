@@ -163,6 +163,9 @@ def run_audit(
                 rule,
                 rng=rng,
                 min_report_speakers=opts.min_report_speakers,
+                alpha=opts.alpha,
+                target_gap_pct=opts.target_gap,
+                adjust=opts.adjust,
                 p_value=p_value,
                 cohort_p_values=isinstance(method, AttributeGroups),
                 permutations=opts.permutations,
@@ -211,6 +214,9 @@ def run_audit(
                     rule,
                     rng=rng,
                     min_report_speakers=opts.min_report_speakers,
+                    alpha=opts.alpha,
+                    target_gap_pct=opts.target_gap,
+                    adjust=opts.adjust,
                     p_value=None,
                     cohort_p_values=isinstance(method, AttributeGroups),
                     permutations=opts.permutations,
@@ -317,6 +323,29 @@ def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray
 
 
 def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:
+    """Verdict per method (SPEC 5) and its reason; "no evidence" says what gap the data could have
+    detected and, with --target-gap, how many more speakers that gap needs (SPEC 10)."""
+    verdict, reason = _verdict(figures, held, rule, opts)
+    if verdict == "no evidence" and figures.detectable_gap_pct is not None:
+        reason += (
+            f"; these speakers could detect a bottom-vs-top gap of {figures.detectable_gap_pct:.0f}% or more "
+            f"(80% power at alpha {opts.alpha:g}, for cohorts named in advance)"
+        )
+        if opts.target_gap and figures.speakers_needed == 0:
+            reason += f"; a {opts.target_gap:g}% gap would be detectable with these speakers"
+        elif opts.target_gap and figures.speakers_needed is not None:
+            reason += (
+                f"; to detect {opts.target_gap:g}%, the bottom cohort needs "
+                f"{int(figures.speakers_needed):,} more speakers like its own"
+            )
+        elif opts.target_gap:
+            reason += (
+                f"; a {opts.target_gap:g}% gap needs more speakers in the top cohort too, not only in the bottom one"
+            )
+    return verdict, reason
+
+
+def _verdict(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:
     """Verdict per method (SPEC 5): disparity, no evidence, or insufficient data."""
     if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
         single = len(figures.cohorts) == 1 and bool(figures.cohorts["eligible"].iloc[0])

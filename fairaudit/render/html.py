@@ -104,7 +104,11 @@ def report_context(result: AuditResult) -> dict:
     methods = []
     used_anchors: set[str] = set()
     for key, method in data["methods"].items():
-        methods.append(_method_view(key, method, result.methods[key], minimum, _anchor(key, used_anchors)))
+        view = _method_view(key, method, result.methods[key], minimum, _anchor(key, used_anchors))
+        view["anatomy"], view["anatomy_columns"] = _anatomy_view(
+            method["cohorts"], data["parameters"].get("target_gap")
+        )
+        methods.append(view)
     source = data["input"].get("path") or "data frame"
     return {
         "title": f"fairaudit report: {source}",
@@ -160,6 +164,43 @@ def _parameter(name: str, value: object) -> str:
     return str(value)
 
 
+def _adjusted_view(adjusted: dict | None) -> dict | None:
+    """--adjust: rate ratios formatted for the report's small table (numbers come from the JSON)."""
+    if not adjusted:
+        return None
+    view = {"covariates": ", ".join(adjusted["covariates"]), "error": adjusted.get("error")}
+    if "raw" in adjusted:
+        for name in ("raw", "adjusted"):
+            part = adjusted[name]
+            view[name] = (f"{part['rate_ratio']:.2f}", f"[{part['ci'][0]:.2f}, {part['ci'][1]:.2f}]")
+        view["sentence"] = adjusted["sentence"]
+        view["speakers"] = f"{adjusted['speakers']:,}"
+    return view
+
+
+def _anatomy_view(cohorts: list[dict], target_gap: float | None) -> tuple[list[list[str]], list[str]]:
+    """Rows of the error-anatomy-and-power table for the reported cohorts, and its column heads."""
+    reported = [c for c in cohorts if not c["suppressed"]]
+    has_anatomy = any(c.get("substitution_rate") is not None for c in reported)
+    if not reported or not (has_anatomy or target_gap):
+        return [], []
+    heads = ["cohort"]
+    if has_anatomy:
+        heads += ["substitutions", "deletions", "insertions", "empty hypotheses", "mean of per-utterance WERs*"]
+    heads += ["detectable gap"] + ([f"more speakers for a {target_gap:g}% gap"] if target_gap else [])
+    rows = []
+    for c in reported:
+        row = [c["id"]]
+        if has_anatomy:
+            row += [fmt.wer(c.get(k)) for k in ("substitution_rate", "deletion_rate", "insertion_rate")]
+            row += [fmt.pct(c.get("empty_hypothesis_pct")), fmt.wer(c.get("mean_utterance_wer"))]
+        row.append(fmt.pct(c.get("detectable_gap_pct")))
+        if target_gap:
+            row.append("" if c.get("speakers_needed") is None else f"{c['speakers_needed']:,}")
+        rows.append(row)
+    return rows, heads
+
+
 def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anchor: str) -> dict:
     """Everything one method's section shows: figures, tables and its method-specific view."""
     figures = [_figures_view("discovery", method, result.discovery, minimum)]
@@ -181,6 +222,7 @@ def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anc
         "details": method.get("details") or {},
         "has_map": usmap.has_map(method.get("details") or {}),
     }
+    view["adjusted"] = _adjusted_view(method.get("adjusted"))
     discovery = method
     bottom, top = discovery["bottom_cohorts"], discovery["top_cohorts"]
     if view["has_map"]:

@@ -61,6 +61,12 @@ def render_markdown(result: AuditResult) -> str:
                 + " |"
             )
     lines += ["", DEFINITIONS]
+    for key, method in data["methods"].items():
+        adjusted = method.get("adjusted")
+        if adjusted and "sentence" in adjusted:
+            lines += ["", f"**{escape(key)}**: {escape(adjusted['sentence'])}"]
+        if method["verdict"] != "disparity" and method.get("detectable_gap_pct") is not None:
+            lines += ["", f"**{escape(key)}**: {escape(method['verdict_reason'])}."]
     notes = [escape(note) for note in data.get("notes") or []]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]

@@ -75,6 +75,51 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
     return table
 
 
+def anatomy_table(figures: Figures, target_gap: float | None) -> Table | None:
+    """Per reported cohort: error anatomy (when the log has it), the labelled mean of per-utterance
+    WERs, the detectable gap and, with --target-gap, the speakers needed; None when nothing to show."""
+    rows = [r for r in figures.cohorts.to_dict("records") if not r["suppressed"]]
+    has_anatomy = any(_none(r.get("substitution_rate")) is not None for r in rows)
+    if not rows or not (has_anatomy or target_gap):
+        return None
+    table = Table(
+        title="error anatomy and power (rates per reference word; * mean of per-utterance WERs, not the WER)",
+        title_justify="left",
+    )
+    table.add_column("cohort", ratio=3)
+    columns = ["subst.", "del.", "ins.", "empty hyp.", "mean utt WER*"] if has_anatomy else []
+    columns += ["detectable gap"] + ([f"speakers for {target_gap:g}%"] if target_gap else [])
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in sorted(rows, key=lambda r: r["rank"]):
+        cells = [escape(str(row["id"]))]
+        if has_anatomy:
+            cells += [fmt.wer(_none(row[k])) for k in ("substitution_rate", "deletion_rate", "insertion_rate")]
+            cells += [fmt.pct(_none(row["empty_hypothesis_pct"])), fmt.wer(_none(row["mean_utterance_wer"]))]
+        cells.append(fmt.pct(_none(row["detectable_gap_pct"])))
+        if target_gap:
+            needed = _none(row["speakers_needed"])
+            cells.append("" if needed is None else f"+{int(needed):,}")
+        table.add_row(*cells)
+    return table
+
+
+def adjusted_line(figures: Figures) -> str | None:
+    """The --adjust result in one line: rate ratios raw and adjusted with intervals, and the sentence."""
+    adjusted = figures.adjusted
+    if not adjusted:
+        return None
+    if "error" in adjusted:
+        return f"adjusted for {', '.join(adjusted['covariates'])}: not computed ({adjusted['error']})"
+    raw, adj = adjusted["raw"], adjusted["adjusted"]
+    return (
+        f"rate ratio bottom vs top (errors per reference word): raw {raw['rate_ratio']:.2f} "
+        f"[{raw['ci'][0]:.2f}, {raw['ci'][1]:.2f}], adjusted for {', '.join(adjusted['covariates'])} "
+        f"{adj['rate_ratio']:.2f} [{adj['ci'][0]:.2f}, {adj['ci'][1]:.2f}] ({adjusted['speakers']:,} speakers). "
+        + adjusted["sentence"]
+    )
+
+
 def print_audit(result: AuditResult, console: Console | None = None) -> None:
     """Print every method's tables, headline and verdict (140 columns wide when not a terminal)."""
     console = console or Console()
@@ -108,8 +153,14 @@ def print_audit(result: AuditResult, console: Console | None = None) -> None:
         )
         if unassigned:
             console.print(f"unassigned speakers: {unassigned}")
+        extra = anatomy_table(method.discovery, result.parameters.get("target_gap"))
+        if extra is not None:
+            console.print(extra)
         label = "discovery: " if method.holdout is not None else ""
         console.print(label + escape(headline(method, method.discovery)))
+        adjusted = adjusted_line(method.discovery)
+        if adjusted:
+            console.print(escape(adjusted))
         if method.holdout is not None:
             console.print("held-out: " + escape(headline(method, method.holdout)))
         style = VERDICT_STYLE.get(method.verdict, "")

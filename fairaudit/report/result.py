@@ -16,6 +16,7 @@ import pandas as pd
 from fairaudit.model.figures import Figures
 from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import Partition
+from fairaudit.stats.anatomy import ANATOMY_FIELDS
 
 
 @dataclass
@@ -209,6 +210,10 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         entry["wer_ci"] = (
             [None, None] if suppressed else [finite_or_none(row["wer_ci_low"]), finite_or_none(row["wer_ci_high"])]
         )
+        for key in ANATOMY_FIELDS + ("detectable_gap_pct",):
+            entry[key] = None if suppressed else finite_or_none(row.get(key))
+        needed = None if suppressed else finite_or_none(row.get("speakers_needed"))
+        entry["speakers_needed"] = None if needed is None else int(needed)
         if "p_value" in row:
             entry["p_value"] = None if suppressed else finite_or_none(row["p_value"])
             entry["p_value_bh"] = None if suppressed else finite_or_none(row["p_value_bh"])
@@ -233,6 +238,9 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         "reported_wer": finite_or_none(figures.reported_wer),
         "speakers": int(figures.speakers),
         "assigned_speakers": int(figures.assigned_speakers),
+        "detectable_gap_pct": finite_or_none(figures.detectable_gap_pct),
+        "speakers_needed": None if figures.speakers_needed is None else int(figures.speakers_needed),
+        "adjusted": figures.adjusted,
         "cohorts": cohorts,
     }
 

@@ -14,7 +14,10 @@ from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import suppressed_cells
+from fairaudit.stats.adjust import adjusted_rate_ratios
+from fairaudit.stats.anatomy import cohort_anatomy
 from fairaudit.stats.metrics import Selection, cohort_sums, masked_wer, pooled_wer, rank_order, wer_gap_pct
+from fairaudit.stats.power import detectable_gap_pct, selection_power, speakers_needed
 from fairaudit.stats.resampling import (
     bca_interval,
     benjamini_hochberg,
@@ -52,6 +55,9 @@ def measure(
     rule: SelectionRule,
     *,
     boot: dict | None,
+    alpha: float = 0.05,
+    target_gap_pct: float | None = None,
+    adjust: list[str] | None = None,
     rng: np.random.Generator,
     min_report_speakers: int,
     p_value: float | None,
@@ -107,6 +113,13 @@ def measure(
             "word_share_pct": 100.0 * sums.ref_words / total_words,
             "eligible": eligible,
             "suppressed": suppressed,
+            "detectable_gap_pct": detectable_gap_pct(partition, speakers.errors, speakers.ref_words, alpha),
+            "speakers_needed": (
+                speakers_needed(partition, speakers.errors, speakers.ref_words, alpha, target_gap_pct)
+                if target_gap_pct
+                else np.full(partition.n_cohorts, np.nan)
+            ),
+            **cohort_anatomy(partition, speakers).to_dict("series"),
         }
     )
     if cohort_p_values:
@@ -121,6 +134,15 @@ def measure(
     gap = float(wer_gap_pct(bottom_wer, top_wer)) if have_selection else None
     share = 100.0 * sums.speakers[bottom].sum() / total_speakers if have_selection else None
     gap_ci, share_ci = [None, None], [None, None]
+    power_gap, power_needed = float("nan"), float("nan")
+    if have_selection:
+        labels = partition.labels
+        in_bottom = (labels >= 0) & bottom[np.maximum(labels, 0)]
+        in_top = (labels >= 0) & top[np.maximum(labels, 0)]
+        power_gap, power_needed = selection_power(
+            in_bottom, in_top, speakers.errors, speakers.ref_words, alpha, target_gap_pct
+        )
+    adjusted = adjusted_rate_ratios(speakers, in_bottom, in_top, adjust) if adjust and have_selection else None
     if boot is not None and have_selection:
         gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
         gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, gap_a)
@@ -142,6 +164,9 @@ def measure(
         assigned_speakers=int(assigned.sum()),
         overall_wer=finite_or_none(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
         reported_wer=finite_or_none(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
+        detectable_gap_pct=finite_or_none(power_gap),
+        speakers_needed=finite_or_none(power_needed),
+        adjusted=adjusted,
     )
 
 
