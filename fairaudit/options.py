@@ -8,6 +8,7 @@ a :class:`~fairaudit.errors.UsageError` that names the command-line flag ("--hol
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -270,6 +271,11 @@ class AuditOptions(BaseModel):
                 raise UsageError(f"unknown method {name!r}: choose from {', '.join(names)}")
         if self.methods and "attribute" in self.methods and not self.by:
             raise UsageError("the attribute method needs --by COLUMN")
+        if self.adjust and importlib.util.find_spec("statsmodels") is None:
+            raise UsageError(
+                "--adjust needs the statsmodels package, which is not installed; "
+                "pip install 'fairaudit[adjust]' (or: pip install statsmodels)"
+            )
         return self
 
     @classmethod

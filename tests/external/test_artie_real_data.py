@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import unicodedata
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -217,3 +218,21 @@ def test_logs_without_utterance_ids_are_paired_by_speaker_and_reference():
     assert by_text.paired and by_text.matched_utterances == by_id.matched_utterances == len(before)
     for a, b in zip(by_text.methods["attribute"].cohorts, by_id.methods["attribute"].cohorts):
         assert (a.id, a.wer_before, a.wer_after) == (b.id, b.wer_before, b.wer_after)
+
+
+def test_readme_adjusted_gap_example_is_what_the_script_prints(capsys):
+    """The README's real-data example of --adjust, error anatomy and power is regenerated, not hand-edited."""
+    import importlib.util
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("artie_adjusted", root / "examples" / "real" / "artie_adjusted.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()
+    printed = capsys.readouterr().out.splitlines()
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"prints, for Amazon Transcribe:\n\n```\n(.+?)```", readme, re.S).group(1)
+    assert block.splitlines() == printed
+    raw, adjusted = (float(x) for x in re.findall(r"(?:raw|adjusted for gender, age) (\d\.\d\d)", printed[1]))
+    assert raw > 1.3 and adjusted > 1.3  # the gap is not explained by gender and age

@@ -193,3 +193,12 @@ def test_speaker_table_sums_keep_the_anatomy_of_sdi_logs():
     table = build_speaker_table(load_log(log)).frame
     assert table.loc["a", ["substitutions", "deletions", "insertions", "empty_hypotheses"]].tolist() == [1, 3, 1, 1]
     assert table.loc["a", "utterance_wer_sum"] == pytest.approx(2 / 4 + 3 / 3)
+
+
+def test_adjust_without_statsmodels_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "statsmodels" else real(name, *a))
+    with pytest.raises(fairaudit.errors.UsageError, match=r"pip install 'fairaudit\[adjust\]'"):
+        fairaudit.AuditOptions(adjust=["device"])
