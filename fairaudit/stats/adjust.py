@@ -56,18 +56,25 @@ def covariate_design(speakers: SpeakerTable, columns: list[str]) -> tuple[pd.Dat
     return design, known
 
 
-def _fit_rate_ratio(errors: np.ndarray, words: np.ndarray, exog: np.ndarray) -> tuple[float, list[float], float]:
-    """NB2 fit; the rate ratio of exog's second column (the bottom indicator), its 95% interval, and alpha."""
+def _fit_rate_ratio(errors: np.ndarray, words: np.ndarray, exog: np.ndarray) -> tuple[float, list[float], float, str]:
+    """The rate ratio of exog's second column (the bottom indicator), its 95% interval, the NB2
+    dispersion and the model used. Without overdispersion NB2's dispersion sits at its bound 0 and
+    its Hessian cannot be inverted: then a Poisson GLM with robust (sandwich) errors, its limit."""
+    import statsmodels.api as sm
     from statsmodels.discrete.discrete_model import NegativeBinomial
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    model = NegativeBinomial(errors, exog, loglike_method="nb2", offset=np.log(words))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        fit = model.fit(disp=0, maxiter=300, method="bfgs")
-    low, high = fit.conf_int()[1]
-    return float(np.exp(fit.params[1])), [float(np.exp(low)), float(np.exp(high))], float(fit.params[-1])
+        warnings.simplefilter("ignore")  # convergence and Hessian warnings: the result is checked below
+        fit = NegativeBinomial(errors, exog, loglike_method="nb2", offset=np.log(words)).fit(
+            disp=0, maxiter=300, method="bfgs"
+        )
+        low, high = np.asarray(fit.conf_int())[1]
+        ratio, dispersion, model = float(np.exp(fit.params[1])), float(fit.params[-1]), "NB2"
+        if not np.isfinite([low, high, ratio, dispersion]).all() or dispersion < 1e-6:
+            fit = sm.GLM(errors, exog, family=sm.families.Poisson(), offset=np.log(words)).fit(cov_type="HC0")
+            low, high = np.asarray(fit.conf_int())[1]
+            ratio, dispersion, model = float(np.exp(fit.params[1])), 0.0, "Poisson, robust errors"
+    return ratio, [float(np.exp(low)), float(np.exp(high))], dispersion, model
 
 
 def adjusted_rate_ratios(speakers: SpeakerTable, in_bottom: np.ndarray, in_top: np.ndarray, columns: list[str]) -> dict:
@@ -89,8 +96,8 @@ def adjusted_rate_ratios(speakers: SpeakerTable, in_bottom: np.ndarray, in_top: 
     covariates = design.to_numpy(dtype=np.float64)[rows]
     covariates = covariates[:, covariates.std(axis=0) > 0] if covariates.size else covariates
     try:
-        raw, raw_ci, _ = _fit_rate_ratio(errors, words[rows], np.column_stack([constant, indicator]))
-        adjusted, adjusted_ci, dispersion = _fit_rate_ratio(
+        raw, raw_ci, _, _ = _fit_rate_ratio(errors, words[rows], np.column_stack([constant, indicator]))
+        adjusted, adjusted_ci, dispersion, model = _fit_rate_ratio(
             errors, words[rows], np.column_stack([constant, indicator, covariates])
         )
     except (np.linalg.LinAlgError, ValueError) as failure:
@@ -100,7 +107,12 @@ def adjusted_rate_ratios(speakers: SpeakerTable, in_bottom: np.ndarray, in_top: 
         raw={"rate_ratio": raw, "ci": raw_ci},
         adjusted={"rate_ratio": adjusted, "ci": adjusted_ci},
         dispersion=dispersion,
+        model=model,
     )
+    if not np.isfinite([raw, adjusted, *raw_ci, *adjusted_ci]).all():
+        return {key: result[key] for key in ("covariates", "speakers", "left_out")} | {
+            "error": "the regression gave no finite rate ratio or interval"
+        }
     explained = 1 - math.log(adjusted) / math.log(raw) if raw > 1 else None
     result["explained_pct"] = None if explained is None else 100.0 * explained
     result["sentence"] = _sentence(columns, raw, raw_ci, adjusted, adjusted_ci, explained)

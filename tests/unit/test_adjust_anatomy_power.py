@@ -202,3 +202,24 @@ def test_adjust_without_statsmodels_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "statsmodels" else real(name, *a))
     with pytest.raises(fairaudit.errors.UsageError, match=r"pip install 'fairaudit\[adjust\]'"):
         fairaudit.AuditOptions(adjust=["device"])
+
+
+def test_without_overdispersion_the_poisson_limit_gives_finite_intervals():
+    rng = np.random.default_rng(4)
+    n = 2000
+    group = rng.random(n) < 0.3
+    frame = pd.DataFrame(
+        {
+            "errors": rng.binomial(200, np.where(group, 0.12, 0.1)),
+            "ref_words": 200,
+            "utterances": 10,
+            "device": rng.choice(["far", "near"], n),
+        },
+        index=pd.Index([f"s{i}" for i in range(n)], name="speaker_id"),
+    )
+    from fairaudit.model.speakers import SpeakerTable
+    from fairaudit.stats.adjust import adjusted_rate_ratios
+
+    out = adjusted_rate_ratios(SpeakerTable(frame=frame, metadata_columns=["device"]), group, ~group, ["device"])
+    assert out["model"] == "Poisson, robust errors"
+    assert out["adjusted"]["ci"][0] < 1.2 < out["adjusted"]["ci"][1]
