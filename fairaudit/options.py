@@ -49,6 +49,16 @@ class AuditOptions(BaseModel):
         rule="a list of column names",
         help="Metadata column(s) for the attribute method; 'a,b' for the intersection of a and b (repeatable).",
     )
+    by_level: str = option(
+        "auto",
+        flag="--by-level",
+        metavar="auto|speaker|utterance",
+        kind="str",
+        rule="one of auto, speaker, utterance",
+        help="How --by cohorts are formed: 'utterance' (a cohort is the utterances with that value, so a speaker "
+        "whose device varies counts in each device's cohort), 'speaker' (each speaker in the cohort of their most "
+        "frequent value) or 'auto' (default): utterance for a column that varies within some speaker, else speaker.",
+    )
     min_speakers: int = option(
         30,
         ge=1,
@@ -246,6 +256,13 @@ class AuditOptions(BaseModel):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
             return value
         raise ValueError("out of range")
+
+    @field_validator("by_level")
+    @classmethod
+    def _by_level(cls, value: str) -> str:
+        if value not in ("auto", "speaker", "utterance"):
+            raise ValueError("unknown level")
+        return value
 
     @field_validator("bottom")
     @classmethod

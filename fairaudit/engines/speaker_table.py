@@ -208,3 +208,28 @@ def _add_utterance_level_sums(frame: pd.DataFrame, utt: pd.DataFrame, codes: np.
     hypothesis_words = words - utt[DELETIONS].to_numpy(np.float64) + utt[INSERTIONS].to_numpy(np.float64)
     empty = scored & (hypothesis_words == 0)
     frame[EMPTY_HYPOTHESES] = np.bincount(codes, weights=empty, minlength=n).round().astype(np.int64)
+
+
+def build_utterance_table(log: UtteranceLog, columns: list[str]) -> SpeakerTable:
+    """The utterance-level table of ``columns`` (SPEC 10): one row per speaker and combination of
+    the columns' values, holding that speaker's utterances with those values. A speaker whose
+    device varies counts in each device's cohort with exactly those utterances."""
+    utt = log.frame
+    if log.speaker_codes is not None and len(log.speaker_codes) == len(utt):
+        codes, speaker_ids = log.speaker_codes, log.speaker_ids
+    else:
+        codes, speaker_ids = pd.factorize(utt[SPEAKER], sort=True)
+    keys = pd.DataFrame({"__speaker": codes, **{column: utt[column] for column in columns}})
+    unit = keys.groupby(["__speaker", *columns], dropna=False, sort=True, observed=True).ngroup().to_numpy()
+    n = int(unit.max()) + 1 if len(unit) else 0
+    first = np.unique(unit, return_index=True)[1]
+    frame = pd.DataFrame(index=pd.Index(np.asarray(speaker_ids)[codes[first]], name=SPEAKER, dtype="string"))
+    frame[ERRORS] = np.bincount(unit, weights=utt[ERRORS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    frame[REF_WORDS] = (
+        np.bincount(unit, weights=utt[REF_WORDS].to_numpy(np.float64), minlength=n).round().astype(np.int64)
+    )
+    frame["utterances"] = np.bincount(unit, minlength=n).astype(np.int64)
+    _add_utterance_level_sums(frame, utt, unit, n)
+    for column in columns:
+        frame[column] = utt[column].iloc[first].to_numpy()
+    return SpeakerTable(frame=frame, metadata_columns=list(columns), clusters=np.asarray(codes[first], dtype=np.int64))

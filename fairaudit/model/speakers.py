@@ -35,6 +35,20 @@ class SpeakerTable:
     metadata_columns: list[str] = field(default_factory=list)
     embeddings: np.ndarray | None = None
     conflicts: dict[str, int] = field(default_factory=dict)
+    #: Utterance-level tables only (``--by`` on a column that varies within speakers): one row per
+    #: speaker and value, ``clusters[row]`` the position of its speaker in the speaker table. The
+    #: bootstrap resamples whole speakers and the randomisation test keeps each speaker's errors.
+    clusters: np.ndarray | None = None
+
+    @property
+    def utterance_level(self) -> bool:
+        """Whether rows are (speaker, value) groups of utterances rather than speakers."""
+        return self.clusters is not None
+
+    @property
+    def n_speakers(self) -> int:
+        """Distinct speakers (rows of a speaker-level table; distinct clusters of an utterance-level one)."""
+        return len(self) if self.clusters is None else len(np.unique(self.clusters))
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -72,11 +86,18 @@ class SpeakerTable:
             metadata_columns=list(self.metadata_columns),
             embeddings=emb,
             conflicts=dict(self.conflicts),
+            clusters=None if self.clusters is None else self.clusters[positions],
         )
+
+    def of_speakers(self, speaker_positions: np.ndarray) -> SpeakerTable:
+        """The rows of the speakers at ``speaker_positions`` (positions in the speaker table)."""
+        if self.clusters is None:
+            return self.subset(speaker_positions)
+        return self.subset(np.flatnonzero(np.isin(self.clusters, speaker_positions)))
 
     def with_outcomes(self, errors: np.ndarray, ref_words: np.ndarray) -> SpeakerTable:
         """A copy with other per-speaker outcomes (used by the permutation test)."""
         frame = self.frame.copy(deep=False)
         frame[ERRORS] = errors
         frame[REF_WORDS] = ref_words
-        return SpeakerTable(frame, list(self.metadata_columns), self.embeddings, dict(self.conflicts))
+        return SpeakerTable(frame, list(self.metadata_columns), self.embeddings, dict(self.conflicts), self.clusters)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaudit.engines.speaker_table import build_utterance_table
 from fairaudit.errors import UsageError
 from fairaudit.methods import AttributeGroups, CohortMethod
 from fairaudit.methods.registry import method_classes
@@ -25,7 +26,12 @@ from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_spea
 from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.stats.metrics import Selection, speaker_dispersion
-from fairaudit.stats.resampling import bootstrap_partitions, permutation_blocks, permutation_p_value
+from fairaudit.stats.resampling import (
+    bootstrap_partitions,
+    permutation_blocks,
+    permutation_p_value,
+    redistribution_null,
+)
 from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.version import __version__
 
@@ -88,6 +94,14 @@ class Discovered:
     partition: Partition
     selection: Selection
     p_value: float | None  # search-aware permutation p-value; None when not tested
+    #: The rows the method ran on: the speakers, or for an utterance-level --by spec one row per
+    #: speaker and value (``table`` the discovery rows, ``full`` every speaker's).
+    table: SpeakerTable
+    full: SpeakerTable
+
+    @property
+    def utterance_level(self) -> bool:
+        return self.table.clusters is not None
 
 
 def run_audit(
@@ -105,42 +119,36 @@ def run_audit(
     held_out = speakers.subset(holdout_pos) if holdout_pos is not None else None
     methods = build_methods(opts, speakers)
     n_attribute = sum(isinstance(m, AttributeGroups) for m in methods)
+    keys = [method_key(method, n_attribute) for method in methods]
+    fulls = [method_table(method, log, speakers, opts) for method in methods]
 
     # 1. Discovery and the search-aware permutation test, method by method.
-    keys = [method_key(method, n_attribute) for method in methods]
-    for key, method in zip(keys, methods):
+    tables = [full if full is speakers else full.of_speakers(discovery_pos) for full in fulls]
+    tables = [discovery if full is speakers else table for full, table in zip(fulls, tables)]
+    for key, method, table in zip(keys, methods, tables):
         with stage(f"{key}: fit"):
-            method.fit(discovery)
-    unassign_exposing_speakers([method.partition_ for method in methods], opts.min_report_speakers)
+            method.fit(table)
+    speaker_level = [m.partition_ for m, t in zip(methods, tables) if t.clusters is None]
+    unassign_exposing_speakers(speaker_level, opts.min_report_speakers)
     found: list[Discovered] = []
-    for key, method in zip(keys, methods):
+    for key, method, table, full in zip(keys, methods, tables, fulls):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
         partition = method.partition_
-        selection = discover_selection(partition, discovery, rule)
-        observed = fixed_partition_statistic(partition, discovery.errors[None, :], discovery.ref_words[None, :], rule)[
-            0
-        ]
+        selection = discover_selection(partition, table, rule)
+        observed = fixed_partition_statistic(partition, table.errors[None, :], table.ref_words[None, :], rule)[0]
         p_value = None
         if opts.permutations > 0 and np.isfinite(observed) and bool(selection.bottom.any()):  # a cohort was chosen
             tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
             with stage(f"{key}: permutations"):
-                blocks = permutation_blocks(partition.assigned, len(discovery), opts.permutations, rng)
-                null = _null_gaps(method, discovery, blocks, rule, tick)
+                null = _null_statistics(method, table, rule, opts.permutations, rng, tick)
             p_value = permutation_p_value(float(observed), null)
-        found.append(Discovered(key, method, rng, partition, selection, p_value))
+        found.append(Discovered(key, method, rng, partition, selection, p_value, table, full))
 
-    # 2. One speaker bootstrap shared by every method (the same resampled speakers for all).
-    boot_rng = np.random.default_rng([opts.seed, 0xB007])
+    # 2. One speaker bootstrap shared by every method (the same resampled speakers for all;
+    #    utterance-level tables draw the same speakers and carry each speaker's rows along).
     tick = progress("bootstrap (all methods)", opts.bootstrap) if progress and opts.bootstrap else None
     with stage("bootstrap (all methods)"):
-        boots = bootstrap_partitions(
-            [(item.partition.indicator(), item.selection) for item in found],
-            discovery.errors,
-            discovery.ref_words,
-            opts.bootstrap,
-            boot_rng,
-            tick,
-        )
+        boots = _bootstraps(found, discovery, opts, np.random.default_rng([opts.seed, 0xB007]), tick)
 
     # 3. Figures, the hold-out re-measurement and verdicts.
     results: dict[str, MethodResult] = {}
@@ -158,7 +166,7 @@ def run_audit(
         with stage(f"{key}: measure"):
             figures = measure(
                 partition,
-                discovery,
+                item.table,
                 selection,
                 rule,
                 rng=rng,
@@ -167,7 +175,7 @@ def run_audit(
                 target_gap_pct=opts.target_gap,
                 adjust=opts.adjust,
                 p_value=p_value,
-                cohort_p_values=isinstance(method, AttributeGroups),
+                cohort_p_values=isinstance(method, AttributeGroups) and not item.utterance_level,
                 permutations=opts.permutations,
                 boot=boot,
             )
@@ -182,12 +190,17 @@ def run_audit(
             min_report_speakers=opts.min_report_speakers,
             definition=method.definition(),
         )
+        results[key].cohort_level = "utterance" if item.utterance_level else "speaker"
+        full = item.full
         assignment_frames.append(
-            _assignments(key, method.assign(speakers) if held_out is not None else partition, speakers, figures.bottom)
+            _assignments(key, method.assign(full) if held_out is not None else partition, full, figures.bottom)
         )
-    if held_out is not None:
-        held_partitions = [item.method.assign(held_out) for item in found]
-        unassign_exposing_speakers(held_partitions, opts.min_report_speakers)
+    if held_out is not None and holdout_pos is not None:
+        held_tables = [held_out if item.full is speakers else item.full.of_speakers(holdout_pos) for item in found]
+        held_partitions = [item.method.assign(table) for item, table in zip(found, held_tables)]
+        unassign_exposing_speakers(
+            [p for p, t in zip(held_partitions, held_tables) if t.clusters is None], opts.min_report_speakers
+        )
         for held_partition, item in zip(held_partitions, found):
             key = item.key
             figures = results[key].discovery
@@ -198,18 +211,17 @@ def run_audit(
 
     if held_out is not None:
         with stage("hold-out (all methods)"):
-            held_boots = bootstrap_partitions(
-                [(part.indicator(), sel) for part, sel in held_designs],
-                held_out.errors,
-                held_out.ref_words,
-                opts.bootstrap,
-                np.random.default_rng([opts.seed, 0x401D]),
-            )
-            for item, (held_partition, held_selection), boot in zip(found, held_designs, held_boots):
+            held_found = [
+                Discovered(item.key, item.method, item.rng, part, sel, None, table, item.full)
+                for item, (part, sel), table in zip(found, held_designs, held_tables)
+            ]
+            held_boots = _bootstraps(held_found, held_out, opts, np.random.default_rng([opts.seed, 0x401D]), None)
+            for item, held_item, boot in zip(found, held_found, held_boots):
                 key, method, rng = item.key, item.method, item.rng
+                held_partition, held_selection, held_table = held_item.partition, held_item.selection, held_item.table
                 held = measure(
                     held_partition,
-                    held_out,
+                    held_table,
                     held_selection,
                     rule,
                     rng=rng,
@@ -218,25 +230,39 @@ def run_audit(
                     target_gap_pct=opts.target_gap,
                     adjust=opts.adjust,
                     p_value=None,
-                    cohort_p_values=isinstance(method, AttributeGroups),
+                    cohort_p_values=isinstance(method, AttributeGroups) and not held_item.utterance_level,
                     permutations=opts.permutations,
                     boot=boot,
                 )
                 held.p_value = fixed_selection_p_value(
-                    held_partition, held_out, held_selection, held.wer_gap_pct, opts.permutations, rng
+                    held_partition, held_table, held_selection, held.wer_gap_pct, opts.permutations, rng
                 )
                 results[key].holdout = held
     suppress_nested_attributes(results)
     for result in results.values():
         result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
 
-    return _audit_result(
+    audit_result = _audit_result(
         log,
         speakers,
         opts,
         results,
         opts.as_parameters(),
         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
+    )
+    audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
+    return audit_result
+
+
+def _level_note(item: Discovered, speakers: SpeakerTable) -> str:
+    """Which kind of cohort an attribute spec became, and why (utterance-level ones only)."""
+    columns = list(item.method.columns)  # type: ignore[attr-defined]
+    varying = {c: speakers.conflicts.get(c, 0) for c in columns if speakers.conflicts.get(c, 0)}
+    why = ", ".join(f"{c} varies within {n:,} speakers" for c, n in varying.items()) or "--by-level utterance"
+    return (
+        f"{item.key}: utterance-level cohorts ({why}): a cohort is the utterances with that value, and a speaker "
+        "counts in every cohort they have utterances in; --by-level speaker puts each speaker in the cohort "
+        "of their most frequent value instead"
     )
 
 
@@ -297,14 +323,77 @@ def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> 
     )
 
 
-def _null_gaps(method: CohortMethod, speakers: SpeakerTable, blocks, rule: SelectionRule, tick) -> np.ndarray:
-    """The method's null statistics, block by block (bounded memory; the progress bar moves)."""
+def _null_statistics(
+    method: CohortMethod, table: SpeakerTable, rule: SelectionRule, permutations: int, rng, tick
+) -> np.ndarray:
+    """The method's null statistics, block by block (bounded memory; the progress bar moves).
+
+    Speaker rows: the speakers' outcomes are shuffled (whole speakers) and the discovery re-run.
+    Utterance-level rows: each speaker's errors are redistributed over their rows in proportion to
+    words (the value does not matter within a speaker); the cells stay, the selection is re-run.
+    """
     parts = []
-    for block in blocks:
-        parts.append(method.null_gaps(speakers, block, rule))
+    if table.clusters is not None:
+        words = table.ref_words.astype(np.float64)
+        for drawn in redistribution_null(table.clusters, table.errors, table.ref_words, permutations, rng):
+            parts.append(fixed_partition_statistic(method.partition_, drawn, np.broadcast_to(words, drawn.shape), rule))
+            if tick:
+                tick(len(drawn))
+        return np.concatenate(parts) if parts else np.empty(0)
+    for block in permutation_blocks(method.partition_.assigned, len(table), permutations, rng):
+        parts.append(method.null_gaps(table, block, rule))
         if tick:
             tick(len(block))
     return np.concatenate(parts) if parts else np.empty(0)
+
+
+def _bootstraps(found: list[Discovered], speakers: SpeakerTable, opts: AuditOptions, rng, tick) -> list[dict]:
+    """Bootstrap replicates per method: one draw of speakers for every speaker-level method, and the
+    same draw (same seed, same speaker count) carried to each utterance-level method's rows."""
+    state = rng.bit_generator.state
+    shared = [i for i, item in enumerate(found) if not item.utterance_level]
+    boots: list[dict] = [{}] * len(found)
+    results = bootstrap_partitions(
+        [(found[i].partition.indicator(), found[i].selection) for i in shared],
+        speakers.errors,
+        speakers.ref_words,
+        opts.bootstrap,
+        rng,
+        tick,
+    )
+    for i, boot in zip(shared, results):
+        boots[i] = boot
+    for i, item in enumerate(found):
+        if item.utterance_level:
+            again = np.random.default_rng()
+            again.bit_generator.state = state  # the shared draw of speakers
+            boots[i] = bootstrap_partitions(
+                [(item.partition.indicator(), item.selection)],
+                item.table.errors,
+                item.table.ref_words,
+                opts.bootstrap,
+                again,
+                clusters=item.table.clusters,
+            )[0]
+    return boots
+
+
+def method_table(method: CohortMethod, log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions) -> SpeakerTable:
+    """The rows a method runs on: the speaker table, or for an attribute spec whose columns vary
+    within speakers (``--by-level auto``, or ``utterance``) the utterance-level table of the spec."""
+    if not isinstance(method, AttributeGroups) or opts.by_level == "speaker":
+        return speakers
+    columns = list(method.columns)
+    varies = any(speakers.conflicts.get(column, 0) > 0 for column in columns)
+    if opts.by_level == "auto" and not varies:
+        return speakers
+    if len(log.frame) == 0:  # the Dask engine keeps the rows in their files
+        raise UsageError(
+            f"--by {','.join(columns)} varies within speakers, so its cohorts are utterances, which the "
+            "Dask engine does not keep in memory: use --engine pandas, or --by-level speaker to put "
+            "each speaker in the cohort of their most frequent value"
+        )
+    return build_utterance_table(log, columns)
 
 
 def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -22,3 +22,10 @@ def interval(low: float | None, high: float | None, fmt=pct) -> str:
 
 def p_value(value: float | None) -> str:
     return "not tested" if value is None else f"{value:.3g}"
+
+
+#: Said beside every table of utterance-level cohorts (``--by`` on a column that varies within speakers).
+UTTERANCE_LEVEL = (
+    "utterance-level cohorts: a cohort is the utterances with that value; "
+    "a speaker counts in every cohort they have utterances in"
+)

@@ -215,6 +215,7 @@ def _method_view(key: str, method: dict, result: MethodResult, minimum: int, anc
         "verdict": method["verdict"],
         "verdict_class": VERDICT_CLASS.get(method["verdict"], "insufficient"),
         "verdict_reason": method["verdict_reason"],
+        "utterance_level": fmt.UTTERANCE_LEVEL if method.get("cohort_level") == "utterance" else "",
         "figures": figures,
         "has_p": any("p_value_bh" in c for c in method["cohorts"]),
         "unassigned": [(reason, f"{count:,}") for reason, count in (method.get("unassigned") or {}).items()],

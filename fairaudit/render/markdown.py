@@ -49,7 +49,7 @@ def render_markdown(result: AuditResult) -> str:
                 "| "
                 + " | ".join(
                     [
-                        escape(key) + label,
+                        escape(key) + label + (" (utterances)" if method.get("cohort_level") == "utterance" else ""),
                         verdict,
                         _with_ci(fmt.pct(figures["wer_gap_pct"]), fmt.interval(*figures["wer_gap_ci"])),
                         _cohort(figures.get("bottom"), figures.get("bottom_description"), figures.get("bottom_wer")),

@@ -153,6 +153,8 @@ def print_audit(result: AuditResult, console: Console | None = None) -> None:
         )
         if unassigned:
             console.print(f"unassigned speakers: {unassigned}")
+        if method.cohort_level == "utterance":
+            console.print(fmt.UTTERANCE_LEVEL)
         extra = anatomy_table(method.discovery, result.parameters.get("target_gap"))
         if extra is not None:
             console.print(extra)

@@ -35,6 +35,9 @@ class MethodResult:
     definition: dict | None = None
     #: "discovered" (found on this log) or "stored" (measured on definitions from an audit JSON).
     cohort_source: str = "discovered"
+    #: "speaker" (each speaker in one cohort) or "utterance" (a cohort is utterances with a value;
+    #: a speaker can be in several): ``--by`` on a column that varies within speakers.
+    cohort_level: str = "speaker"
 
     @property
     def cohorts(self) -> pd.DataFrame:
@@ -76,6 +79,7 @@ class MethodResult:
             data["chosen"] = details.pop("chosen", None)
         data["details"] = details
         data["cohort_source"] = self.cohort_source
+        data["cohort_level"] = self.cohort_level
         data["definition"] = (
             None
             if self.definition is None

@@ -24,6 +24,7 @@ from fairaudit.stats.resampling import (
     cohort_wer_accelerations,
     permutation_blocks,
     permutation_p_value,
+    redistribution_null,
     selection_accelerations,
 )
 from fairaudit.stats.selection import SelectionRule
@@ -74,7 +75,10 @@ def measure(
     wer = sums.wer
     bottom, top = selection.bottom[0], selection.top[0]
     assigned = partition.assigned
-    total_speakers = max(int(sums.speakers.sum()), 1)
+    # An utterance-level table has a row per speaker and value: cohorts count distinct speakers,
+    # and a speaker with utterances in several cohorts counts in each (shares need not add to 100%).
+    row_speaker = speakers.clusters if speakers.clusters is not None else np.arange(len(speakers))
+    total_speakers = max(len(np.unique(row_speaker[assigned])), 1)
     total_utts = max(int(sums.utterances.sum()), 1)
     total_words = max(int(sums.ref_words.sum()), 1)
     have_selection = bool(bottom.any() and top.any())
@@ -86,7 +90,11 @@ def measure(
     if boot is not None and len(boot["gap_pct"]) == 0:
         boot = None
     if boot is not None:
-        accel = cohort_wer_accelerations(partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts)
+        accel = (
+            cohort_wer_accelerations(partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts)
+            if speakers.clusters is None
+            else np.zeros(partition.n_cohorts)  # the leave-one-speaker-out jackknife needs whole speakers
+        )
         wer_ci = bca_interval(boot["wer"], wer, accel)
     else:
         wer_ci = [[None, None]] * partition.n_cohorts
@@ -113,10 +121,14 @@ def measure(
             "word_share_pct": 100.0 * sums.ref_words / total_words,
             "eligible": eligible,
             "suppressed": suppressed,
-            "detectable_gap_pct": detectable_gap_pct(partition, speakers.errors, speakers.ref_words, alpha),
+            "detectable_gap_pct": (
+                detectable_gap_pct(partition, speakers.errors, speakers.ref_words, alpha)
+                if speakers.clusters is None
+                else np.full(partition.n_cohorts, np.nan)
+            ),
             "speakers_needed": (
                 speakers_needed(partition, speakers.errors, speakers.ref_words, alpha, target_gap_pct)
-                if target_gap_pct
+                if target_gap_pct and speakers.clusters is None
                 else np.full(partition.n_cohorts, np.nan)
             ),
             **cohort_anatomy(partition, speakers).to_dict("series"),
@@ -132,10 +144,13 @@ def measure(
     bottom_wer = masked_wer(sums.errors, sums.ref_words, bottom) if have_selection else np.nan
     top_wer = masked_wer(sums.errors, sums.ref_words, top) if have_selection else np.nan
     gap = float(wer_gap_pct(bottom_wer, top_wer)) if have_selection else None
-    share = 100.0 * sums.speakers[bottom].sum() / total_speakers if have_selection else None
+    share = None
+    if have_selection:  # speakers with any row in the bottom cohort (one row each at speaker level)
+        in_bottom_rows = (partition.labels >= 0) & bottom[np.maximum(partition.labels, 0)]
+        share = 100.0 * len(np.unique(row_speaker[in_bottom_rows])) / total_speakers
     gap_ci, share_ci = [None, None], [None, None]
     power_gap, power_needed = float("nan"), float("nan")
-    if have_selection:
+    if have_selection and speakers.clusters is None:  # power figures treat rows as independent speakers
         labels = partition.labels
         in_bottom = (labels >= 0) & bottom[np.maximum(labels, 0)]
         in_top = (labels >= 0) & top[np.maximum(labels, 0)]
@@ -143,7 +158,9 @@ def measure(
             in_bottom, in_top, speakers.errors, speakers.ref_words, alpha, target_gap_pct
         )
     adjusted = adjusted_rate_ratios(speakers, in_bottom, in_top, adjust) if adjust and have_selection else None
-    if boot is not None and have_selection:
+    if boot is not None and have_selection and speakers.clusters is not None:
+        gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, 0.0)
+    elif boot is not None and have_selection:
         gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
         gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, gap_a)
         share_ci = bca_interval(boot["share_pct"], share, share_a)
@@ -160,8 +177,8 @@ def measure(
         bottom_wer=float(bottom_wer) if have_selection else None,
         top_wer=float(top_wer) if have_selection else None,
         p_value=p_value,
-        speakers=len(speakers),
-        assigned_speakers=int(assigned.sum()),
+        speakers=speakers.n_speakers,
+        assigned_speakers=total_speakers if assigned.any() else 0,
         overall_wer=finite_or_none(pooled_wer(sums.errors.sum(), sums.ref_words.sum())),
         reported_wer=finite_or_none(pooled_wer(sums.errors[~suppressed].sum(), sums.ref_words[~suppressed].sum())),
         detectable_gap_pct=finite_or_none(power_gap),
@@ -183,6 +200,12 @@ def fixed_selection_p_value(
         return None
     indicator = partition.indicator()
     e, w = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
+    if speakers.clusters is not None:  # utterance-level: a speaker's errors move between their rows
+        blocks = redistribution_null(speakers.clusters, speakers.errors, speakers.ref_words, permutations, rng)
+        null = np.concatenate(
+            [selection.gap_pct(drawn @ indicator, np.tile(w @ indicator, (len(drawn), 1))) for drawn in blocks]
+        )
+        return permutation_p_value(observed_gap, null)
     null = np.concatenate(
         [
             selection.gap_pct(e[order] @ indicator, w[order] @ indicator)

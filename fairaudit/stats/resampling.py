@@ -33,9 +33,11 @@ def bootstrap_partitions(
     replicates: int,
     rng: np.random.Generator,
     progress: Callable[[int], None] | None = None,
+    clusters: np.ndarray | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Bootstrap replicates of every cohort WER, the gap and the bottom-cohort share, for several
-    partitions of the same speakers at once.
+    partitions of the same speakers at once. With ``clusters`` (an utterance-level table: rows are
+    a speaker's utterances with one value) whole speakers are drawn and each row follows its speaker.
 
     Each design is a partition's (n_speakers, n_cohorts) membership matrix and its fixed
     bottom/top selection. All partitions share the same resampled speakers, so the speaker draws
@@ -50,8 +52,12 @@ def bootstrap_partitions(
         offsets.append(offsets[-1] + 3 * indicator.shape[1])
     design = np.hstack(columns) if columns else np.zeros((len(errors), 0))
     rows: list[dict[str, list]] = [{"wer": [], "gap_pct": [], "share_pct": []} for _ in designs]
+    speaker_of = None if clusters is None else np.unique(clusters, return_inverse=True)[1]
+    n_draw = len(errors) if speaker_of is None else int(speaker_of.max()) + 1 if len(speaker_of) else 0
     if designs and len(errors):
-        for counts in bootstrap_counts(len(errors), replicates, rng):
+        for counts in bootstrap_counts(n_draw, replicates, rng):
+            if speaker_of is not None:
+                counts = counts[:, speaker_of]
             sums = counts @ design
             for index, (indicator, selection) in enumerate(designs):
                 k = indicator.shape[1]
@@ -251,3 +257,44 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     if finite.any():
         adjusted[finite] = false_discovery_control(p[finite], method="bh")
     return adjusted
+
+
+def redistribution_null(
+    clusters: np.ndarray,
+    errors: np.ndarray,
+    words: np.ndarray,
+    replicates: int,
+    rng: np.random.Generator,
+    block: int = 50,
+) -> Iterator[np.ndarray]:
+    """Null outcomes of an utterance-level table, in blocks of (b, rows) error counts: each
+    speaker's errors are redistributed over their rows (values) in proportion to reference words
+    (multinomial, drawn as a chain of binomials). It keeps every speaker's total, so the null is
+    "the value does not matter within a speaker", and speakers stay whole (SPEC 5)."""
+    errors = np.asarray(errors, dtype=np.int64)
+    words = np.asarray(words, dtype=np.float64)
+    speaker_of = np.unique(clusters, return_inverse=True)[1]
+    n_speakers = int(speaker_of.max()) + 1 if len(speaker_of) else 0
+    order = np.lexsort((np.arange(len(speaker_of)), speaker_of))
+    first = np.searchsorted(speaker_of[order], np.arange(n_speakers))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - first[speaker_of[order]]
+    rows_of = np.bincount(speaker_of, minlength=n_speakers)
+    total_errors = np.bincount(speaker_of, weights=errors, minlength=n_speakers).astype(np.int64)
+    total_words = np.bincount(speaker_of, weights=words, minlength=n_speakers)
+    for start in range(0, replicates, block):
+        size = min(block, replicates - start)
+        left_errors = np.tile(total_errors, (size, 1))
+        left_words = total_words.copy()
+        drawn = np.zeros((size, len(errors)), dtype=np.int64)
+        for k in range(int(rows_of.max()) if len(rows_of) else 0):
+            rows = np.flatnonzero(rank == k)
+            speakers = speaker_of[rows]
+            last = rows_of[speakers] == k + 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(last, 1.0, np.where(left_words[speakers] > 0, words[rows] / left_words[speakers], 0.0))
+            take = rng.binomial(left_errors[:, speakers], np.clip(share, 0.0, 1.0))
+            drawn[:, rows] = take
+            left_errors[:, speakers] -= take
+            left_words[speakers] -= words[rows]
+        yield drawn
