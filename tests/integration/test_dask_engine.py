@@ -424,3 +424,14 @@ def test_metadata_type_over_pieces_is_pyarrows_over_the_whole_column(pieces):
             .combine_chunks()
         )
         assert converted.equals(reference)
+
+
+def test_utterance_level_by_on_dask_says_what_to_do_instead(data):
+    """device varies within speakers: its cohorts are utterances, which the Dask engine does not keep."""
+    pattern = str(data["plain_dir"] / "*.csv")
+    with pytest.raises(fairaudit.errors.UsageError, match="use --engine pandas, or --by-level speaker"):
+        fairaudit.audit(pattern, engine="dask", methods=["attribute"], by=["device"], bootstrap=0, permutations=0)
+    result = fairaudit.audit(
+        pattern, engine="dask", methods=["attribute"], by=["device"], by_level="speaker", bootstrap=0, permutations=0
+    )
+    assert result.methods["attribute"].cohort_level == "speaker"
