@@ -100,3 +100,16 @@ def test_no_module_imports_a_higher_layer():
         if target != "fairaudit" and layer_of(target) > layer_of(module)
     )
     assert not upward, "imports that go up a layer: " + "; ".join(upward)
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists the packages explicitly (data_schemas/ is mapped in as one): a new
+    folder missing from the list works in a checkout but not after pip install."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(folders - listed)}"
