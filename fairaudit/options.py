@@ -213,9 +213,10 @@ class AuditOptions(BaseModel):
         metavar="COLUMN",
         kind="names",
         rule="a list of speaker-level column names",
-        help="Speaker-level covariate(s) to adjust the bottom-vs-top gap for (repeatable; metadata columns "
-        "such as device or site, or words_per_utterance): the rate ratio of errors per reference word is "
-        "reported raw and adjusted (negative-binomial regression), with 95% intervals. Needs statsmodels.",
+        help="Covariate(s) to adjust the bottom-vs-top gap for (repeatable): metadata columns such as device, "
+        "site or gender, or words_per_utterance. The rate ratio of errors per reference word is reported raw and "
+        "adjusted with 95% intervals: a negative-binomial regression on speakers, or, when a column varies within "
+        "speakers, a Poisson regression on the utterances with speaker-clustered errors. Needs statsmodels.",
     )
     target_gap: float | None = option(
         None,

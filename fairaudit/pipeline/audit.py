@@ -24,6 +24,7 @@ from fairaudit.model.speakers import SpeakerTable
 from fairaudit.options import AuditOptions
 from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
 from fairaudit.report.result import AuditResult, MethodResult
+from fairaudit.stats.adjust import utterance_rate_ratios
 from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
 from fairaudit.stats.metrics import Selection, speaker_dispersion
 from fairaudit.stats.resampling import (
@@ -191,6 +192,8 @@ def run_audit(
             definition=method.definition(),
         )
         results[key].cohort_level = "utterance" if item.utterance_level else "speaker"
+        if figures.adjusted is not None and any(speakers.conflicts.get(c, 0) for c in opts.adjust):
+            figures.adjusted = _adjusted_on_utterances(item, log, speakers, discovery_pos, opts.adjust)
         full = item.full
         assignment_frames.append(
             _assignments(key, method.assign(full) if held_out is not None else partition, full, figures.bottom)
@@ -376,6 +379,30 @@ def _bootstraps(found: list[Discovered], speakers: SpeakerTable, opts: AuditOpti
                 clusters=item.table.clusters,
             )[0]
     return boots
+
+
+def _adjusted_on_utterances(
+    item: Discovered, log: UtteranceLog, speakers: SpeakerTable, discovery_pos: np.ndarray, columns: list[str]
+) -> dict:
+    """--adjust with a covariate that varies within speakers: the bottom-vs-top rate ratio from the
+    utterances themselves (Poisson GLM, speaker-clustered errors) instead of speakers' most frequent values."""
+    if item.utterance_level or len(log.frame) == 0:
+        reason = (
+            "adjusting utterance-level cohorts for covariates that vary within speakers is not supported yet"
+            if item.utterance_level
+            else "covariates that vary within speakers need the utterances: use --engine pandas"
+        )
+        return {"covariates": list(columns), "speakers": 0, "left_out": 0, "error": reason}
+    labels = item.partition.labels
+    cells_bottom, cells_top = item.selection.bottom[0], item.selection.top[0]
+    in_bottom = np.zeros(len(speakers), dtype=bool)
+    in_top = np.zeros(len(speakers), dtype=bool)
+    in_bottom[discovery_pos] = (labels >= 0) & cells_bottom[np.maximum(labels, 0)]
+    in_top[discovery_pos] = (labels >= 0) & cells_top[np.maximum(labels, 0)]
+    codes = log.speaker_codes
+    if codes is None or len(codes) != len(log.frame):
+        codes = pd.Index(speakers.speaker_ids).get_indexer(log.frame[SPEAKER].astype(str))
+    return utterance_rate_ratios(log.frame, np.asarray(codes), in_bottom, in_top, columns)
 
 
 def method_table(method: CohortMethod, log: UtteranceLog, speakers: SpeakerTable, opts: AuditOptions) -> SpeakerTable:

@@ -223,3 +223,27 @@ def test_without_overdispersion_the_poisson_limit_gives_finite_intervals():
     out = adjusted_rate_ratios(SpeakerTable(frame=frame, metadata_columns=["device"]), group, ~group, ["device"])
     assert out["model"] == "Poisson, robust errors"
     assert out["adjusted"]["ci"][0] < 1.2 < out["adjusted"]["ci"][1]
+
+
+def test_a_covariate_that_varies_within_speakers_is_adjusted_on_the_utterances():
+    rng = np.random.default_rng(21)
+    n = 1200
+    speaker = np.repeat(np.arange(n), 12)
+    group = np.where(rng.random(n) < 0.4, "a", "b")
+    noisy = rng.random(len(speaker)) < np.where(group[speaker] == "a", 0.7, 0.3)  # per utterance
+    rate = 0.1 * rng.gamma(4.0, 0.25, n)[speaker] * np.where(noisy, 1.6, 1.0)
+    words = rng.integers(3, 15, len(speaker))
+    log = pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in speaker],
+            "group": group[speaker],
+            "channel": np.where(noisy, "noisy", "clean"),
+            "errors": rng.binomial(words, np.clip(rate, 0, 1)),
+            "ref_words": words,
+        }
+    )
+    result = fairaudit.audit(log, methods=["attribute"], by=["group"], adjust=["channel"], **FAST)
+    adjusted = result.to_dict()["methods"]["attribute"]["adjusted"]
+    assert adjusted["model"] == "Poisson GLM on utterances, speaker-clustered errors"
+    assert adjusted["raw"]["ci"][0] > 1.05  # channel makes group a look worse
+    assert adjusted["adjusted"]["ci"][0] < 1 < adjusted["adjusted"]["ci"][1]  # no direct effect left
