@@ -337,8 +337,10 @@ def _write_reports(result, json_out=None, assignments=None, html=None, markdown=
 
 
 LOG_HELP = (
-    "Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance). With --engine dask also a "
-    "directory or a glob pattern of such files, quoted ('logs/*.parquet'), local or a URL (s3://...)."
+    "Utterance log: .csv, .tsv, .csv.gz or .parquet (one row per utterance), a NeMo manifest (.json or .jsonl: "
+    "text, pred_text, audio_filepath, speaker) or a Kaldi data directory (text, utt2spk and the hypotheses in hyp). "
+    "With --engine dask also a directory or a glob pattern of CSV/Parquet files, quoted ('logs/*.parquet'), local "
+    "or a URL (s3://...)."
 )
 ENGINE_HELP = (
     "pandas (default): read the log into memory. dask: read and aggregate it on Dask, for logs that do not "

@@ -23,6 +23,13 @@ from pathlib import Path
 import pandas as pd
 
 from fairaudit.errors import InputError
+from fairaudit.io.asr_formats import (
+    directory_sha256,
+    is_kaldi_directory,
+    is_nemo_manifest,
+    read_kaldi_directory,
+    read_nemo_manifest,
+)
 from fairaudit.io.embeddings import attach_embeddings
 from fairaudit.io.sources import (
     FileFormat,
@@ -55,6 +62,9 @@ def read_log(
     optional ``--embeddings FILE``. The input file is only read, never changed.
     """
     check_normalize(normalize)
+    if is_kaldi_directory(path) or is_nemo_manifest(path):
+        log = _read_asr_format(Path(path), columns, normalize)
+        return _with_embeddings(log, embeddings)
     src = source_for(path)
     with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
         digest = pool.submit(file_sha256, path)
@@ -62,6 +72,11 @@ def read_log(
         log = canonical_log(table, rename, src, normalize)
         log.path = str(path)
         log.sha256 = digest.result()
+    return _with_embeddings(log, embeddings)
+
+
+def _with_embeddings(log: UtteranceLog, embeddings: str | Path | None) -> UtteranceLog:
+    """Attach an --embeddings file, unless the log already has inline emb_* columns (an error)."""
     if embeddings is not None:
         if log.embeddings is not None:
             raise InputError(
@@ -69,6 +84,27 @@ def read_log(
                 file=name_of(embeddings),
             )
         log.embeddings = attach_embeddings(log, embeddings)
+    return log
+
+
+def _read_asr_format(path: Path, columns: Mapping[str, str] | None, normalize: str) -> UtteranceLog:
+    """A NeMo manifest or Kaldi directory, validated like a CSV; errors name its file and line."""
+    if is_kaldi_directory(path):
+        frame, src, notes = read_kaldi_directory(path)
+        sha = directory_sha256(path)
+    else:
+        frame, src, notes = read_nemo_manifest(path)
+        sha = file_sha256(path)
+    for name in ("speaker_id", "utterance_id", "reference", "hypothesis", *(columns or {}).values()):
+        if name in frame.columns:  # ids and text as written (a numeric speaker key stays "007"-safe text)
+            frame[name] = frame[name].map(lambda v: v if v is None or v != v else str(v))
+    table = frame_to_table(frame, src)
+    src.header = list(table.column_names)
+    rename = check_mapping(src, columns, CANONICAL_COLUMNS)
+    log = canonical_log(table, rename, src, normalize)
+    log.notes = notes + log.notes
+    log.path = str(path)
+    log.sha256 = sha
     return log
 
 

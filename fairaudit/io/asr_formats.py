@@ -1,0 +1,169 @@
+"""Evaluation outputs as ASR teams have them (SPEC 11): NeMo manifests and Kaldi data directories.
+
+Each is turned into the columns of an utterance log (speaker_id, utterance_id, reference,
+hypothesis, metadata) and then validated exactly like a CSV, with every error naming the file and
+the line the utterance came from.
+
+- **NeMo manifest** (``.json`` / ``.jsonl``): one JSON object per line with ``text`` (reference),
+  ``pred_text`` (hypothesis), ``audio_filepath`` (utterance id), a speaker key (``speaker_id`` or
+  ``speaker``; or ``--column speaker_id=KEY``) and any metadata keys (``duration``, ``accent``...).
+  Nested values (lists, objects) are left out, with a note.
+- **Kaldi data directory**: ``text`` (utterance id, reference words), ``utt2spk`` (utterance id,
+  speaker) and the hypotheses in the same ``text`` format in a file named ``hyp``, ``hyp.txt`` or
+  ``text.hyp``. An utterance without a hypothesis line counts as an empty hypothesis (a note says
+  how many); one without a speaker is an error, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from fairaudit.errors import InputError
+from fairaudit.io.sources import FileFormat, Source, file_sha256
+
+#: NeMo manifest keys and the canonical columns they are (unless --column says otherwise).
+NEMO_KEYS = {"text": "reference", "pred_text": "hypothesis", "audio_filepath": "utterance_id", "speaker": "speaker_id"}
+#: Names a Kaldi directory's hypothesis file may have, in the order they are looked for.
+KALDI_HYPOTHESIS_FILES = ("hyp", "hyp.txt", "text.hyp")
+
+
+def is_nemo_manifest(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".json", ".jsonl")
+
+
+def is_kaldi_directory(path: str | Path) -> bool:
+    return Path(path).is_dir()
+
+
+@dataclass
+class LineSource(Source):
+    """A source whose rows come from known lines of a text file: row k is line ``lines[k]``."""
+
+    lines: list[int] = field(default_factory=list)
+
+    def locate(self, row: int, column: str | None) -> tuple[int | None, str | None]:
+        return (self.lines[row] if 0 <= row < len(self.lines) else None), None
+
+
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of every non-blank line, as UTF-8; InputError naming a bad line."""
+    if not path.is_file():
+        raise InputError("no such file" if not path.exists() else "is not a file", file=str(path))
+    raw = path.read_bytes()
+    out = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            raise InputError("not valid UTF-8 text", file=str(path), line=number) from None
+        if text.strip():
+            out.append((number, text))
+    return out
+
+
+def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list[str]]:
+    """The manifest's entries as log columns, a source mapping rows to lines, and notes."""
+    path = Path(path)
+    records, lines = [], []
+    for number, text in _text_lines(path):
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"not a valid JSON line ({error.msg})", file=str(path), line=number, value=text[:80]
+            ) from None
+        if not isinstance(entry, dict):
+            raise InputError("each line of a NeMo manifest must be a JSON object", file=str(path), line=number)
+        records.append(entry)
+        lines.append(number)
+    if not records:
+        raise InputError("the manifest has no entries (one JSON object per line expected)", file=str(path))
+    frame = pd.DataFrame.from_records(records)
+    nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict))).any()]
+    notes = (
+        [f"left out manifest keys with nested values (lists or objects): {', '.join(map(str, nested))}"]
+        if nested
+        else []
+    )
+    frame = frame.drop(columns=nested)
+    renames = {key: name for key, name in NEMO_KEYS.items() if key in frame.columns and name not in frame.columns}
+    frame = frame.rename(columns=renames)
+    source = LineSource(path, str(path), FileFormat("nemo"), header=list(frame.columns), lines=lines)
+    return frame, source, notes
+
+
+def _kaldi_table(path: Path) -> dict[str, tuple[int, str]]:
+    """utterance id -> (line number, rest of the line) of a Kaldi ``text``-style file."""
+    entries: dict[str, tuple[int, str]] = {}
+    for number, text in _text_lines(path):
+        parts = text.split(maxsplit=1)
+        utterance = parts[0]
+        if utterance in entries:
+            raise InputError(
+                f"utterance id {utterance!r} appears twice (first on line {entries[utterance][0]})",
+                file=str(path),
+                line=number,
+                value=utterance,
+            )
+        entries[utterance] = (number, parts[1] if len(parts) > 1 else "")
+    return entries
+
+
+def read_kaldi_directory(path: str | Path) -> tuple[pd.DataFrame, LineSource, list[str]]:
+    """A Kaldi data directory (text, utt2spk, hypotheses) as log columns, by the lines of ``text``."""
+    directory = Path(path)
+    hypothesis_file = next((directory / n for n in KALDI_HYPOTHESIS_FILES if (directory / n).is_file()), None)
+    if hypothesis_file is None:
+        raise InputError(
+            "a Kaldi directory needs the hypotheses in a file named "
+            + " or ".join(KALDI_HYPOTHESIS_FILES)
+            + " (same format as text: utterance id, then the words)",
+            file=str(directory),
+        )
+    references = _kaldi_table(directory / "text")
+    speakers = _kaldi_table(directory / "utt2spk")
+    hypotheses = _kaldi_table(hypothesis_file)
+    rows, lines = [], []
+    for utterance, (number, words) in references.items():
+        speaker = speakers.get(utterance)
+        if speaker is None or not speaker[1].strip():
+            raise InputError(
+                f"utterance {utterance!r} has no speaker in utt2spk; every utterance of text needs one",
+                file=str(directory / "text"),
+                line=number,
+                value=utterance,
+            )
+        hypothesis = hypotheses.get(utterance, (0, ""))[1]
+        rows.append(
+            {"speaker_id": speaker[1].strip(), "utterance_id": utterance, "reference": words, "hypothesis": hypothesis}
+        )
+        lines.append(number)
+    if not rows:
+        raise InputError("text has no utterances", file=str(directory / "text"))
+    notes = []
+    missing = sum(u not in hypotheses for u in references)
+    if missing:
+        notes.append(
+            f"{missing} utterance(s) of text have no line in {hypothesis_file.name}: scored as empty hypotheses"
+        )
+    extra = sum(u not in references for u in hypotheses)
+    if extra:
+        notes.append(f"{extra} line(s) of {hypothesis_file.name} are for utterances not in text: left out")
+    source = LineSource(directory / "text", str(directory / "text"), FileFormat("kaldi"), lines=lines)
+    source.header = ["speaker_id", "utterance_id", "reference", "hypothesis"]
+    return pd.DataFrame(rows), source, notes
+
+
+def directory_sha256(directory: str | Path) -> str:
+    """SHA-256 over the Kaldi files read (name and content hash of each), for the report's provenance."""
+    digest = hashlib.sha256()
+    for name in ("text", "utt2spk", *KALDI_HYPOTHESIS_FILES):
+        path = Path(directory) / name
+        if path.is_file():
+            digest.update(f"{file_sha256(path)}  {name}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,123 @@
+"""NeMo manifests and Kaldi directories read into the same log as the equivalent CSV (issue 15)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from cli_runner import run_main
+
+from fairaudit.errors import InputError
+from fairaudit.io.readers import read_log
+
+UTTERANCES = [  # speaker, utterance, reference, hypothesis, accent, duration
+    ("s1", "u1", "the cat sat on the mat", "the cat sat on a mat", "us", 2.5),
+    ("s1", "u2", "hello there", "", "us", 1.0),  # an empty hypothesis
+    ("007", "u3", "a dog ran far away", "a dog ran away today", "indian", 3.25),
+    ("007", "u4", "one two three", "one two three", "indian", 1.75),
+]
+COMPARED = ["speaker_id", "utterance_id", "errors", "ref_words", "substitutions", "deletions", "insertions", "accent"]
+
+
+def equivalent_csv(tmp_path) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        UTTERANCES, columns=["speaker_id", "utterance_id", "reference", "hypothesis", "accent", "duration"]
+    )
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    return read_log(tmp_path / "log.csv").frame
+
+
+def write_manifest(path, entries) -> None:
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+
+
+def test_nemo_manifest_reads_as_the_equivalent_csv(tmp_path):
+    entries = [
+        {"audio_filepath": u, "text": r, "pred_text": h, "speaker": s, "accent": a, "duration": d, "words": [1]}
+        for s, u, r, h, a, d in UTTERANCES
+    ]
+    write_manifest(tmp_path / "manifest.jsonl", entries)
+    log = read_log(tmp_path / "manifest.jsonl")
+    expected = equivalent_csv(tmp_path)
+    pd.testing.assert_frame_equal(log.frame[COMPARED].reset_index(drop=True), expected[COMPARED], check_dtype=False)
+    assert log.frame["duration"].tolist() == [2.5, 1.0, 3.25, 1.75]
+    assert log.error_form == "text" and log.sha256 and log.path.endswith("manifest.jsonl")
+    assert any("words" in note for note in log.notes)  # the nested key is left out, and said so
+
+
+def test_nemo_manifest_errors_name_the_line(tmp_path):
+    path = tmp_path / "manifest.json"
+    write_manifest(path, [{"audio_filepath": "u1", "text": "a b", "pred_text": "a", "speaker": "s1"}])
+    path.write_text(path.read_text() + "\n" + '{"audio_filepath": "u2", "text": "c", "pred_text": "c"}\n')
+    with pytest.raises(InputError) as caught:
+        read_log(path)
+    assert (caught.value.line, caught.value.column) == (3, "speaker_id")  # the blank line 2 is counted
+    path.write_text('{"audio_filepath": "u1", "text": "a", "pred_text": "a", "speaker": "s"}\n{"text": "oops\n')
+    run = run_main("validate", path)
+    assert run.code == 2 and f"file {path}, line 2" in run.stderr and "not a valid JSON line" in run.stderr
+
+
+def write_kaldi(directory, hyp_name="hyp", drop_hypothesis=None, drop_speaker=None) -> None:
+    directory.mkdir()
+    (directory / "text").write_text("".join(f"{u} {r}\n" for _, u, r, _, _, _ in UTTERANCES))
+    (directory / "utt2spk").write_text("".join(f"{u} {s}\n" for s, u, *_ in UTTERANCES if u != drop_speaker))
+    (directory / hyp_name).write_text("".join(f"{u} {h}\n" for _, u, _, h, _, _ in UTTERANCES if u != drop_hypothesis))
+
+
+def test_kaldi_directory_reads_as_the_equivalent_csv(tmp_path):
+    write_kaldi(tmp_path / "decode", hyp_name="text.hyp")
+    log = read_log(tmp_path / "decode")
+    expected = equivalent_csv(tmp_path)
+    columns = [c for c in COMPARED if c != "accent"]
+    pd.testing.assert_frame_equal(log.frame[columns].reset_index(drop=True), expected[columns], check_dtype=False)
+    assert log.sha256 and not log.notes
+
+
+def test_kaldi_missing_hypothesis_is_empty_and_missing_speaker_is_an_error(tmp_path):
+    write_kaldi(tmp_path / "a", drop_hypothesis="u3")
+    log = read_log(tmp_path / "a")
+    assert log.frame.set_index("utterance_id").loc["u3", "deletions"] == 5  # all five reference words
+    assert any("1 utterance(s) of text have no line in hyp" in note for note in log.notes)
+    write_kaldi(tmp_path / "b", drop_speaker="u2")
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "b")
+    assert caught.value.file.endswith("text") and caught.value.line == 2 and caught.value.value == "u2"
+
+
+def test_kaldi_directory_without_hypotheses_says_which_files(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "text").write_text("u1 a b\n")
+    run = run_main("audit", tmp_path / "d", "--by", "accent")
+    assert run.code == 2 and "hyp or hyp.txt or text.hyp" in run.stderr
+
+
+def test_audit_runs_on_a_manifest(tmp_path):
+    entries = [
+        {
+            "audio_filepath": f"{s}-{i}",
+            "text": "a b c d",
+            "pred_text": "a b c" if s % 3 else "a x",
+            "speaker": f"s{s}",
+            "accent": "x" if s % 3 else "y",
+        }
+        for s in range(90)
+        for i in range(3)
+    ]
+    write_manifest(tmp_path / "m.jsonl", entries)
+    run = run_main(
+        "audit",
+        tmp_path / "m.jsonl",
+        "--by",
+        "accent",
+        "--bootstrap",
+        50,
+        "--permutations",
+        20,
+        "-q",
+        "--json",
+        tmp_path / "r.json",
+    )
+    assert run.code == 0, run.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["input"]["speakers"] == 90 and report["methods"]["attribute"]["bottom_cohorts"] == ["y"]
