@@ -43,6 +43,8 @@ def audit(
     scheduler: str | None = None,
     blocksize: int | str | None = None,
     cohorts: str | Path | dict | None = None,
+    reference: str | Path | None = None,
+    speaker_pattern: str | None = None,
     **options: object,
 ) -> AuditResult:
     """Audit an utterance log (path, DataFrame or UtteranceLog) and return an :class:`AuditResult`.
@@ -55,6 +57,8 @@ def audit(
 
     ``cohorts`` (an audit report written by ``to_json``/``--json``, as a path or a dict) measures
     the log on that report's stored cohort definitions instead of discovering new ones (SPEC 9).
+    ``reference`` (a NIST trn file) makes ``data`` its hypothesis trn; ``speaker_pattern`` is the
+    regular expression whose first group takes the speaker from each utterance id.
     """
     opts = audit_options(options, methods)
     log = load_log(
@@ -65,6 +69,8 @@ def audit(
         engine=engine,
         scheduler=scheduler,
         blocksize=blocksize,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
     )
     if engine == "dask":
         from fairaudit.engines import speaker_table_of
@@ -86,6 +92,8 @@ def compare(
     columns: dict[str, str] | None = None,
     embeddings: str | Path | pd.DataFrame | None = None,
     normalize: str = "default",
+    reference: str | Path | None = None,
+    speaker_pattern: str | None = None,
     **options: object,
 ) -> Comparison:
     """Compare two systems on the same cohorts (SPEC 9).
@@ -105,8 +113,15 @@ def compare(
         raise UsageError(
             "--holdout does not apply to compare: cohorts are discovered on the baseline and measured on both logs"
         )
-    before = load_log(baseline, columns=columns, embeddings=embeddings, normalize=normalize)
-    after = load_log(new, columns=columns, embeddings=embeddings, normalize=normalize)
+    inputs = dict(
+        columns=columns,
+        embeddings=embeddings,
+        normalize=normalize,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
+    )
+    before = load_log(baseline, **inputs)  # type: ignore[arg-type]
+    after = load_log(new, **inputs)  # type: ignore[arg-type]
     report, where = cohort_report_for(before, cohorts, opts)
     comparison = compare_logs(before, after, report, where, opts, pairing=pairing)
     comparison.parameters = dict(
@@ -120,7 +135,16 @@ def compare(
 
 
 def load_log(
-    data, *, columns=None, embeddings=None, normalize="default", engine="pandas", scheduler=None, blocksize=None
+    data,
+    *,
+    columns=None,
+    embeddings=None,
+    normalize="default",
+    engine="pandas",
+    scheduler=None,
+    blocksize=None,
+    reference=None,
+    speaker_pattern=None,
 ) -> UtteranceLog:
     """Turn a path, DataFrame or UtteranceLog into a validated UtteranceLog.
 
@@ -152,4 +176,11 @@ def load_log(
         raise UsageError(f"{data} is a pattern of many files; read it with --engine dask (engine='dask')")
     if isinstance(data, pd.DataFrame):
         return readers.log_from_frame(data, columns=columns, normalize=normalize, embeddings=embeddings)
-    return readers.read_log(data, columns=columns, normalize=normalize, embeddings=embeddings)
+    return readers.read_log(
+        data,
+        columns=columns,
+        normalize=normalize,
+        embeddings=embeddings,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
+    )

@@ -210,6 +210,8 @@ def _audit_result(
     blocksize: str | None = None,
     cohorts: Path | None = None,
     config_file: Path | None = None,
+    reference: Path | None = None,
+    speaker_pattern: str | None = None,
 ):
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
     from fairaudit.api import load_log
@@ -252,7 +254,9 @@ def _audit_result(
     columns.update(parse_columns(column))
     embeddings_file = embeddings or (Path(settings["embeddings"]) if settings.get("embeddings") else None)
     demographics_file = Path(opts.demographics) if opts.demographics else None
-    _check_outputs(outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file])
+    _check_outputs(
+        outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file, reference]
+    )
 
     data = load_log(
         log_arg,
@@ -262,6 +266,8 @@ def _audit_result(
         engine=engine,
         scheduler=scheduler,
         blocksize=blocksize,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
     )
     speakers = speaker_table_of(data)
     if cohorts is not None:
@@ -342,6 +348,16 @@ LOG_HELP = (
     "With --engine dask also a directory or a glob pattern of CSV/Parquet files, quoted ('logs/*.parquet'), local "
     "or a URL (s3://...)."
 )
+REFERENCE_HELP = (
+    "With a NIST trn LOG (hypotheses, lines 'words ... (utterance-id)'): the reference trn of the same utterances."
+)
+SPEAKER_PATTERN_HELP = (
+    "With trn files: regular expression whose first group is the speaker in each utterance id. Default: the "
+    "part before the first - or _ ('^(.+?)[-_]'). An id it does not match is an error, never a lost speaker."
+)
+#: Shared by audit, compare and validate (a trn hypothesis file needs its reference).
+REFERENCE_OPTION = typer.Option(None, "--reference", metavar="REF.trn", help=REFERENCE_HELP)
+SPEAKER_PATTERN_OPTION = typer.Option(None, "--speaker-pattern", metavar="REGEX", help=SPEAKER_PATTERN_HELP)
 ENGINE_HELP = (
     "pandas (default): read the log into memory. dask: read and aggregate it on Dask, for logs that do not "
     "fit in memory or are many files; same results."
@@ -439,6 +455,10 @@ def audit(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP),
     blocksize: Optional[str] = typer.Option(None, "--blocksize", metavar="SIZE", help=BLOCKSIZE_HELP),
     cohorts: Optional[Path] = typer.Option(None, "--cohorts", metavar="AUDIT_JSON", help=COHORTS_HELP),
+    reference: Optional[Path] = typer.Option(None, "--reference", metavar="REF.trn", help=REFERENCE_HELP),
+    speaker_pattern: Optional[str] = typer.Option(
+        None, "--speaker-pattern", metavar="REGEX", help=SPEAKER_PATTERN_HELP
+    ),
 ) -> None:
     """Find the speaker cohorts with the highest WER and report WER gap, bottom-cohort share and verdicts."""
     from fairaudit.render.terminal import print_audit
@@ -477,6 +497,8 @@ def audit(
         scheduler=scheduler,
         blocksize=blocksize,
         cohorts=cohorts,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
     )
     _write_reports(result, json_out, assignments, html, markdown)
     if not quiet:
@@ -509,6 +531,10 @@ def compare(
     ),
     embeddings: Optional[Path] = typer.Option(
         None, "--embeddings", metavar="FILE", help="Speaker embeddings for both logs (same speakers)."
+    ),
+    reference: Optional[Path] = typer.Option(None, "--reference", metavar="REF.trn", help=REFERENCE_HELP),
+    speaker_pattern: Optional[str] = typer.Option(
+        None, "--speaker-pattern", metavar="REGEX", help=SPEAKER_PATTERN_HELP
     ),
     pairing: str = typer.Option(
         "auto",
@@ -545,7 +571,7 @@ def compare(
     import fairaudit
     from fairaudit.render.comparison import comparison_html, comparison_markdown, print_comparison
 
-    _check_outputs([json_out, markdown, html], [baseline, new, cohorts, embeddings])
+    _check_outputs([json_out, markdown, html], [baseline, new, cohorts, embeddings, reference])
     comparison = fairaudit.compare(
         str(baseline),
         str(new),
@@ -553,6 +579,8 @@ def compare(
         pairing=pairing,
         columns=parse_columns(column),
         embeddings=embeddings,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
         methods=list(method) if method else None,
         by=list(by or []),
         bootstrap=bootstrap,
@@ -706,12 +734,23 @@ def validate(
         None, "--embeddings", metavar="FILE", help="Embeddings file to check with the log."
     ),
     normalize: str = typer.Option("default", "--normalize", metavar=NORMALIZE_METAVAR, help=NORMALIZE_HELP),
+    reference: Optional[Path] = typer.Option(None, "--reference", metavar="REF.trn", help=REFERENCE_HELP),
+    speaker_pattern: Optional[str] = typer.Option(
+        None, "--speaker-pattern", metavar="REGEX", help=SPEAKER_PATTERN_HELP
+    ),
 ) -> None:
     """Check a log against the schema and sanity rules without auditing; exit 2 on the first problem."""
     from fairaudit.api import load_log
     from fairaudit.engines.speaker_table import build_speaker_table
 
-    data = load_log(log, columns=parse_columns(column), embeddings=embeddings, normalize=normalize)
+    data = load_log(
+        log,
+        columns=parse_columns(column),
+        embeddings=embeddings,
+        normalize=normalize,
+        reference=reference,
+        speaker_pattern=speaker_pattern,
+    )
     speakers = build_speaker_table(data)
     console = _stdout_console(plain=True)
     console.print(

@@ -8,6 +8,11 @@ the line the utterance came from.
   ``pred_text`` (hypothesis), ``audio_filepath`` (utterance id), a speaker key (``speaker_id`` or
   ``speaker``; or ``--column speaker_id=KEY``) and any metadata keys (``duration``, ``accent``...).
   Nested values (lists, objects) are left out, with a note.
+- **NIST trn pair** (``hyp.trn`` with ``--reference ref.trn``): lines ``words ... (utterance-id)``.
+  The speaker comes from the utterance id by an explicit rule (``--speaker-pattern``, a regular
+  expression whose first group is the speaker; by default the part before the first ``-`` or
+  ``_``), and an id the rule does not match is an error: SCTK's implicit rule silently merges such
+  speakers.
 - **Kaldi data directory**: ``text`` (utterance id, reference words), ``utt2spk`` (utterance id,
   speaker) and the hypotheses in the same ``text`` format in a file named ``hyp``, ``hyp.txt`` or
   ``text.hyp``. An utterance without a hypothesis line counts as an empty hypothesis (a note says
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,3 +173,83 @@ def directory_sha256(directory: str | Path) -> str:
         if path.is_file():
             digest.update(f"{file_sha256(path)}  {name}\n".encode())
     return digest.hexdigest()
+
+
+#: Default rule for the speaker of a trn utterance id: everything before the first "-" or "_".
+TRN_SPEAKER_PATTERN = r"^(.+?)[-_]"
+_TRN_LINE = re.compile(r"^(.*)\(([^()]*)\)\s*$")
+
+
+def is_trn(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".trn"
+
+
+def _trn_table(path: Path) -> dict[str, tuple[int, str]]:
+    """utterance id -> (line number, words) of a NIST trn file."""
+    entries: dict[str, tuple[int, str]] = {}
+    for number, text in _text_lines(path):
+        match = _TRN_LINE.match(text)
+        if match is None or not match.group(2).strip():
+            raise InputError(
+                "a trn line must end with the utterance id in parentheses: words ... (utterance-id)",
+                file=str(path),
+                line=number,
+                value=text[:80],
+            )
+        utterance = match.group(2).strip()
+        if utterance in entries:
+            raise InputError(
+                f"utterance id {utterance!r} appears twice (first on line {entries[utterance][0]})",
+                file=str(path),
+                line=number,
+                value=utterance,
+            )
+        entries[utterance] = (number, " ".join(match.group(1).split()))
+    return entries
+
+
+def read_trn_pair(
+    hypothesis: str | Path, reference: str | Path, speaker_pattern: str | None = None
+) -> tuple[pd.DataFrame, LineSource, list[str]]:
+    """A hypothesis trn and its reference trn as log columns, by the lines of the reference."""
+    pattern_text = speaker_pattern or TRN_SPEAKER_PATTERN
+    try:
+        pattern = re.compile(pattern_text)
+    except re.error as error:
+        raise InputError(f"--speaker-pattern is not a valid regular expression ({error})", value=pattern_text) from None
+    references = _trn_table(Path(reference))
+    hypotheses = _trn_table(Path(hypothesis))
+    rows, lines = [], []
+    for utterance, (number, words) in references.items():
+        match = pattern.search(utterance)
+        speaker = (match.group(1) if match and pattern.groups else match.group(0) if match else "") or ""
+        if not speaker:
+            raise InputError(
+                f"the speaker pattern {pattern_text!r} finds no speaker in this utterance id; give "
+                "--speaker-pattern REGEX (its first group is the speaker)",
+                file=str(reference),
+                line=number,
+                value=utterance,
+            )
+        rows.append(
+            {
+                "speaker_id": speaker,
+                "utterance_id": utterance,
+                "reference": words,
+                "hypothesis": hypotheses.get(utterance, (0, ""))[1],
+            }
+        )
+        lines.append(number)
+    if not rows:
+        raise InputError("the reference trn has no utterances", file=str(reference))
+    speakers = len({row["speaker_id"] for row in rows})
+    notes = [f"speakers from the utterance ids by the pattern {pattern_text!r}: {speakers:,} speakers"]
+    missing = sum(u not in hypotheses for u in references)
+    if missing:
+        notes.append(f"{missing} reference utterance(s) have no hypothesis line: scored as empty hypotheses")
+    extra = sum(u not in references for u in hypotheses)
+    if extra:
+        notes.append(f"{extra} hypothesis line(s) are for utterances not in the reference: left out")
+    source = LineSource(Path(reference), str(reference), FileFormat("trn"), lines=lines)
+    source.header = ["speaker_id", "utterance_id", "reference", "hypothesis"]
+    return pd.DataFrame(rows), source, notes

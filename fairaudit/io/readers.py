@@ -16,19 +16,22 @@ the file scanned again, row by row, to name the line and the raw value.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, UsageError
 from fairaudit.io.asr_formats import (
     directory_sha256,
     is_kaldi_directory,
     is_nemo_manifest,
+    is_trn,
     read_kaldi_directory,
     read_nemo_manifest,
+    read_trn_pair,
 )
 from fairaudit.io.embeddings import attach_embeddings
 from fairaudit.io.sources import (
@@ -54,14 +57,22 @@ def read_log(
     columns: Mapping[str, str] | None = None,
     normalize: str = "default",
     embeddings: str | Path | None = None,
+    reference: str | Path | None = None,
+    speaker_pattern: str | None = None,
 ) -> UtteranceLog:
-    """Read and validate an utterance log (CSV/TSV/gzip/Parquet) into canonical form.
+    """Read and validate an utterance log (CSV/TSV/gzip/Parquet, NeMo manifest, Kaldi directory, or
+    a hypothesis trn with its ``reference`` trn) into canonical form.
 
     ``columns`` maps canonical names to the file's names (``--column canonical=actual``);
     ``normalize`` is the text normalisation for the reference/hypothesis form; ``embeddings`` is an
     optional ``--embeddings FILE``. The input file is only read, never changed.
     """
     check_normalize(normalize)
+    if is_trn(path) or reference is not None:
+        if not (is_trn(path) and reference is not None):
+            raise UsageError("a NIST trn log is a hypothesis .trn file with --reference REF.trn (both needed)")
+        log = _read_asr_format(Path(path), columns, normalize, Path(reference), speaker_pattern)
+        return _with_embeddings(log, embeddings)
     if is_kaldi_directory(path) or is_nemo_manifest(path):
         log = _read_asr_format(Path(path), columns, normalize)
         return _with_embeddings(log, embeddings)
@@ -87,9 +98,18 @@ def _with_embeddings(log: UtteranceLog, embeddings: str | Path | None) -> Uttera
     return log
 
 
-def _read_asr_format(path: Path, columns: Mapping[str, str] | None, normalize: str) -> UtteranceLog:
-    """A NeMo manifest or Kaldi directory, validated like a CSV; errors name its file and line."""
-    if is_kaldi_directory(path):
+def _read_asr_format(
+    path: Path,
+    columns: Mapping[str, str] | None,
+    normalize: str,
+    reference: Path | None = None,
+    speaker_pattern: str | None = None,
+) -> UtteranceLog:
+    """A NeMo manifest, Kaldi directory or trn pair, validated like a CSV; errors name file and line."""
+    if reference is not None:
+        frame, src, notes = read_trn_pair(path, reference, speaker_pattern)
+        sha = hashlib.sha256((file_sha256(path) + file_sha256(reference)).encode()).hexdigest()
+    elif is_kaldi_directory(path):
         frame, src, notes = read_kaldi_directory(path)
         sha = directory_sha256(path)
     else:

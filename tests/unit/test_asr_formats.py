@@ -121,3 +121,34 @@ def test_audit_runs_on_a_manifest(tmp_path):
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["input"]["speakers"] == 90 and report["methods"]["attribute"]["bottom_cohorts"] == ["y"]
+
+
+def write_trn(path, pairs) -> None:
+    path.write_text("".join(f"{words} ({utterance})\n" for utterance, words in pairs))
+
+
+def test_trn_pair_reads_as_the_equivalent_csv_with_an_explicit_speaker_rule(tmp_path):
+    ids = {"u1": "s1-u1", "u2": "s1-u2", "u3": "007_u3", "u4": "007_u4"}
+    write_trn(tmp_path / "ref.trn", [(ids[u], r) for _, u, r, _, _, _ in UTTERANCES])
+    write_trn(tmp_path / "hyp.trn", [(ids[u], h) for _, u, _, h, _, _ in UTTERANCES if h])  # u2: no line
+    log = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn")
+    expected = equivalent_csv(tmp_path)
+    columns = ["speaker_id", "errors", "ref_words", "substitutions", "deletions", "insertions"]
+    pd.testing.assert_frame_equal(log.frame[columns].reset_index(drop=True), expected[columns], check_dtype=False)
+    assert any("^(.+?)[-_]" in note for note in log.notes)
+    assert any("1 reference utterance(s) have no hypothesis line" in note for note in log.notes)
+    # An explicit rule changes who the speakers are; an id it does not match is an error on its line.
+    by_suffix = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=r"[-_](u\d)$")
+    assert sorted(by_suffix.frame["speaker_id"].unique()) == ["u1", "u2", "u3", "u4"]
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=r"^(s\d)-")
+    assert (caught.value.line, caught.value.value) == (3, "007_u3")
+
+
+def test_trn_errors_name_the_line_and_say_what_is_needed(tmp_path):
+    write_trn(tmp_path / "ref.trn", [("a-1", "x y")])
+    (tmp_path / "hyp.trn").write_text("x y (a-1)\nno id at all\n")
+    run = run_main("validate", tmp_path / "hyp.trn", "--reference", tmp_path / "ref.trn")
+    assert run.code == 2 and "line 2" in run.stderr and "(utterance-id)" in run.stderr
+    run = run_main("validate", tmp_path / "ref.trn")
+    assert run.code == 2 and "--reference REF.trn" in run.stderr
