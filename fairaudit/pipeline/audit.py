@@ -442,7 +442,7 @@ def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, 
     """Verdict per method (SPEC 5) and its reason; "no evidence" says what gap the data could have
     detected and, with --target-gap, how many more speakers that gap needs (SPEC 10)."""
     verdict, reason = _verdict(figures, held, rule, opts)
-    if verdict == "no evidence" and figures.detectable_gap_pct is not None:
+    if verdict in ("no evidence", "insufficient data") and figures.detectable_gap_pct is not None:
         reason += (
             f"; these speakers could detect a bottom-vs-top gap of {figures.detectable_gap_pct:.0f}% or more "
             f"(80% power at alpha {opts.alpha:g}, for cohorts named in advance)"
