@@ -103,20 +103,24 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
     return frame, source, notes
 
 
+def _add_entry(entries: dict[str, tuple[int, str]], utterance: str, number: int, words: str, path: Path) -> None:
+    """Record an utterance's line and words; a repeated utterance id is an error naming both lines."""
+    if utterance in entries:
+        raise InputError(
+            f"utterance id {utterance!r} appears twice (first on line {entries[utterance][0]})",
+            file=str(path),
+            line=number,
+            value=utterance,
+        )
+    entries[utterance] = (number, words)
+
+
 def _kaldi_table(path: Path) -> dict[str, tuple[int, str]]:
     """utterance id -> (line number, rest of the line) of a Kaldi ``text``-style file."""
     entries: dict[str, tuple[int, str]] = {}
     for number, text in _text_lines(path):
         parts = text.split(maxsplit=1)
-        utterance = parts[0]
-        if utterance in entries:
-            raise InputError(
-                f"utterance id {utterance!r} appears twice (first on line {entries[utterance][0]})",
-                file=str(path),
-                line=number,
-                value=utterance,
-            )
-        entries[utterance] = (number, parts[1] if len(parts) > 1 else "")
+        _add_entry(entries, parts[0], number, parts[1] if len(parts) > 1 else "", path)
     return entries
 
 
@@ -196,15 +200,7 @@ def _trn_table(path: Path) -> dict[str, tuple[int, str]]:
                 line=number,
                 value=text[:80],
             )
-        utterance = match.group(2).strip()
-        if utterance in entries:
-            raise InputError(
-                f"utterance id {utterance!r} appears twice (first on line {entries[utterance][0]})",
-                file=str(path),
-                line=number,
-                value=utterance,
-            )
-        entries[utterance] = (number, " ".join(match.group(1).split()))
+        _add_entry(entries, match.group(2).strip(), number, " ".join(match.group(1).split()), path)
     return entries
 
 

@@ -148,12 +148,4 @@ def log_from_frame(
     rename = check_mapping(src, columns, CANONICAL_COLUMNS)
     if table.num_rows == 0:
         raise src.error("the DataFrame has no rows")
-    log = canonical_log(table, rename, src, normalize)
-    if embeddings is not None:
-        if log.embeddings is not None:
-            raise InputError(
-                "the log has inline emb_* columns and --embeddings was also given; use one of them",
-                file=name_of(embeddings),
-            )
-        log.embeddings = attach_embeddings(log, embeddings)
-    return log
+    return _with_embeddings(canonical_log(table, rename, src, normalize), embeddings)

@@ -25,7 +25,12 @@ from fairaudit.options import AuditOptions
 from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
 from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.adjust import utterance_rate_ratios
-from fairaudit.stats.measure import discover_selection, fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.stats.measure import (
+    discover_selection,
+    fixed_selection_p_value,
+    measure_with_options,
+    selection_from_ids,
+)
 from fairaudit.stats.metrics import Selection, speaker_dispersion
 from fairaudit.stats.resampling import (
     bootstrap_partitions,
@@ -165,20 +170,16 @@ def run_audit(
             item.p_value,
         )
         with stage(f"{key}: measure"):
-            figures = measure(
+            figures = measure_with_options(
                 partition,
                 item.table,
                 selection,
                 rule,
+                opts,
                 rng=rng,
-                min_report_speakers=opts.min_report_speakers,
-                alpha=opts.alpha,
-                target_gap_pct=opts.target_gap,
-                adjust=opts.adjust,
+                boot=boot,
                 p_value=p_value,
                 cohort_p_values=isinstance(method, AttributeGroups) and not item.utterance_level,
-                permutations=opts.permutations,
-                boot=boot,
             )
         results[key] = MethodResult(
             key,
@@ -222,20 +223,16 @@ def run_audit(
             for item, held_item, boot in zip(found, held_found, held_boots):
                 key, method, rng = item.key, item.method, item.rng
                 held_partition, held_selection, held_table = held_item.partition, held_item.selection, held_item.table
-                held = measure(
+                held = measure_with_options(
                     held_partition,
                     held_table,
                     held_selection,
                     rule,
+                    opts,
                     rng=rng,
-                    min_report_speakers=opts.min_report_speakers,
-                    alpha=opts.alpha,
-                    target_gap_pct=opts.target_gap,
-                    adjust=opts.adjust,
+                    boot=boot,
                     p_value=None,
                     cohort_p_values=isinstance(method, AttributeGroups) and not held_item.utterance_level,
-                    permutations=opts.permutations,
-                    boot=boot,
                 )
                 held.p_value = fixed_selection_p_value(
                     held_partition, held_table, held_selection, held.wer_gap_pct, opts.permutations, rng

@@ -19,7 +19,7 @@ from fairaudit.methods.registry import method_classes
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import unassign_exposing_speakers
 from fairaudit.report.result import MethodResult
-from fairaudit.stats.measure import fixed_selection_p_value, measure, selection_from_ids
+from fairaudit.stats.measure import fixed_selection_p_value, measure_with_options, selection_from_ids
 from fairaudit.stats.resampling import bootstrap_partitions
 
 
@@ -110,20 +110,16 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
     results = {}
     for (key, method, partition, selection), boot in zip(entries, boots):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
-        figures = measure(
+        figures = measure_with_options(
             partition,
             speakers,
             selection,
             rule,
+            opts,
             rng=rng,
-            min_report_speakers=opts.min_report_speakers,
-            alpha=opts.alpha,
-            target_gap_pct=opts.target_gap,
-            adjust=opts.adjust,
+            boot=boot,
             p_value=None,
             cohort_p_values=method.name == "attribute",
-            permutations=opts.permutations,
-            boot=boot,
         )
         figures.p_value = fixed_selection_p_value(
             partition, speakers, selection, figures.wer_gap_pct, opts.permutations, rng

@@ -13,6 +13,7 @@ from fairaudit.model.figures import Figures
 from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.options import AuditOptions
 from fairaudit.privacy import suppressed_cells
 from fairaudit.stats.adjust import adjusted_rate_ratios
 from fairaudit.stats.anatomy import cohort_anatomy
@@ -184,6 +185,37 @@ def measure(
         detectable_gap_pct=finite_or_none(power_gap),
         speakers_needed=finite_or_none(power_needed),
         adjusted=adjusted,
+    )
+
+
+def measure_with_options(
+    partition: Partition,
+    speakers: SpeakerTable,
+    selection: Selection,
+    rule: SelectionRule,
+    opts: AuditOptions,
+    *,
+    rng: np.random.Generator,
+    boot: dict | None,
+    p_value: float | None,
+    cohort_p_values: bool,
+) -> Figures:
+    """:func:`measure` with the audit options that shape every measurement (alpha, --target-gap,
+    --adjust, --min-report-speakers, --permutations), so each caller passes only what differs."""
+    return measure(
+        partition,
+        speakers,
+        selection,
+        rule,
+        boot=boot,
+        alpha=opts.alpha,
+        target_gap_pct=opts.target_gap,
+        adjust=opts.adjust,
+        rng=rng,
+        min_report_speakers=opts.min_report_speakers,
+        p_value=p_value,
+        cohort_p_values=cohort_p_values,
+        permutations=opts.permutations,
     )
 
 
