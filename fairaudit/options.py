@@ -23,7 +23,7 @@ def option(default: Any, *, flag: str, metavar: str | None, help: str, rule: str
     ``rule`` completes "<flag> must be ..." in error messages; ``kind`` names the value type a
     configuration file must give (see ``fairaudit.io.config_file``).
     """
-    extra = {"flag": flag, "metavar": metavar, "rule": rule, "kind": kind}
+    extra: dict[str, Any] = {"flag": flag, "metavar": metavar, "rule": rule, "kind": kind}
     return Field(default, description=help, json_schema_extra=extra, **bounds)
 
 

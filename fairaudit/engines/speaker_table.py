@@ -36,6 +36,7 @@ def build_speaker_table(log: UtteranceLog) -> SpeakerTable:
         codes, speaker_ids = log.speaker_codes, log.speaker_ids  # encoded once at ingest
     else:
         codes, speaker_ids = pd.factorize(utt[SPEAKER], sort=True)
+    assert speaker_ids is not None
     n = len(speaker_ids)
     frame = pd.DataFrame(index=pd.Index(speaker_ids, name=SPEAKER, dtype="string"))
     frame[ERRORS] = np.bincount(codes, weights=utt[ERRORS].to_numpy(np.float64), minlength=n).round().astype(np.int64)

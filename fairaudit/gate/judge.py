@@ -307,6 +307,7 @@ def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing
             )
         scale = 100.0 / before if relative else 1.0
         value, how = _judged(scale * point, [None if v is None else scale * v for v in ci], policy.on)
+        assert value is not None  # a point estimate was given
         unit = "% of the baseline gap" if relative else " gap points"
         text = (
             f"WER gap {before:.1f}% -> {change['gap_after_pct']:.1f}%: change {scale * point:+.1f}{unit}"
@@ -323,6 +324,7 @@ def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing
         scale = 100.0 / base if relative else 1.0
         ci = cohort.get("change_ci") or [None, None]
         value, how = _judged(scale * cohort["change_points"], [None if v is None else scale * v for v in ci], policy.on)
+        assert value is not None  # a point estimate was given
         if value > worst:
             unit = "% of its baseline WER" if relative else " WER points"
             worst = value

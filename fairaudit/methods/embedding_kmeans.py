@@ -107,7 +107,7 @@ class EmbeddingKMeans(CohortMethod):
     def from_definition(cls, definition: dict, context: dict | None = None) -> EmbeddingKMeans:
         cells = definition_cells(definition)
         method = cls()
-        centroids = [cell.get("centroid") for cell in cells]
+        centroids: list = [cell.get("centroid") for cell in cells]
         if not all(isinstance(c, list) and c and all(isinstance(v, (int, float)) for v in c) for c in centroids):
             raise ValueError("every embedding-kmeans cell needs a 'centroid': a list of numbers")
         if len({len(c) for c in centroids}) > 1:

@@ -570,7 +570,9 @@ def _window_statistics(scan: _Scan, scores: np.ndarray) -> tuple[np.ndarray, np.
     return _standardise(excess, size, variance[None, :], scores.shape[1]), excess, variance
 
 
-def _standardise(excess: np.ndarray, size: np.ndarray, variance: np.ndarray, n: int) -> np.ndarray:
+def _standardise(
+    excess: np.ndarray | float, size: np.ndarray | float, variance: np.ndarray | float, n: int
+) -> np.ndarray:
     """z of score sums over ``size`` of ``n`` speakers drawn without replacement (0 if no spread)."""
     spread = np.sqrt(variance * size * (n - size) / max(n - 1, 1))
     return np.divide(excess, spread, out=np.zeros(np.broadcast(excess, spread).shape), where=spread > 0)

@@ -331,7 +331,7 @@ def _candidate_sides(attributes: pd.DataFrame, candidates: list[Candidate]) -> n
     for j, candidate in enumerate(candidates):
         if candidate.kind == "majority":
             known = majority != ""
-            sides[known, j] = (majority[known] != group_to_column[candidate.value]).astype(np.int8)
+            sides[known, j] = (majority[known] != group_to_column[str(candidate.value)]).astype(np.int8)
         else:
             values = attributes[candidate.attribute].to_numpy(dtype=np.float64)
             known = ~np.isnan(values)

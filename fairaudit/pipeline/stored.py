@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fairaudit.errors import InputError, UsageError
+from fairaudit.methods.base import CohortMethod
 from fairaudit.methods.registry import method_classes
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.privacy import unassign_exposing_speakers
@@ -41,7 +42,7 @@ def read_cohort_report(source: str | Path | dict) -> tuple[dict, str]:
 
 def stored_methods(
     report: dict, where: str, demographics=None, source: str | None = None, only: list[str] | None = None
-) -> list[tuple[str, object, dict]]:
+) -> list[tuple[str, CohortMethod, dict]]:
     """(method key, rebuilt method, the report's method entry) for every stored method (or those
     whose name is in ``only``)."""
     classes = method_classes()

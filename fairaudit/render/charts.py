@@ -11,6 +11,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -28,7 +29,7 @@ GRID = "#e5e7eb"
 BOTTOM = "#b42318"
 TOP = "#1d4ed8"
 OTHER = "#9ca3af"
-FONT = {
+FONT: Any = {  # matplotlib types rc keys as literals; these are checked by matplotlib at run time
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.edgecolor": "#9ca3af",

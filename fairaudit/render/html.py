@@ -292,7 +292,7 @@ def _figures_view(label: str, figures: dict, frame_figures, minimum: int) -> dic
                 utterances=f"{cohort['utterances']:,}",
                 ref_words=f"{cohort['ref_words']:,}",
                 wer=fmt.wer(cohort["wer"]),
-                wer_ci=fmt.interval(*cohort["wer_ci"], fmt=fmt.wer),
+                wer_ci=fmt.interval(cohort["wer_ci"][0], cohort["wer_ci"][1], fmt=fmt.wer),
                 speaker_share=fmt.pct(cohort["speaker_share_pct"]),
                 word_share=fmt.pct(cohort["word_share_pct"]),
                 p_value=fmt.p_value(cohort.get("p_value")),

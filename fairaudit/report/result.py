@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -301,7 +302,7 @@ def _join(ids: list[str]) -> str:
     return " + ".join(ids)
 
 
-def _jsonable(value: object) -> object:
+def _jsonable(value: Any) -> Any:
     """Convert numpy scalars/arrays and tuples inside a structure to plain JSON types."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -88,7 +88,7 @@ def bootstrap_partitions(
     ]
 
 
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> list[list[float | None]] | list[float | None]:
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> list:
     """Percentile interval(s) over the first axis, ignoring NaN replicates; None when undefined."""
     samples = np.asarray(samples, dtype=np.float64)
     if samples.shape[0] == 0:
@@ -112,7 +112,7 @@ def bca_interval(
     estimate: np.ndarray | float,
     acceleration: np.ndarray | float,
     level: float = 0.95,
-) -> list[list[float | None]] | list[float | None]:
+) -> list:
     """Bias-corrected and accelerated (BCa) bootstrap interval(s) over the first axis (Efron 1987).
 
     Percentile intervals of a ratio such as a pooled WER sit low (the bootstrap distribution is
