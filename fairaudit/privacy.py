@@ -8,6 +8,8 @@ coarse ``--by`` cohort minus the finer cohorts inside it; nested census splits).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from fairaudit.model.partition import UNASSIGNED, Partition
@@ -19,21 +21,28 @@ SMALL_SIDE = "a side has fewer speakers than --min-report-speakers"
 DIFFERENCING = "it differs from another published group by fewer speakers than --min-report-speakers"
 
 
-def suppressed_cells(speakers: np.ndarray, minimum: int, chosen: np.ndarray) -> np.ndarray:
+def suppressed_cells(
+    speakers: np.ndarray,
+    minimum: int,
+    chosen: np.ndarray,
+    union_speakers: Callable[[np.ndarray], int] | None = None,
+) -> np.ndarray:
     """Cells under ``minimum`` speakers, plus complementary cells (SPEC 6).
 
     Totals are published, so the union of the suppressed cells is always recoverable by
     subtraction; it must therefore itself hold at least ``minimum`` speakers. While it does not,
     the smallest other cell is suppressed too (cells outside the chosen bottom and top first), as
-    census agencies do.
+    census agencies do. ``union_speakers(mask)`` counts the distinct speakers of a set of cells
+    when a speaker can be in several (utterance-level cohorts); by default cells are disjoint.
     """
     speakers = np.asarray(speakers)
+    count = union_speakers or (lambda mask: int(speakers[mask].sum()))
     suppressed = speakers < minimum
     if not suppressed.any() or minimum <= 0:
         return suppressed
     order = np.lexsort((speakers, np.asarray(chosen, dtype=bool)))  # unchosen first, smallest first
     for cell in order:
-        if speakers[suppressed].sum() >= minimum or suppressed.all():
+        if count(suppressed) >= minimum or suppressed.all():
             break
         if not suppressed[cell]:
             suppressed[cell] = True

@@ -953,10 +953,13 @@ def export(
     written = write_export(export_, data, out, table_format)
     console = _stdout_console(plain=True)
     bottom = export_.utterances["role"].eq("target").sum()
-    console.print(
-        f"{export_.method}: {bottom:,} bottom-cohort utterances weighted x{export_.factor:.3g} "
-        f"(their share of reference words becomes {100 * export_.target_share:.1f}%)"
-    )
+    if export_.factor > 1:
+        console.print(
+            f"{export_.method}: {bottom:,} bottom-cohort utterances weighted x{export_.factor:.3g} "
+            f"(their share of reference words becomes {100 * export_.target_share:.1f}%)"
+        )
+    else:
+        console.print(f"{export_.method}: {bottom:,} bottom-cohort utterances; weights are all 1 (see the note)")
     for note in export_.notes:
         console.print(f"note: {note}")
     console.print("Wrote " + ", ".join(str(p) for p in written) + " (they contain speaker and utterance ids)")

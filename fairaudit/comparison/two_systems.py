@@ -327,4 +327,10 @@ def cohort_report_for(baseline: UtteranceLog, cohorts: str | Path | dict | None,
     result = run_audit(
         baseline, build_speaker_table(baseline), opts.model_copy(update={"bootstrap": 0, "permutations": 0})
     )
+    varying = [key for key, method in result.methods.items() if method.cohort_level == "utterance"]
+    if varying:
+        raise UsageError(
+            f"{', '.join(varying)}: the --by column varies within speakers, and compare measures speakers on "
+            "stored cohorts; use --by-level speaker (each speaker in the cohort of their most frequent value)"
+        )
     return json.loads(result.to_json()), "cohorts discovered on the baseline"

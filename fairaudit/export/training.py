@@ -87,8 +87,11 @@ def build_export(
             utterances[f"{key}:{column}"] = speaker_frame[f"{key}:{column}"].to_numpy()[codes]
     in_bottom = utterances[f"{chosen}:bottom"].to_numpy(dtype=bool)
     assigned = utterances[f"{chosen}:group"].to_numpy() >= 0
+    if not in_bottom.any():
+        raise InputError(f"no utterance of this log falls in the bottom cohort of {chosen}", file=where)
     words = log.frame["ref_words"].to_numpy(dtype=np.float64)
-    bottom_words, other_words = words[in_bottom].sum(), words[assigned & ~in_bottom].sum()
+    # every utterance is in the manifests (unassigned ones at weight 1), so all count in the share
+    bottom_words, other_words = words[in_bottom].sum(), words[~in_bottom].sum()
     speaker_share = float(speaker_frame[f"{chosen}:bottom"].mean())
     target = speaker_share if target_share is None else target_share
     factor = oversampling_factor(bottom_words, other_words, target)
@@ -102,6 +105,4 @@ def build_export(
         )
     if UTTERANCE not in log.frame:
         notes.append("the log has no utterance ids: the utterance table and lists are by row, no manifests written")
-    if not assigned.any():
-        raise InputError(f"no speaker of this log falls in a cohort of {chosen}", file=where)
     return TrainingExport(speaker_frame, utterances, chosen, factor, target, notes)

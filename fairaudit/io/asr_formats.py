@@ -43,7 +43,8 @@ def is_nemo_manifest(path: str | Path) -> bool:
 
 
 def is_kaldi_directory(path: str | Path) -> bool:
-    return Path(path).is_dir()
+    """A folder with a Kaldi ``text`` file (other folders are not logs for the pandas engine)."""
+    return Path(path).is_dir() and (Path(path) / "text").is_file()
 
 
 @dataclass
@@ -72,6 +73,19 @@ def _text_lines(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+def _refuse_audit_report(path: Path) -> None:
+    """A clear error when a whole-file JSON given as a log is a fairaudit audit report."""
+    try:
+        whole = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+    if isinstance(whole, dict) and "methods" in whole and "fairaudit_version" in whole:
+        raise InputError(
+            "this is a fairaudit audit report, not a log: give it with --cohorts, or to gate or export",
+            file=str(path),
+        )
+
+
 def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list[str]]:
     """The manifest's entries as log columns, a source mapping rows to lines, and notes."""
     path = Path(path)
@@ -80,9 +94,9 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
         try:
             entry = json.loads(text)
         except json.JSONDecodeError as error:
-            raise InputError(
-                f"not a valid JSON line ({error.msg})", file=str(path), line=number, value=text[:80]
-            ) from None
+            _refuse_audit_report(path)
+            message = f"not a valid JSON line ({error.msg})"
+            raise InputError(message, file=str(path), line=number, value=text[:80]) from None
         if not isinstance(entry, dict):
             raise InputError("each line of a NeMo manifest must be a JSON object", file=str(path), line=number)
         records.append(entry)

@@ -76,6 +76,12 @@ def read_log(
     if is_kaldi_directory(path) or is_nemo_manifest(path):
         log = _read_asr_format(Path(path), columns, normalize)
         return _with_embeddings(log, embeddings)
+    if Path(path).is_dir():
+        raise InputError(
+            "this is a folder: as a Kaldi data directory it needs text, utt2spk and hyp files; a folder of "
+            "CSV or Parquet logs is read with --engine dask",
+            file=str(path),
+        )
     src = source_for(path)
     with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
         digest = pool.submit(file_sha256, path)

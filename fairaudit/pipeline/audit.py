@@ -36,7 +36,7 @@ from fairaudit.stats.resampling import (
     bootstrap_partitions,
     permutation_blocks,
     permutation_p_value,
-    redistribution_null,
+    utterance_level_null,
 )
 from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
 from fairaudit.version import __version__
@@ -190,7 +190,7 @@ def run_audit(
             None,
             top_mode=opts.top,
             min_report_speakers=opts.min_report_speakers,
-            definition=method.definition(),
+            definition=_definition(method, item.utterance_level),
         )
         results[key].cohort_level = "utterance" if item.utterance_level else "speaker"
         if figures.adjusted is not None and any(speakers.conflicts.get(c, 0) for c in opts.adjust):
@@ -252,6 +252,15 @@ def run_audit(
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
     return audit_result
+
+
+def _definition(method: CohortMethod, utterance_level: bool) -> dict:
+    """The method's portable definition; utterance-level cohorts say so (their rule is per utterance)."""
+    definition = method.definition()
+    if utterance_level:
+        columns = ", ".join(method.columns)  # type: ignore[attr-defined]
+        definition = {**definition, "level": "utterance", "rule": f"each utterance by its value of {columns}"}
+    return definition
 
 
 def _level_note(item: Discovered, speakers: SpeakerTable) -> str:
@@ -329,14 +338,13 @@ def _null_statistics(
     """The method's null statistics, block by block (bounded memory; the progress bar moves).
 
     Speaker rows: the speakers' outcomes are shuffled (whole speakers) and the discovery re-run.
-    Utterance-level rows: each speaker's errors are redistributed over their rows in proportion to
-    words (the value does not matter within a speaker); the cells stay, the selection is re-run.
+    Utterance-level rows: whole speakers' totals are shuffled and spread over each speaker's rows
+    (:func:`~fairaudit.stats.resampling.utterance_level_null`); the cells stay, the selection is re-run.
     """
     parts = []
     if table.clusters is not None:
-        words = table.ref_words.astype(np.float64)
-        for drawn in redistribution_null(table.clusters, table.errors, table.ref_words, permutations, rng):
-            parts.append(fixed_partition_statistic(method.partition_, drawn, np.broadcast_to(words, drawn.shape), rule))
+        for drawn, words in utterance_level_null(table.clusters, table.errors, table.ref_words, permutations, rng):
+            parts.append(fixed_partition_statistic(method.partition_, drawn, words, rule))
             if tick:
                 tick(len(drawn))
         return np.concatenate(parts) if parts else np.empty(0)
@@ -439,6 +447,7 @@ def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, 
     """Verdict per method (SPEC 5) and its reason; "no evidence" says what gap the data could have
     detected and, with --target-gap, how many more speakers that gap needs (SPEC 10)."""
     verdict, reason = _verdict(figures, held, rule, opts)
+    figures = held if held is not None else figures  # the verdict rests on the held-out speakers then
     if verdict in ("no evidence", "insufficient data") and figures.detectable_gap_pct is not None:
         reason += (
             f"; these speakers could detect a bottom-vs-top gap of {figures.detectable_gap_pct:.0f}% or more "

@@ -58,6 +58,12 @@ def stored_methods(
                 file=where,
             )
         name = definition.get("method") if isinstance(definition, dict) else None
+        if isinstance(definition, dict) and definition.get("level") == "utterance":
+            raise UsageError(
+                f"method {key!r} has utterance-level cohorts (a value that varies within speakers); measuring "
+                "stored utterance-level cohorts on another log is not supported yet: audit that log with the "
+                "same --by instead"
+            )
         if name not in classes:
             raise InputError(f"method {key!r}: unknown method {name!r} in the definitions", file=where)
         try:

@@ -116,12 +116,20 @@ def adjusted_rate_ratios(speakers: SpeakerTable, in_bottom: np.ndarray, in_top: 
     )
     if not np.isfinite([raw, adjusted, *raw_ci, *adjusted_ci]).all():
         return {key: result[key] for key in ("covariates", "speakers", "left_out")} | {
-            "error": "the regression gave no finite rate ratio or interval"
+            "error": "the regression gave no finite rate ratio or interval: a covariate may determine the cohort "
+            "(such as a site inside one group), so its effect cannot be told apart from the gap"
         }
-    explained = 1 - math.log(adjusted) / math.log(raw) if raw > 1 else None
+    explained = _explained(raw, raw_ci, adjusted)
     result["explained_pct"] = None if explained is None else 100.0 * explained
     result["sentence"] = _sentence(columns, raw, raw_ci, adjusted, adjusted_ci, explained)
     return result
+
+
+def _explained(raw: float, raw_ci: list[float], adjusted: float) -> float | None:
+    """Share of the raw excess (on the log scale) that adjusting removes; only for a clear raw gap."""
+    if raw_ci[0] <= 1:
+        return None  # no clear excess to explain
+    return 1 - math.log(adjusted) / math.log(raw)
 
 
 def _sentence(
@@ -174,7 +182,13 @@ def utterance_rate_ratios(
         values = utterances[column] if column != WORDS_PER_UTTERANCE else utterances["ref_words"].astype(np.float64)
         rows &= values.notna().to_numpy()
         parts.append(_encoded(values, column))
-    result: dict = {"covariates": list(columns), "speakers": int(len(np.unique(speaker_of[rows]))), "left_out": 0}
+    candidates = (bottom | (valid & in_top[position])) & (words > 0)
+    left_out = int(len(np.unique(speaker_of[candidates & ~rows])))  # speakers with an unknown covariate
+    result: dict = {
+        "covariates": list(columns),
+        "speakers": int(len(np.unique(speaker_of[rows]))),
+        "left_out": left_out,
+    }
     if rows.sum() < 10 or not bottom[rows].any() or not (rows & ~bottom).any():
         result["error"] = "too few utterances with every covariate known in the bottom and top cohorts"
         return result
@@ -188,16 +202,23 @@ def utterance_rate_ratios(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for exog in (base, np.column_stack([base, covariates])):
-            fit = sm.GLM(errors, exog, family=sm.families.Poisson(), offset=offset).fit(
-                cov_type="cluster", cov_kwds={"groups": groups}
-            )
+            try:
+                fit = sm.GLM(errors, exog, family=sm.families.Poisson(), offset=offset).fit(
+                    cov_type="cluster", cov_kwds={"groups": groups}
+                )
+            except (np.linalg.LinAlgError, ValueError) as failure:
+                result["error"] = f"the regression could not be fitted ({failure})"
+                return result
             low, high = np.asarray(fit.conf_int())[1]
             fits.append((float(np.exp(fit.params[1])), [float(np.exp(low)), float(np.exp(high))]))
     (raw, raw_ci), (adjusted, adjusted_ci) = fits
     if not np.isfinite([raw, adjusted, *raw_ci, *adjusted_ci]).all():
-        result["error"] = "the regression gave no finite rate ratio or interval"
+        result["error"] = (
+            "the regression gave no finite rate ratio or interval: a covariate may determine the cohort "
+            "(such as a site inside one group), so its effect cannot be told apart from the gap"
+        )
         return result
-    explained = 1 - math.log(adjusted) / math.log(raw) if raw > 1 else None
+    explained = _explained(raw, raw_ci, adjusted)
     result.update(
         raw={"rate_ratio": raw, "ci": raw_ci},
         adjusted={"rate_ratio": adjusted, "ci": adjusted_ci},

@@ -25,8 +25,8 @@ from fairaudit.stats.resampling import (
     cohort_wer_accelerations,
     permutation_blocks,
     permutation_p_value,
-    redistribution_null,
     selection_accelerations,
+    utterance_level_null,
 )
 from fairaudit.stats.selection import SelectionRule
 
@@ -83,9 +83,15 @@ def measure(
     total_utts = max(int(sums.utterances.sum()), 1)
     total_words = max(int(sums.ref_words.sum()), 1)
     have_selection = bool(bottom.any() and top.any())
+
     # The chosen cohorts' own figures are published: a bottom or top union under the reporting
     # minimum (possible on held-out speakers) withholds them all (SPEC 6).
-    if have_selection and min(sums.speakers[bottom].sum(), sums.speakers[top].sum()) < min_report_speakers:
+    def distinct(cells: np.ndarray) -> int:
+        """Distinct speakers in a set of cohorts (a speaker can be in several at utterance level)."""
+        rows = (partition.labels >= 0) & np.asarray(cells, dtype=bool)[np.maximum(partition.labels, 0)]
+        return len(np.unique(row_speaker[rows]))
+
+    if have_selection and min(distinct(bottom), distinct(top)) < min_report_speakers:
         have_selection = False
 
     if boot is not None and len(boot["gap_pct"]) == 0:
@@ -104,7 +110,9 @@ def measure(
     rank = np.empty(partition.n_cohorts, dtype=np.int64)
     rank[order] = np.arange(1, partition.n_cohorts + 1)
     eligible = rule.eligible(sums.speakers, sums.ref_words)
-    suppressed = suppressed_cells(sums.speakers, min_report_speakers, bottom | top)
+    suppressed = suppressed_cells(
+        sums.speakers, min_report_speakers, bottom | top, distinct if speakers.clusters is not None else None
+    )
     cohorts = pd.DataFrame(
         {
             "id": partition.cohort_ids,
@@ -158,7 +166,16 @@ def measure(
         power_gap, power_needed = selection_power(
             in_bottom, in_top, speakers.errors, speakers.ref_words, alpha, target_gap_pct
         )
-    adjusted = adjusted_rate_ratios(speakers, in_bottom, in_top, adjust) if adjust and have_selection else None
+    adjusted = None
+    if adjust and have_selection and speakers.clusters is not None:
+        adjusted = {
+            "covariates": list(adjust),
+            "speakers": 0,
+            "left_out": 0,
+            "error": "adjusting utterance-level cohorts is not supported yet (use --by-level speaker to adjust)",
+        }
+    elif adjust and have_selection:
+        adjusted = adjusted_rate_ratios(speakers, in_bottom, in_top, adjust)
     if boot is not None and have_selection and speakers.clusters is not None:
         gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, 0.0)
     elif boot is not None and have_selection:
@@ -232,11 +249,9 @@ def fixed_selection_p_value(
         return None
     indicator = partition.indicator()
     e, w = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
-    if speakers.clusters is not None:  # utterance-level: a speaker's errors move between their rows
-        blocks = redistribution_null(speakers.clusters, speakers.errors, speakers.ref_words, permutations, rng)
-        null = np.concatenate(
-            [selection.gap_pct(drawn @ indicator, np.tile(w @ indicator, (len(drawn), 1))) for drawn in blocks]
-        )
+    if speakers.clusters is not None:  # utterance-level: whole speakers shuffled, spread over their rows
+        blocks = utterance_level_null(speakers.clusters, speakers.errors, speakers.ref_words, permutations, rng)
+        null = np.concatenate([selection.gap_pct(drawn @ indicator, words @ indicator) for drawn, words in blocks])
         return permutation_p_value(observed_gap, null)
     null = np.concatenate(
         [

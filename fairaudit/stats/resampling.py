@@ -259,42 +259,50 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def redistribution_null(
+def utterance_level_null(
     clusters: np.ndarray,
     errors: np.ndarray,
     words: np.ndarray,
     replicates: int,
     rng: np.random.Generator,
     block: int = 50,
-) -> Iterator[np.ndarray]:
-    """Null outcomes of an utterance-level table, in blocks of (b, rows) error counts: each
-    speaker's errors are redistributed over their rows (values) in proportion to reference words
-    (multinomial, drawn as a chain of binomials). It keeps every speaker's total, so the null is
-    "the value does not matter within a speaker", and speakers stay whole (SPEC 5)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Null outcomes of an utterance-level table (rows = a speaker's utterances with one value), in
+    blocks of (errors, words), each (b, rows).
+
+    Whole speakers are shuffled, as in the speaker-level test: speaker i takes the totals (errors,
+    words) of speaker pi(i) and spreads them over i's own rows in proportion to i's words there,
+    the errors by a multinomial draw (a chain of binomials). So neither which speakers use a value
+    nor how a speaker's errors fall between values matters under the null: the test detects both a
+    value whose speakers do worse and a value that is worse within speakers (SPEC 5)."""
     errors = np.asarray(errors, dtype=np.int64)
     words = np.asarray(words, dtype=np.float64)
     speaker_of = np.unique(clusters, return_inverse=True)[1]
     n_speakers = int(speaker_of.max()) + 1 if len(speaker_of) else 0
+    total_errors = np.bincount(speaker_of, weights=errors, minlength=n_speakers).astype(np.int64)
+    total_words = np.bincount(speaker_of, weights=words, minlength=n_speakers)
+    rows_of = np.bincount(speaker_of, minlength=n_speakers)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # a speaker's share of words on each row (rows of a speaker with no words: equal shares)
+        share = np.where(total_words[speaker_of] > 0, words / total_words[speaker_of], 1.0 / rows_of[speaker_of])
     order = np.lexsort((np.arange(len(speaker_of)), speaker_of))
     first = np.searchsorted(speaker_of[order], np.arange(n_speakers))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order)) - first[speaker_of[order]]
-    rows_of = np.bincount(speaker_of, minlength=n_speakers)
-    total_errors = np.bincount(speaker_of, weights=errors, minlength=n_speakers).astype(np.int64)
-    total_words = np.bincount(speaker_of, weights=words, minlength=n_speakers)
     for start in range(0, replicates, block):
         size = min(block, replicates - start)
-        left_errors = np.tile(total_errors, (size, 1))
-        left_words = total_words.copy()
+        donor = rng.permuted(np.tile(np.arange(n_speakers), (size, 1)), axis=1)  # speaker i takes pi(i)'s totals
+        left_errors = total_errors[donor]
+        left_share = np.ones((size, n_speakers))
         drawn = np.zeros((size, len(errors)), dtype=np.int64)
         for k in range(int(rows_of.max()) if len(rows_of) else 0):
             rows = np.flatnonzero(rank == k)
             speakers = speaker_of[rows]
             last = rows_of[speakers] == k + 1
             with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(last, 1.0, np.where(left_words[speakers] > 0, words[rows] / left_words[speakers], 0.0))
-            take = rng.binomial(left_errors[:, speakers], np.clip(share, 0.0, 1.0))
+                p = np.where(last, 1.0, share[rows] / left_share[:, speakers])
+            take = rng.binomial(left_errors[:, speakers], np.clip(np.nan_to_num(p), 0.0, 1.0))
             drawn[:, rows] = take
             left_errors[:, speakers] -= take
-            left_words[speakers] -= words[rows]
-        yield drawn
+            left_share[:, speakers] -= share[rows]
+        yield drawn, total_words[donor][:, speaker_of] * share

@@ -119,7 +119,12 @@ def test_html_escapes_cohort_descriptions(logs):
     _, base, regressed, _, _ = logs
     hostile = base.assign(accent=np.where(base.index % 2 == 0, "<script>x</script>", "plain"))
     data = fairaudit.compare(
-        hostile, regressed.assign(accent=hostile["accent"]), methods=["attribute"], by=["accent"], bootstrap=50
+        hostile,
+        regressed.assign(accent=hostile["accent"]),
+        methods=["attribute"],
+        by=["accent"],
+        by_level="speaker",  # the accent alternates within speakers here
+        bootstrap=50,
     ).to_dict()
     page = comparison_html(data)
     assert "<script>x" not in page and "&lt;script&gt;x" in page

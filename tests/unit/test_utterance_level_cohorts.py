@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import fairaudit
-from fairaudit.stats.resampling import bootstrap_partitions, redistribution_null
+from fairaudit.stats.resampling import bootstrap_partitions, utterance_level_null
 
 DEVICES = ("car", "tv", "phone")
 
@@ -74,16 +74,47 @@ def test_no_device_effect_rarely_gives_disparity():
     assert alarms <= 9  # 5% nominal: 4 expected of 80; 9 or more has probability below 2%
 
 
-def test_redistribution_keeps_each_speakers_errors_and_splits_them_by_words():
+def test_null_moves_whole_speakers_and_spreads_their_totals_by_words():
     clusters = np.array([0, 0, 1, 1, 1, 2])
     errors = np.array([3, 1, 0, 5, 2, 4])
     words = np.array([10, 30, 5, 5, 10, 7])
-    drawn = np.concatenate(list(redistribution_null(clusters, errors, words, 4000, np.random.default_rng(0))))
+    totals = {0: (4, 40.0), 1: (7, 20.0), 2: (4, 7.0)}
+    shares = words / np.array([40.0, 40.0, 20.0, 20.0, 20.0, 7.0])
+    blocks = list(utterance_level_null(clusters, errors, words, 3000, np.random.default_rng(0)))
+    drawn = np.concatenate([d for d, _ in blocks])
+    null_words = np.concatenate([w for _, w in blocks])
+    donors = set()
     for speaker in range(3):
         rows = clusters == speaker
-        assert (drawn[:, rows].sum(axis=1) == errors[rows].sum()).all()
-        expected = errors[rows].sum() * words[rows] / words[rows].sum()
-        assert drawn[:, rows].mean(axis=0) == pytest.approx(expected, abs=0.08)
+        got = {(int(e), float(w)) for e, w in zip(drawn[:, rows].sum(axis=1), null_words[:, rows].sum(axis=1))}
+        assert got <= {(e, w) for e, w in totals.values()}  # some speaker's whole totals, never a mix
+        donors |= got
+        assert np.allclose(null_words[:, rows] / null_words[:, rows].sum(axis=1, keepdims=True), shares[rows])
+    assert donors == {(e, w) for e, w in totals.values()}  # speakers are shuffled
+    assert drawn.sum(axis=1).tolist() == [errors.sum()] * len(drawn)
+
+
+def test_a_value_whose_speakers_do_worse_is_found_even_if_few_speakers_vary():
+    """Phone users have twice the WER; a single speaker uses both devices (so cohorts are utterances)."""
+    rng = np.random.default_rng(6)
+    n = 600
+    device = np.where(np.arange(n) < 200, "phone", "tv")
+    speaker = np.repeat(np.arange(n), 10)
+    utterance_device = device[speaker].copy()
+    utterance_device[:5] = "tv"  # speaker 0 (a phone user) has five tv utterances
+    rate = 0.08 * rng.gamma(4.0, 0.25, n)[speaker] * np.where(device[speaker] == "phone", 2.0, 1.0)
+    words = rng.integers(3, 15, len(speaker))
+    log = pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in speaker],
+            "device": utterance_device,
+            "errors": rng.binomial(words, np.clip(rate, 0, 1)),
+            "ref_words": words,
+        }
+    )
+    method = attribute_report(log, bootstrap=0)["methods"]["attribute"]
+    assert method["cohort_level"] == "utterance"
+    assert method["verdict"] == "disparity" and method["bottom_cohorts"] == ["phone"]
 
 
 def test_bootstrap_draws_whole_speakers_for_utterance_rows():
@@ -101,3 +132,39 @@ def test_bootstrap_draws_whole_speakers_for_utterance_rows():
     )[0]
     assert np.allclose(boot["wer"][:, 0], boot["wer"][:, 1])
     assert boot["wer"][:, 0].std() > 0
+
+
+def test_suppressed_utterance_cohorts_hide_at_least_the_minimum_of_distinct_speakers():
+    """Devices C and D are used by the same six speakers: together they hold 6 speakers, not 12."""
+    rng = np.random.default_rng(9)
+    rows = []
+    for s in range(300):
+        own = "A" if s < 150 else "B"
+        devices = [own] * 8 + (["C", "D"] if s < 6 else [])
+        for d in devices:
+            w = int(rng.integers(3, 12))
+            rows.append({"speaker_id": f"s{s}", "device": d, "errors": int(rng.binomial(w, 0.1)), "ref_words": w})
+    log = pd.DataFrame(rows)
+    method = attribute_report(log, bootstrap=0, permutations=0)["methods"]["attribute"]
+    hidden = [c for c in method["cohorts"] if c["suppressed"]]
+    assert len(hidden) >= 3  # C, D and a complementary cohort
+    shown = {c["id"] for c in method["cohorts"] if not c["suppressed"]}
+    hidden_speakers = log.loc[~log["device"].isin(shown), "speaker_id"].nunique()
+    assert hidden_speakers >= 10
+
+
+def test_stored_utterance_level_cohorts_are_refused_not_remeasured_per_speaker(tmp_path):
+    log = device_log(np.random.default_rng(4), phone_effect=1.2, n=300, per_speaker=8)
+    result = fairaudit.audit(log, methods=["attribute"], by=["device"], bootstrap=0, permutations=0)
+    report = result.to_dict()
+    assert report["methods"]["attribute"]["definition"]["level"] == "utterance"
+    with pytest.raises(fairaudit.errors.UsageError, match="utterance-level cohorts"):
+        fairaudit.audit(log, cohorts=report, bootstrap=0, permutations=0)
+
+
+def test_compare_on_a_varying_column_says_to_use_speaker_level():
+    log = device_log(np.random.default_rng(5), phone_effect=1.0, n=200, per_speaker=6)
+    with pytest.raises(fairaudit.errors.UsageError, match="--by-level speaker"):
+        fairaudit.compare(log, log, methods=["attribute"], by=["device"], bootstrap=0)
+    same = fairaudit.compare(log, log, methods=["attribute"], by=["device"], by_level="speaker", bootstrap=0)
+    assert same.to_dict()["methods"]
