@@ -159,7 +159,8 @@ def utterance_level(runs: int) -> None:
         ("phone utterances x1.3 (within speakers)", 1.0, 1.3),
     ):
         hits = 0
-        for seed in range(runs):
+        count = max(runs, 1500) if between == within == 1.0 else runs  # false alarms need many logs
+        for seed in range(count):
             result = fairaudit.audit(
                 device_log(rng, 300, between, within),
                 methods=["attribute"],
@@ -169,7 +170,7 @@ def utterance_level(runs: int) -> None:
                 seed=seed,
             )
             hits += result.methods["attribute"].verdict == "disparity"
-        print(f"| {label} | {100 * hits / runs:.1f}% ({hits}/{runs}) |")
+        print(f"| {label} | {100 * hits / count:.1f}% ({hits}/{count}) |")
 
 
 if __name__ == "__main__":
