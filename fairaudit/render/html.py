@@ -182,6 +182,8 @@ def _anatomy_view(cohorts: list[dict], target_gap: float | None) -> tuple[list[l
     """Rows of the error-anatomy-and-power table for the reported cohorts, and its column heads."""
     reported = [c for c in cohorts if not c["suppressed"]]
     has_anatomy = any(c.get("substitution_rate") is not None for c in reported)
+    if not any(c.get("detectable_gap_pct") is not None for c in reported):
+        target_gap = None  # utterance-level cohorts have no power figures
     if not reported or not (has_anatomy or target_gap):
         return [], []
     heads = ["cohort"]

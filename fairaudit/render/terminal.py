@@ -80,6 +80,8 @@ def anatomy_table(figures: Figures, target_gap: float | None) -> Table | None:
     WERs, the detectable gap and, with --target-gap, the speakers needed; None when nothing to show."""
     rows = [r for r in figures.cohorts.to_dict("records") if not r["suppressed"]]
     has_anatomy = any(_none(r.get("substitution_rate")) is not None for r in rows)
+    has_power = any(_none(r.get("detectable_gap_pct")) is not None for r in rows)
+    target_gap = target_gap if has_power else None  # utterance-level cohorts have no power figures
     if not rows or not (has_anatomy or target_gap):
         return None
     table = Table(

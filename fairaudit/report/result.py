@@ -57,7 +57,7 @@ class MethodResult:
         """Human-readable description of a union of cohorts."""
         lookup = dict(zip(self.partition.cohort_ids, self.partition.descriptions))
         if self.top_mode == "rest" and len(ids) > 1 and ids == self.discovery.top:
-            return "all other speakers"
+            return "all other utterances" if self.cohort_level == "utterance" else "all other speakers"
         return "; ".join(lookup.get(i, i) for i in ids) or "none"
 
     def _suppressed_ids(self) -> set[str]:

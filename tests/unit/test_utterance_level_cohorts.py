@@ -49,6 +49,9 @@ def test_cohorts_are_the_utterances_with_each_value():
         assert cohort["wer_ci"][0] < cohort["wer"] < cohort["wer_ci"][1]
     assert method["bottom_cohorts"] == ["phone"] and method["verdict"] == "disparity"
     assert method["speakers"] == log["speaker_id"].nunique()
+    assert method["top_description"] == "all other utterances"
+    html = fairaudit.audit(log, methods=["attribute"], by=["device"], bootstrap=0, permutations=0).to_html()
+    assert "utterance-level cohorts: a cohort is the utterances with that value" in html
 
 
 def test_speaker_level_is_still_available_and_differs():
