@@ -104,12 +104,16 @@ def suppress_nested_attributes(results: dict) -> None:
                 suppressed = cohorts["suppressed"].to_numpy(dtype=bool).copy()
                 for parent in parents.unique():
                     inside = (parents == parent).to_numpy()
+                    counts = cohorts["speakers"].to_numpy()[inside]
+                    # Utterance-level cohorts can share speakers: their union holds at least the
+                    # largest one's speakers, and counting only that is the safe side.
+                    union = (
+                        (lambda mask, counts=counts: int(counts[mask].max()) if mask.any() else 0)
+                        if getattr(result, "cohort_level", "speaker") == "utterance"
+                        else None
+                    )
                     suppressed[inside] = (
-                        suppressed_cells(
-                            cohorts["speakers"].to_numpy()[inside],
-                            result.min_report_speakers,
-                            chosen.to_numpy()[inside],
-                        )
+                        suppressed_cells(counts, result.min_report_speakers, chosen.to_numpy()[inside], union)
                         | suppressed[inside]
                     )
                 cohorts["suppressed"] = suppressed
