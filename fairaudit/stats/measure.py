@@ -150,14 +150,16 @@ def measure(
     cohorts = cohorts.sort_values("rank", kind="stable").reset_index(drop=True)
 
     ids = np.asarray(partition.cohort_ids, dtype=object)
-    bottom_wer = masked_wer(sums.errors, sums.ref_words, bottom) if have_selection else np.nan
-    top_wer = masked_wer(sums.errors, sums.ref_words, top) if have_selection else np.nan
+    undefined = np.array(np.nan)  # a 0-d array, like masked_wer's result
+    bottom_wer = masked_wer(sums.errors, sums.ref_words, bottom) if have_selection else undefined
+    top_wer = masked_wer(sums.errors, sums.ref_words, top) if have_selection else undefined
     gap = float(wer_gap_pct(bottom_wer, top_wer)) if have_selection else None
     share = None
     if have_selection:  # speakers with any row in the bottom cohort (one row each at speaker level)
         in_bottom_rows = (partition.labels >= 0) & bottom[np.maximum(partition.labels, 0)]
         share = 100.0 * len(np.unique(row_speaker[in_bottom_rows])) / total_speakers
-    gap_ci, share_ci = [None, None], [None, None]
+    gap_ci: list = [None, None]
+    share_ci: list = [None, None]
     power_gap, power_needed = float("nan"), float("nan")
     if have_selection and speakers.clusters is None:  # power figures treat rows as independent speakers
         labels = partition.labels
@@ -181,7 +183,7 @@ def measure(
     elif boot is not None and have_selection:
         gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
         gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, gap_a)
-        share_ci = bca_interval(boot["share_pct"], share, share_a)
+        share_ci = bca_interval(boot["share_pct"], share if share is not None else np.nan, share_a)
     return Figures(
         cohorts=cohorts,
         bottom=[str(i) for i in ids[bottom]],

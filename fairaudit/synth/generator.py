@@ -61,8 +61,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import secrets
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +73,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fairaudit.geodata.distance import haversine_km
+from fairaudit.io.outputs import replace_atomically
 
 #: The old plant names, kept as aliases of the fixed legacy shapes; also the default plant.
 LEGACY_ALIASES = {"geo-tree": "lat-band", "zip-demographic": "zip-age", "embedding-kmeans": "emb-cluster"}
@@ -646,7 +645,8 @@ def _zip_majority(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray
 
 def _accent_share(pop: Population, mask: np.ndarray, cluster: int) -> float:
     """Share of the masked speakers with ``cluster``'s dominant accent, in percent."""
-    return _r(100 * float((pop.accent_idx[mask] == pop.dominant[cluster]).mean()) if mask.any() else 0.0, 4)
+    share = 100 * float((pop.accent_idx[mask] == pop.dominant[cluster]).mean()) if mask.any() else 0.0
+    return round(share, 4)
 
 
 def _emb_cluster(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, dict]:
@@ -1271,17 +1271,6 @@ def _write_delimited(frame: pd.DataFrame, path: Path, delimiter: str, compress: 
             pacsv.write_csv(table, raw, write_options=options)
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same directory, then os.replace: never a half file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def synth_paths(out: str | Path, embeddings: bool = True) -> dict[str, Path | None]:
     """Where :func:`write_synth` writes: ``{"log", "embeddings" (or None), "truth"}``."""
     out = Path(out)
@@ -1307,14 +1296,22 @@ def write_synth(out: str | Path, synth: SynthLog, *, force: bool = True) -> dict
         existing = [str(p) for key, p in paths.items() if key != "log" and p is not None and p.exists()]
         if existing:
             raise FileExistsError(f"refusing to overwrite {', '.join(existing)} (use --force)")
-    out, suffix = paths["log"], _split_log_path(paths["log"])[1]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path, embeddings_path, truth_path = paths["log"], paths["embeddings"], paths["truth"]
+    assert log_path is not None and truth_path is not None
+    suffix = _split_log_path(log_path)[1]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
-        _atomic(out, lambda p: _write_parquet(synth.log, p))
+        replace_atomically(log_path, lambda p: _write_parquet(synth.log, p))
     else:
-        _atomic(out, lambda p: _write_delimited(synth.log, p, "\t" if suffix == ".tsv" else ",", suffix == ".csv.gz"))
-    if synth.embeddings is not None:
-        _atomic(paths["embeddings"], lambda p: _write_parquet(synth.embeddings, p))
+        delimiter = "\t" if suffix == ".tsv" else ","
+        replace_atomically(log_path, lambda p: _write_delimited(synth.log, p, delimiter, suffix == ".csv.gz"))
+    if synth.embeddings is not None and embeddings_path is not None:
+        embeddings = synth.embeddings
+        replace_atomically(embeddings_path, lambda p: _write_parquet(embeddings, p))
     text = json.dumps(synth.truth, indent=2) + "\n"
-    _atomic(paths["truth"], lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write_truth(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    replace_atomically(truth_path, write_truth)
     return paths
