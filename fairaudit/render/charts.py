@@ -142,16 +142,7 @@ def wer_by_cohort(
         ax.set_xlabel("WER (% of reference words)")
         ax.grid(axis="x", color=GRID, zorder=0)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(
-            handles=handles,
-            loc="lower center",
-            bbox_to_anchor=(0.5, 1.0),
-            ncol=len(handles),
-            frameon=False,
-            fontsize=8,
-            handlelength=1.4,
-            columnspacing=1.2,
-        )
+        _legend_above(ax, handles)
         fig.tight_layout()
         return png_data_uri(fig)
 
@@ -276,15 +267,20 @@ def change_by_cohort(cohorts: Sequence[dict]) -> str | None:
             Patch(color=OTHER, label="no evidence"),
             Line2D([], [], color=INK, lw=1, marker="|", markersize=8, label="95% interval"),
         ]
-        ax.legend(
-            handles=handles,
-            loc="lower center",
-            bbox_to_anchor=(0.5, 1.0),
-            ncol=len(handles),
-            frameon=False,
-            fontsize=8,
-            handlelength=1.4,
-            columnspacing=1.2,
-        )
+        _legend_above(ax, handles)
         fig.tight_layout()
         return png_data_uri(fig)
+
+
+def _legend_above(ax, handles: list) -> None:
+    """One row of legend entries centred above the plot, without a frame."""
+    ax.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(handles),
+        frameon=False,
+        fontsize=8,
+        handlelength=1.4,
+        columnspacing=1.2,
+    )
