@@ -130,14 +130,14 @@ def measure(
             "word_share_pct": 100.0 * sums.ref_words / total_words,
             "eligible": eligible,
             "suppressed": suppressed,
-            "detectable_gap_pct": (
-                detectable_gap_pct(partition, speakers.errors, speakers.ref_words, alpha)
-                if speakers.clusters is None
-                else np.full(partition.n_cohorts, np.nan)
+            "detectable_gap_pct": detectable_gap_pct(
+                partition, speakers.errors, speakers.ref_words, alpha, speakers.clusters
             ),
             "speakers_needed": (
-                speakers_needed(partition, speakers.errors, speakers.ref_words, alpha, target_gap_pct)
-                if target_gap_pct and speakers.clusters is None
+                speakers_needed(
+                    partition, speakers.errors, speakers.ref_words, alpha, target_gap_pct, speakers.clusters
+                )
+                if target_gap_pct
                 else np.full(partition.n_cohorts, np.nan)
             ),
             **cohort_anatomy(partition, speakers).to_dict("series"),
@@ -161,12 +161,12 @@ def measure(
     gap_ci: list = [None, None]
     share_ci: list = [None, None]
     power_gap, power_needed = float("nan"), float("nan")
-    if have_selection and speakers.clusters is None:  # power figures treat rows as independent speakers
+    if have_selection:
         labels = partition.labels
         in_bottom = (labels >= 0) & bottom[np.maximum(labels, 0)]
         in_top = (labels >= 0) & top[np.maximum(labels, 0)]
         power_gap, power_needed = selection_power(
-            in_bottom, in_top, speakers.errors, speakers.ref_words, alpha, target_gap_pct
+            in_bottom, in_top, speakers.errors, speakers.ref_words, alpha, target_gap_pct, speakers.clusters
         )
     adjusted = None
     if adjust and have_selection and speakers.clusters is not None:

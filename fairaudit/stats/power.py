@@ -22,21 +22,33 @@ from fairaudit.model.partition import Partition
 POWER = 0.8
 
 
-def _variances(labels: np.ndarray, k: int, errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _variances(
+    labels: np.ndarray, k: int, errors: np.ndarray, words: np.ndarray, clusters: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cohort (labels 0..k-1, -1 = left out): var(log WER) of the cohort and of the rest of the
-    labelled speakers, under no gap."""
+    labelled rows, under no gap. With ``clusters`` (utterance-level rows: a speaker's utterances with
+    one value) residuals are summed per speaker, and the covariance of a speaker's rows inside and
+    outside the cohort is folded into the rest's term (so v_c + v_r is var(log ratio))."""
     keep = labels >= 0
     e = np.asarray(errors, dtype=np.float64)[keep]
     w = np.asarray(words, dtype=np.float64)[keep]
     lab = labels[keep]
     p = e.sum() / w.sum() if w.sum() > 0 else np.nan
-    squares = (e - p * w) ** 2
-    s_c = np.bincount(lab, weights=squares, minlength=k)
     w_c = np.bincount(lab, weights=w, minlength=k)
-    s_r, w_r = squares.sum() - s_c, w.sum() - w_c
+    w_r = w.sum() - w_c
+    residual = e - p * w
+    if clusters is None:
+        s_c = np.bincount(lab, weights=residual**2, minlength=k)
+        s_r, cross = (residual**2).sum() - s_c, np.zeros(k)
+    else:
+        speaker = np.unique(np.asarray(clusters)[keep], return_inverse=True)[1]
+        inside = np.zeros((int(speaker.max()) + 1 if len(speaker) else 0, k))
+        np.add.at(inside, (speaker, lab), residual)
+        outside = inside.sum(axis=1, keepdims=True) - inside
+        s_c, s_r, cross = (inside**2).sum(axis=0), (outside**2).sum(axis=0), (inside * outside).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         v_c = np.where(w_c > 0, s_c / (p * w_c) ** 2, np.nan)
-        v_r = np.where(w_r > 0, s_r / (p * w_r) ** 2, np.nan)
+        v_r = np.where(w_r > 0, (s_r / (p * w_r) ** 2) - 2 * cross / (p * p * w_c * w_r), np.nan)
     return v_c, v_r
 
 
@@ -57,17 +69,24 @@ def _needed(v_c: np.ndarray, v_r: np.ndarray, n_c: np.ndarray, alpha: float, tar
         return np.where(np.isfinite(total), np.maximum(np.ceil(total - n_c), 0.0), np.nan)
 
 
-def detectable_gap_pct(partition: Partition, errors: np.ndarray, words: np.ndarray, alpha: float) -> np.ndarray:
+def detectable_gap_pct(
+    partition: Partition, errors: np.ndarray, words: np.ndarray, alpha: float, clusters: np.ndarray | None = None
+) -> np.ndarray:
     """Per cohort: the smallest relative WER gap (%) against the rest detectable at ``alpha`` with 80% power."""
-    return _gap(*_variances(partition.labels, partition.n_cohorts, errors, words), alpha)
+    return _gap(*_variances(partition.labels, partition.n_cohorts, errors, words, clusters), alpha)
 
 
 def speakers_needed(
-    partition: Partition, errors: np.ndarray, words: np.ndarray, alpha: float, target_gap_pct: float
+    partition: Partition,
+    errors: np.ndarray,
+    words: np.ndarray,
+    alpha: float,
+    target_gap_pct: float,
+    clusters: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per cohort: how many more speakers like its own it needs for a gap of ``target_gap_pct`` to be
     detectable (0 when it already is; NaN when the rest's own noise alone prevents it)."""
-    v_c, v_r = _variances(partition.labels, partition.n_cohorts, errors, words)
+    v_c, v_r = _variances(partition.labels, partition.n_cohorts, errors, words, clusters)
     n_c = np.bincount(partition.labels[partition.labels >= 0], minlength=partition.n_cohorts).astype(np.float64)
     return _needed(v_c, v_r, n_c, alpha, target_gap_pct)
 
@@ -79,11 +98,12 @@ def selection_power(
     words: np.ndarray,
     alpha: float,
     target_gap_pct: float | None,
+    clusters: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """For the chosen bottom cohort against the top cohort (speaker masks): the detectable gap (%)
     and, with a target gap, the extra bottom-cohort speakers needed (NaN without one)."""
     labels = np.where(in_bottom, 0, np.where(in_top, 1, -1))
-    v_c, v_r = _variances(labels, 2, errors, words)
+    v_c, v_r = _variances(labels, 2, errors, words, clusters)
     gap = float(_gap(v_c, v_r, alpha)[0])
     if not target_gap_pct:
         return gap, float("nan")

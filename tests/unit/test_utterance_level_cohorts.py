@@ -171,3 +171,19 @@ def test_compare_on_a_varying_column_says_to_use_speaker_level():
         fairaudit.compare(log, log, methods=["attribute"], by=["device"], bootstrap=0)
     same = fairaudit.compare(log, log, methods=["attribute"], by=["device"], by_level="speaker", bootstrap=0)
     assert same.to_dict()["methods"]
+
+
+def test_power_with_one_row_per_speaker_equals_the_speaker_level_formula_and_is_reported():
+    from fairaudit.model.partition import Partition
+    from fairaudit.stats.power import detectable_gap_pct
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 400)
+    errors, words = rng.integers(0, 30, 400), rng.integers(50, 200, 400)
+    partition = Partition("test", labels, ["a", "b", "c"], ["a", "b", "c"])
+    plain = detectable_gap_pct(partition, errors, words, 0.05)
+    clustered = detectable_gap_pct(partition, errors, words, 0.05, clusters=np.arange(400))
+    np.testing.assert_allclose(clustered, plain)
+    method = attribute_report(device_log(rng, 1.0, n=300, per_speaker=8), bootstrap=0, permutations=0)
+    cohorts = method["methods"]["attribute"]["cohorts"]
+    assert all(c["detectable_gap_pct"] is not None and c["detectable_gap_pct"] > 0 for c in cohorts)
