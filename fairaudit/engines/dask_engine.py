@@ -6,8 +6,9 @@ Pipeline (one ``dask.compute``):
    (``s3://bucket/eval/*.parquet``). Files are taken in sorted order of their paths: that order is
    "the concatenated input". Uncompressed CSV/TSV files larger than ``blocksize`` are split at line
    breaks into pieces of about that size (gzip'd files and Parquet files are one piece each).
-2. **Read and validate each piece** with :mod:`fairaudit.io.readers` (``read_table`` and
-   ``_canonical_log``): the same rules and messages as the pandas engine. A message names the
+2. **Read and validate each piece** with :mod:`fairaudit.io.sources` (``read_table``) and
+   :mod:`fairaudit.validate.log_columns` (``canonical_log``): the same rules and messages as the
+   pandas engine. A message names the
    file and the line in that file (for a block of a large file, the line in the whole file).
    Metadata columns are carried as their text (CSV/TSV) or their Parquet type.
 3. **Shuffle on speaker_id** (Dask dataframe; the disk shuffle on the local scheduler, P2P on a
@@ -27,7 +28,7 @@ Things that need the whole input are settled across pieces:
   the pandas engine's categoricals have them (so anything depending on category order agrees);
 * duplicate utterance ids across pieces (a second shuffle, of the ids only);
 * the ``--embeddings`` file's key and coverage notes (counts summed over partitions);
-* the notes (ZIP codes repaired: counts summed);
+* the notes (ZIP codes repaired: the pieces' typed counts summed, ``UtteranceLog.zip_repairs``);
 * ``input.sha256``: see :func:`manifest_sha256`.
 
 A bad piece stops the computation with its file's message (exit 2); when several pieces are bad,
