@@ -12,7 +12,7 @@ the line the utterance came from.
   The speaker comes from the utterance id by an explicit rule (``--speaker-pattern``, a regular
   expression whose first group is the speaker; by default the part before the first ``-`` or
   ``_``), and an id the rule does not match is an error: SCTK's implicit rule silently merges such
-  speakers.
+  speakers. Optional words in parentheses, such as ``(%hesitation)``, are left out of both texts.
 - **Kaldi data directory**: ``text`` (utterance id, reference words), ``utt2spk`` (utterance id,
   speaker) and the hypotheses in the same ``text`` format in a file named ``hyp``, ``hyp.txt`` or
   ``text.hyp``. An utterance without a hypothesis line counts as an empty hypothesis (a note says
@@ -162,6 +162,13 @@ def read_kaldi_directory(path: str | Path) -> tuple[pd.DataFrame, LineSource, li
                 line=number,
                 value=utterance,
             )
+        if len(speaker[1].split()) > 1:
+            raise InputError(
+                "a utt2spk line is an utterance id and one speaker id; this one has more words",
+                file=str(directory / "utt2spk"),
+                line=speaker[0],
+                value=speaker[1],
+            )
         hypothesis = hypotheses.get(utterance, (0, ""))[1]
         rows.append(
             {"speaker_id": speaker[1].strip(), "utterance_id": utterance, "reference": words, "hypothesis": hypothesis}
@@ -195,6 +202,9 @@ def directory_sha256(directory: str | Path) -> str:
 
 #: Default rule for the speaker of a trn utterance id: everything before the first "-" or "_".
 TRN_SPEAKER_PATTERN = r"^(.+?)[-_]"
+#: SCTK's optional words, such as (%hesitation) or (uh): left out of both texts (SCTK lets them
+#: match or be missed at no cost; leaving them out never counts an error for them).
+_OPTIONAL_WORD = re.compile(r"\([^()\s]*\)")
 _TRN_LINE = re.compile(r"^(.*)\(([^()]*)\)\s*$")
 
 
@@ -214,7 +224,8 @@ def _trn_table(path: Path) -> dict[str, tuple[int, str]]:
                 line=number,
                 value=text[:80],
             )
-        _add_entry(entries, match.group(2).strip(), number, " ".join(match.group(1).split()), path)
+        words = [word for word in match.group(1).split() if not _OPTIONAL_WORD.fullmatch(word)]
+        _add_entry(entries, match.group(2).strip(), number, " ".join(words), path)
     return entries
 
 

@@ -152,3 +152,15 @@ def test_trn_errors_name_the_line_and_say_what_is_needed(tmp_path):
     assert run.code == 2 and "line 2" in run.stderr and "(utterance-id)" in run.stderr
     run = run_main("validate", tmp_path / "ref.trn")
     assert run.code == 2 and "--reference REF.trn" in run.stderr
+
+
+def test_trn_optional_words_are_left_out_and_utt2spk_lines_have_one_speaker(tmp_path):
+    write_trn(tmp_path / "ref.trn", [("a-1", "the (%hesitation) cat sat")])
+    write_trn(tmp_path / "hyp.trn", [("a-1", "the cat (uh) sat")])
+    log = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn")
+    assert log.frame[["errors", "ref_words"]].values.tolist() == [[0, 3]]
+    write_kaldi(tmp_path / "k")
+    (tmp_path / "k" / "utt2spk").write_text("u1 s1\nu2 s1 extra\nu3 007\nu4 007\n")
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "k")
+    assert caught.value.file.endswith("utt2spk") and caught.value.line == 2
