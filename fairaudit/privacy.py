@@ -67,6 +67,50 @@ def unassign_exposing_speakers(partitions: list[Partition], minimum: int) -> Non
         reasons[EXPOSING] = reasons.get(EXPOSING, 0) + int(extra.sum())
 
 
+def unassign_exposing_rows(
+    partitions: list[Partition], clusters: list[np.ndarray | None], n_speakers: int, minimum: int
+) -> None:
+    """:func:`unassign_exposing_speakers` when some partitions are utterance-level (rows are a
+    speaker's utterances with one value; ``clusters[i]`` maps partition i's rows to speaker
+    positions 0..n_speakers-1, None for a speaker-level partition).
+
+    An utterance-level method that leaves out some rows (a missing value) of 1 to ``minimum - 1``
+    speakers would publish totals differing from a speaker-level method's by exactly those rows:
+    those speakers' rows are all left out. Then each utterance-level method takes part in the
+    speaker-level check as the set of speakers it has rows of, and the speakers it must drop lose
+    all their rows. Updates labels in place.
+    """
+    if minimum <= 0:
+        return
+    views = []
+    for partition, rows_speaker in zip(partitions, clusters):
+        if rows_speaker is None:
+            views.append(partition)
+            continue
+        partial = np.zeros(n_speakers, dtype=bool)
+        partial[rows_speaker[~partition.assigned]] = True
+        partial &= np.isin(np.arange(n_speakers), rows_speaker[partition.assigned])
+        if 0 < partial.sum() < minimum:
+            _drop_rows(partition, partial[rows_speaker])
+        has_rows = np.zeros(n_speakers, dtype=bool)
+        has_rows[rows_speaker[partition.assigned]] = True
+        views.append(Partition("speakers", np.where(has_rows, 0, UNASSIGNED), ["all"], ["all"]))
+    unassign_exposing_speakers(views, minimum)
+    for partition, rows_speaker, view in zip(partitions, clusters, views):
+        if rows_speaker is not None:
+            dropped = (view.labels == UNASSIGNED)[rows_speaker] & partition.assigned
+            if dropped.any():
+                _drop_rows(partition, dropped)
+
+
+def _drop_rows(partition: Partition, rows: np.ndarray) -> None:
+    """Leave ``rows`` out of ``partition`` (counted, as rows, under the exposing reason)."""
+    count = int((rows & partition.assigned).sum())
+    partition.labels[rows] = UNASSIGNED
+    if count:
+        partition.unassigned_reasons[EXPOSING] = partition.unassigned_reasons.get(EXPOSING, 0) + count
+
+
 def _first_exposure(masks: list[np.ndarray], minimum: int) -> tuple[int, np.ndarray] | None:
     """The first method j (and its extra speakers) assigning another method's speakers plus 1 to
     ``minimum - 1`` more, or None."""

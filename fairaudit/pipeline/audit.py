@@ -22,7 +22,7 @@ from fairaudit.model.log import SPEAKER, UtteranceLog
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.options import AuditOptions
-from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_speakers
+from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_rows
 from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.adjust import utterance_rate_ratios
 from fairaudit.stats.measure import (
@@ -134,8 +134,12 @@ def run_audit(
     for key, method, table in zip(keys, methods, tables):
         with stage(f"{key}: fit"):
             method.fit(table)
-    speaker_level = [m.partition_ for m, t in zip(methods, tables) if t.clusters is None]
-    unassign_exposing_speakers(speaker_level, opts.min_report_speakers)
+    unassign_exposing_rows(
+        [m.partition_ for m in methods],
+        [_speaker_positions(t, discovery_pos) for t in tables],
+        len(discovery),
+        opts.min_report_speakers,
+    )
     found: list[Discovered] = []
     for key, method, table, full in zip(keys, methods, tables, fulls):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
@@ -202,8 +206,11 @@ def run_audit(
     if held_out is not None and holdout_pos is not None:
         held_tables = [held_out if item.full is speakers else item.full.of_speakers(holdout_pos) for item in found]
         held_partitions = [item.method.assign(table) for item, table in zip(found, held_tables)]
-        unassign_exposing_speakers(
-            [p for p, t in zip(held_partitions, held_tables) if t.clusters is None], opts.min_report_speakers
+        unassign_exposing_rows(
+            held_partitions,
+            [_speaker_positions(t, holdout_pos) for t in held_tables],
+            len(held_out),
+            opts.min_report_speakers,
         )
         for held_partition, item in zip(held_partitions, found):
             key = item.key
@@ -252,6 +259,12 @@ def run_audit(
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
     return audit_result
+
+
+def _speaker_positions(table: SpeakerTable, positions: np.ndarray) -> np.ndarray | None:
+    """For an utterance-level table: each row's speaker as a position among ``positions`` (the sorted
+    speaker-table positions of this discovery or hold-out set); None for a speaker-level table."""
+    return None if table.clusters is None else np.searchsorted(positions, table.clusters)
 
 
 def _definition(method: CohortMethod, utterance_level: bool) -> dict:

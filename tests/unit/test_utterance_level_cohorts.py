@@ -187,3 +187,21 @@ def test_power_with_one_row_per_speaker_equals_the_speaker_level_formula_and_is_
     method = attribute_report(device_log(rng, 1.0, n=300, per_speaker=8), bootstrap=0, permutations=0)
     cohorts = method["methods"]["attribute"]["cohorts"]
     assert all(c["detectable_gap_pct"] is not None and c["detectable_gap_pct"] > 0 for c in cohorts)
+
+
+def test_a_few_speakers_missing_values_cannot_be_recovered_across_methods():
+    """Three speakers have some utterances without a device. Published next to a speaker-level method
+    over every speaker, the device totals would differ by exactly those utterances: so those three
+    speakers leave both methods."""
+    rng = np.random.default_rng(10)
+    log = device_log(rng, 1.0, n=300, per_speaker=8)
+    log["gender"] = np.where(log["speaker_id"].str[-1].astype(int) % 2 == 0, "f", "m")
+    missing = log["speaker_id"].isin(["s00001", "s00002", "s00003"]) & (log.groupby("speaker_id").cumcount() < 2)
+    log.loc[missing, "device"] = None
+    report = fairaudit.audit(log, methods=["attribute"], by=["device", "gender"], bootstrap=0, permutations=0)
+    methods = report.to_dict()["methods"]
+    device, gender = methods["attribute:device"], methods["attribute:gender"]
+    assert device["cohort_level"] == "utterance" and gender["cohort_level"] == "speaker"
+    assert device["assigned_speakers"] == gender["assigned_speakers"] == 297
+    reported = sum(c["utterances"] for c in device["cohorts"]) + sum(c["utterances"] for c in gender["cohorts"])
+    assert reported == 2 * (len(log) - 3 * 8)  # the same utterances behind both methods' totals
