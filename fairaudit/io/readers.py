@@ -123,7 +123,8 @@ def _read_asr_format(
         sha = file_sha256(path)
     for name in ("speaker_id", "utterance_id", "reference", "hypothesis", *(columns or {}).values()):
         if name in frame.columns:  # ids and text as written (a numeric speaker key stays "007"-safe text)
-            frame[name] = frame[name].map(lambda v: v if v is None or v != v else str(v))
+            values = frame[name]
+            frame[name] = values.where(values.isna(), values.astype(str))
     table = frame_to_table(frame, src)
     src.header = list(table.column_names)
     rename = check_mapping(src, columns, CANONICAL_COLUMNS)
