@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fairaudit.errors import InputError
-from fairaudit.gate.policy import LEVEL_RULES, MIN_RELATIVE_BASE, Level, Policy
+from fairaudit.gate.policy import LEVEL_RULES, MIN_RELATIVE_BASE, Level, MethodPolicy, Policy
 
 
 @dataclass
@@ -157,7 +157,7 @@ def run_gate(report: dict, policy: Policy, baseline: dict | None = None, compari
     return GateResult(results)
 
 
-def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Policy, label: str) -> RuleResult:
+def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: MethodPolicy, label: str) -> RuleResult:
     share = figures.get("bottom_share_pct")
     if share is not None and share < policy.min_bottom_share_pct:
         return RuleResult(
@@ -283,7 +283,9 @@ def _cells(method: dict) -> list:
     ]
 
 
-def _regression_rule(rule: str, level: Level, method: str, change: dict, pairing: str, policy: Policy) -> RuleResult:
+def _regression_rule(
+    rule: str, level: Level, method: str, change: dict, pairing: str, policy: MethodPolicy
+) -> RuleResult:
     """Judge the interval of a change on the same cohorts: its lower bound (default) or the point."""
     relative = rule.endswith("-pct")
     how_pairing = pairing.split(":")[0] if pairing else "unpaired"

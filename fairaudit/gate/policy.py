@@ -1,56 +1,53 @@
-"""The gate policy (SPEC 7): its rules and levels, read from [gate] in fairaudit.toml, pyproject.toml or --policy."""
+"""The gate policy (SPEC 7): its rules and levels, read from [gate] in fairaudit.toml, pyproject.toml or --policy.
+
+The policy is a pydantic model, so each key (its TOML name, bounds and help) is declared once here:
+validation, the error messages, the gate's outputs and ``data_schemas/gate_policy.schema.json``
+(``fairaudit schema gate_policy``, for editors that check TOML against a schema) all come from it.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema, model_validator
 
 from fairaudit.errors import InputError
 from fairaudit.io.config_file import find_config, read_toml
 
 OUTCOMES = ("pass", "warn", "fail")
-
-
-LEVEL_RULES = {
-    "max-wer-gap-pct": "maximum WER gap (%) between bottom and top cohorts",
-    "max-bottom-wer": "maximum bottom-cohort WER (fraction of reference words, e.g. 0.2 = 20%)",
-}
-
-
-REGRESSION_RULES = {
-    "max-gap-increase-points": "maximum increase of the WER gap over the baseline, in gap percentage points",
-    "max-gap-increase-pct": "maximum relative increase of the WER gap over the baseline, in %",
-    "max-cohort-wer-increase-points": (
-        "maximum increase of any cohort's WER over the baseline, in WER percentage points"
-    ),
-    "max-cohort-wer-increase-pct": "maximum relative increase of any cohort's WER over the baseline, in %",
-}
-
-
-SETTINGS = {
-    "on": "judge limits on the 95% interval's lower bound ('lower', default) or the point estimate ('point')",
-    "insufficient-data": "what an 'insufficient data' verdict means for the build: pass, warn (default) or fail",
-    "min-bottom-share-pct": (
-        "below this bottom-cohort share (% of speakers) a gap is reported but not actionable (default 0)"
-    ),
-    "methods": "which methods the gate judges (default: every method in the report)",
-    "not-evaluated": "what a rule that cannot be evaluated means for the build (no baseline, cohorts not the "
-    "baseline's, a relative rule on a gap near zero): pass, warn or fail (default)",
-}
-
+Outcome = Literal["pass", "warn", "fail"]
 
 #: A relative rule needs a baseline figure clearly above zero: below this (a gap in %, or a WER
 #: in percentage points) the relative change is refused rather than allowed to flip sign or explode.
 MIN_RELATIVE_BASE = 1.0
 
+LEVEL_RULE = "a number (the fail level) or a table with warn and/or fail, each a number of at least 0"
 
-@dataclass(frozen=True)
-class Level:
-    """Warn and fail thresholds of one rule (either may be absent)."""
 
-    warn: float | None = None
-    fail: float | None = None
+class Level(BaseModel):
+    """Warn and fail thresholds of one rule (either may be absent); a bare number is the fail level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    warn: float | None = Field(None, ge=0, allow_inf_nan=False, description="above this the rule warns")
+    fail: float | None = Field(None, ge=0, allow_inf_nan=False, description="above this the rule fails the build")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number_is_fail(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"fail": value}
+        if isinstance(value, dict) and not value:
+            raise ValueError("an empty table")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Level:
+        if self.warn is not None and self.fail is not None and self.warn > self.fail:
+            raise ValueError(f"warn ({self.warn:g}) must not exceed fail ({self.fail:g})")
+        return self
 
     def judge(self, value: float) -> str:
         if self.fail is not None and value > self.fail:
@@ -66,21 +63,153 @@ class Level:
         return ", ".join(parts)
 
 
-@dataclass
-class Policy:
-    """A validated gate policy: defaults plus per-method overrides."""
+#: How a rule's value looks in TOML: a bare number (the fail level) or a { warn, fail } table.
+LEVEL_JSON_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "description": "the fail level"},
+        {
+            "type": "object",
+            "properties": {
+                "warn": {"type": "number", "minimum": 0, "description": "above this the rule warns"},
+                "fail": {"type": "number", "minimum": 0, "description": "above this the rule fails the build"},
+            },
+            "additionalProperties": False,
+            "minProperties": 1,
+        },
+    ]
+}
+RuleLevel = Annotated[Level, WithJsonSchema(LEVEL_JSON_SCHEMA)]
 
-    rules: dict[str, Level] = field(default_factory=dict)
-    on: str = "lower"
-    insufficient_data: str = "warn"
-    not_evaluated: str = "fail"
-    min_bottom_share_pct: float = 0.0
-    methods: list[str] | None = None
-    per_method: dict[str, Policy] = field(default_factory=dict)
-    source: str | None = None
 
-    def for_method(self, method: str) -> Policy:
-        return self.per_method.get(method, self.per_method.get(method.split(":")[0], self))
+def _rule(kind: Literal["level", "regression"], help: str) -> Any:
+    return Field(None, description=help, json_schema_extra={"kind": kind, "rule": LEVEL_RULE})
+
+
+def _setting(default: Any, help: str, rule: str, **bounds: Any) -> Any:
+    return Field(default, description=help, json_schema_extra={"kind": "setting", "rule": rule}, **bounds)
+
+
+class MethodPolicy(BaseModel):
+    """The rules and settings of a [gate.method.NAME] table; [gate] itself adds per-method tables.
+
+    Field names are the TOML keys with "-" written "_"; ``rules`` lists the rules that are set.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=True, alias_generator=lambda name: name.replace("_", "-")
+    )
+
+    max_wer_gap_pct: RuleLevel | None = _rule("level", "maximum WER gap (%) between bottom and top cohorts")
+    max_bottom_wer: RuleLevel | None = _rule(
+        "level", "maximum bottom-cohort WER (fraction of reference words, e.g. 0.2 = 20%)"
+    )
+    max_gap_increase_points: RuleLevel | None = _rule(
+        "regression", "maximum increase of the WER gap over the baseline, in gap percentage points"
+    )
+    max_gap_increase_pct: RuleLevel | None = _rule(
+        "regression", "maximum relative increase of the WER gap over the baseline, in %"
+    )
+    max_cohort_wer_increase_points: RuleLevel | None = _rule(
+        "regression", "maximum increase of any cohort's WER over the baseline, in WER percentage points"
+    )
+    max_cohort_wer_increase_pct: RuleLevel | None = _rule(
+        "regression", "maximum relative increase of any cohort's WER over the baseline, in %"
+    )
+    on: Literal["lower", "point"] = _setting(
+        "lower",
+        "judge limits on the 95% interval's lower bound ('lower', default) or the point estimate ('point')",
+        "one of lower, point",
+    )
+    insufficient_data: Outcome = _setting(
+        "warn",
+        "what an 'insufficient data' verdict means for the build: pass, warn (default) or fail",
+        "one of pass, warn, fail",
+    )
+    not_evaluated: Outcome = _setting(
+        "fail",
+        "what a rule that cannot be evaluated means for the build (no baseline, cohorts not the baseline's, "
+        "a relative rule on a gap near zero): pass, warn or fail (default)",
+        "one of pass, warn, fail",
+    )
+    min_bottom_share_pct: float = _setting(
+        0.0,
+        "below this bottom-cohort share (% of speakers) a gap is reported but not actionable (default 0)",
+        "a number between 0 and 100",
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+    )
+    methods: list[str] | None = _setting(
+        None, "which methods the gate judges (default: every method in the report)", "a list of method names"
+    )
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file the policy was read from (None for an empty default policy)."""
+        return self._source
+
+    @property
+    def rules(self) -> dict[str, Level]:
+        """The rules that are set, by TOML key, in declaration order."""
+        return {_key(name): level for name in rule_names(self.__class__) if (level := getattr(self, name)) is not None}
+
+
+class Policy(MethodPolicy):
+    """The [gate] table of fairaudit.toml (or [tool.fairaudit.gate] in pyproject.toml, or --policy FILE).
+
+    Per-method overrides in [gate.method.NAME] inherit every key they do not set from [gate]; their
+    rules add to (or replace) the top-level ones.
+    """
+
+    model_config = ConfigDict(title="fairaudit gate policy")
+
+    method: dict[str, MethodPolicy] = Field(
+        default_factory=dict,
+        description="per-method overrides, e.g. [gate.method.geo-tree]; keys not set there come from [gate]",
+        json_schema_extra={"kind": "table", "rule": "a table of per-method tables, e.g. [gate.method.geo-tree]"},
+    )
+
+    @property
+    def per_method(self) -> dict[str, MethodPolicy]:
+        """Each override merged over the top-level settings and rules."""
+        inherited = {name: getattr(self, name) for name in MethodPolicy.model_fields if name != "methods"}
+        merged = {}
+        for name, override in self.method.items():
+            values = {**inherited, **{key: getattr(override, key) for key in override.model_fields_set}}
+            combined = MethodPolicy.model_validate(values)
+            combined._source = self._source
+            merged[name] = combined
+        return merged
+
+    def for_method(self, method: str) -> MethodPolicy:
+        """The policy that applies to ``method`` (``attribute:<columns>`` falls back to ``attribute``)."""
+        overrides = self.per_method
+        return overrides.get(method, overrides.get(method.split(":")[0], self))
+
+
+def rule_names(model: type[BaseModel] = MethodPolicy, kind: str | None = None) -> list[str]:
+    """Field names of the policy's rules (of one kind: "level" or "regression")."""
+    return [
+        name
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict)
+        and field.json_schema_extra.get("kind") in ({kind} if kind else {"level", "regression"})
+    ]
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _help(kind: str) -> dict[str, str]:
+    return {_key(name): MethodPolicy.model_fields[name].description or "" for name in rule_names(kind=kind)}
+
+
+#: TOML key -> help text of the rules judged on one audit, and of those judged against a baseline.
+LEVEL_RULES = _help("level")
+REGRESSION_RULES = _help("regression")
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -99,96 +228,53 @@ def load_policy(path: str | Path | None = None) -> Policy:
     config, source = find_config()
     table = config.get("gate")
     if table is None:
-        return Policy(source=None)
+        return Policy()
     return parse_policy(table, str(source))
 
 
-def parse_policy(table: dict, source: str | None, *, method: str | None = None) -> Policy:
-    """Validate a policy table; unknown keys and bad values raise InputError naming the file."""
+def parse_policy(table: object, source: str | None) -> Policy:
+    """Validate a policy table; unknown keys and bad values raise InputError naming the file, key and value."""
     if not isinstance(table, dict):
         raise InputError("the gate policy must be a table of rules", file=source)
-    known = set(LEVEL_RULES) | set(REGRESSION_RULES) | set(SETTINGS) | ({"method"} if method is None else set())
-    where = f"[gate.method.{method}]" if method else "[gate]"
-    policy = Policy(source=source)
-    for key, value in table.items():
-        if key not in known:
-            raise InputError(
-                f"unknown gate policy key {key!r} in {where}; known keys: {', '.join(sorted(known))}",
-                file=source,
-                value=key,
-            )
-        if key in LEVEL_RULES or key in REGRESSION_RULES:
-            policy.rules[key] = _parse_level(key, value, source, where)
-        elif key == "on":
-            policy.on = _choice(key, value, ("lower", "point"), source, where)
-        elif key == "insufficient-data":
-            policy.insufficient_data = _choice(key, value, OUTCOMES, source, where)
-        elif key == "not-evaluated":
-            policy.not_evaluated = _choice(key, value, OUTCOMES, source, where)
-        elif key == "min-bottom-share-pct":
-            policy.min_bottom_share_pct = _number(key, value, source, where, low=0, high=100)
-        elif key == "methods":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise InputError(f"{where} methods must be a list of method names", file=source, value=value)
-            policy.methods = list(value)
-    methods_table = table.get("method") or {}
-    if not isinstance(methods_table, dict):
-        raise InputError(
-            f"{where} method must be a table of per-method overrides, e.g. [gate.method.geo-tree]",
-            file=source,
-            value=methods_table,
-        )
-    for name, sub in methods_table.items():
-        if not isinstance(sub, dict):
-            raise InputError(f"[gate.method.{name}] must be a table", file=source)
-        override = parse_policy(sub, source, method=name)
-        merged = Policy(
-            rules={**policy.rules, **override.rules},
-            on=sub.get("on", policy.on),
-            insufficient_data=sub.get("insufficient-data", policy.insufficient_data),
-            not_evaluated=sub.get("not-evaluated", policy.not_evaluated),
-            min_bottom_share_pct=float(sub.get("min-bottom-share-pct", policy.min_bottom_share_pct)),
-            source=source,
-        )
-        policy.per_method[name] = merged
+    try:
+        policy = Policy.model_validate(table)
+    except ValidationError as error:
+        raise _input_error(error, table, source) from None
+    policy._source = source
     return policy
 
 
-def _parse_level(key: str, value: object, source: str | None, where: str) -> Level:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Level(fail=_number(key, value, source, where))
-    if not isinstance(value, dict) or not value or set(value) - {"warn", "fail"}:
-        raise InputError(
-            f"{where} {key} must be a number (the fail level) or a table with warn and/or fail, "
-            f"e.g. {key} = {{ warn = 20, fail = 40 }}",
+def _input_error(error: ValidationError, table: dict, source: str | None) -> InputError:
+    """The first validation error as "<table> <key> must be <rule>" with the offending value."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    where, model, values = "[gate]", MethodPolicy.model_fields | Policy.model_fields, table
+    if len(loc) >= 2 and loc[0] == "method":
+        where, loc, values = f"[gate.method.{loc[1]}]", loc[2:], table["method"][loc[1]]
+    if not loc:  # the method table itself is not a table of tables
+        return InputError(f"{where} method must be a table of per-method tables", file=source)
+    key = loc[0]
+    value = values.get(key) if isinstance(values, dict) else None
+    if first["type"] == "extra_forbidden" and len(loc) == 1:
+        known = [_key(name) for name in (Policy.model_fields if where == "[gate]" else MethodPolicy.model_fields)]
+        return InputError(
+            f"unknown gate policy key {key!r} in {where}; known keys: {', '.join(sorted(known))}",
             file=source,
-            value=value,
+            value=key,
         )
-    level = Level(**{name: _number(f"{key}.{name}", v, source, where) for name, v in value.items()})
-    if level.warn is not None and level.fail is not None and level.warn > level.fail:
-        raise InputError(
-            f"{where} {key}: warn ({level.warn:g}) must not exceed fail ({level.fail:g})", file=source, value=value
-        )
-    return level
+    field = model.get(key.replace("-", "_"))
+    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+    if first["type"] == "value_error" and "must not exceed" in str(first["msg"]):
+        return InputError(f"{where} {key}: {str(first['msg']).removeprefix('Value error, ')}", file=source, value=value)
+    rule = extra.get("rule", "valid")
+    example = f", e.g. {key} = {{ warn = 20, fail = 40 }}" if extra.get("kind") in ("level", "regression") else ""
+    return InputError(f"{where} {key} must be {rule}{example}", file=source, value=_printable(value))
 
 
-def _number(key: str, value: object, source: str | None, where: str, low: float = 0.0, high: float = math.inf) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (low <= value <= high)
-        or math.isnan(value)
-    ):
-        raise InputError(f"{where} {key} must be a number between {low:g} and {high:g}", file=source, value=value)
-    return float(value)
-
-
-def _choice(key: str, value: object, choices: tuple[str, ...], source: str | None, where: str) -> str:
-    if value not in choices:
-        raise InputError(f"{where} {key} must be one of {', '.join(choices)}", file=source, value=value)
-    return str(value)
+def _printable(value: object) -> object:
+    return "nan" if isinstance(value, float) and math.isnan(value) else value
 
 
 def has_rules(policy: Policy) -> bool:
     """Whether the policy (or any per-method override) holds a rule at all."""
-    return bool(policy.rules) or any(sub.rules for sub in policy.per_method.values())
+    return bool(policy.rules) or any(sub.rules for sub in policy.method.values())

@@ -124,7 +124,11 @@ def test_regression_rules_without_baseline_are_not_evaluated_and_fail_by_default
         ({"max-wer-gap-pct": "ten"}, "must be a number"),
         ({"on": "upper"}, "on must be one of lower, point"),
         ({"insufficient-data": "ignore"}, "insufficient-data must be one of pass, warn, fail"),
-        ({"method": {"geo-tree": {"max-bottom-wer": -1}}}, "between 0"),
+        ({"method": {"geo-tree": {"max-bottom-wer": -1}}}, "max-bottom-wer must be a number (the fail level)"),
+        ({"min-bottom-share-pct": 101}, "min-bottom-share-pct must be a number between 0 and 100"),
+        ({"max-wer-gap-pct": True}, "must be a number"),
+        ({"methods": "geo-tree"}, "methods must be a list of method names"),
+        ({"method": {"geo-tree": {"method": {}}}}, "unknown gate policy key 'method' in [gate.method.geo-tree]"),
         ({"method": {"geo-tree": {"bogus": 1}}}, "unknown gate policy key 'bogus' in [gate.method.geo-tree]"),
     ],
 )
