@@ -10,74 +10,64 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from fairaudit.report.model import METHOD_NAME_PATTERN
-
-Interval = tuple[float | None, float | None]
+from fairaudit.report.model import METHOD_NAME_PATTERN, Interval, OpenModel, required
 
 
-def _doc(text: str, **bounds: Any) -> Any:
-    return Field(..., description=text, **bounds)
+class UnmatchedUtterances(OpenModel):
+    baseline: int = required("Baseline utterances with no counterpart in the new log.", ge=0)
+    new: int = required("New utterances with no counterpart in the baseline log.", ge=0)
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class CompareInput(OpenModel):
+    path: str | None = required("The log's path as given.")
+    sha256: str | None = required("SHA-256 of the log file's bytes.")
+    utterances: int = required("Utterances read.", ge=0)
 
 
-class UnmatchedUtterances(_Open):
-    baseline: int = _doc("Baseline utterances with no counterpart in the new log.", ge=0)
-    new: int = _doc("New utterances with no counterpart in the baseline log.", ge=0)
-
-
-class CompareInput(_Open):
-    path: str | None = _doc("The log's path as given.")
-    sha256: str | None = _doc("SHA-256 of the log file's bytes.")
-    utterances: int = _doc("Utterances read.", ge=0)
-
-
-class Summary(_Open):
+class Summary(OpenModel):
     """Spread of the cohorts' WERs for one system."""
 
-    mean_wer: float | None = _doc("Mean of the reported cohorts' pooled WERs (fraction).")
-    max_wer: float | None = _doc("Highest reported cohort WER (fraction).")
-    spread: float | None = _doc("Highest minus lowest reported cohort WER (fraction).")
+    mean_wer: float | None = required("Mean of the reported cohorts' pooled WERs (fraction).")
+    max_wer: float | None = required("Highest reported cohort WER (fraction).")
+    spread: float | None = required("Highest minus lowest reported cohort WER (fraction).")
 
 
-class CompareCohort(_Open):
-    id: str = _doc("Cohort id (the definitions both systems are measured on).")
-    description: str = _doc("Who is in the cohort, in words.")
-    speakers: int | None = _doc("Speakers in the cohort.", ge=0)
-    wer_before: float | None = _doc("Baseline pooled WER (fraction).")
-    wer_after: float | None = _doc("New pooled WER (fraction).")
-    change_points: float | None = _doc("100 x (new WER - baseline WER), in WER percentage points.")
-    change_ci: Interval = _doc("95% speaker-bootstrap interval of change_points; [null, null] when not computed.")
-    probability_improved: float | None = _doc(
+class CompareCohort(OpenModel):
+    id: str = required("Cohort id (the definitions both systems are measured on).")
+    description: str = required("Who is in the cohort, in words.")
+    speakers: int | None = required("Speakers in the cohort.", ge=0)
+    wer_before: float | None = required("Baseline pooled WER (fraction).")
+    wer_after: float | None = required("New pooled WER (fraction).")
+    change_points: float | None = required("100 x (new WER - baseline WER), in WER percentage points.")
+    change_ci: Interval = required("95% speaker-bootstrap interval of change_points; [null, null] when not computed.")
+    probability_improved: float | None = required(
         "Share of bootstrap replicates in which the new system's WER is lower.", ge=0, le=1
     )
-    verdict: Literal["worse", "better", "no evidence", "suppressed"] = _doc(
+    verdict: Literal["worse", "better", "no evidence", "suppressed"] = required(
         "worse / better: the interval excludes 0; no evidence: it does not; suppressed: too few speakers to report."
     )
-    suppressed: bool = _doc("Fewer speakers than min_report_speakers: figures withheld (null) for privacy.")
+    suppressed: bool = required("Fewer speakers than min_report_speakers: figures withheld (null) for privacy.")
 
 
-class CompareMethod(_Open):
-    name: str = _doc("The method whose cohorts are compared.")
-    cohorts: list[CompareCohort] = _doc("Every cohort, before and after.")
-    bottom: list[str] = _doc("Cohort ids of the bottom cohort (as chosen on the baseline).")
-    top: list[str] = _doc("Cohort ids of the top cohort (as chosen on the baseline).")
-    gap_before_pct: float | None = _doc("Baseline WER gap (%) between bottom and top.")
-    gap_after_pct: float | None = _doc("New WER gap (%) between the same bottom and top cohorts.")
-    gap_change_points: float | None = _doc("gap_after_pct - gap_before_pct, in gap percentage points.")
-    gap_change_ci: Interval = _doc("95% speaker-bootstrap interval of gap_change_points.")
-    gap_verdict: Literal["worse", "better", "no evidence"] = _doc(
+class CompareMethod(OpenModel):
+    name: str = required("The method whose cohorts are compared.")
+    cohorts: list[CompareCohort] = required("Every cohort, before and after.")
+    bottom: list[str] = required("Cohort ids of the bottom cohort (as chosen on the baseline).")
+    top: list[str] = required("Cohort ids of the top cohort (as chosen on the baseline).")
+    gap_before_pct: float | None = required("Baseline WER gap (%) between bottom and top.")
+    gap_after_pct: float | None = required("New WER gap (%) between the same bottom and top cohorts.")
+    gap_change_points: float | None = required("gap_after_pct - gap_before_pct, in gap percentage points.")
+    gap_change_ci: Interval = required("95% speaker-bootstrap interval of gap_change_points.")
+    gap_verdict: Literal["worse", "better", "no evidence"] = required(
         "worse / better: the gap's change interval excludes 0; no evidence: it does not."
     )
-    summary_before: Summary = _doc("Cohort WER spread, baseline.")
-    summary_after: Summary = _doc("Cohort WER spread, new.")
+    summary_before: Summary = required("Cohort WER spread, baseline.")
+    summary_after: Summary = required("Cohort WER spread, new.")
 
 
-class CompareReport(_Open):
+class CompareReport(OpenModel):
     model_config = ConfigDict(
         extra="allow",
         title="fairaudit comparison report",
@@ -89,17 +79,17 @@ class CompareReport(_Open):
         },
     )
 
-    fairaudit_version: str = _doc("The fairaudit version that wrote the report.")
-    paired: bool = _doc("Whether the intervals are paired (the two logs share utterance ids).")
-    pairing: str = _doc("How the two logs were matched, in words.")
-    matched_utterances: int = _doc("Utterances present in both logs.", ge=0)
-    unmatched_utterances: UnmatchedUtterances = _doc("Utterances present in only one log.")
-    cohorts_from: str = _doc(
+    fairaudit_version: str = required("The fairaudit version that wrote the report.")
+    paired: bool = required("Whether the intervals are paired (the two logs share utterance ids).")
+    pairing: str = required("How the two logs were matched, in words.")
+    matched_utterances: int = required("Utterances present in both logs.", ge=0)
+    unmatched_utterances: UnmatchedUtterances = required("Utterances present in only one log.")
+    cohorts_from: str = required(
         "Where the cohort definitions came from: the --cohorts audit JSON, or discovered on the baseline log."
     )
-    baseline: CompareInput = _doc("The baseline system's log.")
-    new: CompareInput = _doc("The new system's log.")
-    parameters: dict[str, Any] = _doc("The options used.")
+    baseline: CompareInput = required("The baseline system's log.")
+    new: CompareInput = required("The new system's log.")
+    parameters: dict[str, Any] = required("The options used.")
     methods: dict[str, CompareMethod] = Field(
         ...,
         description="Results by method name.",

@@ -23,7 +23,7 @@ Interval = tuple[float | None, float | None]
 INTERVAL_HELP = "95% percentile interval [low, high] from the speaker-level bootstrap; [null, null] when not computed."
 
 
-def _doc(text: str, **bounds: Any) -> Any:
+def required(text: str, **bounds: Any) -> Any:
     """A required field (null allowed when its type says so) with a description."""
     return Field(..., description=text, **bounds)
 
@@ -33,21 +33,23 @@ def _optional(text: str, **bounds: Any) -> Any:
     return Field(None, description=text, **bounds)
 
 
-class _Open(BaseModel):
+class OpenModel(BaseModel):
+    """A report object: extra keys allowed, so a newer report stays readable by an older schema."""
+
     model_config = ConfigDict(extra="allow")
 
 
-class InputSummary(_Open):
+class InputSummary(OpenModel):
     """The audited log: where it came from, its fingerprint and size."""
 
-    path: str | None = _doc("The log's path as given (null for a DataFrame passed to the API).")
-    sha256: str | None = _doc(
+    path: str | None = required("The log's path as given (null for a DataFrame passed to the API).")
+    sha256: str | None = required(
         "SHA-256 of the log file's bytes (null for a DataFrame), to tie the report to its input.",
         pattern=r"^[0-9a-f]{64}$",
     )
-    utterances: int = _doc("Utterances read (rows of the log).", ge=0)
-    speakers: int = _doc("Distinct speakers.", ge=0)
-    error_form: str = _doc(
+    utterances: int = required("Utterances read (rows of the log).", ge=0)
+    speakers: int = required("Distinct speakers.", ge=0)
+    error_form: str = required(
         "How errors were given: 'errors' (an errors column), 'sdi' (substitutions, deletions and "
         "insertions), 'wer' (a per-utterance WER times reference words) or 'text' (scored from text)."
     )
@@ -57,25 +59,27 @@ class InputSummary(_Open):
     )
 
 
-class Cohort(_Open):
+class Cohort(OpenModel):
     """One cohort's figures; every figure is null when the cohort is suppressed (SPEC 6)."""
 
-    id: str = _doc("Stable cohort id within the method (e.g. region-3, cluster-2, majority-hispanic, indian).")
-    description: str = _doc("Human-readable description of who is in the cohort.")
-    rank: int | None = _doc(
+    id: str = required("Stable cohort id within the method (e.g. region-3, cluster-2, majority-hispanic, indian).")
+    description: str = required("Human-readable description of who is in the cohort.")
+    rank: int | None = required(
         "1 = highest WER; null for suppressed cohorts (their position would reveal their WER).", ge=1
     )
-    speakers: int | None = _doc("Speakers in the cohort.", ge=0)
-    utterances: int | None = _doc("Utterances of the cohort's speakers.", ge=0)
-    ref_words: int | None = _doc("Reference words, summed over the cohort's utterances.", ge=0)
-    errors: int | None = _doc("Word errors (substitutions + deletions + insertions), summed.", ge=0)
-    wer: float | None = _doc("Pooled WER as a fraction: sum of errors / sum of reference words.", ge=0)
-    wer_ci: Interval = _doc(INTERVAL_HELP)
-    speaker_share_pct: float | None = _doc("100 x the cohort's speakers / all assigned speakers.", ge=0, le=100)
-    utterance_share_pct: float | None = _doc("100 x the cohort's utterances / all assigned utterances.", ge=0, le=100)
-    word_share_pct: float | None = _doc("100 x the cohort's reference words / all assigned words.", ge=0, le=100)
-    eligible: bool = _doc("Large enough (min speakers) to be chosen as bottom or top.")
-    suppressed: bool = _doc("Fewer speakers than min_report_speakers: figures withheld (null) for privacy.")
+    speakers: int | None = required("Speakers in the cohort.", ge=0)
+    utterances: int | None = required("Utterances of the cohort's speakers.", ge=0)
+    ref_words: int | None = required("Reference words, summed over the cohort's utterances.", ge=0)
+    errors: int | None = required("Word errors (substitutions + deletions + insertions), summed.", ge=0)
+    wer: float | None = required("Pooled WER as a fraction: sum of errors / sum of reference words.", ge=0)
+    wer_ci: Interval = required(INTERVAL_HELP)
+    speaker_share_pct: float | None = required("100 x the cohort's speakers / all assigned speakers.", ge=0, le=100)
+    utterance_share_pct: float | None = required(
+        "100 x the cohort's utterances / all assigned utterances.", ge=0, le=100
+    )
+    word_share_pct: float | None = required("100 x the cohort's reference words / all assigned words.", ge=0, le=100)
+    eligible: bool = required("Large enough (min speakers) to be chosen as bottom or top.")
+    suppressed: bool = required("Fewer speakers than min_report_speakers: figures withheld (null) for privacy.")
     p_value: float | None = _optional(
         "attribute only: permutation p-value of this cohort's WER against all other speakers.", ge=0, le=1
     )
@@ -111,36 +115,38 @@ class Cohort(_Open):
     )
 
 
-class Figures(_Open):
+class Figures(OpenModel):
     """The headline figures of one measurement (discovery, or the hold-out re-measurement)."""
 
-    bottom: str | None = _doc("Bottom cohort id (ids joined with ' + ' when the bottom cohort unites several).")
-    top: str | None = _doc("Top cohort id, or 'rest' with --top rest.")
-    bottom_cohorts: list[str] = _doc("Ids of the cells that make up the bottom cohort.")
-    top_cohorts: list[str] = _doc("Ids of the cells that make up the top cohort.")
-    bottom_description: str | None = _doc("Who is in the bottom cohort, in words.")
-    top_description: str | None = _doc("Who is in the top cohort, in words.")
-    bottom_wer: float | None = _doc("Pooled WER of the bottom cohort (fraction).", ge=0)
-    top_wer: float | None = _doc("Pooled WER of the top cohort (fraction).", ge=0)
-    wer_gap_pct: float | None = _doc("100 x (WER(bottom) - WER(top)) / WER(top).")
-    wer_gap_ci: Interval = _doc(INTERVAL_HELP)
-    bottom_share_pct: float | None = _doc("100 x speakers in bottom / all assigned speakers.", ge=0, le=100)
-    bottom_share_ci: Interval = _doc(INTERVAL_HELP)
-    bottom_utterance_share_pct: float | None = _doc(
+    bottom: str | None = required("Bottom cohort id (ids joined with ' + ' when the bottom cohort unites several).")
+    top: str | None = required("Top cohort id, or 'rest' with --top rest.")
+    bottom_cohorts: list[str] = required("Ids of the cells that make up the bottom cohort.")
+    top_cohorts: list[str] = required("Ids of the cells that make up the top cohort.")
+    bottom_description: str | None = required("Who is in the bottom cohort, in words.")
+    top_description: str | None = required("Who is in the top cohort, in words.")
+    bottom_wer: float | None = required("Pooled WER of the bottom cohort (fraction).", ge=0)
+    top_wer: float | None = required("Pooled WER of the top cohort (fraction).", ge=0)
+    wer_gap_pct: float | None = required("100 x (WER(bottom) - WER(top)) / WER(top).")
+    wer_gap_ci: Interval = required(INTERVAL_HELP)
+    bottom_share_pct: float | None = required("100 x speakers in bottom / all assigned speakers.", ge=0, le=100)
+    bottom_share_ci: Interval = required(INTERVAL_HELP)
+    bottom_utterance_share_pct: float | None = required(
         "100 x utterances in bottom / all assigned utterances.", ge=0, le=100
     )
-    bottom_word_share_pct: float | None = _doc("100 x reference words in bottom / all assigned words.", ge=0, le=100)
-    p_value: float | None = _doc(
+    bottom_word_share_pct: float | None = required(
+        "100 x reference words in bottom / all assigned words.", ge=0, le=100
+    )
+    p_value: float | None = required(
         "Permutation p-value of the selected bottom cohort's size-weighted gain (both discovery stages re-run "
         "on every shuffle); null when not computed.",
         ge=0,
         le=1,
     )
-    speakers: int = _doc("Speakers measured.", ge=0)
-    assigned_speakers: int = _doc("Speakers in some cohort.", ge=0)
-    cohorts: list[Cohort] = _doc("Every cohort of the method, worst first.")
-    overall_wer: float | None = _doc("Pooled WER over every assigned speaker.", ge=0)
-    reported_wer: float | None = _doc(
+    speakers: int = required("Speakers measured.", ge=0)
+    assigned_speakers: int = required("Speakers in some cohort.", ge=0)
+    cohorts: list[Cohort] = required("Every cohort of the method, worst first.")
+    overall_wer: float | None = required("Pooled WER over every assigned speaker.", ge=0)
+    reported_wer: float | None = required(
         "Pooled WER over the cohorts that are not suppressed (what reports may show).", ge=0
     )
     detectable_gap_pct: float | None = _optional(
@@ -159,48 +165,50 @@ class Figures(_Open):
     )
 
 
-class Candidate(_Open):
+class Candidate(OpenModel):
     """zip-demographic: one candidate census split (its figures are null when withheld)."""
 
-    rank: int | None = _doc("1 = largest size-weighted gain.")
-    attribute: str = _doc("The census attribute split (e.g. median_income).")
-    kind: Literal["threshold", "majority"] = _doc(
+    rank: int | None = required("1 = largest size-weighted gain.")
+    attribute: str = required("The census attribute split (e.g. median_income).")
+    kind: Literal["threshold", "majority"] = required(
         "threshold: the attribute at or below value vs above it; majority: ZIPs where the named group is the "
         "majority vs the rest."
     )
-    value: float | str | None = _doc("The threshold (in the attribute's unit) or the majority group's name.")
-    cohorts: list[dict[str, Any]] = _doc(
+    value: float | str | None = required("The threshold (in the attribute's unit) or the majority group's name.")
+    cohorts: list[dict[str, Any]] = required(
         "The split's two sides: id, description, speakers, ref_words, errors and pooled wer (null when withheld)."
     )
-    wer_gap_pct: float | None = _doc("The split's WER gap (%) between its worse and better side.")
-    gain: float | None = _doc(
+    wer_gap_pct: float | None = required("The split's WER gap (%) between its worse and better side.")
+    gain: float | None = required(
         "Size-weighted gain W_1 W_2 / (W_1 + W_2) (WER_1 - WER_2)^2 of the split (W = reference words), "
         "the ranking criterion."
     )
-    eligible: bool = _doc("Both sides hold at least min speakers.")
-    suppressed: bool = _doc("True when every figure of this split is withheld (SPEC 6).")
-    suppressed_reason: str | None = _doc(
+    eligible: bool = required("Both sides hold at least min speakers.")
+    suppressed: bool = required("True when every figure of this split is withheld (SPEC 6).")
+    suppressed_reason: str | None = required(
         "Why it is withheld: a side under --min-report-speakers, or it differs from another published group (of "
         "any census attribute) by fewer speakers than that."
     )
 
 
-class DefinitionCell(_Open):
+class DefinitionCell(OpenModel):
     """One cohort's definition: id and description, plus the method's own keys (bounds, centre and
     radius, centroid, value)."""
 
-    id: str = _doc("The cohort id.")
-    description: str = _doc("The cohort in words.")
+    id: str = required("The cohort id.")
+    description: str = required("The cohort in words.")
 
 
-class Definition(_Open):
+class Definition(OpenModel):
     """What is needed to put any new speaker into the same cohorts (audit --cohorts); besides the
     keys below, each method records what its rule needs (grid step, census table, embedding
     normalisation, ...)."""
 
-    method: str = _doc("The method that made the cohorts.")
-    rule: str = _doc("How a speaker is assigned, in words.")
-    cells: list[DefinitionCell] = _doc("Each cohort's definition (method-specific keys besides id and description).")
+    method: str = required("The method that made the cohorts.")
+    rule: str = required("How a speaker is assigned, in words.")
+    cells: list[DefinitionCell] = required(
+        "Each cohort's definition (method-specific keys besides id and description)."
+    )
     level: Literal["utterance"] | None = _optional(
         "Present for utterance-level cohorts: each utterance is assigned by its own value (audit --cohorts and "
         "export refuse them for now)."
@@ -210,13 +218,13 @@ class Definition(_Open):
 class MethodReport(Figures):
     """One discovery method's result: verdict, figures, cohorts and how to re-find them."""
 
-    verdict: Literal["disparity", "no evidence", "insufficient data"] = _doc(
+    verdict: Literal["disparity", "no evidence", "insufficient data"] = required(
         "disparity: the bottom cohort's excess is beyond what the search finds in shuffled data (p < --alpha); "
         "no evidence: it is not; insufficient data: too few speakers or cohorts to judge."
     )
-    verdict_reason: str = _doc("The verdict in one sentence, with its figures.")
-    unassigned: dict[str, int] = _doc("reason -> number of speakers in no cohort.")
-    holdout: Figures | None = _doc("The same figures re-measured on held-out speakers (--holdout), else null.")
+    verdict_reason: str = required("The verdict in one sentence, with its figures.")
+    unassigned: dict[str, int] = required("reason -> number of speakers in no cohort.")
+    holdout: Figures | None = required("The same figures re-measured on held-out speakers (--holdout), else null.")
     candidates: list[Candidate] | None = _optional(
         "zip-demographic: every candidate split, ranked by size-weighted gain (SPEC 4.3)."
     )
@@ -238,7 +246,7 @@ class MethodReport(Figures):
     )
 
 
-class AuditReport(_Open):
+class AuditReport(OpenModel):
     """fairaudit audit report"""
 
     model_config = ConfigDict(
@@ -250,19 +258,19 @@ class AuditReport(_Open):
         },
     )
 
-    fairaudit_version: str = _doc("The fairaudit version that wrote the report.")
-    seed: int = _doc("The random seed of k-means, bootstrap, permutations and the hold-out split.")
-    parameters: dict[str, Any] = _doc(
+    fairaudit_version: str = required("The fairaudit version that wrote the report.")
+    seed: int = required("The random seed of k-means, bootstrap, permutations and the hold-out split.")
+    parameters: dict[str, Any] = required(
         "Every audit option as used (the keys of fairaudit.audit(**options); fairaudit audit --help explains them)."
     )
-    input: InputSummary = _doc("The audited log.")
+    input: InputSummary = required("The audited log.")
     methods: dict[str, MethodReport] = Field(
         ...,
         description="Results by method name: a registered method name (fairaudit audit --help lists them); "
         "attribute:<columns> when several --by specs are audited.",
         json_schema_extra={"propertyNames": {"pattern": METHOD_NAME_PATTERN}},
     )
-    notes: list[str] = _doc("Warnings and repairs made while reading the log, in plain English.")
-    speaker_conflicts: dict[str, int] = _doc(
+    notes: list[str] = required("Warnings and repairs made while reading the log, in plain English.")
+    speaker_conflicts: dict[str, int] = required(
         "column -> speakers whose metadata differ between their utterances (the first value is used)."
     )
