@@ -7,7 +7,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, TypeGuard
 
 import typer
 from rich.console import Console
@@ -127,7 +127,7 @@ def _stdout_console(plain: bool = False) -> Console:
     ``plain``: the text holds user strings (paths, column names) that must never be read as rich
     markup or emoji codes (a path like ``runs[/red]/log.csv`` would otherwise crash the print).
     """
-    options = {"markup": False, "emoji": False} if plain else {"emoji": False}
+    options: dict[str, Any] = {"markup": False, "emoji": False} if plain else {"emoji": False}
     console = _ResultConsole(**options)
     return console if console.is_terminal else _ResultConsole(soft_wrap=True, **options)
 
@@ -681,7 +681,7 @@ def gate(
             "or give --policy FILE (see examples/ci/fairaudit.toml)"
         )
     baseline_is_report = baseline is not None and baseline.suffix.lower() == ".json"
-    before = read_report(baseline) if baseline_is_report else None
+    before = read_report(baseline) if baseline is not None and baseline_is_report else None
     comparison = None
     if Path(source).suffix.lower() == ".json" and "://" not in source:
         if json_out or html:
@@ -999,7 +999,8 @@ def main() -> None:
             # typer >= 0.2x vendors click as typer._click (its exceptions derive from
             # typer.TyperException, not click.ClickException): handle both.
             error.show()
-            sys.exit(error.exit_code if isinstance(getattr(error, "exit_code", None), int) else 2)
+            exit_code = getattr(error, "exit_code", None)
+            sys.exit(exit_code if isinstance(exit_code, int) else 2)
         if os.environ.get("FAIRAUDIT_DEBUG"):
             raise
         _print_error(
@@ -1010,7 +1011,13 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _is_click_exception(error: BaseException) -> bool:
+class _ShowableError(Protocol):
+    """A click usage error (click's own or typer's vendored copy): it prints itself to stderr."""
+
+    def show(self, file: Any = None) -> None: ...
+
+
+def _is_click_exception(error: BaseException) -> TypeGuard[_ShowableError]:
     """A command-line parsing error from click, or from the copy of click that newer typer vendors."""
     kinds: list[type] = []
     try:

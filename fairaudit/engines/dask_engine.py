@@ -51,7 +51,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -441,7 +441,7 @@ def make_plan(files: list[str], columns: Mapping[str, str] | None, normalize: st
     used = set(column_rules.CANONICAL_COLUMNS) | set(column_rules.ERROR_COLUMNS)
     metadata = tuple(c for c in names if rename.get(c, c) not in used and c not in emb_columns)
     present = {rename.get(c, c) for c in names}
-    order = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, *logs.ANATOMY)
+    order: tuple[str, ...] = (logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS, *logs.ANATOMY)
     order += (logs.LATITUDE, logs.LONGITUDE, logs.ZIP_CODE)
     always = {logs.SPEAKER, logs.ERRORS, logs.REF_WORDS}
     if column_rules.has_anatomy(present):
@@ -567,6 +567,7 @@ def read_piece(piece: Piece, plan: Plan, digest: bool) -> tuple[pd.DataFrame, di
     n = log.n_utterances
     out: dict[str, object] = {c: log.frame[c] for c in plan.core}
     if plan.emb_dim:
+        assert log.embeddings is not None  # every piece has the first file's emb_* columns (checked above)
         vectors = np.asarray(log.embeddings.vectors, dtype=np.float32)
         for j in range(plan.emb_dim):
             out[_EMB.format(j)] = vectors[:, j]
@@ -598,8 +599,8 @@ def _csv_of(values: list[str]) -> bytes:
     return ("x\n" + "\n".join(quoted) + "\n").encode("utf-8")
 
 
-def infer_text_type(values: list[str]) -> pa.DataType:
-    """The type pyarrow's CSV reader infers for a column holding exactly these texts."""
+def infer_text_type(values: list[str] | None) -> pa.DataType:
+    """The type pyarrow's CSV reader infers for a column holding exactly these texts (null when none)."""
     if not values:
         return pa.null()
     convert = pa_csv.ConvertOptions(strings_can_be_null=False)
@@ -714,6 +715,7 @@ def aggregate_partition(
             transported = plan.meta_types[i] if plan.kind == "parquet" else pa.string()
             arr = _arrow_of(part[_META.format(i)], transported)
             if plan.kind == "text":
+                assert types is not None  # unify_text_types runs for every text plan
                 arr = convert_text(arr, types[i])
             data[name] = log_columns.metadata_column(arr)
         frame = log_columns.to_frame(data)
@@ -728,13 +730,15 @@ def aggregate_partition(
             emb = (
                 embeddings
                 if key_known
-                else EmbeddingTable(logs.SPEAKER, embeddings.vectors, embeddings.ids, embeddings.source)
+                else EmbeddingTable(
+                    cast(EmbeddingKey, logs.SPEAKER), embeddings.vectors, embeddings.ids, embeddings.source
+                )
             )
         log = UtteranceLog(
             frame=frame, metadata_columns=list(plan.metadata), embeddings=emb, error_form=error_form or "errors"
         )
         table = build_speaker_table(log)
-        result = {"table": table, "alt_embeddings": None, "matched": {}, "ids": {}}
+        result: dict[str, Any] = {"table": table, "alt_embeddings": None, "matched": {}, "ids": {}}
         if embeddings is not None:
             wanted = pd.Index(embeddings.ids)
             result["ids"][logs.SPEAKER] = len(table)
@@ -747,7 +751,7 @@ def aggregate_partition(
                     alt = UtteranceLog(
                         frame=frame[[logs.SPEAKER, logs.UTTERANCE, logs.ERRORS, logs.REF_WORDS]],
                         embeddings=EmbeddingTable(
-                            logs.UTTERANCE, embeddings.vectors, embeddings.ids, embeddings.source
+                            cast(EmbeddingKey, logs.UTTERANCE), embeddings.vectors, embeddings.ids, embeddings.source
                         ),
                     )
                     result["alt_embeddings"] = build_speaker_table(alt).embeddings
@@ -880,7 +884,7 @@ def _embeddings_argument(embeddings: str | Path | pd.DataFrame) -> tuple[str | P
 class EmbeddingSummary:
     """What the client needs of an --embeddings file: its name, key, distinct ids and an example id."""
 
-    source: str
+    source: str | None
     key: str
     n_ids: int
     example: str
@@ -888,6 +892,7 @@ class EmbeddingSummary:
 
 def summarize_embeddings(table: EmbeddingTable) -> EmbeddingSummary:
     """The few facts about the embeddings that travel back to the client (not the vectors)."""
+    assert table.ids is not None  # a file's table is keyed by speaker or utterance ids, never by row
     example = table.ids[0] if len(table.ids) else ""
     return EmbeddingSummary(table.source, table.key, len(set(table.ids.tolist())), str(example))
 

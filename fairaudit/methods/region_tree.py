@@ -218,14 +218,15 @@ class _Grower:
                 best = (axis, at, float(wl[at]), float(sl[at]))
         if best is None:
             return None
-        axis, cell, wl, sl = best
-        wr, sr = node.weight - wl, node.total - sl
-        improvement = (sl * sl / wl + sr * sr / wr - node.total**2 / node.weight) / self.root_weight
+        axis, cell, w_l, s_l = best  # the winner's totals left of the split (floats, not the arrays above)
+        w_r, s_r = node.weight - w_l, node.total - s_l
+        improvement = (s_l * s_l / w_l + s_r * s_r / w_r - node.total**2 / node.weight) / self.root_weight
         next_cell = cell + 1 + int(np.flatnonzero(node.counts[axis][cell + 1 :])[0])
         return improvement, axis, cell, (cell + 1 + next_cell) // 2
 
     def children(self, node: _Node, index: int) -> tuple[_Node, _Node]:
         """Split a node; the smaller child is counted, the larger is the parent minus it."""
+        assert node.split is not None  # grow() splits only nodes that have a split
         _, axis, cell, _ = node.split
         goes_left = self.points.cells[axis][node.members] <= cell
         left_members, right_members = node.members[goes_left], node.members[~goes_left]
@@ -288,14 +289,14 @@ def _prune(
         if alpha < float(alphas.min()):
             break
         weakest = int(indices[np.argmin(alphas)])
-        stack = [weakest]
-        while stack:
-            node = stack.pop()
-            if not in_tree[node]:
+        subtree = [weakest]
+        while subtree:
+            dropped = subtree.pop()
+            if not in_tree[dropped]:
                 continue
-            candidate[node] = in_tree[node] = False
-            if left[node] != LEAF:
-                stack += [left[node], right[node]]
+            candidate[dropped] = in_tree[dropped] = False
+            if left[dropped] != LEAF:
+                subtree += [left[dropped], right[dropped]]
         in_tree[weakest] = True
         pruned = n_leaves[weakest] - 1
         n_leaves[weakest] = 0
@@ -313,8 +314,8 @@ def _prune(
     while stack:
         old, new_parent, is_left_child = stack.pop()
         index = len(new_nodes)
-        node = nodes[old]
-        new_nodes.append(node)
+        kept = nodes[old]
+        new_nodes.append(kept)
         new_left.append(LEAF)
         new_right.append(LEAF)
         if new_parent != LEAF:
@@ -323,7 +324,7 @@ def _prune(
             stack.append((right[old], index, False))
             stack.append((left[old], index, True))
         else:
-            node.split = None
+            kept.split = None
     return new_nodes, new_left, new_right
 
 
@@ -337,6 +338,7 @@ def _layout(points: GridPoints, nodes: list[_Node], left: list[int], right: list
         if left[index] == LEAF:
             leaf_of_point[node.members] = index
         else:
+            assert node.split is not None  # an internal node keeps its split (see _prune)
             _, axis, _, line = node.split
             feature[index] = axis
             threshold[index] = points.line(axis, line)

@@ -22,10 +22,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from fairaudit.geodata.distance import EARTH_RADIUS_KM
 from fairaudit.render import charts
 from fairaudit.render.charts import BOTTOM, INK, TOP, plt, png_data_uri, short
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 ATTRIBUTION = "State outlines: US Census Bureau via bokeh-sampledata"
 #: Map extent (degrees): the lower 48 states with a small margin.
@@ -56,7 +60,7 @@ class MapShape:
     """One cell as drawn: its cohort id, land-clipped geometry (lon/lat degrees), WER and role."""
 
     id: str
-    geometry: object  # shapely geometry, never empty
+    geometry: BaseGeometry  # never empty
     wer: float  # fraction of reference words
     role: str  # "bottom", "top" or ""
 
@@ -77,12 +81,12 @@ def land():
     return lower48_states().union_all()
 
 
-def _edge(value: object, default: float) -> float:
+def _edge(value: float | None, default: float) -> float:
     """A region bound in degrees, ``default`` when unbounded (None)."""
     return default if value is None else float(value)
 
 
-def region_geometry(region: Mapping) -> object:
+def region_geometry(region: Mapping) -> BaseGeometry:
     """The box of a geo-tree region (unbounded edges at the edge of the globe)."""
     from shapely.geometry import box
 
@@ -108,7 +112,7 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) 
     return math.degrees(phi2), (math.degrees(lambda2) + 540.0) % 360.0 - 180.0
 
 
-def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> object:
+def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> BaseGeometry:
     """The geodesic circle of a geo-scan window: ``points`` vertices at ``radius_km`` from the centre."""
     from shapely.geometry import Polygon
 
@@ -119,9 +123,9 @@ def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> object:
     return Polygon([(x, y) for y, x in ring])
 
 
-def cell_geometries(details: Mapping) -> dict[str, object]:
+def cell_geometries(details: Mapping) -> dict[str, BaseGeometry]:
     """Unclipped geometry of every drawable cell of a partition's details, by cohort id."""
-    cells: dict[str, object] = {}
+    cells: dict[str, BaseGeometry] = {}
     for region in details.get("regions") or []:
         cells[str(region.get("id"))] = region_geometry(region)
     for window in details.get("windows") or []:
@@ -289,7 +293,10 @@ def _draw_legend(ax, shapes: Sequence[MapShape]) -> None:
     """A legend of the outlines actually drawn (nothing when no cohort is outlined)."""
     from matplotlib.lines import Line2D
 
-    style = {"bottom": {"color": BOTTOM_EDGE, "lw": 3.0}, "top": {"color": TOP, "lw": 2.0, "ls": (0, (4, 2))}}
+    style: dict[str, dict[str, Any]] = {
+        "bottom": {"color": BOTTOM_EDGE, "lw": 3.0},
+        "top": {"color": TOP, "lw": 2.0, "ls": (0, (4, 2))},
+    }
     handles = [Line2D([], [], label=text, **style[role]) for role, text in legend_entries(shapes)]
     if handles:
         ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True, framealpha=0.92, edgecolor="#d1d5db")
