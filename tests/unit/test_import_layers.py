@@ -17,7 +17,7 @@ LAYERS = [
     {"io", "validate", "privacy", "stats", "options"},
     {"methods", "engines"},
     {"pipeline", "report"},
-    {"comparison", "gate", "synth", "export"},
+    {"comparison", "gate", "synth", "export", "embed"},
     {"render", "api"},
     {"cli", "__init__"},
 ]
