@@ -8,10 +8,12 @@ validation, the error messages, the gate's outputs and ``data_schemas/gate_polic
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema, model_validator
+from pydantic.fields import FieldInfo
 
 from fairaudit.errors import InputError
 from fairaudit.io.config_file import find_config, read_toml
@@ -23,7 +25,22 @@ Outcome = Literal["pass", "warn", "fail"]
 #: in percentage points) the relative change is refused rather than allowed to flip sign or explode.
 MIN_RELATIVE_BASE = 1.0
 
-LEVEL_RULE = "a number (the fail level) or a table with warn and/or fail, each a number of at least 0"
+LEVEL_RULE = "a finite number (the fail level) or a table with warn and/or fail, each a finite number of at least 0"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What kind of policy key a field is and the rule its value follows (for error messages).
+
+    Attached as pydantic's ``json_schema_extra`` hook, which it leaves untouched, so the published
+    schema carries only standard keywords.
+    """
+
+    kind: Literal["level", "regression", "setting", "table"]
+    rule: str
+
+    def __call__(self, schema: dict) -> None:
+        return None
 
 
 class Level(BaseModel):
@@ -82,22 +99,24 @@ RuleLevel = Annotated[Level, WithJsonSchema(LEVEL_JSON_SCHEMA)]
 
 
 def _rule(kind: Literal["level", "regression"], help: str) -> Any:
-    return Field(None, description=help, json_schema_extra={"kind": kind, "rule": LEVEL_RULE})
+    return Field(None, description=help, json_schema_extra=KeyInfo(kind, LEVEL_RULE))
 
 
 def _setting(default: Any, help: str, rule: str, **bounds: Any) -> Any:
-    return Field(default, description=help, json_schema_extra={"kind": "setting", "rule": rule}, **bounds)
+    return Field(default, description=help, json_schema_extra=KeyInfo("setting", rule), **bounds)
+
+
+def key_info(field: FieldInfo | None) -> KeyInfo | None:
+    """The :class:`KeyInfo` of a policy field (None for anything else)."""
+    extra = field.json_schema_extra if field is not None else None
+    return extra if isinstance(extra, KeyInfo) else None
 
 
 class MethodPolicy(BaseModel):
-    """The rules and settings of a [gate.method.NAME] table; [gate] itself adds per-method tables.
+    """The rules and settings of a [gate.method.NAME] table: they apply to that method only, and every
+    key not set there comes from [gate]."""
 
-    Field names are the TOML keys with "-" written "_"; ``rules`` lists the rules that are set.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", strict=True, populate_by_name=True, alias_generator=lambda name: name.replace("_", "-")
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=lambda name: name.replace("_", "-"))
 
     max_wer_gap_pct: RuleLevel | None = _rule("level", "maximum WER gap (%) between bottom and top cohorts")
     max_bottom_wer: RuleLevel | None = _rule(
@@ -139,10 +158,6 @@ class MethodPolicy(BaseModel):
         le=100,
         allow_inf_nan=False,
     )
-    methods: list[str] | None = _setting(
-        None, "which methods the gate judges (default: every method in the report)", "a list of method names"
-    )
-
     _source: str | None = PrivateAttr(default=None)
 
     @property
@@ -165,20 +180,25 @@ class Policy(MethodPolicy):
 
     model_config = ConfigDict(title="fairaudit gate policy")
 
+    methods: list[str] | None = _setting(
+        None, "which methods the gate judges (default: every method in the report)", "a list of method names"
+    )
     method: dict[str, MethodPolicy] = Field(
         default_factory=dict,
         description="per-method overrides, e.g. [gate.method.geo-tree]; keys not set there come from [gate]",
-        json_schema_extra={"kind": "table", "rule": "a table of per-method tables, e.g. [gate.method.geo-tree]"},
+        json_schema_extra=KeyInfo("table", "a table of per-method tables, e.g. [gate.method.geo-tree]"),
     )
 
     @property
     def per_method(self) -> dict[str, MethodPolicy]:
         """Each override merged over the top-level settings and rules."""
-        inherited = {name: getattr(self, name) for name in MethodPolicy.model_fields if name != "methods"}
         merged = {}
         for name, override in self.method.items():
-            values = {**inherited, **{key: getattr(override, key) for key in override.model_fields_set}}
-            combined = MethodPolicy.model_validate(values)
+            values = {
+                key: getattr(override if key in override.model_fields_set else self, key)
+                for key in MethodPolicy.model_fields
+            }
+            combined = MethodPolicy.model_validate({_key(key): value for key, value in values.items()})
             combined._source = self._source
             merged[name] = combined
         return merged
@@ -191,12 +211,8 @@ class Policy(MethodPolicy):
 
 def rule_names(model: type[BaseModel] = MethodPolicy, kind: str | None = None) -> list[str]:
     """Field names of the policy's rules (of one kind: "level" or "regression")."""
-    return [
-        name
-        for name, field in model.model_fields.items()
-        if isinstance(field.json_schema_extra, dict)
-        and field.json_schema_extra.get("kind") in ({kind} if kind else {"level", "regression"})
-    ]
+    kinds = {kind} if kind else {"level", "regression"}
+    return [name for name, field in model.model_fields.items() if (info := key_info(field)) and info.kind in kinds]
 
 
 def _key(name: str) -> str:
@@ -248,26 +264,34 @@ def _input_error(error: ValidationError, table: dict, source: str | None) -> Inp
     """The first validation error as "<table> <key> must be <rule>" with the offending value."""
     first = error.errors()[0]
     loc = [str(part) for part in first["loc"]]
-    where, model, values = "[gate]", MethodPolicy.model_fields | Policy.model_fields, table
+    where, model, values = "[gate]", Policy.model_fields, table
+    if loc == ["method"]:
+        return InputError(
+            "[gate] method must be a table of per-method tables, e.g. [gate.method.geo-tree]",
+            file=source,
+            value=_printable(table.get("method")),
+        )
     if len(loc) >= 2 and loc[0] == "method":
-        where, loc, values = f"[gate.method.{loc[1]}]", loc[2:], table["method"][loc[1]]
-    if not loc:  # the method table itself is not a table of tables
-        return InputError(f"{where} method must be a table of per-method tables", file=source)
+        where, loc, values, model = (
+            f"[gate.method.{loc[1]}]",
+            loc[2:],
+            table["method"][loc[1]],
+            MethodPolicy.model_fields,
+        )
+        if not loc:
+            return InputError(f"{where} must be a table of rules and settings", file=source, value=_printable(values))
     key = loc[0]
     value = values.get(key) if isinstance(values, dict) else None
     if first["type"] == "extra_forbidden" and len(loc) == 1:
-        known = [_key(name) for name in (Policy.model_fields if where == "[gate]" else MethodPolicy.model_fields)]
+        known = sorted(_key(name) for name in model)
         return InputError(
-            f"unknown gate policy key {key!r} in {where}; known keys: {', '.join(sorted(known))}",
-            file=source,
-            value=key,
+            f"unknown gate policy key {key!r} in {where}; known keys: {', '.join(known)}", file=source, value=key
         )
-    field = model.get(key.replace("-", "_"))
-    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+    info = key_info(model.get(key.replace("-", "_")))
     if first["type"] == "value_error" and "must not exceed" in str(first["msg"]):
         return InputError(f"{where} {key}: {str(first['msg']).removeprefix('Value error, ')}", file=source, value=value)
-    rule = extra.get("rule", "valid")
-    example = f", e.g. {key} = {{ warn = 20, fail = 40 }}" if extra.get("kind") in ("level", "regression") else ""
+    rule = info.rule if info else "valid"
+    example = f", e.g. {key} = {{ warn = 20, fail = 40 }}" if info and info.kind in ("level", "regression") else ""
     return InputError(f"{where} {key} must be {rule}{example}", file=source, value=_printable(value))
 
 

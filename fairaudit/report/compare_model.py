@@ -54,8 +54,10 @@ class CompareCohort(OpenModel):
 class CompareMethod(OpenModel):
     name: str = required("The method whose cohorts are compared.")
     cohorts: list[CompareCohort] = required("Every cohort, before and after.")
-    bottom: list[str] = required("Cohort ids of the bottom cohort (as chosen on the baseline).")
-    top: list[str] = required("Cohort ids of the top cohort (as chosen on the baseline).")
+    bottom: list[str] = required(
+        "Cohort ids of the bottom cohort, as chosen where the cohorts came from (cohorts_from)."
+    )
+    top: list[str] = required("Cohort ids of the top cohort, as chosen where the cohorts came from (cohorts_from).")
     gap_before_pct: float | None = required("Baseline WER gap (%) between bottom and top.")
     gap_after_pct: float | None = required("New WER gap (%) between the same bottom and top cohorts.")
     gap_change_points: float | None = required("gap_after_pct - gap_before_pct, in gap percentage points.")

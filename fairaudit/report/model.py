@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 METHOD_NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*(:.+)?$"
 
 Interval = tuple[float | None, float | None]
-INTERVAL_HELP = "95% percentile interval [low, high] from the speaker-level bootstrap; [null, null] when not computed."
+INTERVAL_HELP = (
+    "95% interval [low, high] from the speaker-level bootstrap (BCa: bias-corrected and accelerated); "
+    "[null, null] when not computed."
+)
 
 
 def required(text: str, **bounds: Any) -> Any:
@@ -84,30 +87,30 @@ class Cohort(OpenModel):
         "attribute only: permutation p-value of this cohort's WER against all other speakers.", ge=0, le=1
     )
     p_value_bh: float | None = _optional("attribute only: Benjamini-Hochberg adjusted p_value.", ge=0, le=1)
-    substitution_rate: float | None = _optional(
+    substitution_rate: float | None = required(
         "Substitutions per reference word, pooled over the cohort (the log's S/D/I columns or its scored "
         "text); null when the log has no error anatomy or the cohort is suppressed.",
         ge=0,
     )
-    deletion_rate: float | None = _optional(
+    deletion_rate: float | None = required(
         "Deletions per reference word, pooled; substitution + deletion + insertion rate = WER.", ge=0
     )
-    insertion_rate: float | None = _optional("Insertions per reference word, pooled.", ge=0)
-    empty_hypothesis_pct: float | None = _optional(
+    insertion_rate: float | None = required("Insertions per reference word, pooled.", ge=0)
+    empty_hypothesis_pct: float | None = required(
         "Share (%) of the cohort's utterances with reference words whose hypothesis has no words.", ge=0, le=100
     )
-    mean_utterance_wer: float | None = _optional(
+    mean_utterance_wer: float | None = required(
         "The mean of per-utterance WERs (errors / reference words of each utterance with reference words), for "
         "comparison with published work only: it is not the cohort's WER (pooled).",
         ge=0,
     )
-    detectable_gap_pct: float | None = _optional(
+    detectable_gap_pct: float | None = required(
         "The smallest relative WER gap (%) of this cohort against the rest of the assigned speakers that a "
         "two-sided test at --alpha detects with 80% power, for a cohort named in advance (speaker-clustered "
         "variance).",
         ge=0,
     )
-    speakers_needed: int | None = _optional(
+    speakers_needed: int | None = required(
         "With --target-gap: how many more speakers like its own this cohort needs for that gap to be detectable "
         "(0 = already detectable); null without --target-gap, when the rest of the speakers alone are too few, "
         "or when suppressed.",
@@ -119,7 +122,10 @@ class Figures(OpenModel):
     """The headline figures of one measurement (discovery, or the hold-out re-measurement)."""
 
     bottom: str | None = required("Bottom cohort id (ids joined with ' + ' when the bottom cohort unites several).")
-    top: str | None = required("Top cohort id, or 'rest' with --top rest.")
+    top: str | None = required(
+        "Top cohort id; 'rest' when --top rest makes the top every other assigned speaker and that is more than one "
+        "cell."
+    )
     bottom_cohorts: list[str] = required("Ids of the cells that make up the bottom cohort.")
     top_cohorts: list[str] = required("Ids of the cells that make up the top cohort.")
     bottom_description: str | None = required("Who is in the bottom cohort, in words.")
@@ -137,8 +143,9 @@ class Figures(OpenModel):
         "100 x reference words in bottom / all assigned words.", ge=0, le=100
     )
     p_value: float | None = required(
-        "Permutation p-value of the selected bottom cohort's size-weighted gain (both discovery stages re-run "
-        "on every shuffle); null when not computed.",
+        "Permutation p-value of the bottom cohort's size-weighted gain: on discovery, search-aware (both discovery "
+        "stages re-run on every shuffle); on held-out speakers (holdout) and on stored cohorts (audit --cohorts), "
+        "for the fixed cells with the bottom cohort re-chosen on every shuffle. Null when not computed.",
         ge=0,
         le=1,
     )
@@ -149,16 +156,16 @@ class Figures(OpenModel):
     reported_wer: float | None = required(
         "Pooled WER over the cohorts that are not suppressed (what reports may show).", ge=0
     )
-    detectable_gap_pct: float | None = _optional(
+    detectable_gap_pct: float | None = required(
         "The smallest bottom-vs-top WER gap (%) these speakers could detect at --alpha with 80% power (a fixed, "
         "pre-named comparison; the search-aware test needs more).",
         ge=0,
     )
-    speakers_needed: int | None = _optional(
+    speakers_needed: int | None = required(
         "With --target-gap: extra bottom-cohort speakers needed for that gap to be detectable against the top cohort.",
         ge=0,
     )
-    adjusted: dict[str, Any] | None = _optional(
+    adjusted: dict[str, Any] | None = required(
         "With --adjust: the bottom-vs-top rate ratio of errors per reference word, raw and adjusted for the named "
         "speaker-level covariates (negative-binomial NB2 regression with log reference words as offset), with 95% "
         "intervals."
@@ -229,16 +236,16 @@ class MethodReport(Figures):
         "zip-demographic: every candidate split, ranked by size-weighted gain (SPEC 4.3)."
     )
     chosen: list[str] | None = _optional("zip-demographic: the cohort ids of the chosen split.")
-    details: dict[str, Any] | None = _optional("Method-specific details (regions, windows, cluster profiles).")
-    cohort_source: Literal["discovered", "stored"] | None = _optional(
+    details: dict[str, Any] = required("Method-specific details (regions, windows, cluster profiles).")
+    cohort_source: Literal["discovered", "stored"] = required(
         "discovered: the cohorts were found on this log; stored: measured on the definitions of an earlier audit "
         "(audit --cohorts)."
     )
-    definition: Definition | None = _optional(
+    definition: Definition | None = required(
         "Portable cohort definitions: what is needed to put any new speaker into the same cohorts (audit "
         "--cohorts). Cells under --min-report-speakers are withheld."
     )
-    cohort_level: Literal["speaker", "utterance"] | None = _optional(
+    cohort_level: Literal["speaker", "utterance"] = required(
         "speaker: each speaker is in one cohort (a --by column constant within speakers takes the speaker's "
         "value); utterance: a cohort is the utterances with a value (a --by column that varies within speakers, "
         "--by-level), so a speaker with utterances of several values counts in each cohort, cohort speaker shares "
