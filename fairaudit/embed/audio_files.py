@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fairaudit.errors import InputError
+from fairaudit.io.asr_formats import text_lines
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 #: Default rule for a folder: the first folder under the root is the speaker.
@@ -98,52 +99,61 @@ def _folder_files(root: Path, speaker_pattern: str | None) -> list[AudioFile]:
 
 
 def _manifest_files(manifest: Path, speaker_pattern: str | None) -> list[AudioFile]:
+    """Entries read as ``fairaudit audit`` reads the manifest: same lines, same speaker key, same errors."""
     pattern = _compile(speaker_pattern) if speaker_pattern else None
-    files = []
-    with open(manifest, encoding="utf-8", errors="replace") as stream:
-        for number, text in enumerate(stream, start=1):
-            if not text.strip():
-                continue
-            try:
-                entry = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise InputError(
-                    f"not a valid JSON line ({error.msg})", file=str(manifest), line=number, value=text[:80]
-                ) from None
-            audio = entry.get("audio_filepath") if isinstance(entry, dict) else None
-            if not isinstance(audio, str) or not audio:
-                raise InputError(
-                    "each line needs an audio_filepath (the audio file of the utterance)",
-                    file=str(manifest),
-                    line=number,
-                    column="audio_filepath",
-                )
-            speaker = next((str(entry[k]) for k in MANIFEST_SPEAKER_KEYS if entry.get(k) not in (None, "")), "")
-            if not speaker and pattern is not None:
-                speaker = _speaker(pattern, audio)
-            if not speaker:
-                hint = (
-                    f"the speaker pattern {speaker_pattern!r} finds no speaker in audio_filepath"
-                    if pattern is not None
-                    else "no speaker_id (or speaker) key; add one, or give --speaker-pattern REGEX to take the "
-                    "speaker from audio_filepath"
-                )
-                raise InputError(hint, file=str(manifest), line=number, column="speaker_id", value=audio)
-            path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
-            files.append(AudioFile(path, audio, speaker, manifest, number))
-    if not files:
+    entries = []
+    for number, text in text_lines(manifest):
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"not a valid JSON line ({error.msg})", file=str(manifest), line=number, value=text[:80]
+            ) from None
+        if not isinstance(entry, dict):
+            raise InputError("each line of a NeMo manifest must be a JSON object", file=str(manifest), line=number)
+        entries.append((number, entry))
+    if not entries:
         raise InputError("the manifest has no entries (one JSON object per line expected)", file=str(manifest))
+    # As in the audit: "speaker" is the speaker only when no line has "speaker_id".
+    key = "speaker_id" if any("speaker_id" in entry for _, entry in entries) else "speaker"
+    files = []
+    for number, entry in entries:
+        audio = entry.get("audio_filepath")
+        if not isinstance(audio, str) or not audio:
+            raise InputError(
+                "each line needs an audio_filepath (the audio file of the utterance)",
+                file=str(manifest),
+                line=number,
+                column="audio_filepath",
+            )
+        value = entry.get(key)
+        speaker = "" if value is None or isinstance(value, (list, dict, bool)) else str(value).strip()
+        if not speaker and pattern is not None:
+            speaker = _speaker(pattern, audio)
+        if not speaker:
+            hint = (
+                f"the speaker pattern {speaker_pattern!r} finds no speaker in audio_filepath"
+                if pattern is not None
+                else f"no {key} on this line; add one, or give --speaker-pattern REGEX to take the speaker from "
+                "audio_filepath"
+            )
+            raise InputError(hint, file=str(manifest), line=number, column=key, value=audio)
+        path = Path(audio) if Path(audio).is_absolute() else manifest.parent / audio
+        files.append(AudioFile(path, audio, speaker, manifest, number))
+    check_unique_utterances(files)  # a file listed twice would count twice in its speaker's mean
     return files
 
 
 def check_unique_utterances(files: list[AudioFile]) -> None:
-    """Refuse two files with one utterance id (needed when vectors are keyed by utterance)."""
+    """Refuse two entries with one utterance id (a manifest always; a folder when vectors are keyed by
+    utterance, since its ids are file names without suffix)."""
     seen: dict[str, AudioFile] = {}
     for audio in files:
         first = seen.setdefault(audio.utterance_id, audio)
         if first is not audio:
             raise InputError(
-                f"two audio files have the utterance id {audio.utterance_id!r} ({first.path} and {audio.path}); "
-                "with --per utterance the ids (file names without suffix, or manifest audio_filepath) must be unique",
+                f"two entries have the utterance id {audio.utterance_id!r} ({first.path} and {audio.path}): a manifest "
+                "must list each audio_filepath once, and with --per utterance the file names (without suffix) in a "
+                "folder must be unique",
                 **audio.where(),
             )

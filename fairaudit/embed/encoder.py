@@ -78,8 +78,9 @@ def _resemblyzer() -> Any:
     return resemblyzer
 
 
-def embed_files(files: list[AudioFile], progress: Progress | None = None) -> EmbeddedAudio:
-    """Embed every file (in order); files with no speech after silence trimming are left out with a note."""
+def embed_files(files: list[AudioFile], progress: Progress | None = None, source: str | None = None) -> EmbeddedAudio:
+    """Embed every file (in order); files with no speech after silence trimming are left out with a note.
+    ``source`` (the folder or manifest) is named if no file has speech."""
     resemblyzer = _resemblyzer()
     encoder = resemblyzer.VoiceEncoder("cpu", verbose=False)
     advance = progress("embedding audio", len(files)) if progress else None
@@ -102,7 +103,9 @@ def embed_files(files: list[AudioFile], progress: Progress | None = None) -> Emb
             f"left out (e.g. {examples})"
         )
     if not kept:
-        raise InputError("no file has speech to embed (every one is silent or too short after silence trimming)")
+        raise InputError(
+            "no file has speech to embed (every one is silent or too short after silence trimming)", file=source
+        )
     lost = sorted({a.speaker_id for a in silent} - {a.speaker_id for a in kept})
     if lost:
         notes.append(
@@ -112,16 +115,22 @@ def embed_files(files: list[AudioFile], progress: Progress | None = None) -> Emb
 
 
 def _speech(resemblyzer: Any, audio: AudioFile) -> np.ndarray:
-    """The file's samples at 16 kHz, volume-normalised, long silences removed."""
+    """The file's samples at 16 kHz, volume-normalised, long silences removed (webrtcvad's voice
+    activity detection: silence goes, steady noise may count as speech)."""
+    import librosa  # a dependency of resemblyzer
+
     where = audio.where()
     if not audio.path.is_file():
         raise InputError("no such audio file", **where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns before falling back to audioread
-            return np.asarray(resemblyzer.preprocess_wav(audio.path), dtype=np.float32)
+            samples, rate = librosa.load(str(audio.path), sr=None)
     except Exception as error:  # decoders raise many types (soundfile, audioread, EOFError): all mean unreadable
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(
             f"can not read this audio file ({detail[:160]}); is it a valid WAV/FLAC/OGG?", **where
         ) from None
+    if samples.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    return np.asarray(resemblyzer.preprocess_wav(samples, source_sr=rate), dtype=np.float32)

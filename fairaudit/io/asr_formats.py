@@ -57,7 +57,7 @@ class LineSource(Source):
         return (self.lines[row] if 0 <= row < len(self.lines) else None), None
 
 
-def _text_lines(path: Path) -> list[tuple[int, str]]:
+def text_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, line) of every non-blank line, as UTF-8; InputError naming a bad line."""
     if not path.is_file():
         raise InputError("no such file" if not path.exists() else "is not a file", file=str(path))
@@ -90,7 +90,7 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
     """The manifest's entries as log columns, a source mapping rows to lines, and notes."""
     path = Path(path)
     records, lines = [], []
-    for number, text in _text_lines(path):
+    for number, text in text_lines(path):
         try:
             entry = json.loads(text)
         except json.JSONDecodeError as error:
@@ -132,7 +132,7 @@ def _add_entry(entries: dict[str, tuple[int, str]], utterance: str, number: int,
 def _kaldi_table(path: Path) -> dict[str, tuple[int, str]]:
     """utterance id -> (line number, rest of the line) of a Kaldi ``text``-style file."""
     entries: dict[str, tuple[int, str]] = {}
-    for number, text in _text_lines(path):
+    for number, text in text_lines(path):
         parts = text.split(maxsplit=1)
         _add_entry(entries, parts[0], number, parts[1] if len(parts) > 1 else "", path)
     return entries
@@ -215,7 +215,7 @@ def is_trn(path: str | Path) -> bool:
 def _trn_table(path: Path) -> dict[str, tuple[int, str]]:
     """utterance id -> (line number, words) of a NIST trn file."""
     entries: dict[str, tuple[int, str]] = {}
-    for number, text in _text_lines(path):
+    for number, text in text_lines(path):
         match = _TRN_LINE.match(text)
         if match is None or not match.group(2).strip():
             raise InputError(

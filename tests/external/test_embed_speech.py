@@ -133,7 +133,8 @@ def test_silent_files_are_left_out_with_a_note(speech, tmp_path):
     wavfile.write(folder / "quiet" / "quiet_1.wav", 16_000, np.zeros(16_000, dtype=np.int16))
     run = run_main("embed", folder, "-o", tmp_path / "speakers.parquet", "--quiet")
     assert run.code == 0, run.stderr
-    assert "1 file(s) had less than" in run.stdout and "quiet" in run.stdout
+    assert "1 file(s) had less than 0.3 s of speech" in run.stdout and "quiet_1.wav" in run.stdout
+    assert "1 speaker(s) have no embeddable audio and are not in the output: quiet" in run.stdout
     assert list(pd.read_parquet(tmp_path / "speakers.parquet")["speaker_id"]) == ["us_male"]
 
 

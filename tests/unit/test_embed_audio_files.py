@@ -50,20 +50,55 @@ def test_a_folder_without_audio_is_an_error(tmp_path):
         find_audio(tmp_path)
 
 
+def write_manifest(path, lines):
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8")
+    return path
+
+
 def test_a_manifest_gives_speakers_by_key_or_by_pattern(tmp_path):
-    manifest = tmp_path / "m.jsonl"
-    lines = [
-        {"audio_filepath": "a/1.wav", "speaker_id": "s1", "text": "x"},
-        {"audio_filepath": "b/2.wav", "speaker": 7},
-        {"audio_filepath": "/data/c/3.wav"},
-    ]
-    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    manifest = write_manifest(
+        tmp_path / "m.jsonl",
+        [{"audio_filepath": "a/1.wav", "speaker": "s1", "text": "x"}, {"audio_filepath": "b/2.wav", "speaker": 7},
+         {"audio_filepath": "/data/c/3.wav"}],
+    )  # fmt: skip
     with pytest.raises(InputError) as error:
         find_audio(manifest)
-    assert (error.value.line, error.value.column) == (3, "speaker_id")
+    assert (error.value.line, error.value.column) == (3, "speaker")
     files = find_audio(manifest, r"/data/([^/]+)/")
     assert [(f.speaker_id, f.line) for f in files] == [("s1", 1), ("7", 2), ("c", 3)]
     assert files[0].path == tmp_path / "a" / "1.wav" and files[0].utterance_id == "a/1.wav"
+
+
+def test_the_speaker_key_is_the_audits(tmp_path):
+    """As ``fairaudit audit`` reads a manifest: "speaker" counts only when no line has "speaker_id"."""
+    manifest = write_manifest(
+        tmp_path / "m.jsonl",
+        [{"audio_filepath": "1.wav", "speaker_id": "s1"}, {"audio_filepath": "2.wav", "speaker": "s2"}],
+    )
+    with pytest.raises(InputError) as error:
+        find_audio(manifest)
+    assert (error.value.line, error.value.column) == (2, "speaker_id")
+    nested = write_manifest(tmp_path / "n.jsonl", [{"audio_filepath": "1.wav", "speaker_id": {"name": "s1"}}])
+    with pytest.raises(InputError, match="no speaker_id on this line"):
+        find_audio(nested)
+
+
+def test_manifest_lines_that_are_not_entries_are_named(tmp_path):
+    listed_twice = write_manifest(
+        tmp_path / "twice.jsonl",
+        [{"audio_filepath": "1.wav", "speaker": "a"}, {"audio_filepath": "1.wav", "speaker": "a"}],
+    )
+    with pytest.raises(InputError, match="list each audio_filepath once") as error:
+        find_audio(listed_twice)
+    assert error.value.line == 2
+    (tmp_path / "array.jsonl").write_text('{"audio_filepath": "1.wav", "speaker": "a"}\n[1, 2]\n')
+    with pytest.raises(InputError, match="must be a JSON object") as error:
+        find_audio(tmp_path / "array.jsonl")
+    assert error.value.line == 2
+    (tmp_path / "latin1.jsonl").write_bytes('{"audio_filepath": "1.wav", "speaker": "José"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match="not valid UTF-8") as error:
+        find_audio(tmp_path / "latin1.jsonl")
+    assert error.value.line == 1
 
 
 def test_a_broken_manifest_line_is_named(tmp_path):
