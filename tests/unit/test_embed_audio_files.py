@@ -134,3 +134,6 @@ def test_without_the_extra_the_error_says_how_to_install_it(tmp_path, monkeypatc
     run = run_main("embed", str(tmp_path / "audio"), "-o", str(tmp_path / "emb.parquet"))
     assert run.code == 2 and "pip install 'fairaudit[embed]'" in run.stderr
     assert not (tmp_path / "emb.parquet").exists()
+    # The output is checked before any audio is read or the model loaded (not after hours of embedding).
+    run = run_main("embed", str(tmp_path / "audio"), "-o", str(tmp_path / "missing" / "emb.parquet"))
+    assert run.code == 2 and "does not exist" in run.stderr
