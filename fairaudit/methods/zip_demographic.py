@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
 
 from fairaudit.geodata.census import (
     BUILTIN_SOURCE,
@@ -143,7 +144,7 @@ class ZipDemographic(CohortMethod):
         cohorts (whose own suppression rules apply), so the others are checked against it, in rank
         order.
         """
-        patterns, counts = _distinct_rows(sides)  # atoms: speakers alike on every split
+        patterns, counts, _ = _distinct_rows(sides)  # atoms: speakers alike on every split
         chosen: list[np.ndarray] = []
         reasons: dict[int, str | None] = {}
         if self.chosen_ is not None:
@@ -339,8 +340,8 @@ def _candidate_sides(attributes: pd.DataFrame, candidates: list[Candidate]) -> n
     return sides
 
 
-def _distinct_rows(sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of a small-integer matrix and how often each occurs.
+def _distinct_rows(sides: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct rows of a small-integer matrix, how often each occurs, and each row's distinct row.
 
     Rows are hashed to one 64-bit number (wrapping random weights; a collision needs two of at
     most a few thousand distinct rows to agree on 64 random bits) and the hashes sorted: 40 times
@@ -349,23 +350,33 @@ def _distinct_rows(sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     weights = np.random.default_rng(0).integers(1, 2**62, size=sides.shape[1], dtype=np.int64)
     with np.errstate(over="ignore"):
         keys = (sides.astype(np.int64) + 2) @ weights
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    return sides[first], counts
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    return sides[first], counts, inverse.ravel()
 
 
 class CandidateSides:
-    """The (n_speakers, n_candidates) side indicators as float matrices, ready for matrix products."""
+    """The candidates' side indicators for groups of speakers alike on every split (the speakers of
+    one ZIP code share all their sides): a sum over speakers is one sparse grouping, then a small
+    (groups x candidates) product, instead of a product with an (n_speakers x candidates) matrix."""
 
     def __init__(self, sides: np.ndarray) -> None:
-        self.side_a = (sides == 0).astype(np.float64)
-        self.side_b = (sides == 1).astype(np.float64)
-        self.speakers = np.stack([self.side_a.sum(axis=0), self.side_b.sum(axis=0)], axis=-1)  # (C, 2)
+        patterns, counts, group = _distinct_rows(sides)
+        n_groups = len(patterns)
+        self.side_a = (patterns == 0).astype(np.float64)  # (G, C)
+        self.side_b = (patterns == 1).astype(np.float64)
+        self.speakers = np.stack([counts @ self.side_a, counts @ self.side_b], axis=-1)  # (C, 2)
+        self._grouping = csr_matrix(
+            (np.ones(len(group)), (group, np.arange(len(group)))), shape=(n_groups, len(group))
+        )  # (G, n)
+
+    def group_sums(self, values: np.ndarray) -> np.ndarray:
+        """(R, n) per-speaker values -> (R, G) sums per group."""
+        return np.asarray((self._grouping @ np.asarray(values, dtype=np.float64).T).T)
 
 
 def _candidate_stats(sides: CandidateSides, errors: np.ndarray, words: np.ndarray, rule: SelectionRule) -> dict:
     """Per replicate and candidate: side totals, WERs, gap (worse vs. better side), eligibility."""
-    errors = np.asarray(errors, dtype=np.float64)
-    words = np.asarray(words, dtype=np.float64)
+    errors, words = sides.group_sums(errors), sides.group_sums(words)  # (R, G)
     err = np.stack([errors @ sides.side_a, errors @ sides.side_b], axis=-1)  # (R, C, 2)
     wrd = np.stack([words @ sides.side_a, words @ sides.side_b], axis=-1)
     spk = sides.speakers
