@@ -22,10 +22,13 @@ from fairaudit.methods.base import CohortMethod, definition_cells
 from fairaudit.methods.region_tree import (
     GRID_STEP_DEGREES,
     GridPoints,
+    SiteSums,
     cell_bound,
     grid_cells,
     grow_tree,
+    grow_tree_on_sites,
     root_split_gain,
+    speaker_terms,
 )
 from fairaudit.methods.registry import register
 from fairaudit.model.log import LATITUDE, LONGITUDE
@@ -146,22 +149,34 @@ class GeoTree(CohortMethod):
 
     def null_gaps(self, speakers: SpeakerTable, permutations: np.ndarray, rule: SelectionRule) -> np.ndarray:
         """Regrow the tree on each shuffle of the outcomes, keeping the split threshold calibrated
-        on the real data (the grid cells are counted once: the coordinates do not move)."""
+        on the real data. The coordinates do not move: the grid sites are found once, and each
+        shuffle costs three per-site sums of the shuffled speaker terms, then a tree over the sites."""
         coords, located = _coordinates(speakers)
         if self.tree_ is None or not located.any():
             return np.full(len(permutations), np.nan)
         points = GridPoints(coords[located])
-        shuffled = permutations[:, located]
-        block_errors = speakers.errors.astype(np.float64)[shuffled]  # (P, located) in one gather each
-        block_words = speakers.ref_words.astype(np.float64)[shuffled]
+        speaker_index = np.flatnonzero(located)
+        # Terms that move with the speakers' outcomes, in speaker order (read sequentially below).
+        terms = [term[speaker_index] for term in speaker_terms(speakers.errors, speakers.ref_words)]
+        site_of_outcome = np.empty(len(speakers), dtype=np.int64)
+        if len(permutations) and not np.array_equal(np.sort(permutations[0, located]), speaker_index):
+            raise ValueError("geo-tree's permutations must shuffle outcomes among the located speakers")
         gaps = np.empty(len(permutations))
         for row in range(len(permutations)):
-            e, w = block_errors[row], block_words[row]
-            labels = self._grow(points, e, w).leaf_labels()
+            # Position p takes the outcome of speaker permutations[row, p]: send each outcome to the
+            # site of the position it lands on (one scatter instead of gathering every term).
+            site_of_outcome[permutations[row, located]] = points.site_of
+            sites = site_of_outcome[speaker_index]
+            sums = SiteSums(*(np.bincount(sites, weights=term, minlength=points.n_sites) for term in terms))
+            tree = grow_tree_on_sites(
+                points, sums, max_leaves=self.max_regions, min_samples_leaf=self.min_speakers, ccp_alpha=self.min_gain_
+            )
+            labels = tree.site_labels()
             k = labels.max() + 1
-            cohort_errors = np.bincount(labels, weights=e, minlength=k)[None, :]
-            cohort_words = np.bincount(labels, weights=w, minlength=k)[None, :]
-            gaps[row] = rule.statistic(cohort_errors, cohort_words, np.bincount(labels, minlength=k))[0]
+            cohort_errors = np.bincount(labels, weights=sums.errors, minlength=k)[None, :]
+            cohort_words = np.bincount(labels, weights=sums.words, minlength=k)[None, :]
+            cohort_speakers = np.bincount(labels, weights=points.site_speakers, minlength=k)
+            gaps[row] = rule.statistic(cohort_errors, cohort_words, cohort_speakers)[0]
         return gaps
 
 

@@ -12,9 +12,10 @@ On cell numbers the tree is exactly scikit-learn's ``DecisionTreeRegressor(max_l
 min_samples_leaf, ccp_alpha)`` fitted with ``sample_weight`` (same splits, same node numbering;
 ``tests/unit/test_region_tree.py`` checks it). It is computed differently: every node keeps per-cell
 histograms of speakers, words and errors, so a split search is a cumulative sum over the cells, and
-of two children only the smaller one is counted (the other is the parent minus it). The permutation
-test regrows the tree 200 times on shuffled outcomes with the coordinates fixed, which this makes
-cheap (issue 12: 13.8 s -> about 1 s at 100,000 speakers).
+of two children only the smaller one is counted (the other is the parent minus it), and the tree
+works on the occupied grid cells ("sites") rather than on speakers. The permutation test regrows
+the tree 200 times on shuffled outcomes with the coordinates fixed, which this makes cheap (issue
+12: 13.8 s -> about 1.7 s at 100,000 speakers; 22 s -> 10 s at 1,000,000, half of it shuffling).
 """
 
 from __future__ import annotations
@@ -48,15 +49,33 @@ def cell_bound(bound: float) -> int:
 
 
 class GridPoints:
-    """Speakers' grid cells per axis, shifted to start at 0, with per-axis cell counts."""
+    """Speakers' grid cells per axis, shifted to start at 0, and the distinct occupied cells ("sites").
+
+    The tree works on sites weighted by their speakers: speakers in one grid cell always fall on
+    the same side of every split, so summing them once per outcome (one ``bincount``) leaves every
+    split, count and total as it was, and a million speakers shrink to the tens of thousands of
+    cells they occupy.
+    """
 
     def __init__(self, coords: np.ndarray) -> None:
         cells = grid_cells(coords)
         self.n = len(cells)
         self.origin = cells.min(axis=0) if self.n else np.zeros(cells.shape[1], dtype=np.int64)
-        self.cells = [np.ascontiguousarray(cells[:, axis] - self.origin[axis]) for axis in range(cells.shape[1])]
-        self.sizes = [int(c.max()) + 1 if self.n else 1 for c in self.cells]
-        self.root_counts = [np.bincount(c, minlength=s) for c, s in zip(self.cells, self.sizes)]
+        shifted = cells - self.origin
+        self.sizes = [int(shifted[:, axis].max()) + 1 if self.n else 1 for axis in range(cells.shape[1])]
+        key = np.ravel_multi_index(tuple(shifted.T), self.sizes) if self.n else np.zeros(0, dtype=np.int64)
+        sites, self.site_of = np.unique(key, return_inverse=True)
+        self.site_of = self.site_of.ravel()
+        self.n_sites = len(sites)
+        self.cells = [np.ascontiguousarray(c) for c in np.unravel_index(sites, self.sizes)]  # per site
+        self.site_speakers = np.bincount(self.site_of, minlength=self.n_sites).astype(np.float64)
+        self.root_counts = [
+            np.bincount(c, weights=self.site_speakers, minlength=s) for c, s in zip(self.cells, self.sizes)
+        ]
+
+    def per_site(self, values: np.ndarray) -> np.ndarray:
+        """Per-speaker values summed per site."""
+        return np.bincount(self.site_of, weights=values, minlength=self.n_sites)
 
     def line(self, axis: int, line: int) -> float:
         """The bound in degrees of grid line ``line`` (cells below it go left)."""
@@ -72,7 +91,8 @@ class GrownTree:
     children_right: np.ndarray
     feature: np.ndarray
     threshold: np.ndarray
-    leaf_of_point: np.ndarray
+    leaf_of_point: np.ndarray  # per speaker
+    leaf_of_site: np.ndarray
 
     @property
     def node_count(self) -> int:
@@ -80,14 +100,47 @@ class GrownTree:
 
     def leaf_labels(self) -> np.ndarray:
         """Each point's leaf as 0..L-1, numbered in node order."""
-        rank = np.cumsum(self.children_left == LEAF) - 1  # node id -> its rank among the leaves
-        return rank[self.leaf_of_point]
+        return self._leaf_rank()[self.leaf_of_point]
+
+    def site_labels(self) -> np.ndarray:
+        """Each site's leaf as 0..L-1 (the same numbering as :meth:`leaf_labels`)."""
+        return self._leaf_rank()[self.leaf_of_site]
+
+    def _leaf_rank(self) -> np.ndarray:
+        return np.cumsum(self.children_left == LEAF) - 1  # node id -> its rank among the leaves
+
+
+@dataclass(frozen=True)
+class SiteSums:
+    """One outcome set summed per site: words, errors (of speakers with words) and words x WER^2."""
+
+    words: np.ndarray
+    errors: np.ndarray
+    squares: np.ndarray
+
+
+def speaker_terms(errors: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per speaker: words, errors counted only when the speaker has words, and words x WER^2.
+
+    They move with the speaker's outcomes, so a permutation test computes them once and shuffles them.
+    """
+    words = np.asarray(words, dtype=np.float64)
+    errors = np.asarray(errors, dtype=np.float64)
+    has_words = words > 0
+    errors = errors if has_words.all() else np.where(has_words, errors, 0.0)
+    squares = np.divide(errors * errors, words, out=np.zeros_like(words), where=has_words)
+    return words, errors, squares
+
+
+def site_sums(points: GridPoints, words: np.ndarray, errors: np.ndarray, squares: np.ndarray) -> SiteSums:
+    """Per-speaker terms (:func:`speaker_terms`, possibly shuffled) summed per site."""
+    return SiteSums(points.per_site(words), points.per_site(errors), points.per_site(squares))
 
 
 @dataclass
 class _Node:
-    members: np.ndarray  # point indices
-    counts: list[np.ndarray]  # per axis: speakers per cell
+    members: np.ndarray  # site indices
+    counts: list[np.ndarray]  # per axis: speakers per cell (float: sums of site weights)
     words: list[np.ndarray]  # per axis: words per cell
     errors: list[np.ndarray]  # per axis: errors per cell
     weight: float
@@ -95,6 +148,10 @@ class _Node:
     squares: float  # sum of words x WER^2 (for the impurity)
     parent: int
     split: tuple[float, int, int, int] | None = None  # (improvement, axis, last cell on the left, grid line)
+
+    @property
+    def speakers(self) -> float:
+        return float(self.counts[0].sum())
 
     @property
     def impurity(self) -> float:
@@ -112,9 +169,17 @@ def grow_tree(
 ) -> GrownTree:
     """Grow best-first to ``max_leaves`` leaves, then prune at cost-complexity ``ccp_alpha``
     (impurity decrease per leaf, as a share of all words, as in scikit-learn)."""
-    grower = _Grower(
-        points, np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64), min_samples_leaf
+    sums = site_sums(points, *speaker_terms(errors, words))
+    return grow_tree_on_sites(
+        points, sums, max_leaves=max_leaves, min_samples_leaf=min_samples_leaf, ccp_alpha=ccp_alpha
     )
+
+
+def grow_tree_on_sites(
+    points: GridPoints, sums: SiteSums, *, max_leaves: int, min_samples_leaf: int, ccp_alpha: float
+) -> GrownTree:
+    """:func:`grow_tree` from outcomes already summed per site (the permutation test's path)."""
+    grower = _Grower(points, sums, min_samples_leaf)
     nodes, left, right = grower.grow(max_leaves)
     if ccp_alpha > 0.0:
         nodes, left, right = _prune(nodes, left, right, ccp_alpha)
@@ -123,9 +188,7 @@ def grow_tree(
 
 def root_split_gain(points: GridPoints, errors: np.ndarray, words: np.ndarray, min_samples_leaf: int) -> float:
     """The impurity decrease (share of all words) of the best first split; 0 when none is allowed."""
-    grower = _Grower(
-        points, np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64), min_samples_leaf
-    )
+    grower = _Grower(points, site_sums(points, *speaker_terms(errors, words)), min_samples_leaf)
     root = grower.root()
     return root.split[0] if root.split else 0.0
 
@@ -133,22 +196,19 @@ def root_split_gain(points: GridPoints, errors: np.ndarray, words: np.ndarray, m
 class _Grower:
     """scikit-learn's best-first builder over per-cell histograms."""
 
-    def __init__(self, points: GridPoints, errors: np.ndarray, words: np.ndarray, min_samples_leaf: int) -> None:
+    def __init__(self, points: GridPoints, sums: SiteSums, min_samples_leaf: int) -> None:
         self.points = points
-        self.words = words
-        has_words = words > 0
-        # words x WER: a speaker without words weighs nothing
-        self.errors = errors if has_words.all() else np.where(has_words, errors, 0.0)
-        self.squares = np.divide(self.errors * self.errors, words, out=np.zeros_like(words), where=has_words)
+        self.words, self.errors, self.squares = sums.words, sums.errors, sums.squares
+        self.speakers = points.site_speakers
         self.min_leaf = max(1, int(min_samples_leaf))
-        self.root_weight = float(words.sum())
+        self.root_weight = float(sums.words.sum())
 
     def root(self) -> _Node:
         p = self.points
         words = [np.bincount(c, weights=self.words, minlength=s) for c, s in zip(p.cells, p.sizes)]
         errors = [np.bincount(c, weights=self.errors, minlength=s) for c, s in zip(p.cells, p.sizes)]
         node = _Node(
-            np.arange(p.n),
+            np.arange(p.n_sites),
             list(p.root_counts),
             words,
             errors,
@@ -164,10 +224,10 @@ class _Grower:
         """A node whose histograms are counted from its members."""
         p = self.points
         cells = [c[members] for c in p.cells]
-        w, e = self.words[members], self.errors[members]
+        w, e, k = self.words[members], self.errors[members], self.speakers[members]
         return _Node(
             members,
-            [np.bincount(c, minlength=s) for c, s in zip(cells, p.sizes)],
+            [np.bincount(c, weights=k, minlength=s) for c, s in zip(cells, p.sizes)],
             [np.bincount(c, weights=w, minlength=s) for c, s in zip(cells, p.sizes)],
             [np.bincount(c, weights=e, minlength=s) for c, s in zip(cells, p.sizes)],
             float(w.sum()),
@@ -192,15 +252,15 @@ class _Grower:
 
     def consider(self, node: _Node) -> None:
         """Find the node's best split unless scikit-learn's rules make it a leaf."""
-        n = len(node.members)
-        if n >= 2 * self.min_leaf and n >= 2 and node.impurity > EPSILON:
+        n = node.speakers
+        if n >= 2 * self.min_leaf and n >= 2 and len(node.members) >= 2 and node.impurity > EPSILON:
             node.split = self.best_split(node)
 
     def best_split(self, node: _Node) -> tuple[float, int, int, int] | None:
         """The split with the largest proxy sum_L^2 / W_L + sum_R^2 / W_R; the first on ties, axis 0
         before axis 1 (scikit-learn visits features in a seeded random order; ties are measure-zero).
         The bound is the grid line halfway across the empty cells between the two sides."""
-        n = len(node.members)
+        n = node.speakers
         best_proxy, best = -np.inf, None
         for axis in range(len(node.counts)):
             cc = np.cumsum(node.counts[axis])
@@ -333,13 +393,20 @@ def _layout(points: GridPoints, nodes: list[_Node], left: list[int], right: list
     count = len(nodes)
     feature = np.full(count, -2, dtype=np.int64)
     threshold = np.full(count, -2.0)
-    leaf_of_point = np.empty(points.n, dtype=np.int64)
+    leaf_of_site = np.empty(points.n_sites, dtype=np.int64)
     for index, node in enumerate(nodes):
         if left[index] == LEAF:
-            leaf_of_point[node.members] = index
+            leaf_of_site[node.members] = index
         else:
             assert node.split is not None  # an internal node keeps its split (see _prune)
             _, axis, _, line = node.split
             feature[index] = axis
             threshold[index] = points.line(axis, line)
-    return GrownTree(np.array(left, dtype=np.int64), np.array(right, dtype=np.int64), feature, threshold, leaf_of_point)
+    return GrownTree(
+        np.array(left, dtype=np.int64),
+        np.array(right, dtype=np.int64),
+        feature,
+        threshold,
+        leaf_of_site[points.site_of],
+        leaf_of_site,
+    )
