@@ -309,16 +309,42 @@ class GeoScan(CohortMethod):
         cap = self._speaker_cap(scan)
         for start in range(0, len(permutations), BLOCK):
             order = permutations[start : start + BLOCK][:, positions]
-            block_errors, block_words = errors[order], words[order]
-            block_scores = _rescore_rows(block_errors, block_words, scores[order], self.rate_, self.overdispersion_)
-            z, excess, variance = _window_statistics(scan, block_scores)
-            cell_errors, cell_words = scan.cell_sums(block_errors), scan.cell_sums(block_words)
+            if np.array_equal(np.sort(order[0]), positions):  # outcomes shuffled among located speakers
+                z, excess, variance, cell_errors, cell_words = _shuffled_within(scan, order, errors, words, scores)
+            else:
+                block_errors, block_words = errors[order], words[order]
+                block_scores = _rescore_rows(block_errors, block_words, scores[order], self.rate_, self.overdispersion_)
+                z, excess, variance = _window_statistics(scan, block_scores)
+                cell_errors, cell_words = scan.cell_sums(block_errors), scan.cell_sums(block_words)
             for row in range(len(order)):
                 kept = _choose_windows(
                     scan, z[:, row], excess[:, row], variance[row], self.min_score_, self.max_windows, cap
                 )
                 gaps[start + row] = _cells_gap(scan, kept, cell_errors[:, row], cell_words[:, row], rule)
         return gaps
+
+
+def _shuffled_within(
+    scan: _Scan, order: np.ndarray, errors: np.ndarray, words: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window statistics and per-cell errors and words for rows of ``order`` that shuffle outcomes
+    among the located speakers only. The pooled rate, and so every speaker's score, the scores'
+    mean and variance, are then those of the fit; each outcome is sent to the cell of the position
+    it lands on (one scatter per row) and summed per cell from the speakers' own order."""
+    positions = np.flatnonzero(scan.located)
+    terms = [np.asarray(values, dtype=np.float64)[positions] for values in (scores, errors, words)]
+    cell_of_outcome = np.empty(len(scan.located), dtype=np.int64)
+    sums = np.empty((3, scan.n_cells, len(order)))
+    for row, drawn in enumerate(order):
+        cell_of_outcome[drawn] = scan.cell
+        cells = cell_of_outcome[positions]
+        for index, term in enumerate(terms):
+            sums[index, :, row] = np.bincount(cells, weights=term, minlength=scan.n_cells)
+    rows = len(order)
+    mean = np.full(rows, terms[0].mean())
+    variance = np.full(rows, terms[0].var())
+    z, excess = _window_statistics_from_cells(scan, sums[0], mean, variance, len(positions))
+    return z, excess, variance, sums[1], sums[2]
 
 
 # --- geometry ----------------------------------------------------------------------------------
@@ -563,11 +589,21 @@ def _window_statistics(scan: _Scan, scores: np.ndarray) -> tuple[np.ndarray, np.
     z = (U_in - n_in mean(u)) / sqrt(var(u) n_in (n - n_in) / (n - 1)): the sum of the scores
     inside, standardised by its exact mean and variance when outcomes are shuffled.
     """
-    inside = scan.window_sums(scan.cell_sums(scores))
-    mean, variance = scores.mean(axis=1), scores.var(axis=1)
+    variance = scores.var(axis=1)
+    z, excess = _window_statistics_from_cells(
+        scan, scan.cell_sums(scores), scores.mean(axis=1), variance, scores.shape[1]
+    )
+    return z, excess, variance
+
+
+def _window_statistics_from_cells(
+    scan: _Scan, cell_scores: np.ndarray, mean: np.ndarray, variance: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """z (W, B) and its numerator from per-cell score sums (L, B) and each row's score mean and variance."""
+    inside = scan.window_sums(cell_scores)
     size = scan.window_speakers.astype(np.float64)[:, None]
     excess = inside - size * mean[None, :]
-    return _standardise(excess, size, variance[None, :], scores.shape[1]), excess, variance
+    return _standardise(excess, size, variance[None, :], n), excess
 
 
 def _standardise(
