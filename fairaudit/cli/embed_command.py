@@ -61,7 +61,7 @@ def embed(
     """
     from fairaudit.embed.audio_files import check_unique_utterances, find_audio
     from fairaudit.embed.encoder import embed_files
-    from fairaudit.io.outputs import replace_atomically
+    from fairaudit.io.outputs import write_parquet_atomically
 
     if per not in ("speaker", "utterance"):
         raise UsageError("--per takes speaker or utterance")
@@ -79,7 +79,7 @@ def embed(
         embedded = embed_files(files, progress=bars)
     frame = embedded.per_speaker() if per == "speaker" else embedded.per_utterance()
     with writing(out):
-        replace_atomically(out, lambda temporary: frame.to_parquet(temporary, index=False))
+        write_parquet_atomically(out, frame)
     console = stdout_console(plain=True)
     for note in embedded.notes:
         console.print(f"note: {note}")

@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fairaudit.errors import InputError
-from fairaudit.io.asr_formats import text_lines
+from fairaudit.io.asr_formats import compile_speaker_pattern, speaker_in, text_lines
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 #: Default rule for a folder: the first folder under the root is the speaker.
@@ -59,23 +58,9 @@ def find_audio(source: str | Path, speaker_pattern: str | None = None) -> list[A
     )
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise InputError(f"--speaker-pattern is not a valid regular expression ({error})", value=pattern) from None
-
-
-def _speaker(pattern: re.Pattern[str], text: str) -> str:
-    match = pattern.search(text)
-    if match is None:
-        return ""
-    return (match.group(1) if pattern.groups else match.group(0)) or ""
-
-
 def _folder_files(root: Path, speaker_pattern: str | None) -> list[AudioFile]:
     pattern_text = speaker_pattern or FOLDER_SPEAKER_PATTERN
-    pattern = _compile(pattern_text)
+    pattern = compile_speaker_pattern(pattern_text)
     paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if not paths:
         raise InputError(
@@ -85,7 +70,7 @@ def _folder_files(root: Path, speaker_pattern: str | None) -> list[AudioFile]:
     files: list[AudioFile] = []
     for path in paths:
         relative = path.relative_to(root).as_posix()
-        speaker = _speaker(pattern, relative)
+        speaker = speaker_in(pattern, relative)
         if not speaker:
             raise InputError(
                 f"the speaker pattern {pattern_text!r} finds no speaker in this file's path under the folder; give "
@@ -100,7 +85,7 @@ def _folder_files(root: Path, speaker_pattern: str | None) -> list[AudioFile]:
 
 def _manifest_files(manifest: Path, speaker_pattern: str | None) -> list[AudioFile]:
     """Entries read as ``fairaudit audit`` reads the manifest: same lines, same speaker key, same errors."""
-    pattern = _compile(speaker_pattern) if speaker_pattern else None
+    pattern = compile_speaker_pattern(speaker_pattern) if speaker_pattern else None
     entries = []
     for number, text in text_lines(manifest):
         try:
@@ -129,7 +114,7 @@ def _manifest_files(manifest: Path, speaker_pattern: str | None) -> list[AudioFi
         value = entry.get(key)
         speaker = "" if value is None or isinstance(value, (list, dict, bool)) else str(value).strip()
         if not speaker and pattern is not None:
-            speaker = _speaker(pattern, audio)
+            speaker = speaker_in(pattern, audio)
         if not speaker:
             hint = (
                 f"the speaker pattern {speaker_pattern!r} finds no speaker in audio_filepath"

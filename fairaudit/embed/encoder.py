@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.embed.audio_files import AudioFile
+from fairaudit.engines.speaker_table import unit_mean_vectors
 from fairaudit.errors import InputError, UsageError
 
 EXTRA_HINT = (
@@ -50,9 +51,6 @@ class EmbeddedAudio:
         """speaker_id, utterances, speech_seconds and emb_0..emb_255 (the mean unit vector, renormalised)."""
         speakers = pd.Series([f.speaker_id for f in self.files], dtype="string")
         codes, names = pd.factorize(speakers, sort=True)
-        sums = np.zeros((len(names), self.vectors.shape[1]), dtype=np.float64)
-        np.add.at(sums, codes, self.vectors)
-        means = sums / np.linalg.norm(sums, axis=1, keepdims=True)
         frame = pd.DataFrame(
             {
                 "speaker_id": np.asarray(names, dtype=object),
@@ -60,7 +58,7 @@ class EmbeddedAudio:
                 "speech_seconds": np.bincount(codes, weights=self.speech_seconds, minlength=len(names)).round(2),
             }
         )
-        return pd.concat([frame, _vector_columns(means.astype(np.float32))], axis=1)
+        return pd.concat([frame, _vector_columns(unit_mean_vectors(self.vectors, codes, len(names)))], axis=1)
 
 
 def _vector_columns(vectors: np.ndarray) -> pd.DataFrame:

@@ -172,19 +172,26 @@ def _speaker_embeddings(
     else:  # pragma: no cover - guarded by the EmbeddingTable type
         raise ValueError(table.key)
     keep = row_codes >= 0
-    row_codes = row_codes[keep]
-    n, d = len(speaker_ids), vectors.shape[1]
-    sums = np.zeros((n, d))
     if table.key == SPEAKER:  # one vector per speaker (ids are unique): the mean is the vector
-        sums[row_codes] = vectors[keep]
-    else:
-        order = np.argsort(row_codes, kind="stable")
-        sorted_codes = row_codes[order]
-        if len(sorted_codes):
-            starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-            sums[sorted_codes[starts]] = np.add.reduceat(
-                np.asarray(vectors, dtype=np.float64)[keep][order], starts, axis=0
-            )
+        sums = np.zeros((len(speaker_ids), vectors.shape[1]))
+        sums[row_codes[keep]] = vectors[keep]
+        return _unit_rows(sums)
+    return unit_mean_vectors(vectors[keep], row_codes[keep], len(speaker_ids))
+
+
+def unit_mean_vectors(vectors: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """(n, d) float32: the mean of the vectors with each code 0..n-1, L2-normalised (summed in float64,
+    in row order); NaN rows for codes with no vector. A speaker's embedding from its utterances' vectors."""
+    sums = np.zeros((n, vectors.shape[1]))
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    if len(sorted_codes):
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        sums[sorted_codes[starts]] = np.add.reduceat(np.asarray(vectors, dtype=np.float64)[order], starts, axis=0)
+    return _unit_rows(sums)
+
+
+def _unit_rows(sums: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         result = (sums / norms).astype(np.float32)

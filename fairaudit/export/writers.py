@@ -5,14 +5,13 @@ Every file is written atomically; these files hold speaker and utterance ids (tr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fairaudit.export.training import TrainingExport
-from fairaudit.io.outputs import replace_atomically, write_atomically
+from fairaudit.io.outputs import write_atomically, write_parquet_atomically
 from fairaudit.model.log import SPEAKER, UTTERANCE, UtteranceLog
 
 
@@ -23,7 +22,7 @@ def write_export(export: TrainingExport, log: UtteranceLog, directory: Path, tab
     for name, frame in (("speakers", export.speakers), ("utterances", export.utterances)):
         path = directory / f"{name}.{table_format}"
         if table_format == "parquet":
-            replace_atomically(path, _parquet_writer(frame))
+            write_parquet_atomically(path, frame)
         else:
             write_atomically(path, frame.to_csv(index=False))
         written.append(path)
@@ -36,13 +35,6 @@ def write_export(export: TrainingExport, log: UtteranceLog, directory: Path, tab
     if UTTERANCE in export.utterances:
         written += _manifests(export, log, directory)
     return written
-
-
-def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
-    def write(temporary: Path) -> None:
-        frame.to_parquet(temporary, index=False)
-
-    return write
 
 
 def _manifests(export: TrainingExport, log: UtteranceLog, directory: Path) -> list[Path]:

@@ -229,21 +229,34 @@ def _trn_table(path: Path) -> dict[str, tuple[int, str]]:
     return entries
 
 
+def compile_speaker_pattern(text: str) -> re.Pattern[str]:
+    """A --speaker-pattern as a compiled expression; an invalid one is an InputError."""
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise InputError(f"--speaker-pattern is not a valid regular expression ({error})", value=text) from None
+
+
+def speaker_in(pattern: re.Pattern[str], text: str) -> str:
+    """The speaker a --speaker-pattern finds in ``text``: its first group (the whole match without
+    groups); "" when it finds none."""
+    match = pattern.search(text)
+    if match is None:
+        return ""
+    return (match.group(1) if pattern.groups else match.group(0)) or ""
+
+
 def read_trn_pair(
     hypothesis: str | Path, reference: str | Path, speaker_pattern: str | None = None
 ) -> tuple[pd.DataFrame, LineSource, list[str]]:
     """A hypothesis trn and its reference trn as log columns, by the lines of the reference."""
     pattern_text = speaker_pattern or TRN_SPEAKER_PATTERN
-    try:
-        pattern = re.compile(pattern_text)
-    except re.error as error:
-        raise InputError(f"--speaker-pattern is not a valid regular expression ({error})", value=pattern_text) from None
+    pattern = compile_speaker_pattern(pattern_text)
     references = _trn_table(Path(reference))
     hypotheses = _trn_table(Path(hypothesis))
     rows, lines = [], []
     for utterance, (number, words) in references.items():
-        match = pattern.search(utterance)
-        speaker = (match.group(1) if match and pattern.groups else match.group(0) if match else "") or ""
+        speaker = speaker_in(pattern, utterance)
         if not speaker:
             raise InputError(
                 f"the speaker pattern {pattern_text!r} finds no speaker in this utterance id; give "

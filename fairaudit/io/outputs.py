@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def is_same_file(a: str | Path, b: str | Path) -> bool:
@@ -48,3 +49,8 @@ def write_atomically(path: str | Path, text: str) -> None:
             os.fsync(stream.fileno())
 
     replace_atomically(path, write)
+
+
+def write_parquet_atomically(path: str | Path, frame: Any) -> None:
+    """Write a pandas DataFrame to ``path`` as Parquet (no index) atomically (see :func:`replace_atomically`)."""
+    replace_atomically(path, lambda temporary: frame.to_parquet(temporary, index=False))

@@ -307,10 +307,13 @@ class GeoScan(CohortMethod):
         scores = _speaker_scores(errors, words, self.rate_, self.overdispersion_)
         positions = np.flatnonzero(scan.located)
         cap = self._speaker_cap(scan)
+        # Rows are permutations: if row 0 draws only located speakers, every row shuffles them among themselves.
+        within = len(permutations) > 0 and bool(scan.located[permutations[0, positions]].all())
+        terms = [np.asarray(values, dtype=np.float64)[positions] for values in (scores, errors, words)]
         for start in range(0, len(permutations), BLOCK):
             order = permutations[start : start + BLOCK][:, positions]
-            if np.array_equal(np.sort(order[0]), positions):  # outcomes shuffled among located speakers
-                z, excess, variance, cell_errors, cell_words = _shuffled_within(scan, order, errors, words, scores)
+            if within:
+                z, excess, variance, cell_errors, cell_words = _shuffled_within(scan, order, terms)
             else:
                 block_errors, block_words = errors[order], words[order]
                 block_scores = _rescore_rows(block_errors, block_words, scores[order], self.rate_, self.overdispersion_)
@@ -325,14 +328,14 @@ class GeoScan(CohortMethod):
 
 
 def _shuffled_within(
-    scan: _Scan, order: np.ndarray, errors: np.ndarray, words: np.ndarray, scores: np.ndarray
+    scan: _Scan, order: np.ndarray, terms: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Window statistics and per-cell errors and words for rows of ``order`` that shuffle outcomes
     among the located speakers only. The pooled rate, and so every speaker's score, the scores'
     mean and variance, are then those of the fit; each outcome is sent to the cell of the position
-    it lands on (one scatter per row) and summed per cell from the speakers' own order."""
+    it lands on (one scatter per row) and summed per cell from the speakers' own order. ``terms``:
+    the located speakers' scores, errors and words."""
     positions = np.flatnonzero(scan.located)
-    terms = [np.asarray(values, dtype=np.float64)[positions] for values in (scores, errors, words)]
     cell_of_outcome = np.empty(len(scan.located), dtype=np.int64)
     sums = np.empty((3, scan.n_cells, len(order)))
     for row, drawn in enumerate(order):

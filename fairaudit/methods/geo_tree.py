@@ -159,7 +159,7 @@ class GeoTree(CohortMethod):
         # Terms that move with the speakers' outcomes, in speaker order (read sequentially below).
         terms = [term[speaker_index] for term in speaker_terms(speakers.errors, speakers.ref_words)]
         site_of_outcome = np.empty(len(speakers), dtype=np.int64)
-        if len(permutations) and not np.array_equal(np.sort(permutations[0, located]), speaker_index):
+        if len(permutations) and not located[permutations[0, located]].all():  # rows are permutations
             raise ValueError("geo-tree's permutations must shuffle outcomes among the located speakers")
         gaps = np.empty(len(permutations))
         for row in range(len(permutations)):

@@ -64,8 +64,8 @@ class GridPoints:
         shifted = cells - self.origin
         self.sizes = [int(shifted[:, axis].max()) + 1 if self.n else 1 for axis in range(cells.shape[1])]
         key = np.ravel_multi_index(tuple(shifted.T), self.sizes) if self.n else np.zeros(0, dtype=np.int64)
-        sites, self.site_of = np.unique(key, return_inverse=True)
-        self.site_of = self.site_of.ravel()
+        sites, site_of = np.unique(key, return_inverse=True)
+        self.site_of = site_of.ravel()
         self.n_sites = len(sites)
         self.cells = [np.ascontiguousarray(c) for c in np.unravel_index(sites, self.sizes)]  # per site
         self.site_speakers = np.bincount(self.site_of, minlength=self.n_sites).astype(np.float64)
