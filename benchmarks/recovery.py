@@ -126,6 +126,9 @@ def table(rows: list[dict], n_speakers: int, effect: float) -> tuple[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds per shape and size (default 10)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="first seed (default 0; another range checks a change on unseen logs)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES), help="shapes to plant (default: all)")
     parser.add_argument("--sizes", nargs="*", default=[f"{n}:{e}" for n, e in SIZES], help="N:EFFECT pairs")
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         (shape, n, e, seed, tuple(args.methods), extra, tuple(args.rules))
         for n, e in sizes
         for shape in args.shapes
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     start = time.perf_counter()
     chunks = run_tasks(_task_dict, calls, workers=args.workers, label="recovery")
