@@ -5,7 +5,8 @@ with :func:`fairaudit.engines.speaker_table.build_speaker_table`. ``dask`` (:mod
 reads a glob of CSV/TSV/Parquet files (or one large file in blocks) on a Dask scheduler, validates
 every piece with the same ingest code, shuffles the rows so each speaker's utterances meet in one
 partition and runs the same speaker aggregation per partition. Everything after the speaker table is
-the same for both engines, and so are the results.
+the same for both engines, and so are the results. :mod:`fairaudit.engines.threads` runs the
+independent analysis stages of one audit (the permutation tests, the bootstrap) on the available cores.
 
 This module does not import Dask: ``import fairaudit`` must work without it (it is the optional
 extra ``fairaudit[dask]``).

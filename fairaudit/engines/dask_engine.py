@@ -61,6 +61,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from fairaudit.engines import ShardedLog, is_pattern
+from fairaudit.engines.threads import available_cores
 from fairaudit.errors import NO_ROWS, InputError, UsageError
 from fairaudit.io import embeddings as embedding_files
 from fairaudit.io import sources
@@ -948,13 +949,6 @@ def concat_speaker_tables(parts: list[dict], embeddings_of: str):
 # --- scheduler -----------------------------------------------------------------------------
 
 
-def _local_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 @contextmanager
 def _quiet_dask_logs() -> Iterator[None]:
     """Keep Dask's informational warnings ("Sending large graph ...", shuffle notices) off stderr;
@@ -993,7 +987,7 @@ def scheduler_context(address: str | None) -> Iterator[str]:
         with client, _quiet_dask_logs():
             yield "p2p"
         return
-    with dask.config.set(scheduler="threads", num_workers=_local_workers()):
+    with dask.config.set(scheduler="threads", num_workers=available_cores()):
         yield "disk"
 
 

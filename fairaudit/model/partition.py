@@ -47,6 +47,20 @@ class Partition:
         """Boolean mask of speakers that are in some cohort."""
         return self.labels != UNASSIGNED
 
+    def cohort_sums(self, values: np.ndarray) -> np.ndarray:
+        """(R, n_cohorts) per-cohort sums of per-speaker values (R, n_speakers): what
+        ``values @ indicator()`` gives, with one ``bincount`` instead of a dense matrix."""
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        rows, k = len(values), self.n_cohorts
+        assigned = self.assigned
+        if assigned.all():
+            cells = (self.labels[None, :] + k * np.arange(rows)[:, None]).ravel()
+            weights = values.ravel()
+        else:
+            cells = (self.labels[assigned][None, :] + k * np.arange(rows)[:, None]).ravel()
+            weights = values[:, assigned].ravel()
+        return np.bincount(cells, weights=weights, minlength=rows * k).reshape(rows, k)
+
     def indicator(self) -> np.ndarray:
         """(n_speakers, n_cohorts) 0/1 matrix; unassigned speakers have an all-zero row."""
         matrix = np.zeros((len(self.labels), self.n_cohorts), dtype=np.float64)

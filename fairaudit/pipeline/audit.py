@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.engines.speaker_table import build_utterance_table
+from fairaudit.engines.threads import Checkpoint, run_jobs
 from fairaudit.errors import UsageError
 from fairaudit.methods import AttributeGroups, CohortMethod
 from fairaudit.methods.registry import method_classes
@@ -141,24 +142,29 @@ def run_audit(
         opts.min_report_speakers,
     )
     found: list[Discovered] = []
+    observed: list[float] = []
     for key, method, table, full in zip(keys, methods, tables, fulls):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
         partition = method.partition_
         selection = discover_selection(partition, table, rule)
-        observed = fixed_partition_statistic(partition, table.errors[None, :], table.ref_words[None, :], rule)[0]
-        p_value = None
-        if opts.permutations > 0 and np.isfinite(observed) and bool(selection.bottom.any()):  # a cohort was chosen
-            tick = progress(f"{key}: permutation test", opts.permutations) if progress else None
-            with stage(f"{key}: permutations"):
-                null = _null_statistics(method, table, rule, opts.permutations, rng, tick)
-            p_value = permutation_p_value(float(observed), null)
-        found.append(Discovered(key, method, rng, partition, selection, p_value, table, full))
+        statistic = fixed_partition_statistic(partition, table.errors[None, :], table.ref_words[None, :], rule)[0]
+        found.append(Discovered(key, method, rng, partition, selection, None, table, full))
+        observed.append(float(statistic))
 
-    # 2. One speaker bootstrap shared by every method (the same resampled speakers for all;
-    #    utterance-level tables draw the same speakers and carry each speaker's rows along).
-    tick = progress("bootstrap (all methods)", opts.bootstrap) if progress and opts.bootstrap else None
-    with stage("bootstrap (all methods)"):
-        boots = _bootstraps(found, discovery, opts, np.random.default_rng([opts.seed, 0xB007]), tick)
+    # 2. The search-aware permutation tests (methods whose discovery chose a cohort) and one speaker
+    #    bootstrap shared by every method (the same resampled speakers for all; utterance-level tables
+    #    draw the same speakers and carry each speaker's rows along), run at the same time.
+    tested = [
+        i
+        for i, item in enumerate(found)
+        if opts.permutations > 0 and np.isfinite(observed[i]) and bool(item.selection.bottom.any())
+    ]
+    jobs = [_permutation_job(found[i], rule, opts.permutations, progress, stage) for i in tested]
+    jobs.append(_bootstrap_job(found, discovery, opts, progress, stage))
+    with stage("permutation tests and bootstrap (run together)"):
+        *nulls, boots = run_jobs(jobs)
+    for i, null in zip(tested, nulls):
+        found[i].p_value = permutation_p_value(observed[i], null)
 
     # 3. Figures, the hold-out re-measurement and verdicts.
     results: dict[str, MethodResult] = {}
@@ -343,6 +349,40 @@ def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> 
         cell_penalty=penalty,
         top=opts.top,  # type: ignore[arg-type]
     )
+
+
+def _permutation_job(item: Discovered, rule: SelectionRule, permutations: int, progress, stage):
+    """The job computing one method's null statistics (its progress bar is made here, in order)."""
+    tick = progress(f"{item.key}: permutation test", permutations) if progress else None
+
+    def job(checkpoint: Checkpoint) -> np.ndarray:
+        with stage(f"{item.key}: permutations"):
+            return _null_statistics(item.method, item.table, rule, permutations, item.rng, _ticker(tick, checkpoint))
+
+    return job
+
+
+def _bootstrap_job(found: list[Discovered], speakers: SpeakerTable, opts: AuditOptions, progress, stage):
+    """The job drawing the shared speaker bootstrap of every method."""
+    tick = progress("bootstrap (all methods)", opts.bootstrap) if progress and opts.bootstrap else None
+
+    def job(checkpoint: Checkpoint) -> list[dict]:
+        with stage("bootstrap (all methods)"):
+            rng = np.random.default_rng([opts.seed, 0xB007])
+            return _bootstraps(found, speakers, opts, rng, _ticker(tick, checkpoint))
+
+    return job
+
+
+def _ticker(tick, checkpoint: Checkpoint):
+    """A progress callback that first stops the job if the run was abandoned, then moves the bar."""
+
+    def advance(done: int) -> None:
+        checkpoint()
+        if tick:
+            tick(done)
+
+    return advance
 
 
 def _null_statistics(

@@ -79,8 +79,5 @@ def fixed_partition_statistic(
 ) -> np.ndarray:
     """The selection's test statistic (:meth:`SelectionRule.statistic`) per replicate, for a fixed
     partition and replicated per-speaker outcomes (R, n): the bottom cohort is re-chosen each time."""
-    indicator = partition.indicator()
-    cohort_errors = np.asarray(errors, dtype=np.float64) @ indicator
-    cohort_words = np.asarray(words, dtype=np.float64) @ indicator
-    speakers = indicator.sum(axis=0)
-    return rule.statistic(cohort_errors, cohort_words, speakers)
+    speakers = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts).astype(np.float64)
+    return rule.statistic(partition.cohort_sums(errors), partition.cohort_sums(words), speakers)

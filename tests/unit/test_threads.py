@@ -1,0 +1,78 @@
+"""Running an audit's independent stages on several threads (fairaudit.engines.threads)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fairaudit
+import fairaudit.engines.threads as threads
+from fairaudit.engines.threads import JobCancelled, run_jobs
+from fairaudit.model.partition import Partition
+from fairaudit.synth.generator import synthesize
+
+
+def test_results_come_back_in_job_order_whatever_finishes_first():
+    def job(delay, value):
+        def run(checkpoint):
+            time.sleep(delay)
+            checkpoint()
+            return value
+
+        return run
+
+    assert run_jobs([job(0.2, "slow"), job(0.0, "fast"), job(0.1, "middle")], workers=3) == ["slow", "fast", "middle"]
+
+
+def test_a_failing_job_raises_and_stops_the_others_at_their_next_checkpoint():
+    steps = []
+    started = threading.Event()
+
+    def long_job(checkpoint):
+        started.set()
+        for step in range(500):
+            checkpoint()
+            steps.append(step)
+            time.sleep(0.01)
+        return "finished"
+
+    def failing_job(checkpoint):
+        started.wait(5)
+        raise ValueError("broken input")
+
+    with pytest.raises(ValueError, match="broken input"):
+        run_jobs([long_job, failing_job], workers=2)
+    assert 0 < len(steps) < 500  # it ran, and it stopped long before its 5 seconds
+
+
+def test_a_job_run_alone_gets_a_checkpoint_that_passes():
+    assert run_jobs([lambda checkpoint: (checkpoint(), 7)[1]], workers=4) == [7]
+    assert issubclass(JobCancelled, Exception)
+
+
+def test_an_audit_is_identical_on_one_thread_and_on_several(monkeypatch):
+    synth = synthesize(900, effect=0.5, plant=["circle", "zip-age", "emb-cluster"], seed=3)
+    results = []
+    for cores in (1, 3):
+        monkeypatch.setattr(threads, "available_cores", lambda cores=cores: cores)
+        result = fairaudit.audit(synth.log, embeddings=synth.embeddings, bootstrap=200, permutations=50, seed=11)
+        results.append(result.to_json())
+    assert results[0] == results[1]
+    p_values = [m.discovery.p_value for m in fairaudit.audit(synth.log, bootstrap=0, permutations=50).methods.values()]
+    assert any(p is not None for p in p_values)  # the permutation tests ran
+
+
+def test_cohort_sums_equal_the_indicator_product():
+    labels = np.array([0, 2, -1, 1, 2, 0, -1])
+    partition = Partition("m", labels, ["a", "b", "c"], ["a", "b", "c"])
+    values = np.arange(21, dtype=np.float64).reshape(3, 7) ** 1.5
+    expected = np.zeros((3, 3))
+    for speaker, label in enumerate(labels):  # summed by hand, speaker by speaker
+        if label >= 0:
+            expected[:, label] += values[:, speaker]
+    np.testing.assert_allclose(partition.cohort_sums(values), expected)
+    everyone = Partition("m", np.array([1, 0, 1]), ["a", "b"], ["a", "b"])
+    np.testing.assert_allclose(everyone.cohort_sums(np.array([1.0, 2.0, 4.0])), [[2.0, 5.0]])
