@@ -32,6 +32,7 @@ from fairaudit.validate.column_rules import (
 from fairaudit.validate.values import (
     MAX_WER,
     NUMBER_TEXT,
+    all_distinct,
     checked_total,
     count_column,
     dictionary_codes,
@@ -132,9 +133,8 @@ def _require_columns(src: Source, present: set[str]) -> None:
 def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:
     """Utterance ids as text (missing allowed as null); duplicates are an InputError."""
     ids = text_column(table, actual)
-    distinct = pc.unique(ids)
-    if len(distinct) == len(ids) and not missing_text(distinct).any():
-        return ids  # the usual log: every id present and distinct (a hash set is 2x cheaper than encoding)
+    if not missing_text(ids).any() and all_distinct(ids):
+        return ids  # the usual log: every id present and distinct (grouped hash sets, 4x cheaper than encoding)
     encoded = ids.dictionary_encode()  # one hash of every id serves the missing and duplicate checks
     codes = dictionary_codes(encoded)
     missing = missing_rows(encoded, codes)
@@ -213,10 +213,10 @@ def _error_information(
     assert errors is not None and ref_words is not None  # a complete form gives both
     anatomy: dict[str, np.ndarray] = {}
     if "sdi" in forms:
-        anatomy = {kind: counts[kind].astype(np.int64) for kind in ANATOMY}
+        anatomy = {kind: np.asarray(counts[kind], dtype=np.int64) for kind in ANATOMY}
     elif "text" in forms:
         anatomy = {kind: scored[kind].to_numpy().astype(np.int64) for kind in ANATOMY}
-    return errors.astype(np.int64), ref_words.astype(np.int64), primary, anatomy
+    return np.asarray(errors, dtype=np.int64), np.asarray(ref_words, dtype=np.int64), primary, anatomy
 
 
 Derived = tuple  # (errors or None, ref_words or None, how it was computed)
@@ -352,6 +352,10 @@ def to_frame(data: dict[str, object]) -> pd.DataFrame:
             if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
                 series = series.astype("str")
             columns[name] = series
+        elif isinstance(values, np.ndarray) and not values.flags.writeable:
+            columns[name] = values.copy()  # a view of Arrow memory: the frame's columns must be writable
         else:
             columns[name] = values
-    return pd.DataFrame(columns)
+    # The columns are fresh arrays made for this frame: keep them as they are instead of stacking the
+    # numeric ones into 2-D blocks (a copy of every number column, 0.7 s for ten million rows).
+    return pd.DataFrame(columns, copy=False)

@@ -17,6 +17,7 @@ from fairaudit.io.demographics import read_demographics
 from fairaudit.io.embeddings import read_embeddings
 from fairaudit.io.readers import read_log
 from fairaudit.io.sources import file_sha256
+from fairaudit.validate.values import all_distinct
 
 HEADER = "speaker_id,utterance_id,errors,ref_words"
 
@@ -697,3 +698,45 @@ def test_embeddings_from_frame():
     log = log_from_frame(frame, embeddings=emb)
     assert log.embeddings.key == "speaker_id" and log.embeddings.vectors.shape == (2, 2)
     assert log.embeddings.source == "<embeddings DataFrame>"
+
+
+# --- distinct values in groups (the utterance-id check of large logs) ------------------------------
+
+
+def _ids(count: int, start: int = 0) -> list[str]:
+    return [f"spk{(i * 7919) % 997:03d}-utt-{i:07d}" for i in range(start, start + count)]
+
+
+@pytest.mark.parametrize("position", [0, 1, 50_000, 119_999])
+def test_all_distinct_finds_one_repeat_anywhere_in_a_large_array(position):
+    values = _ids(120_000)  # three groups of 40,000: the grouped path
+    assert all_distinct(pa.array(values))
+    repeated = list(values)
+    repeated[position] = values[(position + 60_001) % len(values)]
+    assert len(set(repeated)) == len(repeated) - 1  # the test's own count: exactly one repeat
+    assert not all_distinct(pa.array(repeated))
+
+
+def test_all_distinct_on_slices_nulls_blanks_and_shared_tails():
+    values = _ids(200_000)
+    whole = pa.array(["dup"] + values + ["dup"])
+    assert not all_distinct(whole)
+    assert all_distinct(whole.slice(1, len(values)))  # an offset into the buffers: the same answer as a copy
+    # ids that differ only before their last eight characters share a group; still told apart
+    same_tail = [f"{i}/recording.wav" for i in range(100_000)]
+    assert all_distinct(pa.array(same_tail))
+    assert not all_distinct(pa.array(same_tail + ["7/recording.wav"]))
+    with_nulls = pa.array(values[:90_000] + [None, ""])
+    assert all_distinct(with_nulls)
+    assert not all_distinct(pa.array(values[:90_000] + [None, None]))
+    assert not all_distinct(pa.array(values[:90_000] + ["", ""]))
+
+
+def test_duplicate_utterance_ids_in_a_large_log_name_both_lines(tmp_path):
+    ids = _ids(100_000)
+    ids[80_000] = ids[12_345]
+    lines = "".join(f"s{i % 50},{utt},0,3\n" for i, utt in enumerate(ids))
+    path = write(tmp_path, f"{HEADER}\n{lines}")
+    err = fails(path)
+    assert where(err) == ("log.csv", 80_002, "utterance_id", ids[12_345])
+    assert "line 12347" in err.message
