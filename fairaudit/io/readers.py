@@ -83,9 +83,11 @@ def read_log(
             file=str(path),
         )
     src = source_for(path)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
+    table, rename = read_table(src, columns=columns)
+    # hashlib releases the GIL: hash while the (mostly one-threaded) checks run, not during pyarrow's
+    # parse, which already uses every core; the file is in the page cache by now.
+    with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(file_sha256, path)
-        table, rename = read_table(src, columns=columns)
         log = canonical_log(table, rename, src, normalize)
         log.path = str(path)
         log.sha256 = digest.result()

@@ -65,6 +65,10 @@ def count_column(table: pa.Table, actual: str, src: Source, what: str) -> np.nda
     """A column of non-negative integer counts as int64; the first bad value is an InputError."""
     arr = as_plain(table.column(actual))
     if pa.types.is_integer(arr.type) and arr.null_count == 0:
+        bounds = pc.min_max(arr)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is None or (low >= 0 and high <= MAX_COUNT):  # the usual column: one pass, one copy
+            return checked_total(arr.to_numpy().astype(np.int64), src, actual, what)
         raw = arr.to_numpy()
         too_large = raw > MAX_COUNT if raw.dtype.kind == "u" else raw.astype(np.int64) > MAX_COUNT
         values = np.where(too_large, 0, raw).astype(np.int64)
