@@ -6,6 +6,7 @@ Both engines call :func:`canonical_log`: the pandas engine on the whole file, th
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -69,9 +70,48 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
     data[logs.SPEAKER] = speakers
     speaker_codes, speaker_ids = sorted_codes(encoded, codes)
 
-    if logs.UTTERANCE in present:
-        data[logs.UTTERANCE] = _utterance_ids(table, actual[logs.UTTERANCE], src)
+    # The utterance-id check (hashing every id) runs on a second thread while the other columns are
+    # checked; its errors still come first, as the column comes first.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ids = pool.submit(_utterance_ids, table, actual[logs.UTTERANCE], src) if logs.UTTERANCE in present else None
+        if ids is not None:
+            data[logs.UTTERANCE] = None  # keeps the column's place in the frame
+        try:
+            form, embeddings, metadata = _other_columns(
+                table, rename, actual, present, src, normalize, data, zip_repairs
+            )
+        except Exception:
+            if ids is not None:
+                ids.result()  # an error in the ids is reported first
+            raise
+        if ids is not None:
+            data[logs.UTTERANCE] = ids.result()
+    frame = to_frame(data)
+    return UtteranceLog(
+        frame=frame,
+        metadata_columns=metadata,
+        embeddings=embeddings,
+        error_form=form,
+        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()],
+        zip_repairs=zip_repairs,
+        text_normalization=normalize if form == "text" else None,
+        speaker_codes=speaker_codes,
+        speaker_ids=speaker_ids,
+    )
 
+
+def _other_columns(
+    table: pa.Table,
+    rename: dict[str, str],
+    actual: dict[str, str],
+    present: set[str],
+    src: Source,
+    normalize: str,
+    data: dict[str, object],
+    zip_repairs: dict[str, int],
+) -> tuple[str, EmbeddingTable | None, list[str]]:
+    """Check every column after the ids into ``data``: error information, coordinates, ZIP codes,
+    inline embeddings and metadata. Returns the error form, the embeddings and the metadata columns."""
     errors, ref_words, form, anatomy = _error_information(table, actual, present, src, normalize)
     data[logs.ERRORS] = errors
     data[logs.REF_WORDS] = ref_words
@@ -94,18 +134,7 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
     metadata = [c for c in table.column_names if rename.get(c, c) not in used and c not in emb_columns]
     for name in metadata:
         data[name] = metadata_column(table.column(name))
-    frame = to_frame(data)
-    return UtteranceLog(
-        frame=frame,
-        metadata_columns=metadata,
-        embeddings=embeddings,
-        error_form=form,
-        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()],
-        zip_repairs=zip_repairs,
-        text_normalization=normalize if form == "text" else None,
-        speaker_codes=speaker_codes,
-        speaker_ids=speaker_ids,
-    )
+    return form, embeddings, metadata
 
 
 def _require_columns(src: Source, present: set[str]) -> None:

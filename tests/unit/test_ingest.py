@@ -740,3 +740,12 @@ def test_duplicate_utterance_ids_in_a_large_log_name_both_lines(tmp_path):
     err = fails(path)
     assert where(err) == ("log.csv", 80_002, "utterance_id", ids[12_345])
     assert "line 12347" in err.message
+
+
+def test_an_utterance_id_error_is_reported_before_errors_in_later_columns(tmp_path):
+    # the ids are checked on a second thread while the counts are checked: the order of the
+    # columns, not of the threads, decides which error the user sees
+    path = write(tmp_path, f"{HEADER}\na,u1,0,1\nb,u2,x,1\nc,u1,0,1\n")
+    assert where(fails(path)) == ("log.csv", 4, "utterance_id", "u1")
+    path = write(tmp_path, f"{HEADER}\na,u1,0,1\nb,u2,x,1\nc,u3,0,1\n")
+    assert where(fails(path)) == ("log.csv", 3, "errors", "x")
