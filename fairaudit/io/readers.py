@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from fairaudit.errors import InputError, UsageError
 from fairaudit.io.asr_formats import (
@@ -91,7 +92,12 @@ def read_log(
         log = canonical_log(table, rename, src, normalize)
         log.path = str(path)
         log.sha256 = digest.result()
-    return _with_embeddings(log, embeddings)
+    del table
+    log = _with_embeddings(log, embeddings)
+    # Arrow's allocator keeps the pages of the parser's blocks and of the checks' temporaries (1.3 GiB
+    # for a 10-million-row log whose frame holds 0.8 GiB): give them back before the analysis (9 ms).
+    pa.default_memory_pool().release_unused()
+    return log
 
 
 def _with_embeddings(log: UtteranceLog, embeddings: str | Path | None) -> UtteranceLog:
