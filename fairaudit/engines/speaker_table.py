@@ -173,10 +173,23 @@ def _speaker_embeddings(
         raise ValueError(table.key)
     keep = row_codes >= 0
     if table.key == SPEAKER:  # one vector per speaker (ids are unique): the mean is the vector
-        sums = np.zeros((len(speaker_ids), vectors.shape[1]))
-        sums[row_codes[keep]] = vectors[keep]
-        return _unit_rows(sums)
+        return _unit_speaker_vectors(vectors, np.flatnonzero(keep), row_codes[keep], len(speaker_ids))
     return unit_mean_vectors(vectors[keep], row_codes[keep], len(speaker_ids))
+
+
+#: Vectors normalised at once by :func:`_unit_speaker_vectors` (bounds its float64 working copy).
+UNIT_BLOCK_ROWS = 65_536
+
+
+def _unit_speaker_vectors(vectors: np.ndarray, rows: np.ndarray, speakers: np.ndarray, n: int) -> np.ndarray:
+    """(n, d) float32: row ``rows[i]`` of ``vectors``, L2-normalised, for speaker ``speakers[i]``; NaN rows
+    for speakers without a vector. Block by block, so no (n, d) float64 copy is made (1.5 GiB at a
+    million speakers x 192 dimensions); each row is computed exactly as :func:`_unit_rows` does."""
+    result = np.full((n, vectors.shape[1]), np.nan, dtype=np.float32)
+    for start in range(0, len(rows), UNIT_BLOCK_ROWS):
+        block = slice(start, start + UNIT_BLOCK_ROWS)
+        result[speakers[block]] = _unit_rows(np.asarray(vectors[rows[block]], dtype=np.float64))
+    return result
 
 
 def unit_mean_vectors(vectors: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:

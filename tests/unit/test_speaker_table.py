@@ -42,3 +42,25 @@ def test_median_coordinates_and_codes_match_pandas_on_mixed_speakers():
     np.testing.assert_allclose(got["longitude"].to_numpy(float), expected["longitude"].to_numpy(), equal_nan=True)
     assert (got["errors"].to_numpy() == expected["errors"].to_numpy()).all()
     assert (got["ref_words"].to_numpy() == expected["ref_words"].to_numpy()).all()
+
+
+def test_speaker_keyed_embeddings_are_each_speakers_unit_vector(tmp_path, monkeypatch):
+    import fairaudit.engines.speaker_table as speaker_table
+
+    monkeypatch.setattr(speaker_table, "UNIT_BLOCK_ROWS", 7)  # several blocks on a small table
+    rng = np.random.default_rng(2)
+    speakers = [f"s{i:02d}" for i in range(40)]
+    frame = pd.DataFrame({"speaker_id": np.repeat(speakers, 2), "errors": 1, "ref_words": 10})
+    vectors = rng.normal(size=(45, 6)).astype(np.float32)
+    ids = speakers[::-1][:35] + [f"not-in-log-{i}" for i in range(10)]  # other order; 5 speakers missing
+    emb = pd.DataFrame(vectors, columns=[f"emb_{j}" for j in range(6)])
+    emb.insert(0, "speaker_id", ids)
+    path = tmp_path / "emb.parquet"
+    emb.to_parquet(path)
+    table = build_speaker_table(log_from_frame(frame, embeddings=path))
+    got = pd.DataFrame(table.embeddings, index=table.frame.index)
+    for position, speaker in enumerate(ids[:35]):
+        vector = vectors[position].astype(np.float64)
+        np.testing.assert_allclose(got.loc[speaker], vector / np.sqrt((vector**2).sum()), rtol=1e-6)
+    for speaker in speakers[:5]:  # the five speakers the file has no vector for
+        assert np.isnan(got.loc[speaker]).all()
