@@ -178,6 +178,7 @@ def audit_result(
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
     from fairaudit.api import load_log
     from fairaudit.engines import check_engine, speaker_table_of
+    from fairaudit.engines.threads import import_in_background
     from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
     from fairaudit.options import AuditOptions
     from fairaudit.pipeline.audit import run_audit, run_stored_audit
@@ -220,6 +221,8 @@ def audit_result(
         outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file, reference]
     )
 
+    if embeddings_file is not None and cohorts is None and (not opts.methods or "embedding-kmeans" in opts.methods):
+        import_in_background("sklearn.cluster", "sklearn.decomposition")  # k-means will run: import while reading
     data = load_log(
         log_arg,
         columns=columns,

@@ -9,6 +9,7 @@ are identical to running the jobs one after another, whatever the number of core
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -59,3 +60,21 @@ def run_jobs(jobs: Sequence[Callable[[Checkpoint], T]], workers: int | None = No
     finally:
         stop.set()  # after success nothing is running; otherwise the running jobs stop at their next checkpoint
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def import_in_background(*modules: str) -> None:
+    """Start importing ``modules`` on a daemon thread, so that the later import finds them loaded.
+
+    scikit-learn takes 0.6 s to import; started before a large log is read, its import runs while
+    pyarrow parses (pyarrow releases the GIL). A module that fails to import is left for the real
+    import to report, with its own message.
+    """
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the real import reports it
+                continue
+
+    threading.Thread(target=load, name="fairaudit-imports", daemon=True).start()

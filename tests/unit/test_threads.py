@@ -76,3 +76,17 @@ def test_cohort_sums_equal_the_indicator_product():
     np.testing.assert_allclose(partition.cohort_sums(values), expected)
     everyone = Partition("m", np.array([1, 0, 1]), ["a", "b"], ["a", "b"])
     np.testing.assert_allclose(everyone.cohort_sums(np.array([1.0, 2.0, 4.0])), [[2.0, 5.0]])
+
+
+def test_import_in_background_loads_modules_and_leaves_failures_quiet(tmp_path, monkeypatch, capfd):
+    import sys
+
+    (tmp_path / "fairaudit_warm_probe.py").write_text("VALUE = 42\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fairaudit_warm_probe", raising=False)
+    threads.import_in_background("fairaudit_no_such_module", "fairaudit_warm_probe")
+    for thread in threading.enumerate():
+        if thread.name == "fairaudit-imports":
+            thread.join(10)
+    assert sys.modules["fairaudit_warm_probe"].VALUE == 42
+    assert capfd.readouterr().err == ""  # the failed import is left for a real import to report
