@@ -425,7 +425,8 @@ def api_result(log, emb):
     return fairaudit.audit(str(log), embeddings=str(emb), by="accent", bootstrap=100, permutations=20)
 
 
-def test_api_json_equals_cli_json(api_result, synth_600):
+def test_api_json_equals_cli_json(api_result, reports, synth_600):
+    # ``reports`` writes the CLI's default.json (requested here, so the test also runs alone)
     assert api_result.to_json() == (synth_600 / "default.json").read_text(encoding="utf-8")
 
 
