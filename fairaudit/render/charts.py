@@ -67,11 +67,12 @@ def png_data_uri(fig, quantize: bool = True) -> str:
     """
     from PIL import Image
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    # Draw once and take the pixels (no PNG written by matplotlib and read back by PIL).
+    fig.set_dpi(DPI)
+    fig.set_facecolor("white")
+    fig.canvas.draw()
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
     plt.close(fig)
-    buffer.seek(0)
-    image = Image.open(buffer).convert("RGB")
     # 256 colours are plenty for flat charts and shrink the file about threefold.
     if quantize:
         image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
