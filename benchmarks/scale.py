@@ -36,26 +36,41 @@ def rss_bytes() -> int:
 
 
 class StageMeter:
-    """Times stages and records each stage's peak RSS by sampling every 20 ms in a thread."""
+    """Times stages and records each stage's peak RSS by sampling every 20 ms in a thread. Stages
+    may overlap (the permutation tests and the bootstrap run on worker threads): each running
+    stage keeps its own peak."""
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, float, float]] = []
-        self._peak = 0
+        self._peaks: dict[int, int] = {}  # running stage -> its peak so far
+        self._next_key = 0
+        self._lock = threading.Lock()
         self._running = True
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while self._running:
-            self._peak = max(self._peak, rss_bytes())
+            now = rss_bytes()
+            with self._lock:
+                for key, peak in self._peaks.items():
+                    self._peaks[key] = max(peak, now)
             time.sleep(0.02)
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        self._peak = rss_bytes()
+        with self._lock:
+            key = self._next_key
+            self._next_key += 1
+            self._peaks[key] = rss_bytes()
         start = time.perf_counter()
-        yield
-        self.rows.append((name, time.perf_counter() - start, max(self._peak, rss_bytes()) / 2**30))
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            with self._lock:
+                peak = max(self._peaks.pop(key), rss_bytes())
+                self.rows.append((name, seconds, peak / 2**30))
 
     def close(self) -> None:
         self._running = False

@@ -53,9 +53,9 @@ def run_jobs(jobs: Sequence[Callable[[Checkpoint], T]], workers: int | None = No
         futures = [pool.submit(job, checkpoint) for job in jobs]
         wait(futures, return_when=FIRST_EXCEPTION)
         errors = [future.exception() for future in futures if future.done()]
-        error = next((e for e in errors if e is not None), None)
+        error = next((e for e in errors if e is not None and not isinstance(e, JobCancelled)), None)
         if error is not None:
-            raise error
+            raise error  # the first failed job in the list's order among those failed so far
         return [future.result() for future in futures]
     finally:
         stop.set()  # after success nothing is running; otherwise the running jobs stop at their next checkpoint

@@ -6,6 +6,7 @@ the log; :func:`run_stored_audit` measures stored cohorts instead of discovering
 
 from __future__ import annotations
 
+import threading
 import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -116,10 +117,14 @@ def run_audit(
 ) -> AuditResult:
     """Discover, measure and judge every method on a built speaker table.
 
-    ``stage(name)``, if given, returns a context manager wrapped around each stage (method fit,
-    permutation test, bootstrap, hold-out): the benchmarks use it to time them.
+    ``progress(description, total)``, if given, is called in this thread and returns a callback taking
+    the number of replicates just done; the callbacks run on the worker threads of the permutation
+    tests and the bootstrap, one at a time (a lock serialises them). ``stage(name)``, if given, returns
+    a context manager wrapped around each stage (method fit, permutation test, bootstrap, hold-out):
+    the benchmarks use it to time them; the permutation tests and the bootstrap overlap, on their threads.
     """
     stage = stage or (lambda name: nullcontext())
+    progress = _one_at_a_time(progress) if progress else None
     discovery_pos, holdout_pos = split_speakers(len(speakers), opts.holdout, opts.seed)
     discovery = speakers.subset(discovery_pos) if holdout_pos is not None else speakers
     rule = selection_rule(opts, discovery)
@@ -369,9 +374,25 @@ def _bootstrap_job(found: list[Discovered], speakers: SpeakerTable, opts: AuditO
     def job(checkpoint: Checkpoint) -> list[dict]:
         with stage("bootstrap (all methods)"):
             rng = np.random.default_rng([opts.seed, 0xB007])
-            return _bootstraps(found, speakers, opts, rng, _ticker(tick, checkpoint))
+            return _bootstraps(found, speakers, opts, rng, _ticker(tick, checkpoint), checkpoint)
 
     return job
+
+
+def _one_at_a_time(progress):
+    """The progress factory with its callbacks serialised by one lock (they run on several threads)."""
+    lock = threading.Lock()
+
+    def factory(description: str, total: int):
+        tick = progress(description, total)
+
+        def locked(done: int) -> None:
+            with lock:
+                tick(done)
+
+        return locked
+
+    return factory
 
 
 def _ticker(tick, checkpoint: Checkpoint):
@@ -408,9 +429,12 @@ def _null_statistics(
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-def _bootstraps(found: list[Discovered], speakers: SpeakerTable, opts: AuditOptions, rng, tick) -> list[dict]:
+def _bootstraps(
+    found: list[Discovered], speakers: SpeakerTable, opts: AuditOptions, rng, tick, checkpoint: Checkpoint | None = None
+) -> list[dict]:
     """Bootstrap replicates per method: one draw of speakers for every speaker-level method, and the
-    same draw (same seed, same speaker count) carried to each utterance-level method's rows."""
+    same draw (same seed, same speaker count) carried to each utterance-level method's rows.
+    ``checkpoint`` (when the run is a job) is called between blocks of the utterance-level draws."""
     state = rng.bit_generator.state
     shared = [i for i, item in enumerate(found) if not item.utterance_level]
     boots: list[dict] = [{}] * len(found)
@@ -434,6 +458,7 @@ def _bootstraps(found: list[Discovered], speakers: SpeakerTable, opts: AuditOpti
                 item.table.ref_words,
                 opts.bootstrap,
                 again,
+                _ticker(None, checkpoint) if checkpoint else None,
                 clusters=item.table.clusters,
             )[0]
     return boots

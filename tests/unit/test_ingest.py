@@ -749,3 +749,39 @@ def test_an_utterance_id_error_is_reported_before_errors_in_later_columns(tmp_pa
     assert where(fails(path)) == ("log.csv", 4, "utterance_id", "u1")
     path = write(tmp_path, f"{HEADER}\na,u1,0,1\nb,u2,x,1\nc,u3,0,1\n")
     assert where(fails(path)) == ("log.csv", 3, "errors", "x")
+
+
+def test_all_distinct_on_chunks_empty_strings_nulls_over_data_and_varying_middles():
+    values = _ids(100_000)
+    chunked = pa.chunked_array([values[:30_000], values[30_000:]])
+    assert all_distinct(chunked)
+    assert not all_distinct(pa.chunked_array([values[:30_000], values[29_999:]]))
+    assert not all_distinct(pa.array([""] * 90_000))  # an empty data buffer
+    # nulls whose slots still cover bytes (valid Arrow): every null is the same value
+    dense = pa.array(values)
+    valid = np.ones(len(values), bool)
+    valid[[3, 70_000]] = False
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
+    two_nulls = pa.Array.from_buffers(pa.string(), len(values), [bitmap, *dense.buffers()[1:]], null_count=2)
+    assert two_nulls.null_count == 2 and not all_distinct(two_nulls)
+    valid[70_000] = True
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
+    one_null = pa.Array.from_buffers(pa.string(), len(values), [bitmap, *dense.buffers()[1:]], null_count=1)
+    assert all_distinct(one_null)
+    # ids that vary only in the middle, with a constant head and tail
+    paths = [f"/data/{i:08d}/audio.flac" for i in range(120_000)]
+    assert all_distinct(pa.array(paths))
+    assert not all_distinct(pa.array(paths + ["/data/00065432/audio.flac"]))
+
+
+def test_a_frame_given_to_fairaudit_is_not_shared_with_the_log():
+    from fairaudit.io.readers import log_from_frame
+
+    frame = pd.DataFrame(
+        {"speaker_id": ["a", "b", "c"], "errors": [1, 2, 3], "ref_words": [5, 5, 5], "snr": [1.5, 2.5, 3.5]}
+    )
+    log = log_from_frame(frame)
+    for column in ("errors", "ref_words", "snr"):
+        assert not np.shares_memory(log.frame[column].to_numpy(), frame[column].to_numpy())
+    frame.loc[0, "snr"] = -1.0
+    assert log.frame["snr"].tolist() == [1.5, 2.5, 3.5]

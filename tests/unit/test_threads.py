@@ -90,3 +90,33 @@ def test_import_in_background_loads_modules_and_leaves_failures_quiet(tmp_path, 
             thread.join(10)
     assert sys.modules["fairaudit_warm_probe"].VALUE == 42
     assert capfd.readouterr().err == ""  # the failed import is left for a real import to report
+
+
+def test_progress_callbacks_run_one_at_a_time_and_count_every_replicate(monkeypatch):
+    from fairaudit.api import load_log
+    from fairaudit.engines.speaker_table import build_speaker_table
+    from fairaudit.options import AuditOptions
+    from fairaudit.pipeline.audit import run_audit
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    synth = synthesize(700, effect=0.5, plant=["circle", "zip-age"], seed=4)
+    log = load_log(synth.log)
+    inside, overlaps, done = [0], [0], {}
+
+    def factory(description, total):
+        done[description] = 0
+
+        def tick(count):
+            inside[0] += 1
+            overlaps[0] += inside[0] > 1
+            time.sleep(0.002)  # a slow, thread-unsafe callback, as a user's might be
+            done[description] += count
+            inside[0] -= 1
+
+        return tick
+
+    run_audit(log, build_speaker_table(log), AuditOptions(bootstrap=120, permutations=60), progress=factory)
+    assert overlaps[0] == 0
+    assert done["bootstrap (all methods)"] == 120
+    assert [count for name, count in done.items() if "permutation" in name] == [60] * (len(done) - 1)
+    assert len(done) >= 3  # the bootstrap and at least two permutation tests ran
