@@ -127,10 +127,21 @@ class EmbeddingKMeans(CohortMethod):
 SINGLE_START_ABOVE = 20_000
 
 
+#: Above this many speakers, k-means++ picks its starting centres from a seeded random sample of this
+#: many speakers, then Lloyd's iterations run on all of them (issue 12: at a million speakers x 192
+#: dimensions k-means++ over everyone took 4.7-7.2 s of a 9 s fit, over the sample 0.7-0.9 s; the
+#: within-cluster sum of squares came out 0.2% higher). At or below it nothing changes.
+INIT_SAMPLE = 100_000
+
+
 def fit_kmeans(vectors: np.ndarray, k: int, seed: int):
     """k-means (scikit-learn, Lloyd, k-means++ starts), seeded."""
-    from sklearn.cluster import KMeans  # imported here: sklearn slows every CLI start
+    from sklearn.cluster import KMeans, kmeans_plusplus  # imported here: sklearn slows every CLI start
 
+    if len(vectors) > INIT_SAMPLE:
+        sample = np.sort(np.random.default_rng([seed, 0x1A17]).choice(len(vectors), INIT_SAMPLE, replace=False))
+        centres, _ = kmeans_plusplus(np.asarray(vectors[sample]), k, random_state=seed)
+        return KMeans(n_clusters=k, init=centres, n_init=1, random_state=seed).fit(vectors)
     starts = 1 if len(vectors) > SINGLE_START_ABOVE else 4
     return KMeans(n_clusters=k, random_state=seed, n_init=starts).fit(vectors)
 

@@ -202,3 +202,19 @@ def test_input_errors_survive_pickling():
     error = pickle.loads(pickle.dumps(InputError("bad", file="log.csv", line=7, column="errors", value="-3")))
     assert (error.file, error.line, error.column, error.value) == ("log.csv", 7, "errors", "-3")
     assert str(error) == "file log.csv, line 7, column 'errors', value '-3': bad"
+
+
+def test_kmeans_started_from_a_sample_finds_separated_clusters_and_repeats_itself(monkeypatch):
+    import fairaudit.methods.embedding_kmeans as embedding_kmeans
+
+    monkeypatch.setattr(embedding_kmeans, "INIT_SAMPLE", 400)  # 3,000 vectors: the sampled start
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(5, 16)) * 10
+    truth = rng.integers(0, 5, 3000)
+    vectors = (centres[truth] + rng.normal(size=(3000, 16))).astype(np.float32)
+    first = embedding_kmeans.fit_kmeans(vectors, 5, seed=3)
+    again = embedding_kmeans.fit_kmeans(vectors, 5, seed=3)
+    assert np.array_equal(first.labels_, again.labels_)
+    # every true cluster maps to exactly one found cluster and back (a relabelling)
+    pairs = set(zip(truth.tolist(), first.labels_.tolist()))
+    assert len(pairs) == 5 and len({t for t, _ in pairs}) == 5 and len({f for _, f in pairs}) == 5
