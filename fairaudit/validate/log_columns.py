@@ -381,7 +381,7 @@ def to_frame(data: dict[str, object]) -> pd.DataFrame:
             series = values.to_pandas()
             if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
                 series = series.astype("str")
-            elif isinstance(series.array, pd.arrays.NumpyExtensionArray) and not series.to_numpy().flags.writeable:
+            elif isinstance(series.dtype, np.dtype) and not series.to_numpy().flags.writeable:
                 series = series.copy()  # a view of Arrow memory, perhaps of the caller's own DataFrame
             columns[name] = series
         elif isinstance(values, np.ndarray) and not values.flags.writeable:
