@@ -144,6 +144,20 @@ def float_column(
 ) -> np.ndarray:
     """A float64 column within [low, high]; missing is NaN if allowed; first bad value raises."""
     arr = as_plain(table.column(actual))
+    if pa.types.is_floating(arr.type) and (arr.null_count == 0 or allow_missing) and len(arr):
+        # the usual column: one Arrow min/max (nulls and NaN ignored) and one NaN scan decide it
+        bounds = pc.min_max(arr)
+        smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
+        raw = arr.to_numpy(zero_copy_only=False)  # nulls become NaN
+        ordinary = (
+            smallest is not None
+            and np.isfinite(smallest)
+            and np.isfinite(largest)
+            and (low is None or smallest >= low)
+            and (high is None or largest <= high)
+        )
+        if ordinary and (allow_missing or not np.isnan(raw).any()):
+            return raw.astype(np.float64, copy=not raw.flags.writeable)  # writable, as the frame needs
     values, missing, nonnumeric = parse_numbers(arr)
     with np.errstate(invalid="ignore"):
         infinite = np.isinf(values)

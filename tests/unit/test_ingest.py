@@ -785,3 +785,33 @@ def test_a_frame_given_to_fairaudit_is_not_shared_with_the_log():
         assert not np.shares_memory(log.frame[column].to_numpy(), frame[column].to_numpy())
     frame.loc[0, "snr"] = -1.0
     assert log.frame["snr"].tolist() == [1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize(
+    "values, low, high, allow_missing, expected",
+    [
+        ([1.5, -2.0, 3.25], -90.0, 90.0, False, [1.5, -2.0, 3.25]),
+        ([1.5, float("nan"), 3.25], -90.0, 90.0, True, [1.5, float("nan"), 3.25]),
+        ([1.5, float("nan"), 3.25], -90.0, 90.0, False, "missing"),
+        ([1.5, float("inf"), 3.25], -90.0, 90.0, True, "infinite"),
+        ([1.5, 95.0, 3.25], -90.0, 90.0, True, "out of range"),
+        ([float("nan"), float("nan")], -90.0, 90.0, True, [float("nan"), float("nan")]),
+        ([1.5, None, 3.25], -90.0, 90.0, True, [1.5, float("nan"), 3.25]),
+        ([1.5, None, 3.25], -90.0, 90.0, False, "missing"),
+        ([None, 95.0], -90.0, 90.0, True, "out of range"),
+        (np.array([0.5, 2.5], dtype=np.float32), 0.0, None, False, [0.5, 2.5]),
+    ],
+)
+def test_float_columns_give_the_values_or_name_the_bad_one(tmp_path, values, low, high, allow_missing, expected):
+    from fairaudit.io.sources import source_for
+    from fairaudit.validate.values import float_column
+
+    table = pa.table({"x": pa.array(values)})
+    src = source_for(write(tmp_path, "x\n1\n"))
+    if isinstance(expected, str):
+        with pytest.raises(InputError, match=expected):
+            float_column(table, "x", src, "x", low, high, allow_missing)
+        return
+    got = float_column(table, "x", src, "x", low, high, allow_missing)
+    assert got.dtype == np.float64 and got.flags.writeable
+    np.testing.assert_array_equal(got, np.array(expected, dtype=np.float64))
