@@ -47,6 +47,10 @@ class Partition:
         """Boolean mask of speakers that are in some cohort."""
         return self.labels != UNASSIGNED
 
+    def speaker_counts(self) -> np.ndarray:
+        """Speakers (rows) per cohort, int64."""
+        return np.bincount(self.labels[self.assigned], minlength=self.n_cohorts).astype(np.int64)
+
     def cohort_sums(self, values: np.ndarray) -> np.ndarray:
         """(R, n_cohorts) per-cohort sums of per-speaker values (R, n_speakers): what
         ``values @ indicator()`` gives, with one ``bincount`` instead of a dense matrix."""

@@ -226,7 +226,7 @@ def run_audit(
         for held_partition, item in zip(held_partitions, found):
             key = item.key
             figures = results[key].discovery
-            sizes = np.bincount(held_partition.labels[held_partition.assigned], minlength=held_partition.n_cohorts)
+            sizes = held_partition.speaker_counts()
             held_designs.append(
                 (held_partition, selection_from_ids(held_partition, figures.bottom, figures.top, opts.top, sizes))
             )

@@ -105,7 +105,7 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
     ]
     unassign_exposing_speakers([partition for *_, partition in stored], opts.min_report_speakers)
     for key, method, entry, partition in stored:
-        sizes = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts)
+        sizes = partition.speaker_counts()
         selection = selection_from_ids(
             partition, list(entry.get("bottom_cohorts") or []), list(entry.get("top_cohorts") or []), top_mode, sizes
         )

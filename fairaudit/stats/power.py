@@ -87,7 +87,7 @@ def speakers_needed(
     """Per cohort: how many more speakers like its own it needs for a gap of ``target_gap_pct`` to be
     detectable (0 when it already is; NaN when the rest's own noise alone prevents it)."""
     v_c, v_r = _variances(partition.labels, partition.n_cohorts, errors, words, clusters)
-    n_c = np.bincount(partition.labels[partition.labels >= 0], minlength=partition.n_cohorts).astype(np.float64)
+    n_c = partition.speaker_counts().astype(np.float64)
     return _needed(v_c, v_r, n_c, alpha, target_gap_pct)
 
 

@@ -79,5 +79,5 @@ def fixed_partition_statistic(
 ) -> np.ndarray:
     """The selection's test statistic (:meth:`SelectionRule.statistic`) per replicate, for a fixed
     partition and replicated per-speaker outcomes (R, n): the bottom cohort is re-chosen each time."""
-    speakers = np.bincount(partition.labels[partition.assigned], minlength=partition.n_cohorts).astype(np.float64)
+    speakers = partition.speaker_counts().astype(np.float64)
     return rule.statistic(partition.cohort_sums(errors), partition.cohort_sums(words), speakers)
