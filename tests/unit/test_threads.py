@@ -120,3 +120,26 @@ def test_progress_callbacks_run_one_at_a_time_and_count_every_replicate(monkeypa
     assert done["bootstrap (all methods)"] == 120
     assert [count for name, count in done.items() if "permutation" in name] == [60] * (len(done) - 1)
     assert len(done) >= 3  # the bootstrap and at least two permutation tests ran
+
+
+def test_jobs_share_the_cores_with_blas_and_the_limits_come_back(monkeypatch):
+    """With one job per core, numpy's BLAS runs one thread inside each job (its own threads would
+    wait for busy cores), and the process's limits are as before once the jobs are done."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # BLAS is loaded
+    before = blas_threads()
+    assert before, "numpy's BLAS library was not found by threadpoolctl"
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+
+    def job(checkpoint) -> list[int]:
+        return blas_threads()
+
+    inside = run_jobs([job, job], workers=4)  # two jobs on four cores: two BLAS threads each
+    assert inside == [[2] * len(before)] * 2
+    inside = run_jobs([job, job, job, job], workers=4)
+    assert inside == [[1] * len(before)] * 4
+    assert blas_threads() == before
