@@ -56,24 +56,23 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
     zip_repairs: dict[str, int] = {}
     data: dict[str, object] = {}
 
-    speakers = text_column(table, actual[logs.SPEAKER])
-    encoded = speakers.dictionary_encode()  # once: checks, speaker grouping and the embedding join use it
-    codes = dictionary_codes(encoded)
-    bad = first_true(missing_rows(encoded, codes))
-    if bad is not None:
-        raise src.error(
-            "speaker_id is empty (or NA); every row needs a speaker",
-            row=bad,
-            column=actual[logs.SPEAKER],
-            value=value_at(speakers, bad),
-        )
-    data[logs.SPEAKER] = speakers
-    speaker_codes, speaker_ids = sorted_codes(encoded, codes)
-
-    # The utterance-id check (hashing every id) runs on a second thread while the other columns are
-    # checked; its errors still come first, as the column comes first.
+    # The utterance-id check (hashing every id) runs on a second thread while the speakers and the
+    # other columns are checked; its errors still come after the speaker column's and before the others'.
     with ThreadPoolExecutor(max_workers=1) as pool:
         ids = pool.submit(_utterance_ids, table, actual[logs.UTTERANCE], src) if logs.UTTERANCE in present else None
+        speakers = text_column(table, actual[logs.SPEAKER])
+        encoded = speakers.dictionary_encode()  # once: checks, speaker grouping and the embedding join use it
+        codes = dictionary_codes(encoded)
+        bad = first_true(missing_rows(encoded, codes))
+        if bad is not None:
+            raise src.error(
+                "speaker_id is empty (or NA); every row needs a speaker",
+                row=bad,
+                column=actual[logs.SPEAKER],
+                value=value_at(speakers, bad),
+            )
+        data[logs.SPEAKER] = speakers
+        speaker_codes, speaker_ids = sorted_codes(encoded, codes)
         if ids is not None:
             data[logs.UTTERANCE] = None  # keeps the column's place in the frame
         try:
