@@ -222,7 +222,7 @@ def audit_result(
     )
 
     if embeddings_file is not None and cohorts is None and (not opts.methods or "embedding-kmeans" in opts.methods):
-        import_in_background("sklearn.cluster", "sklearn.decomposition")  # k-means will run: import while reading
+        import_in_background("sklearn.cluster")  # k-means will run: import while reading
     data = load_log(
         log_arg,
         columns=columns,

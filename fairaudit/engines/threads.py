@@ -39,8 +39,9 @@ def available_cores() -> int:
 
 def run_jobs(jobs: Sequence[Callable[[Checkpoint], T]], workers: int | None = None) -> list[T]:
     """The results of ``jobs``, in order, computed on up to ``workers`` threads (default: one per
-    available core). With one worker the jobs run in this thread, one after another. A job's error
-    (or a KeyboardInterrupt) is raised here as soon as it happens, after the other jobs have stopped."""
+    available core). With one worker the jobs run in this thread, one after another. When a job fails,
+    the others stop at their next checkpoint and the error of the first failed job in the list is
+    raised here (a KeyboardInterrupt stops them the same way)."""
     stop = threading.Event()
 
     def checkpoint() -> None:
@@ -58,11 +59,13 @@ def run_jobs(jobs: Sequence[Callable[[Checkpoint], T]], workers: int | None = No
     limits = threadpool_limits(limits=max(1, cores // workers))
     try:
         futures = [pool.submit(job, checkpoint) for job in jobs]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        errors = [future.exception() for future in futures if future.done()]
-        error = next((e for e in errors if e is not None and not isinstance(e, JobCancelled)), None)
-        if error is not None:
-            raise error  # the first failed job in the list's order among those failed so far
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(future.exception() is not None for future in done):
+            stop.set()  # the running jobs stop at their next checkpoint; the queued ones never start
+            wait([future for future in futures if not future.cancel()])
+            errors = [future.exception() for future in futures if not future.cancelled()]
+            error = next(e for e in errors if e is not None and not isinstance(e, JobCancelled))
+            raise error  # the first failed job in the list's order, whatever the timing
         return [future.result() for future in futures]
     finally:
         stop.set()  # after success nothing is running; otherwise the running jobs stop at their next checkpoint

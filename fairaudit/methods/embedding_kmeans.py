@@ -60,7 +60,7 @@ class EmbeddingKMeans(CohortMethod):
             labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
             labels[present] = nearest_centroid(vectors[present], self.centroids_)
             self.profiles_ = cluster_profiles(speakers, labels, k)
-            self.projection_ = project_clusters(vectors[present], labels[present], k, self.seed)
+            self.projection_ = project_clusters(vectors[present], labels[present], k)
         self.descriptions_ = [_describe(profile) for profile in self.profiles_]
         self.partition_ = self.assign(speakers)
         return self
@@ -162,24 +162,58 @@ def auto_cluster_count(n_speakers: int, min_speakers: int) -> int:
     return int(np.clip(n_speakers // max(AUTO_SPEAKERS_PER_MIN * min_speakers, 1), 2, AUTO_MAX_CLUSTERS))
 
 
-def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int) -> dict:
+#: Rows of embeddings turned into float64 at a time by :func:`project_clusters` (bounds its working copy).
+PROJECTION_BLOCK = 16_384
+
+
+def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int) -> dict:
     """A 2-D PCA view of the clusters as aggregates only: each cluster's mean and covariance in
     the plane of the first two principal components (drawn as ellipses), never a speaker's point
-    or a sparsely filled bin, plus the variance the two components explain."""
-    from sklearn.decomposition import PCA
+    or a sparsely filled bin, plus the variance the two components explain.
 
-    pca = PCA(n_components=2, random_state=seed).fit(vectors)
-    points = pca.transform(vectors)
+    Computed in float64, block by block, with per-cluster sums by ``bincount``: the figures do not
+    depend on how many threads the linear algebra used (float32 PCA moved them in the 7th digit),
+    so a report is the same on any machine. Each component's sign makes its largest loading positive.
+    """
+    n, dim = vectors.shape
+    blocks = [slice(start, start + PROJECTION_BLOCK) for start in range(0, n, PROJECTION_BLOCK)]
+    mean = sum(np.asarray(vectors[block], dtype=np.float64).sum(axis=0) for block in blocks) / max(n, 1)
+    scatter = np.zeros((dim, dim))
+    for block in blocks:
+        centred = np.asarray(vectors[block], dtype=np.float64) - mean
+        scatter += centred.T @ centred
+    variances, axes = np.linalg.eigh(scatter / max(n - 1, 1))  # ascending
+    components = axes[:, ::-1][:, :2]
+    components *= np.sign(components[np.abs(components).argmax(axis=0), [0, 1]])
+    points = np.vstack([(np.asarray(vectors[block], dtype=np.float64) - mean) @ components for block in blocks])
+    total = float(variances.sum())
+    explained = [float(v) / total * 100 if total > 0 else 0.0 for v in variances[::-1][:2]]
+
+    def per_cluster(values: np.ndarray) -> np.ndarray:
+        return np.bincount(labels, weights=values, minlength=n_clusters)
+
+    size = per_cluster(np.ones(len(points)))
+    x, y = points[:, 0], points[:, 1]
+    sums = {
+        "x": per_cluster(x),
+        "y": per_cluster(y),
+        "xx": per_cluster(x * x),
+        "xy": per_cluster(x * y),
+        "yy": per_cluster(y * y),
+    }
     centres, covariances = [], []
     for k in range(n_clusters):
-        members = points[labels == k]
-        centres.append(members.mean(axis=0).tolist() if len(members) else None)
-        covariances.append(np.cov(members, rowvar=False).tolist() if len(members) > 2 else None)
-    return {
-        "explained_variance_pct": [float(v) * 100 for v in pca.explained_variance_ratio_],
-        "centres": centres,
-        "covariances": covariances,
-    }
+        m = size[k]
+        centre = [float(sums["x"][k] / m), float(sums["y"][k] / m)] if m else None
+        centres.append(centre)
+        if m > 2 and centre is not None:
+            cxx = (sums["xx"][k] - m * centre[0] ** 2) / (m - 1)
+            cxy = (sums["xy"][k] - m * centre[0] * centre[1]) / (m - 1)
+            cyy = (sums["yy"][k] - m * centre[1] ** 2) / (m - 1)
+            covariances.append([[float(cxx), float(cxy)], [float(cxy), float(cyy)]])
+        else:
+            covariances.append(None)
+    return {"explained_variance_pct": explained, "centres": centres, "covariances": covariances}
 
 
 def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -137,9 +137,9 @@ def run_audit(
     # 1. Discovery and the search-aware permutation test, method by method.
     tables = [full if full is speakers else full.of_speakers(discovery_pos) for full in fulls]
     tables = [discovery if full is speakers else table for full, table in zip(fulls, tables)]
-    for key, method, table in zip(keys, methods, tables):
-        with stage(f"{key}: fit"):
-            method.fit(table)
+    # One thread per fit, all at once: which fit is longest depends on the data, so none waits in a queue.
+    fits = [_fit_job(key, method, table, stage) for key, method, table in zip(keys, methods, tables)]
+    run_jobs(fits, workers=len(fits))
     unassign_exposing_rows(
         [m.partition_ for m in methods],
         [_speaker_positions(t, discovery_pos) for t in tables],
@@ -356,6 +356,17 @@ def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> 
         cell_penalty=penalty,
         top=opts.top,  # type: ignore[arg-type]
     )
+
+
+def _fit_job(key: str, method: CohortMethod, table: SpeakerTable, stage):
+    """The job fitting one method. Fits are independent of each other, so they run at the same time:
+    k-means gains little from a second core, and the scan and census fits need one each."""
+
+    def job(checkpoint: Checkpoint) -> None:
+        with stage(f"{key}: fit"):
+            method.fit(table)
+
+    return job
 
 
 def _permutation_job(item: Discovered, rule: SelectionRule, permutations: int, progress, stage):

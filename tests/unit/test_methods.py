@@ -218,3 +218,34 @@ def test_kmeans_started_from_a_sample_finds_separated_clusters_and_repeats_itsel
     # every true cluster maps to exactly one found cluster and back (a relabelling)
     pairs = set(zip(truth.tolist(), first.labels_.tolist()))
     assert len(pairs) == 5 and len({t for t, _ in pairs}) == 5 and len({f for _, f in pairs}) == 5
+
+
+def test_cluster_projection_agrees_with_an_svd_and_does_not_depend_on_thread_counts():
+    """The 2-D view of the clusters: the first two principal components of the vectors (checked
+    against numpy's SVD of the centred float64 matrix, signs aligned), each cluster's mean and
+    covariance in that plane, identical to the last bit whether BLAS runs 1 or 2 threads."""
+    from threadpoolctl import threadpool_limits
+
+    from fairaudit.methods.embedding_kmeans import PROJECTION_BLOCK, project_clusters
+
+    rng = np.random.default_rng(5)
+    n = PROJECTION_BLOCK + 3_000  # more than one block
+    labels = rng.integers(0, 4, n)
+    vectors = (rng.normal(size=(n, 12)) * np.linspace(3, 0.5, 12) + labels[:, None] * 0.7).astype(np.float32)
+    views = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            views.append(project_clusters(vectors, labels, 5))
+    assert views[0] == views[1]
+    view = views[0]
+
+    centred = vectors.astype(np.float64) - vectors.astype(np.float64).mean(axis=0)
+    _, singular, rows = np.linalg.svd(centred, full_matrices=False)
+    axes = rows[:2].T * np.sign(rows[:2].T[np.abs(rows[:2].T).argmax(axis=0), [0, 1]])
+    points = centred @ axes
+    assert view["explained_variance_pct"] == pytest.approx(100 * singular[:2] ** 2 / (singular**2).sum(), rel=1e-9)
+    for k in range(4):
+        members = points[labels == k]
+        assert view["centres"][k] == pytest.approx(members.mean(axis=0), abs=1e-9)
+        assert np.allclose(view["covariances"][k], np.cov(members, rowvar=False), atol=1e-8)
+    assert view["centres"][4] is None and view["covariances"][4] is None  # an empty cluster

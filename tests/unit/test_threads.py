@@ -48,6 +48,21 @@ def test_a_failing_job_raises_and_stops_the_others_at_their_next_checkpoint():
     assert 0 < len(steps) < 500  # it ran, and it stopped long before its 5 seconds
 
 
+def test_when_several_jobs_fail_the_first_in_the_list_is_reported_whatever_fails_first():
+    def failing(delay, message):
+        def run(checkpoint):
+            time.sleep(delay)  # no checkpoint: a job like a method's fit runs to its end
+            raise ValueError(message)
+
+        return run
+
+    for workers in (2, 3):
+        with pytest.raises(ValueError, match="first job"):
+            run_jobs(
+                [failing(0.3, "first job"), failing(0.0, "second job"), failing(0.0, "third job")], workers=workers
+            )
+
+
 def test_a_job_run_alone_gets_a_checkpoint_that_passes():
     assert run_jobs([lambda checkpoint: (checkpoint(), 7)[1]], workers=4) == [7]
     assert issubclass(JobCancelled, Exception)
