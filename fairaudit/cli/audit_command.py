@@ -26,6 +26,7 @@ from fairaudit.cli.options import (
     parse_columns,
 )
 from fairaudit.cli.outputs import check_outputs, write_output, writing
+from fairaudit.engines.threads import import_in_background
 from fairaudit.errors import UsageError
 
 
@@ -114,6 +115,8 @@ def audit(
         "adjust": adjust or None,
         "target_gap": target_gap,
     }
+    if html:
+        import_in_background("fairaudit.render.html")  # matplotlib and jinja2 (0.25 s): import while reading
     result = audit_result(
         log,
         cli_values,
@@ -178,7 +181,6 @@ def audit_result(
     """Merge config and command-line options, read the log and run the audit (audit and gate)."""
     from fairaudit.api import load_log
     from fairaudit.engines import check_engine, speaker_table_of
-    from fairaudit.engines.threads import import_in_background
     from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
     from fairaudit.options import AuditOptions
     from fairaudit.pipeline.audit import run_audit, run_stored_audit
