@@ -57,9 +57,12 @@ def bootstrap_partitions(
     errors = np.asarray(errors, dtype=np.float64)[:, None]
     ref_words = np.asarray(ref_words, dtype=np.float64)[:, None]
     columns, offsets = [], [0]
-    for indicator, _ in designs:
-        columns += [indicator * errors, indicator * ref_words, indicator]
-        offsets.append(offsets[-1] + 3 * indicator.shape[1])
+    for indicator, selection in designs:
+        # per cohort its errors and words; for the share only the drawn speakers in the bottom
+        # cohort and in any cohort (two columns instead of one per cohort: the product is most of the cost)
+        in_bottom = indicator[:, selection.bottom[0]].sum(axis=1, keepdims=True)
+        columns += [indicator * errors, indicator * ref_words, in_bottom, indicator.sum(axis=1, keepdims=True)]
+        offsets.append(offsets[-1] + 2 * indicator.shape[1] + 2)
     design = np.hstack(columns) if columns else np.zeros((len(errors), 0))
     rows: list[dict[str, list]] = [{"wer": [], "gap_pct": [], "share_pct": []} for _ in designs]
     speaker_of = None if clusters is None else np.unique(clusters, return_inverse=True)[1]
@@ -72,7 +75,8 @@ def bootstrap_partitions(
             for index, (indicator, selection) in enumerate(designs):
                 k = indicator.shape[1]
                 block = sums[:, offsets[index] : offsets[index + 1]]
-                cohort_errors, cohort_words, cohort_speakers = block[:, :k], block[:, k : 2 * k], block[:, 2 * k :]
+                cohort_errors, cohort_words = block[:, :k], block[:, k : 2 * k]
+                bottom_speakers, assigned_speakers = block[:, 2 * k], block[:, 2 * k + 1]
                 bottom, top = selection.bottom[0], selection.top[0]
                 out = rows[index]
                 out["wer"].append(pooled_wer(cohort_errors, cohort_words))
@@ -83,9 +87,7 @@ def bootstrap_partitions(
                     )
                 )
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    out["share_pct"].append(
-                        100.0 * cohort_speakers[:, bottom].sum(axis=1) / cohort_speakers.sum(axis=1)
-                    )
+                    out["share_pct"].append(100.0 * bottom_speakers / assigned_speakers)
             if progress is not None:
                 progress(len(counts))
     return [
