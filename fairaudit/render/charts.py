@@ -77,7 +77,8 @@ def png_data_uri(fig, quantize: bool = True) -> str:
     if quantize:
         image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    # zlib's default level: 1-2% larger than optimize=True (which tries level 9), ten times faster
+    image.save(out, format="PNG", compress_level=6)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 

@@ -239,19 +239,20 @@ def _patch(geometry, **style):
 
 
 def _draw_cells(ax, shapes: Sequence[MapShape], cmap, norm) -> None:
-    """Fill every shape by WER, then outline the top cohort and the bottom cohort."""
+    """Fill every shape by WER, then outline the top cohort and the bottom cohort (added as plain
+    artists: the map's limits are fixed, so matplotlib need not scan every curve for data limits)."""
     from shapely import union_all
 
     for shape in shapes:
-        ax.add_patch(_patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white", lw=0.7, zorder=2))
+        ax.add_artist(_patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white", lw=0.7, zorder=2))
     top = [s.geometry for s in shapes if s.role == "top"]
     if top:
-        ax.add_patch(_patch(union_all(top), fill=False, edgecolor=TOP, lw=2.0, ls=(0, (4, 2)), zorder=5))
+        ax.add_artist(_patch(union_all(top), fill=False, edgecolor=TOP, lw=2.0, ls=(0, (4, 2)), zorder=5))
     bottom = [s.geometry for s in shapes if s.role == "bottom"]
     if bottom:
         outline = union_all(bottom)
-        ax.add_patch(_patch(outline, fill=False, edgecolor="white", lw=6.0, zorder=6))
-        ax.add_patch(_patch(outline, fill=False, edgecolor=BOTTOM_EDGE, lw=3.0, zorder=7))
+        ax.add_artist(_patch(outline, fill=False, edgecolor="white", lw=6.0, zorder=6))
+        ax.add_artist(_patch(outline, fill=False, edgecolor=BOTTOM_EDGE, lw=3.0, zorder=7))
 
 
 def _label_position(geometry) -> tuple[float, float, str]:
@@ -311,7 +312,7 @@ def map_figure(shapes: Sequence[MapShape], limits: tuple[float, float], colour_l
     with plt.rc_context(charts.FONT):
         fig, ax = plt.subplots(figsize=(9.6, 5.4))
         ax.set_facecolor(SEA)
-        ax.add_patch(_patch(land(), facecolor=LAND, edgecolor="none", zorder=1))
+        ax.add_artist(_patch(land(), facecolor=LAND, edgecolor="none", zorder=1))
         _draw_cells(ax, shapes, cmap, norm)
         lower48_states().boundary.plot(ax=ax, color="#6b7280", lw=0.4, zorder=3)
         _draw_labels(ax, shapes)
