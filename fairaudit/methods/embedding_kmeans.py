@@ -135,15 +135,23 @@ INIT_SAMPLE = 100_000
 
 
 def fit_kmeans(vectors: np.ndarray, k: int, seed: int):
-    """k-means (scikit-learn, Lloyd, k-means++ starts), seeded."""
-    from sklearn.cluster import KMeans, kmeans_plusplus  # imported here: sklearn slows every CLI start
+    """k-means (scikit-learn, Lloyd, k-means++ starts), seeded, on one OpenMP thread.
 
-    if len(vectors) > INIT_SAMPLE:
-        sample = np.sort(np.random.default_rng([seed, 0x1A17]).choice(len(vectors), INIT_SAMPLE, replace=False))
-        centres, _ = kmeans_plusplus(np.asarray(vectors[sample]), k, random_state=seed)
-        return KMeans(n_clusters=k, init=centres, n_init=1, random_state=seed).fit(vectors)
-    starts = 1 if len(vectors) > SINGLE_START_ABOVE else 4
-    return KMeans(n_clusters=k, random_state=seed, n_init=starts).fit(vectors)
+    scikit-learn adds up its per-thread sums in an order that depends on the number of threads
+    (centres moved by up to 2e-7 between 1 and 2 threads), so one thread makes the clusters the
+    same on every machine. It costs nothing measurable here: at a million speakers x 192 dimensions
+    one thread took 8.4 s and two 9.5 s (Lloyd's iterations are bound by memory, not arithmetic).
+    """
+    from sklearn.cluster import KMeans, kmeans_plusplus  # imported here: sklearn slows every CLI start
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):  # this thread's OpenMP setting only
+        if len(vectors) > INIT_SAMPLE:
+            sample = np.sort(np.random.default_rng([seed, 0x1A17]).choice(len(vectors), INIT_SAMPLE, replace=False))
+            centres, _ = kmeans_plusplus(np.asarray(vectors[sample]), k, random_state=seed)
+            return KMeans(n_clusters=k, init=centres, n_init=1, random_state=seed).fit(vectors)
+        starts = 1 if len(vectors) > SINGLE_START_ABOVE else 4
+        return KMeans(n_clusters=k, random_state=seed, n_init=starts).fit(vectors)
 
 
 #: ``clusters="auto"``: at most this many clusters, and on average at least
@@ -171,9 +179,10 @@ def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int) -
     the plane of the first two principal components (drawn as ellipses), never a speaker's point
     or a sparsely filled bin, plus the variance the two components explain.
 
-    Computed in float64, block by block, with per-cluster sums by ``bincount``: the figures do not
-    depend on how many threads the linear algebra used (float32 PCA moved them in the 7th digit),
-    so a report is the same on any machine. Each component's sign makes its largest loading positive.
+    Computed in float64, block by block, with per-cluster sums by ``bincount``, and published to 6
+    significant digits: the figures do not depend on how many threads the linear algebra used
+    (float32 PCA moved them in the 7th digit), so a report is the same on any machine. Each
+    component's sign makes its largest loading positive.
     """
     n, dim = vectors.shape
     blocks = [slice(start, start + PROJECTION_BLOCK) for start in range(0, n, PROJECTION_BLOCK)]
@@ -187,33 +196,34 @@ def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int) -
     components *= np.sign(components[np.abs(components).argmax(axis=0), [0, 1]])
     points = np.vstack([(np.asarray(vectors[block], dtype=np.float64) - mean) @ components for block in blocks])
     total = float(variances.sum())
-    explained = [float(v) / total * 100 if total > 0 else 0.0 for v in variances[::-1][:2]]
+    explained = [_display(float(v) / total * 100) if total > 0 else 0.0 for v in variances[::-1][:2]]
 
-    def per_cluster(values: np.ndarray) -> np.ndarray:
-        return np.bincount(labels, weights=values, minlength=n_clusters)
-
-    size = per_cluster(np.ones(len(points)))
-    x, y = points[:, 0], points[:, 1]
-    sums = {
-        "x": per_cluster(x),
-        "y": per_cluster(y),
-        "xx": per_cluster(x * x),
-        "xy": per_cluster(x * y),
-        "yy": per_cluster(y * y),
+    size = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.stack(
+            [np.bincount(labels, weights=points[:, axis], minlength=n_clusters) / size for axis in (0, 1)], axis=1
+        )
+    deviation = points - centre[labels]  # two passes: no cancellation, variances never negative
+    products = {
+        (a, b): np.bincount(labels, weights=deviation[:, a] * deviation[:, b], minlength=n_clusters)
+        for a, b in ((0, 0), (0, 1), (1, 1))
     }
     centres, covariances = [], []
     for k in range(n_clusters):
         m = size[k]
-        centre = [float(sums["x"][k] / m), float(sums["y"][k] / m)] if m else None
-        centres.append(centre)
-        if m > 2 and centre is not None:
-            cxx = (sums["xx"][k] - m * centre[0] ** 2) / (m - 1)
-            cxy = (sums["xy"][k] - m * centre[0] * centre[1]) / (m - 1)
-            cyy = (sums["yy"][k] - m * centre[1] ** 2) / (m - 1)
-            covariances.append([[float(cxx), float(cxy)], [float(cxy), float(cyy)]])
+        centres.append([_display(centre[k, 0]), _display(centre[k, 1])] if m else None)
+        if m > 2:
+            xx, xy, yy = (_display(products[pair][k] / (m - 1)) for pair in ((0, 0), (0, 1), (1, 1)))
+            covariances.append([[xx, xy], [xy, yy]])
         else:
             covariances.append(None)
     return {"explained_variance_pct": explained, "centres": centres, "covariances": covariances}
+
+
+def _display(value: float) -> float:
+    """A figure drawn in the report, to 6 significant digits: the linear algebra's last digits
+    depend on how many threads BLAS and LAPACK ran (up to 2e-11 apart), the report must not."""
+    return float(f"{value:.6g}")
 
 
 def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.engines.speaker_table import build_utterance_table
-from fairaudit.engines.threads import Checkpoint, run_jobs
+from fairaudit.engines.threads import Checkpoint, available_cores, run_jobs
 from fairaudit.errors import UsageError
 from fairaudit.methods import AttributeGroups, CohortMethod
 from fairaudit.methods.registry import method_classes
@@ -137,9 +137,10 @@ def run_audit(
     # 1. Discovery and the search-aware permutation test, method by method.
     tables = [full if full is speakers else full.of_speakers(discovery_pos) for full in fulls]
     tables = [discovery if full is speakers else table for full, table in zip(fulls, tables)]
-    # One thread per fit, all at once: which fit is longest depends on the data, so none waits in a queue.
+    # One thread per fit, all at once (which fit is longest depends on the data, so none waits in a
+    # queue); on one core, one after another in this thread.
     fits = [_fit_job(key, method, table, stage) for key, method, table in zip(keys, methods, tables)]
-    run_jobs(fits, workers=len(fits))
+    run_jobs(fits, workers=len(fits) if available_cores() > 1 else 1)
     unassign_exposing_rows(
         [m.partition_ for m in methods],
         [_speaker_positions(t, discovery_pos) for t in tables],

@@ -244,7 +244,9 @@ def _draw_cells(ax, shapes: Sequence[MapShape], cmap, norm) -> None:
     from shapely import union_all
 
     for shape in shapes:
-        ax.add_artist(_patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white", lw=0.7, zorder=2))
+        ax.add_artist(
+            _patch(shape.geometry, facecolor=cmap(norm(100 * shape.wer)), edgecolor="white", lw=0.7, zorder=2)
+        )
     top = [s.geometry for s in shapes if s.role == "top"]
     if top:
         ax.add_artist(_patch(union_all(top), fill=False, edgecolor=TOP, lw=2.0, ls=(0, (4, 2)), zorder=5))

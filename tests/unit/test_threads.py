@@ -140,7 +140,7 @@ def test_progress_callbacks_run_one_at_a_time_and_count_every_replicate(monkeypa
 def test_jobs_share_the_cores_with_blas_and_the_limits_come_back(monkeypatch):
     """With one job per core, numpy's BLAS runs one thread inside each job (its own threads would
     wait for busy cores), and the process's limits are as before once the jobs are done."""
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads() -> list[int]:
         return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
@@ -153,8 +153,30 @@ def test_jobs_share_the_cores_with_blas_and_the_limits_come_back(monkeypatch):
     def job(checkpoint) -> list[int]:
         return blas_threads()
 
-    inside = run_jobs([job, job], workers=4)  # two jobs on four cores: two BLAS threads each
-    assert inside == [[2] * len(before)] * 2
+    inside = run_jobs([job, job], workers=4)  # two jobs on four cores: at most two BLAS threads each
+    assert inside == [[min(threads, 2) for threads in before]] * 2
     inside = run_jobs([job, job, job, job], workers=4)
     assert inside == [[1] * len(before)] * 4
     assert blas_threads() == before
+    with threadpool_limits(1):  # a limit the caller set lower is kept, never raised
+        assert run_jobs([job, job], workers=4) == [[1] * len(before)] * 2
+    assert blas_threads() == before
+
+
+def test_ctrl_c_returns_at_once_even_from_jobs_without_checkpoints():
+    """A method's fit never calls its checkpoint: Ctrl-C must not wait for it to finish."""
+    import os
+    import signal
+
+    finished = []
+
+    def fit_like(checkpoint):
+        time.sleep(3)
+        finished.append(1)
+
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs([fit_like, fit_like], workers=2)
+    assert time.perf_counter() - start < 1.5 and not finished
