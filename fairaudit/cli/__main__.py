@@ -1,5 +1,5 @@
 """``python -m fairaudit.cli``: the same as the installed ``fairaudit`` command."""
 
-from fairaudit.cli.app import main
+from fairaudit.cli.app import run
 
-main()
+run()

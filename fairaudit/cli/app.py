@@ -124,6 +124,26 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def run() -> None:
+    """The installed ``fairaudit`` command and ``python -m fairaudit.cli``: :func:`main`, then exit
+    without tearing down the interpreter. After an audit the modules' and objects' finalisation
+    took 0.3-0.5 s, with every output file already written and closed (tests call :func:`main`)."""
+    try:
+        main()
+        code: object = 0
+    except SystemExit as done:
+        code = done.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message"): print it, status 1
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):  # `| head` closed the pipe: nothing left to say
+            pass
+    os._exit(code or 0)
+
+
 class _ShowableError(Protocol):
     """A click usage error (click's own or typer's vendored copy): it prints itself to stderr."""
 
