@@ -93,7 +93,7 @@ def _library_threads_at_most(threads: int) -> Iterator[None]:
     global _limits_holders, _limits_applied
     with _limits_lock:
         if _limits_holders == 0:
-            lower = {}
+            lower: dict[str, int] = {}
             for library in threadpool_info():
                 if library["user_api"] == "blas" and library["num_threads"] > threads:
                     prefix = library["prefix"]

@@ -208,7 +208,8 @@ def project_clusters(vectors: np.ndarray, labels: np.ndarray, n_clusters: int) -
         (a, b): np.bincount(labels, weights=deviation[:, a] * deviation[:, b], minlength=n_clusters)
         for a, b in ((0, 0), (0, 1), (1, 1))
     }
-    centres, covariances = [], []
+    centres: list[list[float] | None] = []
+    covariances: list[list[list[float]] | None] = []
     for k in range(n_clusters):
         m = size[k]
         centres.append([_display(centre[k, 0]), _display(centre[k, 1])] if m else None)
