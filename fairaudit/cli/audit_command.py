@@ -115,8 +115,6 @@ def audit(
         "adjust": adjust or None,
         "target_gap": target_gap,
     }
-    if html:
-        import_in_background("fairaudit.render.html")  # matplotlib and jinja2 (0.25 s): import while reading
     result = audit_result(
         log,
         cli_values,
@@ -131,6 +129,7 @@ def audit(
         cohorts=cohorts,
         reference=reference,
         speaker_pattern=speaker_pattern,
+        prefetch=("fairaudit.render.html",) if html else (),  # matplotlib and jinja2: 0.25 s
     )
     write_reports(result, json_out, assignments, html, markdown)
     if not quiet:
@@ -177,8 +176,12 @@ def audit_result(
     config_file: Path | None = None,
     reference: Path | None = None,
     speaker_pattern: str | None = None,
+    prefetch: tuple[str, ...] = (),
 ):
-    """Merge config and command-line options, read the log and run the audit (audit and gate)."""
+    """Merge config and command-line options, read the log and run the audit (audit and gate).
+
+    ``prefetch`` names modules the reports will need: they are imported on a background thread
+    while the speaker table is built (with scikit-learn when k-means will run)."""
     from fairaudit.api import load_log
     from fairaudit.engines import check_engine, speaker_table_of
     from fairaudit.io.config_file import AUDIT_KINDS, check_section, find_config, merge_configs, read_config_file
@@ -223,8 +226,8 @@ def audit_result(
         outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file, reference]
     )
 
-    if embeddings_file is not None and cohorts is None and (not opts.methods or "embedding-kmeans" in opts.methods):
-        import_in_background("sklearn.cluster")  # k-means will run: import while reading
+    kmeans_runs = not opts.methods or "embedding-kmeans" in opts.methods
+    kmeans = embeddings_file is not None and cohorts is None and kmeans_runs
     data = load_log(
         log_arg,
         columns=columns,
@@ -236,6 +239,9 @@ def audit_result(
         reference=reference,
         speaker_pattern=speaker_pattern,
     )
+    # Not while the log is parsed: any Python thread running beside pyarrow's parse made the parse
+    # itself 2.5-3.5x slower (0.95 s -> 2.6-3.6 s at ten million rows; benchmarks/README.md).
+    import_in_background(*(("sklearn.cluster",) if kmeans else ()), *prefetch)
     speakers = speaker_table_of(data)
     if cohorts is not None:
         return run_stored_audit(data, speakers, opts, cohorts)

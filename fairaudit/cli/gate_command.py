@@ -132,6 +132,7 @@ def gate(
             scheduler=scheduler,
             blocksize=blocksize,
             config_file=policy,
+            prefetch=("fairaudit.render.html",) if html else (),
         )
         write_reports(result, json_out=json_out, html=html)
         report = json.loads(result.to_json())

@@ -113,10 +113,13 @@ def _library_threads_at_most(threads: int) -> Iterator[None]:
 def import_in_background(*modules: str) -> None:
     """Start importing ``modules`` on a daemon thread, so that the later import finds them loaded.
 
-    scikit-learn takes 0.6 s to import; started before a large log is read, its import runs while
-    pyarrow parses (pyarrow releases the GIL). A module that fails to import is left for the real
-    import to report, with its own message.
+    scikit-learn takes 0.6 s to import; started once a large log is read, its import runs while
+    the speaker table is built. Not during pyarrow's parse: a Python thread beside it made the
+    parse itself 2.5-3.5x slower. A module that fails to import is left for the real import to
+    report, with its own message. Nothing to import: nothing is started.
     """
+    if not modules:
+        return
 
     def load() -> None:
         for name in modules:
