@@ -196,12 +196,31 @@ def cli_audit(log: Path, embeddings: Path, workdir: Path, by: list[str]) -> tupl
     return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
 
-def median_of(runs: int, measure) -> tuple[float, float, list[float]]:
-    """Median wall time (and the peak memory of that run) over ``runs`` fresh-process runs: this
-    machine's timings vary by 2-3x from run to run (the first pass over a file, other tenants)."""
-    results = sorted((measure() for _ in range(runs)), key=lambda r: r[0])
-    middle = results[len(results) // 2]
-    return middle[0], middle[1], [round(r[0], 2) for r in results]
+#: Seconds of rest before each fresh-process run: right after a large run the next one was slower
+#: (the second run of a pair was the slower in 7 of 8 alternating pairs), which would favour
+#: whichever of the floor and the command ran first.
+REST_S = 2.0
+
+Measured = tuple[float, float, list[float]]  # median wall s, the peak GiB of that run, every wall s
+
+
+def floor_and_command(runs: int, floor, command) -> tuple[Measured, Measured]:
+    """The floor and the command, each run ``runs`` times in fresh processes, alternately and after
+    a rest, so both see the machine in the same state (its timings vary by 2-3x from run to run);
+    per side the median wall time, the peak memory of that run and every run's wall time."""
+    floors, commands = [], []
+    for _ in range(runs):
+        time.sleep(REST_S)
+        floors.append(floor())
+        time.sleep(REST_S)
+        commands.append(command())
+    return _median(floors), _median(commands)
+
+
+def _median(results: list[tuple[float, float]]) -> Measured:
+    ordered = sorted(results, key=lambda r: r[0])
+    middle = ordered[len(ordered) // 2]
+    return middle[0], middle[1], [round(r[0], 2) for r in ordered]
 
 
 def stage_breakdown(log: Path, embeddings: Path, by: list[str]) -> list[tuple[str, float, float]]:
@@ -282,7 +301,9 @@ def main() -> None:
         default="independent",
         help="independent: string ids, 192-d overlapping embeddings (issue 12); synth: fairaudit synth",
     )
-    parser.add_argument("--runs", type=int, default=3, help="fresh-process runs of the floor and the command (median)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="fresh-process runs of the floor and the command, alternating (median)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fairaudit-bench"))
     parser.add_argument("--quick", action="store_true", help="one 200,000-utterance log; smoke run")
     parser.add_argument("--peer", action="store_true", help="also time Fairlearn's MetricFrame (synth shape only)")
@@ -304,9 +325,10 @@ def main() -> None:
                 f"\n=== {args.shape} log, {size:,} utterances, {speakers:,} speakers: {log} "
                 f"({log.stat().st_size / 2**20:,.0f} MiB CSV); generate + write {synth_s:.1f} s"
             )
-            floor_s, floor_gib, floor_runs = median_of(args.runs, functools.partial(pyarrow_floor, log))
-            wall_s, peak_gib, wall_runs = median_of(
-                args.runs, functools.partial(cli_audit, log, embeddings, args.workdir, by)
+            (floor_s, floor_gib, floor_runs), (wall_s, peak_gib, wall_runs) = floor_and_command(
+                args.runs,
+                functools.partial(pyarrow_floor, log),
+                functools.partial(cli_audit, log, embeddings, args.workdir, by),
             )
             rows = stage_breakdown(log, embeddings, by)
             print(f"{'stage':58s} {'wall s':>8s} {'peak GiB':>9s}")
