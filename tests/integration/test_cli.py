@@ -826,3 +826,29 @@ def test_audit_tables_for_a_path_with_brackets(tmp_path):
     run = run_main("audit", path, "--by", "accent", "--min-speakers", 5, *OFF)
     assert run.code == 0, run.stderr
     assert str(path) in run.stdout
+
+
+def test_ctrl_c_during_the_analysis_exits_130_at_once_without_a_traceback(tmp_path):
+    """SIGINT while methods are fitted or tested (on worker threads): exit code 130 within a few
+    seconds, no traceback, and no report file left behind."""
+    import signal
+    import time
+
+    log = REPO / "examples" / "synthetic" / "eval_log.csv.gz"
+    embeddings = REPO / "examples" / "synthetic" / "eval_log.embeddings.parquet"
+    report = tmp_path / "r.json"
+    command = [sys.executable, "-m", "fairaudit.cli", "audit", str(log), "--embeddings", str(embeddings)]
+    child = subprocess.Popen(
+        [*command, "--permutations", "50000", "--quiet", "--json", str(report)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(4)  # past the imports and the read: the permutation tests take minutes
+    assert child.poll() is None, child.stderr.read().decode()
+    child.send_signal(signal.SIGINT)
+    start = time.perf_counter()
+    code = child.wait(timeout=30)
+    stderr = child.stderr.read().decode()
+    assert code == 130 and time.perf_counter() - start < 5, (code, stderr)
+    assert "Traceback" not in stderr and not report.exists()
