@@ -2,4 +2,5 @@
 
 from fairaudit.cli.app import run
 
-run()
+if __name__ == "__main__":  # run() ends the process: importing this module must not
+    run()

@@ -133,12 +133,16 @@ def run() -> None:
         code: object = 0
     except SystemExit as done:
         code = done.code
+    except KeyboardInterrupt:  # a second Ctrl-C while main() was handling the first
+        code = 130
     if code is not None and not isinstance(code, int):  # sys.exit("message"): print it, status 1
-        print(code, file=sys.stderr)
+        if sys.stderr is not None:
+            print(code, file=sys.stderr)
         code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None when the descriptor was closed (`fairaudit --version >&-`)
+                stream.flush()
         except (BrokenPipeError, ValueError, OSError):  # `| head` closed the pipe: nothing left to say
             pass
     os._exit(code or 0)

@@ -226,8 +226,6 @@ def audit_result(
         outputs, [*log_files, embeddings_file, demographics_file, cohorts, config_path, config_file, reference]
     )
 
-    kmeans_runs = not opts.methods or "embedding-kmeans" in opts.methods
-    kmeans = embeddings_file is not None and cohorts is None and kmeans_runs
     data = load_log(
         log_arg,
         columns=columns,
@@ -241,12 +239,20 @@ def audit_result(
     )
     # Not while the log is parsed: any Python thread running beside pyarrow's parse made the parse
     # itself 2.5-3.5x slower (0.95 s -> 2.6-3.6 s at ten million rows; benchmarks/README.md).
+    kmeans = cohorts is None and _has_embeddings(data) and (not opts.methods or "embedding-kmeans" in opts.methods)
     import_in_background(*(("sklearn.cluster",) if kmeans else ()), *prefetch)
     speakers = speaker_table_of(data)
     if cohorts is not None:
         return run_stored_audit(data, speakers, opts, cohorts)
     with progress_bars(err_console.is_terminal and not quiet) as bars:
         return run_audit(data, speakers, opts, progress=bars)
+
+
+def _has_embeddings(data) -> bool:
+    """Whether a loaded log carries embeddings (inline emb_* columns or --embeddings; the Dask
+    engine keeps them in its speaker table)."""
+    table = getattr(data, "speaker_table", None)
+    return data.embeddings is not None or (table is not None and table.embeddings is not None)
 
 
 def write_reports(result, json_out=None, assignments=None, html=None, markdown=None) -> None:

@@ -987,7 +987,12 @@ def scheduler_context(address: str | None) -> Iterator[str]:
         with client, _quiet_dask_logs():
             yield "p2p"
         return
-    with dask.config.set(scheduler="threads", num_workers=available_cores()):
+    # The disk shuffle's partd folders go in a folder of our own, removed on the way out (even after
+    # an error): partd cleans up only at interpreter exit, which the CLI skips.
+    with (
+        tempfile.TemporaryDirectory(prefix="fairaudit-shuffle-") as scratch,
+        dask.config.set(scheduler="threads", num_workers=available_cores(), temporary_directory=scratch),
+    ):
         yield "disk"
 
 
