@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from typing import Any, Protocol, TypeGuard
 
 import typer
@@ -22,7 +21,6 @@ from fairaudit.cli.schema_command import schema
 from fairaudit.cli.score_command import score
 from fairaudit.cli.synth_command import synth
 from fairaudit.cli.validate_command import validate
-from fairaudit.engines.threads import JOB_THREAD_PREFIX
 from fairaudit.errors import InputError
 
 
@@ -100,13 +98,7 @@ def main() -> None:
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        if any(thread.name.startswith(JOB_THREAD_PREFIX) for thread in threading.enumerate()):
-            # Leave at once: a method's fit still running on a worker thread would otherwise be
-            # waited for at exit (the interrupted stage's own cleanup has already run on the way here).
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
-        sys.exit(130)
+        sys.exit(130)  # run() then leaves at once, without waiting for a fit still on a worker thread
     except Exception as error:  # click usage errors and anything unexpected
         if _is_click_exception(error):
             # typer >= 0.2x vendors click as typer._click (its exceptions derive from

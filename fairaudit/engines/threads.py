@@ -1,10 +1,10 @@
 """Run the independent stages of one audit at the same time, one thread per available core.
 
-After discovery, each method's permutation test and the shared speaker bootstrap depend on the
-discovered cells only, not on each other. Their loops run in numpy, scipy and pyarrow, which release
-the GIL, so threads overlap them (on 2 cores the three spatial and census tests at 100,000
-speakers take 2.2 s instead of 3.2 s). Every job draws from its own random stream, so the results
-are identical to running the jobs one after another, whatever the number of cores.
+The methods' fits do not depend on each other; after discovery, each method's permutation test and
+the shared speaker bootstrap depend on the discovered cells only, not on each other. Their loops run
+in numpy, scipy and pyarrow, which release the GIL, so threads overlap them. Every job draws from its
+own random stream, so the results are identical to running the jobs one after another, whatever
+the number of cores.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from typing import TypeVar
 from threadpoolctl import threadpool_info, threadpool_limits
 
 T = TypeVar("T")
-
-#: Name prefix of the job threads (the CLI looks for them after Ctrl-C).
-JOB_THREAD_PREFIX = "fairaudit-job"
 
 #: A job receives a checkpoint to call between blocks of work: it raises JobCancelled once another
 #: job has failed or the user has interrupted the run, so no thread keeps computing for nothing.
@@ -56,7 +53,7 @@ def run_jobs(jobs: Sequence[Callable[[Checkpoint], T]], workers: int | None = No
     workers = min(len(jobs), workers or cores)
     if workers <= 1:
         return [job(checkpoint) for job in jobs]
-    pool = ThreadPoolExecutor(workers, thread_name_prefix=JOB_THREAD_PREFIX)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="fairaudit-job")
     interrupted = False
     # Each job's BLAS calls get their share of the cores: with every core running a job, OpenBLAS's
     # own threads would spin waiting for cores that are busy (measured: 1.9x the CPU time of the
