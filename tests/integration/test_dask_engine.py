@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,24 @@ def test_bad_row_in_one_file_exits_2_naming_the_file_and_line(data, cluster):
         assert run.returncode == 2, run.stderr
         assert "file bad/part-2.csv, line 15, column 'errors', value '-4'" in run.stderr
         assert "Traceback" not in run.stderr
+
+
+def test_an_error_in_one_piece_surfaces_after_every_read_has_stopped(data, tmp_path):
+    """Dask raises as soon as one piece fails; the others must not still be reading when the error
+    reaches the caller: a process that ended with an Arrow read running aborted ("terminate called
+    without an active exception", exit 134, about 1 run in 10 of the CLI test above)."""
+    bad = tmp_path / "bad"
+    shutil.copytree(data["parts"], bad)
+    lines = (bad / "part-0.csv").read_text().splitlines(keepends=True)
+    fields = lines[3].split(",")
+    fields[2] = "-1"  # errors, in the first piece: the other pieces are still queued or being read
+    lines[3] = ",".join(fields)
+    (bad / "part-0.csv").write_text("".join(lines))
+    before = set(threading.enumerate())
+    with pytest.raises(InputError, match="non-negative"):
+        fairaudit.audit(str(bad / "*.csv"), engine="dask", blocksize=20_000, methods=["attribute"], by=["accent"])
+    still_running = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert still_running == []
 
 
 def test_python_api_with_a_glob_blocks_and_an_npy_without_id_header(data):
