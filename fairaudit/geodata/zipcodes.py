@@ -30,7 +30,7 @@ _MISSING = ("", "NA")
 class ZipResult:
     """Normalised ZIP codes plus what normalisation found."""
 
-    zips: pa.Array  # string, 5 digits or null
+    zips: pa.DictionaryArray  # string values, 5 digits, each listed once; null where missing
     bad_index: int | None  # first malformed row, or None
     repaired: int  # number of values left-padded or stripped of a ".0"
 
@@ -38,14 +38,16 @@ class ZipResult:
 def normalize_zip_array(values: pa.Array | pa.ChunkedArray) -> ZipResult:
     """Normalise an Arrow array of ZIP codes (string or numeric) to 5-digit strings, vectorised.
 
-    The rules run on the distinct values only (a log has many rows but few ZIP codes).
+    The rules run on the distinct values only (a log has many rows but few ZIP codes), and the
+    result stays dictionary-encoded (each normalised code listed once): grouping by ZIP code later
+    reuses its integer codes instead of hashing ten million strings again.
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     text = _as_text(values)
     if text is None:  # a float column with a non-integral value
         bad = np.flatnonzero(_non_integral(values))
-        return ZipResult(pa.nulls(len(values), pa.string()), int(bad[0]), 0)
+        return ZipResult(_all_missing(len(values)), int(bad[0]), 0)
     encoded = text.dictionary_encode()
     distinct, indices = encoded.dictionary, encoded.indices
     trimmed = pc.utf8_trim_whitespace(distinct)
@@ -56,13 +58,19 @@ def normalize_zip_array(values: pa.Array | pa.ChunkedArray) -> ZipResult:
     if pc.any(bad_values).as_py():
         bad_codes = pa.array(np.flatnonzero(bad_values.to_numpy(zero_copy_only=False)), indices.type)
         row_is_bad = pc.fill_null(pc.is_in(indices, value_set=bad_codes), False)
-        return ZipResult(pa.nulls(len(values), pa.string()), _first_true(row_is_bad), 0)
+        return ZipResult(_all_missing(len(values)), _first_true(row_is_bad), 0)
     digits = pc.replace_substring_regex(trimmed, pattern=r"(\.0*|-[0-9]{4})$", replacement="")
     normalized = pc.if_else(missing, pa.scalar(None, pa.string()), pc.utf8_lpad(digits, width=5, padding="0"))
-    zips = normalized.take(indices)  # null indices (missing values) stay null
+    # Two spellings can normalise to one code ("2134", "02134"): list each code once.
+    unique = normalized.dictionary_encode()
+    zips = pa.DictionaryArray.from_arrays(unique.indices.take(indices), unique.dictionary)  # nulls stay null
     repaired_codes = pa.array(np.flatnonzero(repairable.to_numpy(zero_copy_only=False)), indices.type)
     repaired = int(pc.sum(pc.cast(pc.is_in(indices, value_set=repaired_codes), pa.int64())).as_py() or 0)
     return ZipResult(zips, None, repaired)
+
+
+def _all_missing(n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
 
 
 def _as_text(values: pa.Array) -> pa.Array | None:

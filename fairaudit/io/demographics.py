@@ -47,7 +47,7 @@ def read_demographics(path: str | Path) -> pd.DataFrame:
             "no census attribute columns; expected at least one of: " + ", ".join(DEMOGRAPHIC_ATTRIBUTES), column=None
         )
     repairs: dict[str, int] = {}
-    zips = zip_codes(table, logs.ZIP_CODE, src, repairs)
+    zips = zip_codes(table, logs.ZIP_CODE, src, repairs).dictionary_decode()  # one row per ZIP code
     notes = [zip_repair_note(column, count) for column, count in repairs.items()]
     bad = first_true(zips.is_null().to_numpy(zero_copy_only=False))
     if bad is not None:

@@ -332,8 +332,9 @@ def zip_repair_note(column: str, repaired: int) -> str:
     )
 
 
-def zip_codes(table: pa.Table, actual: str, src: Source, repairs: dict[str, int] | None) -> pa.Array:
-    """Normalise a ZIP column to 5-digit strings, repairing lost leading zeros (counted in ``repairs``)."""
+def zip_codes(table: pa.Table, actual: str, src: Source, repairs: dict[str, int] | None) -> pa.DictionaryArray:
+    """Normalise a ZIP column to 5-digit strings, repairing lost leading zeros (counted in ``repairs``),
+    dictionary-encoded (the log's frame keeps it as a categorical column)."""
     arr = as_plain(table.column(actual))
     result = normalize_zip_array(arr)
     if result.bad_index is not None:

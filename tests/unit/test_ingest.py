@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.errors import InputError, UsageError
 from fairaudit.io.demographics import read_demographics
 from fairaudit.io.embeddings import read_embeddings
@@ -225,6 +226,19 @@ def test_zip_repair_counts_and_notes(tmp_path):
     assert log.frame.zip_code.tolist()[:5] == ["02134", "00501", "02134", "02134", "12345"]
     assert pd.isna(log.frame.zip_code[5])
     assert len(log.notes) == 1 and "repaired 3 ZIP code" in log.notes[0] and "'zip'" in log.notes[0]
+
+
+def test_spellings_of_one_zip_code_are_one_value_for_a_speaker(tmp_path):
+    """The ZIP column stays dictionary-encoded: "2134", "2134.0" and "02134" must be one entry, or
+    the speaker below would count as having several ZIP codes and its most frequent one could differ."""
+    path = write(
+        tmp_path,
+        "speaker_id,errors,ref_words,zip_code\na,0,1,2134\na,0,1,2134.0\na,0,1,02134\na,0,1,10001\na,0,1,10001\n"
+        "b,0,1,\nb,0,1,501\n",
+    )
+    speakers = build_speaker_table(read_log(path))
+    assert speakers.frame.zip_code.tolist() == ["02134", "00501"]
+    assert speakers.conflicts["zip_code"] == 1  # speaker a: 02134 (3 rows) and 10001 (2 rows); b has one
 
 
 def test_multiline_quoted_values_and_blank_lines_keep_line_numbers(tmp_path):
