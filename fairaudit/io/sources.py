@@ -320,43 +320,13 @@ def _read_parquet(src: Source) -> pa.Table:
     return table
 
 
-#: Block size of Arrow's streaming CSV reader. Block by block, a ten-million-row log peaked at 1.07
-#: GB of memory instead of the whole-file reader's 2.3-2.7 GB, and parsed in 2.1-2.2 s instead of
-#: 2.9-3.9 s on a machine whose fresh memory is slow (issue 12, benchmarks/README.md).
-STREAM_BLOCK_BYTES = 1 << 22
-#: Block size of the whole-file reader, used when the streaming reader can not settle column types.
-WHOLE_FILE_BLOCK_BYTES = 1 << 24
-
-
-def _parse_csv(src: Source, parse: pa_csv.ParseOptions, convert: pa_csv.ConvertOptions) -> pa.Table:
-    """The file's table, parsed block by block with Arrow's streaming reader, or with the whole-file
-    reader when a later block needs a wider column type than the first block's.
-
-    The streaming reader takes each column's type from the first block and fails on a later value
-    of another type (an integer column that turns decimal, an empty one that fills in); the
-    whole-file reader then widens the type over all blocks. When streaming succeeds the tables are
-    the same: both readers infer the narrowest type that reads the first block, and it read them all.
-    """
-    compression = "gzip" if src.fmt.gzip else None
-    streaming = pa_csv.ReadOptions(use_threads=True, block_size=STREAM_BLOCK_BYTES)
-    try:
-        with pa.input_stream(str(src.path), compression=compression) as stream:
-            reader = pa_csv.open_csv(stream, read_options=streaming, parse_options=parse, convert_options=convert)
-            return reader.read_all()
-    except pa.ArrowInvalid as exc:
-        if "conversion error" not in str(exc).lower():
-            raise
-    whole = pa_csv.ReadOptions(use_threads=True, block_size=WHOLE_FILE_BLOCK_BYTES)
-    with pa.input_stream(str(src.path), compression=compression) as stream:
-        return pa_csv.read_csv(stream, read_options=whole, parse_options=parse, convert_options=convert)
-
-
 def _read_text(src: Source, forced_strings: list[str]) -> pa.Table:
     """Read CSV/TSV with pyarrow's multi-threaded reader; locate parse and encoding errors."""
     convert = pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in forced_strings},
         strings_can_be_null=False,
     )
+    read = pa_csv.ReadOptions(use_threads=True, block_size=1 << 24)
     tsv = src.fmt.kind == "tsv"
     attempts = [False] if tsv else [False, True]  # retry CSV allowing newlines in quoted values
     failure: Exception | None = None
@@ -365,7 +335,8 @@ def _read_text(src: Source, forced_strings: list[str]) -> pa.Table:
             delimiter="\t" if tsv else ",", quote_char=False if tsv else '"', newlines_in_values=newlines
         )
         try:
-            table = _parse_csv(src, parse, convert)
+            with pa.input_stream(str(src.path), compression="gzip" if src.fmt.gzip else None) as stream:
+                table = pa_csv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         except (pa.ArrowInvalid, OSError) as exc:
             text = str(exc).lower()
             if "utf8" in text or "utf-8" in text:

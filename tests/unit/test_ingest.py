@@ -228,26 +228,6 @@ def test_zip_repair_counts_and_notes(tmp_path):
     assert len(log.notes) == 1 and "repaired 3 ZIP code" in log.notes[0] and "'zip'" in log.notes[0]
 
 
-def test_a_column_whose_type_widens_after_the_first_block_reads_like_the_whole_file(tmp_path, monkeypatch):
-    """The streaming reader takes column types from the first block; a latitude that turns decimal and
-    a metadata column that is empty at first must still read as the whole-file reader reads them."""
-    from fairaudit.io import sources
-
-    monkeypatch.setattr(sources, "STREAM_BLOCK_BYTES", 1024)  # the file spans about 20 blocks
-    lines = [
-        f"s{i % 25},u{i},{i % 4},10,{40 + i % 3}{'.5' if i >= 500 else ''},-75,{'quiet' if i >= 550 else ''}"
-        for i in range(600)
-    ]
-    path = write(
-        tmp_path, "speaker_id,utterance_id,errors,ref_words,latitude,longitude,room\n" + "\n".join(lines) + "\n"
-    )
-    frame = read_log(path).frame
-    assert frame.latitude.dtype == np.float64
-    assert frame.latitude.tolist() == [40 + i % 3 + (0.5 if i >= 500 else 0) for i in range(600)]
-    assert frame.room.isna().sum() == 550 and (frame.room[550:] == "quiet").all()
-    assert frame.errors.tolist() == [i % 4 for i in range(600)]
-
-
 def test_spellings_of_one_zip_code_are_one_value_for_a_speaker(tmp_path):
     """The ZIP column stays dictionary-encoded: "2134", "2134.0" and "02134" must be one entry, or
     the speaker below would count as having several ZIP codes and its most frequent one could differ."""
