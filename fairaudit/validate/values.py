@@ -206,10 +206,46 @@ def text_column(table: pa.Table, actual: str) -> pa.Array:
 
 
 def missing_text(arr: pa.Array) -> np.ndarray:
-    """Mask of null, blank or "NA" text values."""
+    """Mask of null, blank or "NA" text values.
+
+    Only values that could trim to a listed one are trimmed: those of at most ``_LONGEST_MISSING``
+    bytes, and those starting or ending with a byte that may belong to whitespace (ASCII space and
+    controls, or any non-ASCII byte). Every other value is itself after trimming and longer than
+    any listed value. Trimming ten million utterance ids made a copy of all of them (0.3 GiB)."""
+    if not pa.types.is_string(arr.type) or len(arr) < _MISSING_TEXT_SCAN_FROM:
+        return _missing_text_trimmed(arr)
+    starts, ends, text = _string_buffers(arr)
+    lengths = ends - starts
+    maybe = lengths <= _LONGEST_MISSING
+    if len(text):
+        for position in (np.minimum(starts, len(text) - 1), np.maximum(ends - 1, 0)):
+            byte = text[position]
+            maybe |= (byte <= 0x20) | (byte >= 0x7F)
+    result = np.zeros(len(arr), dtype=bool)
+    candidates = np.flatnonzero(maybe)
+    if len(candidates):
+        result[candidates] = _missing_text_trimmed(arr.take(pa.array(candidates)))
+    return result
+
+
+#: Arrays shorter than this are trimmed whole (the byte scan of :func:`missing_text` pays off on large ones).
+_MISSING_TEXT_SCAN_FROM = 100_000
+_LONGEST_MISSING = max(len(value.encode()) for value in MISSING_TEXT)
+
+
+def _missing_text_trimmed(arr: pa.Array) -> np.ndarray:
+    """:func:`missing_text` by trimming every value."""
     trimmed = pc.utf8_trim_whitespace(arr)
     listed = pc.fill_null(pc.is_in(trimmed, value_set=pa.array(MISSING_TEXT)), True).to_numpy(zero_copy_only=False)
     return listed | arr.is_null().to_numpy(zero_copy_only=False)  # is_in says "false" for a null
+
+
+def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and end byte of every value of a string array, and its bytes (views, no copies)."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    text = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets[:-1], offsets[1:], text
 
 
 #: Values per group in :func:`all_distinct` (each group's hash set then fits in the CPU caches).
@@ -217,6 +253,8 @@ DISTINCT_GROUP_SIZE = 40_000
 #: A group this many times the average size means the sampled bytes barely vary (ids such as
 #: "/data/000123/audio.flac" whose middle was missed): one hash set is then the faster check.
 DISTINCT_GROUP_SKEW = 4
+#: Values hashed at once by :func:`all_distinct` (bounds its temporaries).
+HASH_SLICE = 1 << 20
 #: Bytes sampled from the end and from the middle of each value for its group.
 DISTINCT_SAMPLED_BYTES = 4
 
@@ -233,13 +271,18 @@ def all_distinct(arr: pa.Array | pa.ChunkedArray) -> bool:
     arr = as_plain(arr)
     groups = max(1, min(1024, len(arr) // DISTINCT_GROUP_SIZE))
     if groups > 1 and pa.types.is_string(arr.type):
-        group = _sampled_hash_groups(arr, groups)
+        # hashed a slice at a time and each group gathered on its own: small temporaries instead of
+        # (rows)-long ones and a grouped copy of every value (0.2-0.26 GiB less for ten million ids)
+        group = np.concatenate(
+            [_sampled_hash_groups(arr.slice(start, HASH_SLICE), groups) for start in range(0, len(arr), HASH_SLICE)]
+        )
         sizes = np.bincount(group, minlength=groups)
         if sizes.max() <= DISTINCT_GROUP_SKEW * len(arr) / groups:
-            grouped = arr.take(pa.array(np.argsort(group, kind="stable")))
+            order = np.argsort(group, kind="stable")
+            del group
             start = 0
             for size in sizes:
-                if len(pc.unique(grouped.slice(start, size))) != size:
+                if len(pc.unique(arr.take(pa.array(order[start : start + size])))) != size:
                     return False
                 start += size
             return True
@@ -249,10 +292,7 @@ def all_distinct(arr: pa.Array | pa.ChunkedArray) -> bool:
 def _sampled_hash_groups(arr: pa.Array, groups: int) -> np.ndarray:
     """A group number in [0, groups) per value: an FNV-1a hash of its length and of up to
     DISTINCT_SAMPLED_BYTES bytes from its end and from its middle (nulls: length 0, no bytes)."""
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
-    data = arr.buffers()[2]
-    text = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    starts, ends = offsets[:-1], offsets[1:]
+    starts, ends, text = _string_buffers(arr)
     lengths = ends - starts
     if arr.null_count:
         lengths = np.where(arr.is_valid().to_numpy(zero_copy_only=False), lengths, 0)

@@ -731,6 +731,33 @@ def test_all_distinct_finds_one_repeat_anywhere_in_a_large_array(position):
     assert not all_distinct(pa.array(repeated))
 
 
+@pytest.mark.parametrize("position", [0, 7_000, 7_001, 119_999])
+def test_all_distinct_hashed_a_slice_at_a_time_finds_repeats_across_slices(monkeypatch, position):
+    from fairaudit.validate import values as value_checks
+
+    monkeypatch.setattr(value_checks, "HASH_SLICE", 7_001)  # 18 slices, so groups mix values of many
+    values = _ids(120_000)
+    assert all_distinct(pa.array(values))
+    repeated = list(values)
+    repeated[position] = values[(position + 60_001) % len(values)]
+    assert not all_distinct(pa.array(repeated))
+
+
+def test_missing_text_of_a_large_array_equals_trimming_every_value():
+    """Large arrays trim only the values that could be blank or "NA" (short ones, or ones that start
+    or end with whitespace or a non-ASCII byte): the mask must equal Python's own strip of each value."""
+    from fairaudit.validate.values import missing_text
+
+    tricky = ["", " ", "NA", " NA", "NA\t", "\u00a0NA\u00a0", "N A", "na", "NAN", "  NA  ", "\u00e9", "x", None, "ab"]
+    values = [tricky[i % len(tricky)] if i % 9 == 0 else f"utt-{i:06d}" for i in range(150_000)]
+    values += ["\tNA" + " " * 40, " " * 30, "NA" + "\u3000" * 5]  # long, but only whitespace around NA
+    expected = np.array([v is None or v.strip() in ("", "NA") for v in values])
+    assert expected.sum() > 9_000  # the test's own count: many missing values among the ids
+    assert np.array_equal(missing_text(pa.array(values)), expected)
+    sliced = pa.array(["NA"] + values).slice(1)  # an offset into the buffers
+    assert np.array_equal(missing_text(sliced), expected)
+
+
 def test_all_distinct_on_slices_nulls_blanks_and_shared_tails():
     values = _ids(200_000)
     whole = pa.array(["dup"] + values + ["dup"])
