@@ -72,13 +72,18 @@ def _median_coordinates(
     Most speakers have one location: their first located utterance gives it, and only the
     utterances of speakers whose coordinates vary go through the median (a group-by)."""
     lat_all, lon_all = lat.to_numpy(np.float64), lon.to_numpy(np.float64)
-    rows = np.flatnonzero(~np.isnan(lat_all) & ~np.isnan(lon_all))
-    row_codes = codes[rows]
+    located = ~np.isnan(lat_all) & ~np.isnan(lon_all)
+    if located.all():  # the usual log: every row located, nothing to gather
+        rows, row_codes, row_lat, row_lon = np.arange(len(codes)), codes, lat_all, lon_all
+    else:
+        rows = np.flatnonzero(located)
+        row_codes, row_lat, row_lon = codes[rows], lat_all[rows], lon_all[rows]
     first = np.full(n, -1, dtype=np.int64)
     first[row_codes[::-1]] = rows[::-1]  # the last write wins: each speaker's first located row
     med_lat = np.where(first >= 0, lat_all[first], np.nan)
     med_lon = np.where(first >= 0, lon_all[first], np.nan)
-    differs = (lat_all[rows] != med_lat[row_codes]) | (lon_all[rows] != med_lon[row_codes])
+    differs = (row_lat != med_lat[row_codes]) | (row_lon != med_lon[row_codes])
+    moved = rows[:0]  # only utterances away from their speaker's median can be far from it
     if differs.any():
         varying = np.zeros(n, dtype=bool)
         varying[row_codes[differs]] = True
@@ -87,8 +92,7 @@ def _median_coordinates(
         medians = coords.groupby("code", sort=True)[["lat", "lon"]].median()
         med_lat[medians.index.to_numpy()] = medians["lat"].to_numpy()
         med_lon[medians.index.to_numpy()] = medians["lon"].to_numpy()
-    # only utterances away from their speaker's median can be far from it (usually none are)
-    moved = rows[(lat_all[rows] != med_lat[row_codes]) | (lon_all[rows] != med_lon[row_codes])]
+        moved = rows[(row_lat != med_lat[row_codes]) | (row_lon != med_lon[row_codes])]
     distance = haversine_km(lat_all[moved], lon_all[moved], med_lat[codes[moved]], med_lon[codes[moved]])
     far = np.zeros(n, dtype=bool)
     far[codes[moved[distance > COORDINATE_CONFLICT_KM / 2]]] = True
