@@ -70,6 +70,7 @@ def normalize_zip_array(values: pa.Array | pa.ChunkedArray) -> ZipResult:
 
 
 def _all_missing(n: int) -> pa.DictionaryArray:
+    """n missing ZIP codes (the result when a value is malformed: the caller reports it)."""
     return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
 
 

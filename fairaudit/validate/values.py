@@ -225,7 +225,7 @@ def missing_text(arr: pa.Array) -> np.ndarray:
     candidates = np.flatnonzero(maybe)
     if len(candidates):
         result[candidates] = _missing_text_trimmed(arr.take(pa.array(candidates)))
-    return result
+    return result | arr.is_null().to_numpy(zero_copy_only=False)  # a null slot may span any bytes
 
 
 #: Arrays shorter than this are trimmed whole (the byte scan of :func:`missing_text` pays off on large ones).

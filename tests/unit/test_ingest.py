@@ -756,6 +756,12 @@ def test_missing_text_of_a_large_array_equals_trimming_every_value():
     assert np.array_equal(missing_text(pa.array(values)), expected)
     sliced = pa.array(["NA"] + values).slice(1)  # an offset into the buffers
     assert np.array_equal(missing_text(sliced), expected)
+    # Arrow lets a null slot span bytes: still missing
+    plain = pa.array(values, pa.string())
+    validity = pa.array([v is not None and i != 1 for i, v in enumerate(values)]).buffers()[1]
+    with_null_bytes = pa.Array.from_buffers(pa.string(), len(values), [validity, *plain.buffers()[1:]])
+    assert with_null_bytes[1].as_py() is None and plain[1].as_py() == "utt-000001"
+    assert np.array_equal(missing_text(with_null_bytes), expected | (np.arange(len(values)) == 1))
 
 
 def test_all_distinct_on_slices_nulls_blanks_and_shared_tails():
