@@ -971,10 +971,11 @@ def _quiet_dask_logs() -> Iterator[None]:
 
 
 @contextmanager
-def scheduler_context(address: str | None) -> Iterator[str]:
+def scheduler_context(address: str | None) -> Iterator[tuple[str, ThreadPoolExecutor | None]]:
     """Run Dask on the cluster at ``address`` (a distributed Client), else on local threads.
 
-    Yields the shuffle method: P2P on a cluster, the disk shuffle locally (memory stays bounded).
+    Yields the shuffle method (P2P on a cluster, the disk shuffle locally: memory stays bounded)
+    and, locally, the thread pool to pass to ``dask.compute``.
     """
     if address:
         try:
@@ -986,19 +987,36 @@ def scheduler_context(address: str | None) -> Iterator[str]:
         except (OSError, TimeoutError, ValueError) as exc:
             raise UsageError(f"--scheduler {address}: can not connect to a Dask scheduler there ({exc})") from None
         with client, _quiet_dask_logs():
-            yield "p2p"
+            yield "p2p", None
         return
     # The disk shuffle's partd folders go in a folder of our own, removed on the way out (even after
-    # an error): partd cleans up only at interpreter exit, which the CLI skips. The threads are our
-    # own pool too, joined on the way out: when one piece fails, Dask raises at once while other
-    # pieces are still inside Arrow's reader, and a process that then ended with an Arrow read
-    # running aborted ("terminate called without an active exception", exit 134) about 1 time in 10.
+    # an error): partd cleans up only at interpreter exit, which the CLI skips. The threads are a
+    # pool of this read's own (passed to dask.compute, not put in Dask's process-wide settings, so
+    # two reads in two threads do not share it), joined on the way out after an error: Dask raises
+    # as soon as one piece fails, and a process that then ended while other pieces were inside
+    # Arrow's reader aborted ("terminate called without an active exception", exit 134) about 1 time
+    # in 10. A Ctrl-C leaves at once, as in ``engines.threads.run_jobs``.
     with (
         tempfile.TemporaryDirectory(prefix="fairaudit-shuffle-") as scratch,
-        ThreadPoolExecutor(available_cores(), thread_name_prefix="fairaudit-dask") as pool,
-        dask.config.set(scheduler="threads", pool=pool, temporary_directory=scratch),
+        dask.config.set(scheduler="threads", temporary_directory=scratch),
     ):
-        yield "disk"
+        pool = _thread_pool(available_cores())
+        interrupted = False
+        try:
+            yield "disk", pool
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """Dask's own thread pool class where it has one (it passes the caller's contextvars to tasks)."""
+    import dask.threaded
+
+    pool_class = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
+    return pool_class(workers, thread_name_prefix="fairaudit-dask")
 
 
 def parse_blocksize(blocksize: int | str | None) -> int | None:
@@ -1051,7 +1069,7 @@ def read_log_dask(
 
     whole = {p.url for p in pieces if p.start is None}
     single_file = not is_pattern(pattern) and len(files) == 1 and files[0] == pattern.removeprefix("file://")
-    with scheduler_context(scheduler) as shuffle_method:
+    with scheduler_context(scheduler) as (shuffle_method, pool):
         reads = [delayed(read_piece, nout=2)(p, plan, p.url in whole) for p in pieces]
         frames = [r[0] for r in reads]
         summaries = [r[1] for r in reads]
@@ -1082,7 +1100,7 @@ def read_log_dask(
         digests = [delayed(file_digest)(_location(url)) for url in files if url not in whole]
         try:
             summaries_v, parts_v, repeats_v, digests_v, about_v, known_v = dask.compute(
-                summaries, parts, repeats, digests, about, loaded[1]
+                summaries, parts, repeats, digests, about, loaded[1], **({"pool": pool} if pool else {})
             )
         except PieceError as error:
             raise error.unwrap() from None

@@ -54,7 +54,7 @@ class UtteranceLog:
 
     ``frame`` has one row per utterance with columns ``speaker_id`` (string), ``errors`` and
     ``ref_words`` (int64, >= 0), and where present ``utterance_id`` (string), ``latitude`` and
-    ``longitude`` (float64, NaN when missing), ``zip_code`` (5-digit string, missing as NA), plus
+    ``longitude`` (float64, NaN when missing), ``zip_code`` (5-digit strings, categorical, missing as NaN), plus
     the metadata columns listed in ``metadata_columns``. The original input file is never changed.
     """
 

@@ -205,14 +205,14 @@ def text_column(table: pa.Table, actual: str) -> pa.Array:
     return pc.cast(arr, pa.string()) if pa.types.is_large_string(arr.type) else arr
 
 
-def missing_text(arr: pa.Array) -> np.ndarray:
+def missing_text(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Mask of null, blank or "NA" text values.
 
     Only values that could trim to a listed one are trimmed: those of at most ``_LONGEST_MISSING``
     bytes, and those starting or ending with a byte that may belong to whitespace (ASCII space and
     controls, or any non-ASCII byte). Every other value is itself after trimming and longer than
     any listed value. Trimming ten million utterance ids made a copy of all of them (0.3 GiB)."""
-    if not pa.types.is_string(arr.type) or len(arr) < _MISSING_TEXT_SCAN_FROM:
+    if not isinstance(arr, pa.Array) or not pa.types.is_string(arr.type) or len(arr) < _MISSING_TEXT_SCAN_FROM:
         return _missing_text_trimmed(arr)
     starts, ends, text = _string_buffers(arr)
     lengths = ends - starts

@@ -264,6 +264,23 @@ def test_an_error_in_one_piece_surfaces_after_every_read_has_stopped(data, tmp_p
     assert still_running == []
 
 
+def test_two_dask_reads_in_two_threads_do_not_share_a_thread_pool(data):
+    """Each local read runs on its own pool, shut down when that read ends: a pool kept in Dask's
+    process-wide settings was shut down by the first read to finish while the other still used it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(blocksize):
+        result = fairaudit.audit(
+            str(data["parts"] / "*.csv"), engine="dask", blocksize=blocksize, methods=["attribute"], **FAST
+        )
+        return json.loads(result.to_json())["methods"]
+
+    expected = one(None)
+    with ThreadPoolExecutor(2) as pool:  # different block sizes: the two reads end at different times
+        results = list(pool.map(one, [5_000, None]))
+    assert results == [expected, expected]
+
+
 def test_python_api_with_a_glob_blocks_and_an_npy_without_id_header(data):
     """fairaudit.audit("dir/*.csv", engine="dask"): local threads, files split into blocks."""
     expected = json.loads(fairaudit.audit(data["plain"], embeddings=data["utt_npy"], **FAST).to_json())
