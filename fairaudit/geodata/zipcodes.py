@@ -30,7 +30,7 @@ _MISSING = ("", "NA")
 class ZipResult:
     """Normalised ZIP codes plus what normalisation found."""
 
-    zips: pa.DictionaryArray  # string values, 5 digits, each listed once; null where missing
+    zips: pa.DictionaryArray  # string values, 5 digits, each listed once, sorted; null where missing
     bad_index: int | None  # first malformed row, or None
     repaired: int  # number of values left-padded or stripped of a ".0"
 
@@ -61,9 +61,14 @@ def normalize_zip_array(values: pa.Array | pa.ChunkedArray) -> ZipResult:
         return ZipResult(_all_missing(len(values)), _first_true(row_is_bad), 0)
     digits = pc.replace_substring_regex(trimmed, pattern=r"(\.0*|-[0-9]{4})$", replacement="")
     normalized = pc.if_else(missing, pa.scalar(None, pa.string()), pc.utf8_lpad(digits, width=5, padding="0"))
-    # Two spellings can normalise to one code ("2134", "02134"): list each code once.
+    # Two spellings can normalise to one code ("2134", "02134"): list each code once, in sorted order
+    # (so grouping by the categorical column orders ZIP codes as grouping by the text did).
     unique = normalized.dictionary_encode()
-    zips = pa.DictionaryArray.from_arrays(unique.indices.take(indices), unique.dictionary)  # nulls stay null
+    order = np.asarray(pc.array_sort_indices(unique.dictionary), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    code_of_distinct = pa.array(rank).take(unique.indices)  # null where the value is missing
+    zips = pa.DictionaryArray.from_arrays(code_of_distinct.take(indices), unique.dictionary.take(pa.array(order)))
     repaired_codes = pa.array(np.flatnonzero(repairable.to_numpy(zero_copy_only=False)), indices.type)
     repaired = int(pc.sum(pc.cast(pc.is_in(indices, value_set=repaired_codes), pa.int64())).as_py() or 0)
     return ZipResult(zips, None, repaired)

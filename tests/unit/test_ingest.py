@@ -236,7 +236,9 @@ def test_spellings_of_one_zip_code_are_one_value_for_a_speaker(tmp_path):
         "speaker_id,errors,ref_words,zip_code\na,0,1,2134\na,0,1,2134.0\na,0,1,02134\na,0,1,10001\na,0,1,10001\n"
         "b,0,1,\nb,0,1,501\n",
     )
-    speakers = build_speaker_table(read_log(path))
+    log = read_log(path)
+    assert log.frame.zip_code.cat.categories.tolist() == ["00501", "02134", "10001"]  # each once, sorted
+    speakers = build_speaker_table(log)
     assert speakers.frame.zip_code.tolist() == ["02134", "00501"]
     assert speakers.conflicts["zip_code"] == 1  # speaker a: 02134 (3 rows) and 10001 (2 rows); b has one
 
