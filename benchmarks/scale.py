@@ -196,9 +196,10 @@ def cli_audit(log: Path, embeddings: Path, workdir: Path, by: list[str]) -> tupl
     return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
 
-#: Seconds of rest before each fresh-process run: right after a large run the next one was slower
-#: (the second run of a pair was the slower in 7 of 8 alternating pairs), which would favour
-#: whichever of the floor and the command ran first.
+#: Seconds of rest before each fresh-process run, so the floor and the command both start with the
+#: machine's memory in the same state: this VM reports freed memory to its host about two seconds
+#: later (virtio-balloon free page reporting), and a process touching reported memory pays several
+#: seconds of system time that one reusing a predecessor's pages does not (benchmarks/README.md).
 REST_S = 2.0
 
 Measured = tuple[float, float, list[float]]  # median wall s, the peak GiB of that run, every wall s
@@ -342,8 +343,9 @@ def main() -> None:
                 f"{'whole `fairaudit audit` command (fresh process; median)':58s} {wall_s:8.2f} {peak_gib:9.2f}   "
                 f"runs {wall_runs}"
             )
-            # The same parse, run back to back with no rest: on this machine it then took 1.0-4.3 s
-            # (often about 1.05 s) against 2.8-3.5 s after a rest, so both figures are shown.
+            # The same parse, run back to back with no rest, reusing the pages the previous run freed
+            # before they are reported to the host: 1.0-4.3 s (often about 1.05 s) against 2.8-3.5 s
+            # after a rest on this machine, so both figures are shown.
             warm_s, _, warm_runs = _median([pyarrow_floor(log) for _ in range(args.runs)])
             print(f"{'pyarrow.csv.read_csv alone, back to back (median)':58s} {warm_s:8.2f} {'':9s}   runs {warm_runs}")
             print(
