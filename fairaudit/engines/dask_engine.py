@@ -47,6 +47,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -989,17 +990,13 @@ def scheduler_context(address: str | None) -> Iterator[tuple[str, ThreadPoolExec
         with client, _quiet_dask_logs():
             yield "p2p", None
         return
-    # The disk shuffle's partd folders go in a folder of our own, removed on the way out (even after
-    # an error): partd cleans up only at interpreter exit, which the CLI skips. The threads are a
-    # pool of this read's own (passed to dask.compute, not put in Dask's process-wide settings, so
-    # two reads in two threads do not share it), joined on the way out after an error: Dask raises
-    # as soon as one piece fails, and a process that then ended while other pieces were inside
-    # Arrow's reader aborted ("terminate called without an active exception", exit 134) about 1 time
-    # in 10. A Ctrl-C leaves at once, as in ``engines.threads.run_jobs``.
-    with (
-        tempfile.TemporaryDirectory(prefix="fairaudit-shuffle-") as scratch,
-        dask.config.set(scheduler="threads", temporary_directory=scratch),
-    ):
+    # The threads are a pool of this read's own (passed to dask.compute, not put in Dask's
+    # process-wide settings, so two reads in two threads do not share it), joined on the way out
+    # after an error: Dask raises as soon as one piece fails, and a process that then ended while
+    # other pieces were inside Arrow's reader aborted ("terminate called without an active
+    # exception", exit 134) about 1 time in 10. A Ctrl-C leaves at once, as in
+    # ``engines.threads.run_jobs``.
+    with _shuffle_folder():
         pool = _thread_pool(available_cores())
         interrupted = False
         try:
@@ -1009,6 +1006,38 @@ def scheduler_context(address: str | None) -> Iterator[tuple[str, ThreadPoolExec
             raise
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+_SHUFFLE_LOCK = threading.Lock()
+#: The shuffle folder of the local reads running now: [reads using it, the folder, Dask's setting].
+_shuffle_users: list[Any] = [0, None, None]
+
+
+@contextmanager
+def _shuffle_folder() -> Iterator[None]:
+    """The disk shuffle's partd folders go in a folder of our own, removed when the last read using
+    it ends (even after an error): partd cleans up only at interpreter exit, which the CLI skips.
+
+    Dask reads the folder from its process-wide settings, so reads running in several threads
+    share one folder: a folder per read was deleted by the first read to finish while another
+    read's shuffle, which had picked it up from the shared setting, was still writing to it.
+    """
+    with _SHUFFLE_LOCK:
+        if _shuffle_users[0] == 0:
+            folder = tempfile.TemporaryDirectory(prefix="fairaudit-shuffle-")
+            setting = dask.config.set(scheduler="threads", temporary_directory=folder.name)
+            _shuffle_users[1:] = [folder, setting]
+        _shuffle_users[0] += 1
+    try:
+        yield
+    finally:
+        with _SHUFFLE_LOCK:
+            _shuffle_users[0] -= 1
+            if _shuffle_users[0] == 0:
+                folder, setting = _shuffle_users[1:]
+                _shuffle_users[1:] = [None, None]
+                setting.__exit__(None, None, None)
+                folder.cleanup()
 
 
 def _thread_pool(workers: int) -> ThreadPoolExecutor:

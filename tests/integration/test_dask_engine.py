@@ -281,6 +281,28 @@ def test_two_dask_reads_in_two_threads_do_not_share_a_thread_pool(data):
     assert results == [expected, expected]
 
 
+def test_overlapping_reads_keep_the_shuffle_folder_until_the_last_one_ends():
+    """Dask takes the shuffle folder from its process-wide settings, so a read that ends first must
+    neither delete the folder nor reset the setting while another read is still shuffling into it."""
+    import os
+
+    import dask
+
+    from fairaudit.engines.dask_engine import _shuffle_folder
+
+    before = dask.config.get("temporary_directory", None)
+    first, second = _shuffle_folder(), _shuffle_folder()
+    first.__enter__()
+    folder = dask.config.get("temporary_directory")
+    second.__enter__()
+    assert dask.config.get("temporary_directory") == folder
+    first.__exit__(None, None, None)
+    assert os.path.isdir(folder) and dask.config.get("temporary_directory") == folder
+    second.__exit__(None, None, None)
+    assert not os.path.exists(folder)
+    assert dask.config.get("temporary_directory", None) == before
+
+
 def test_python_api_with_a_glob_blocks_and_an_npy_without_id_header(data):
     """fairaudit.audit("dir/*.csv", engine="dask"): local threads, files split into blocks."""
     expected = json.loads(fairaudit.audit(data["plain"], embeddings=data["utt_npy"], **FAST).to_json())
