@@ -87,7 +87,18 @@ class AuditOptions(BaseModel):
         help="geo-tree: cost-complexity pruning level, the weighted squared-error reduction per extra region a "
         "subtree must achieve to be kept (units: squared WER per word, normalised by all words). 'auto' "
         "(default): the median gain of the best first split on shuffled speaker outcomes, so regions are not "
-        "cut from noise; 0 keeps the plain tree.",
+        "cut from noise; 0 keeps every split.",
+    )
+    tree_neighbours: int = option(
+        30,
+        ge=1,
+        flag="--tree-neighbours",
+        metavar="N",
+        kind="int",
+        rule="at least 1",
+        help="geo-tree: the tree splits on each speaker's WER pooled with its nearest speakers, this many in all "
+        "(by 0.05-degree grid cell), which steadies the splits without changing what a region's WER is; 1 = the "
+        "plain tree on each speaker's own WER. Default 30.",
     )
     clusters: int | str = option(
         "auto",

@@ -182,6 +182,7 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
             "clusters",
             "max_regions",
             "min_gain",
+            "tree_neighbours",
             "max_window_share",
             "demographics",
         )

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fairaudit.geodata.distance import EARTH_RADIUS_KM
+from fairaudit.geodata.distance import EARTH_RADIUS_KM, unit_vectors
 from fairaudit.methods.base import CohortMethod, definition_cells
 from fairaudit.methods.registry import register
 from fairaudit.model.log import LATITUDE, LONGITUDE
@@ -207,9 +207,9 @@ class GeoScan(CohortMethod):
         has_cells = bool(self.windows_) or self.located_at_fit_
         if has_cells and located.any():
             cell_lat, cell_lon, inverse = _grid_cells(lat[located], lon[located], LOCATION_GRID_DEG)
-            points = _unit_vectors(cell_lat, cell_lon)
+            points = unit_vectors(cell_lat, cell_lon)
             cell_label = np.full(len(cell_lat), len(self.windows_), dtype=np.int64)
-            centres = _unit_vectors(
+            centres = unit_vectors(
                 np.array([w["centre_lat"] for w in self.windows_], dtype=np.float64),
                 np.array([w["centre_lon"] for w in self.windows_], dtype=np.float64),
             )
@@ -494,12 +494,6 @@ def _centres(lat: np.ndarray, lon: np.ndarray, max_centres: int) -> np.ndarray:
     return np.stack([cell_lat[keep], cell_lon[keep]], axis=1)
 
 
-def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """(3, m) points on the unit sphere."""
-    phi, lam = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
-
-
 def _cos_distance(centres: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(C, L) cosine of the central angle between unit vectors (3, C) and (3, L).
 
@@ -519,8 +513,8 @@ def _cos_radius(radius_km: np.ndarray) -> np.ndarray:
 
 def _ring_index(centres: np.ndarray, cell_lat: np.ndarray, cell_lon: np.ndarray) -> np.ndarray:
     """(C, L) int8: per centre and cell, the index of the smallest radius that contains the cell."""
-    points = _unit_vectors(cell_lat, cell_lon)
-    units = _unit_vectors(centres[:, 0], centres[:, 1])
+    points = unit_vectors(cell_lat, cell_lon)
+    units = unit_vectors(centres[:, 0], centres[:, 1])
     limits = _cos_radius(np.array(RADII_KM, dtype=np.float64))
     ring = np.zeros((len(centres), len(cell_lat)), dtype=np.int8)
     for start in range(0, len(centres), CHUNK):

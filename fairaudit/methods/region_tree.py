@@ -176,19 +176,30 @@ def grow_tree(
 
 
 def grow_tree_on_sites(
-    points: GridPoints, sums: SiteSums, *, max_leaves: int, min_samples_leaf: int, ccp_alpha: float
+    points: GridPoints,
+    sums: SiteSums,
+    *,
+    max_leaves: int,
+    min_samples_leaf: int,
+    ccp_alpha: float,
+    alike: tuple[SiteSums, float] | None = None,
 ) -> GrownTree:
-    """:func:`grow_tree` from outcomes already summed per site (the permutation test's path)."""
+    """:func:`grow_tree` from outcomes already summed per site (the permutation test's path).
+
+    ``alike`` = (outcomes, gain): afterwards, two sibling leaves whose split gains less than
+    ``gain`` on these outcomes become one leaf again (see :func:`_merge_alike_siblings`)."""
     grower = _Grower(points, sums, min_samples_leaf)
     nodes, left, right = grower.grow(max_leaves)
     if ccp_alpha > 0.0:
         nodes, left, right = _prune(nodes, left, right, ccp_alpha)
+    if alike is not None:
+        nodes, left, right = _merge_alike_siblings(nodes, left, right, *alike)
     return _layout(points, nodes, left, right)
 
 
-def root_split_gain(points: GridPoints, errors: np.ndarray, words: np.ndarray, min_samples_leaf: int) -> float:
+def root_split_gain(points: GridPoints, sums: SiteSums, min_samples_leaf: int) -> float:
     """The impurity decrease (share of all words) of the best first split; 0 when none is allowed."""
-    grower = _Grower(points, site_sums(points, *speaker_terms(errors, words)), min_samples_leaf)
+    grower = _Grower(points, sums, min_samples_leaf)
     root = grower.root()
     return root.split[0] if root.split else 0.0
 
@@ -323,6 +334,26 @@ class _Grower:
         return nodes, left, right
 
 
+def _merge_alike_siblings(
+    nodes: list[_Node], left: list[int], right: list[int], outcomes: SiteSums, min_gain: float
+) -> tuple[list[_Node], list[int], list[int]]:
+    """Undo, deepest first, every split into two leaves that gains less than ``min_gain`` on
+    ``outcomes`` (W_L W_R / (W_L + W_R) x (WER_L - WER_R)^2): a tree grown on a smoothed target
+    cuts the ramp across a real boundary into strips whose own WERs do not differ."""
+    count = len(nodes)
+    words = np.array([outcomes.words[node.members].sum() for node in nodes])
+    errors = np.array([outcomes.errors[node.members].sum() for node in nodes])
+    internal = np.array([left[i] != LEAF for i in range(count)])
+    for index in range(count - 1, -1, -1):  # children are numbered after their parents
+        a, b = left[index], right[index]
+        if not internal[index] or internal[a] or internal[b] or words[a] <= 0 or words[b] <= 0:
+            continue
+        difference = errors[a] / words[a] - errors[b] / words[b]
+        if words[a] * words[b] / (words[a] + words[b]) * difference**2 < min_gain:
+            internal[index] = False
+    return _renumbered(nodes, left, right, internal)
+
+
 def _prune(
     nodes: list[_Node], left: list[int], right: list[int], alpha: float
 ) -> tuple[list[_Node], list[int], list[int]]:
@@ -367,6 +398,14 @@ def _prune(
             n_leaves[node] -= pruned
             r_branch[node] += diff
             node = parent[node]
+    return _renumbered(nodes, left, right, candidate)
+
+
+def _renumbered(
+    nodes: list[_Node], left: list[int], right: list[int], internal: np.ndarray
+) -> tuple[list[_Node], list[int], list[int]]:
+    """The subtree whose internal nodes are those marked ``internal`` (the others become leaves),
+    renumbered depth-first, left child first, as scikit-learn rebuilds a pruned tree."""
     new_nodes: list[_Node] = []
     new_left: list[int] = []
     new_right: list[int] = []
@@ -380,7 +419,7 @@ def _prune(
         new_right.append(LEAF)
         if new_parent != LEAF:
             (new_left if is_left_child else new_right)[new_parent] = index
-        if candidate[old]:  # a surviving internal node keeps its split
+        if internal[old]:  # a surviving internal node keeps its split
             stack.append((right[old], index, False))
             stack.append((left[old], index, True))
         else:

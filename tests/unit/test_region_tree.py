@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeRegressor
 
-from fairaudit.methods.region_tree import GRID_STEP_DEGREES, GridPoints, grid_cells, grow_tree, root_split_gain
+from fairaudit.methods.region_tree import (
+    GRID_STEP_DEGREES,
+    GridPoints,
+    grid_cells,
+    grow_tree,
+    root_split_gain,
+    site_sums,
+    speaker_terms,
+)
 
 
 def random_case(seed: int):
@@ -66,4 +74,6 @@ def test_root_gain_is_the_weighted_impurity_decrease():
     )
     weight, impurity = stump.weighted_n_node_samples, stump.impurity
     expected = (weight[0] * impurity[0] - weight[1] * impurity[1] - weight[2] * impurity[2]) / weight[0]
-    assert root_split_gain(GridPoints(coords), errors, words, 25) == pytest.approx(expected, rel=1e-9)
+    points = GridPoints(coords)
+    gain = root_split_gain(points, site_sums(points, *speaker_terms(errors, words)), 25)
+    assert gain == pytest.approx(expected, rel=1e-9)

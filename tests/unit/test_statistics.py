@@ -94,6 +94,7 @@ def test_holdout_gap_near_zero_on_null_while_discovery_gap_is_inflated():
         permutations=50,
         seed=2,
         min_gain=0,
+        tree_neighbours=1,  # the plain tree on each speaker's own WER: the search that overfits most
         bottom="worst",
         top="best",
     )
@@ -142,21 +143,19 @@ def test_geo_tree_auto_min_gain_does_not_split_noise():
 
     Judged over several null logs (the count of regions on one log is itself noisy): unpruned
     trees always grow all 16 leaves, pruned ones keep a few on average."""
-    counts = []
+    counts, verdicts = [], []
     for seed in range(10, 18):
         log = geo_null_log(2000, seed)
-        auto = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0).methods["geo-tree"]
+        auto = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=50, seed=0).methods["geo-tree"]
+        verdicts.append(auto.verdict)
         plain = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0, seed=0, min_gain=0).methods[
             "geo-tree"
         ]
         assert plain.partition.n_cohorts == 16
         counts.append(auto.partition.n_cohorts)
     assert np.mean(counts) <= 5 and max(counts) < 16
-    log = geo_null_log(2000, 12)
-    assert (
-        fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=50, seed=0).methods["geo-tree"].verdict
-        == "no evidence"
-    )
+    # A 5% test: 3 or more "disparity" verdicts out of 8 null logs would happen with probability 0.6%.
+    assert verdicts.count("disparity") <= 2 and verdicts.count("no evidence") >= 6
 
 
 def test_seed_makes_every_figure_reproducible_and_changes_with_it():
