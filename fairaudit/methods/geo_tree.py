@@ -96,8 +96,7 @@ class GeoTree(CohortMethod):
         self.min_gain_ = 0.0
         self.regions_: list[dict] = []
         if located.sum() >= 2 * self.min_speakers and words.sum() > 0 and self.max_regions >= 2:
-            points = GridPoints(coords[located])
-            pooling = NeighbourPooling(points, self._pooled_speakers())
+            points, pooling = self._geometry(coords[located])
             self.min_gain_ = (
                 noise_split_gain(points, pooling, errors, words, self.min_speakers, self.seed)
                 if self.min_gain == "auto"
@@ -164,6 +163,18 @@ class GeoTree(CohortMethod):
         ]
         return method
 
+    def _geometry(self, coords: np.ndarray) -> tuple[GridPoints, NeighbourPooling]:
+        """The grid sites of these coordinates and their neighbourhoods (outcome-free; cached, so
+        the permutation test reuses what ``fit`` built for the same speakers)."""
+        key = (self._pooled_speakers(), coords.shape)
+        cached = getattr(self, "_geometry_cache", None)
+        if cached is not None and cached[0] == key and np.array_equal(cached[1], coords):
+            return cached[2], cached[3]
+        points = GridPoints(coords)
+        pooling = NeighbourPooling(points, key[0])
+        self._geometry_cache = (key, coords, points, pooling)
+        return points, pooling
+
     def _pooled_speakers(self) -> int:
         """Speakers in each split target's neighbourhood: ``neighbours``, but never more than the
         smallest region (``min_speakers``), so that pooling cannot blur a region the tree may cut."""
@@ -188,8 +199,7 @@ class GeoTree(CohortMethod):
         coords, located = _coordinates(speakers)
         if self.tree_ is None or not located.any():
             return np.full(len(permutations), np.nan)
-        points = GridPoints(coords[located])
-        pooling = NeighbourPooling(points, self._pooled_speakers())
+        points, pooling = self._geometry(coords[located])
         speaker_index = np.flatnonzero(located)
         # Terms that move with the speakers' outcomes, in speaker order (read sequentially below).
         terms = [term[speaker_index] for term in speaker_terms(speakers.errors, speakers.ref_words)]

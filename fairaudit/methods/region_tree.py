@@ -341,12 +341,17 @@ def _merge_alike_siblings(
     ``outcomes`` (W_L W_R / (W_L + W_R) x (WER_L - WER_R)^2): a tree grown on a smoothed target
     cuts the ramp across a real boundary into strips whose own WERs do not differ."""
     count = len(nodes)
-    words = np.array([outcomes.words[node.members].sum() for node in nodes])
-    errors = np.array([outcomes.errors[node.members].sum() for node in nodes])
     internal = np.array([left[i] != LEAF for i in range(count)])
+    words, errors = np.zeros(count), np.zeros(count)
+    for leaf in np.flatnonzero(~internal):  # leaves hold every site once
+        members = nodes[leaf].members
+        words[leaf], errors[leaf] = outcomes.words[members].sum(), outcomes.errors[members].sum()
     for index in range(count - 1, -1, -1):  # children are numbered after their parents
+        if not internal[index]:
+            continue
         a, b = left[index], right[index]
-        if not internal[index] or internal[a] or internal[b] or words[a] <= 0 or words[b] <= 0:
+        words[index], errors[index] = words[a] + words[b], errors[a] + errors[b]
+        if internal[a] or internal[b] or words[a] <= 0 or words[b] <= 0:
             continue
         difference = errors[a] / words[a] - errors[b] / words[b]
         if words[a] * words[b] / (words[a] + words[b]) * difference**2 < min_gain:
