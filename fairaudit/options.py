@@ -96,9 +96,10 @@ class AuditOptions(BaseModel):
         metavar="N",
         kind="int",
         rule="at least 1",
-        help="geo-tree: the tree splits on each speaker's WER pooled with its nearest speakers, this many in all "
-        "(by 0.05-degree grid cell), which steadies the splits without changing what a region's WER is; 1 = the "
-        "plain tree on each speaker's own WER. Default 30.",
+        help="geo-tree: the tree splits on each speaker's WER pooled with its nearest speakers, at least this many "
+        "in all (whole 0.05-degree grid cells, nearest first, until they hold N; never more than --min-speakers), "
+        "which steadies the splits without changing what a region's WER is; 1 = the plain tree on each speaker's "
+        "own WER. Default 30.",
     )
     clusters: int | str = option(
         "auto",

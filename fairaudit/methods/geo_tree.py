@@ -94,8 +94,12 @@ class GeoTree(CohortMethod):
         self.tree_ = None
         self.merge_gain_ = 0.0
         self.min_gain_ = 0.0
+        #: Speakers in each split target's neighbourhood: ``neighbours``, but never more than the
+        #: smallest region (``min_speakers``), so that pooling cannot blur a region the tree may cut.
+        self.pooled_speakers_ = 1
         self.regions_: list[dict] = []
         if located.sum() >= 2 * self.min_speakers and words.sum() > 0 and self.max_regions >= 2:
+            self.pooled_speakers_ = max(1, min(int(self.neighbours), int(self.min_speakers)))
             points, pooling = self._geometry(coords[located])
             self.min_gain_ = (
                 noise_split_gain(points, pooling, errors, words, self.min_speakers, self.seed)
@@ -166,7 +170,7 @@ class GeoTree(CohortMethod):
     def _geometry(self, coords: np.ndarray) -> tuple[GridPoints, NeighbourPooling]:
         """The grid sites of these coordinates and their neighbourhoods (outcome-free; cached, so
         the permutation test reuses what ``fit`` built for the same speakers)."""
-        key = (self._pooled_speakers(), coords.shape)
+        key = (self.pooled_speakers_, coords.shape)
         cached = getattr(self, "_geometry_cache", None)
         if cached is not None and cached[0] == key and np.array_equal(cached[1], coords):
             return cached[2], cached[3]
@@ -174,11 +178,6 @@ class GeoTree(CohortMethod):
         pooling = NeighbourPooling(points, key[0])
         self._geometry_cache = (key, coords, points, pooling)
         return points, pooling
-
-    def _pooled_speakers(self) -> int:
-        """Speakers in each split target's neighbourhood: ``neighbours``, but never more than the
-        smallest region (``min_speakers``), so that pooling cannot blur a region the tree may cut."""
-        return max(1, min(int(self.neighbours), int(self.min_speakers)))
 
     def _grow(self, points: GridPoints, target: SiteSums, raw: SiteSums | None = None):
         """The weighted regression tree on the sites' pooled WER (weight = reference words), grown

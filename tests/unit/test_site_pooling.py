@@ -100,3 +100,16 @@ def test_a_sharp_boundary_is_one_split_not_a_ramp_of_strips(n, seed):
     assert partition.n_cohorts <= 3, partition.descriptions
     bottom = int(np.argmax(wer))
     assert np.mean(partition.labels[west] == bottom) > 0.9
+
+
+def test_the_permutation_test_uses_the_pooling_of_the_fit_even_after_set_params():
+    """null_gaps re-runs the fitted procedure: changing a parameter after fit must not mix settings."""
+    from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
+
+    table = speakers_from(_boundary_log(1500, effect=0.4, seed=5))
+    method = GeoTree().fit(table)
+    rule = SelectionRule(min_speakers=30)
+    observed = fixed_partition_statistic(method.partition_, table.errors[None, :], table.ref_words[None, :], rule)[0]
+    method.set_params(neighbours=1)
+    identity = np.arange(len(table))[None, :]
+    assert method.null_gaps(table, identity, rule)[0] == pytest.approx(observed, rel=1e-9)
