@@ -101,13 +101,14 @@ def _best_prefix_f1(result, method: str, rows, ids, planted: set[str]) -> float:
 
 def _planted_z(synth) -> float:
     """geo-scan's standardised robust score of the planted speakers (their signal against noise)."""
-    from fairaudit.methods.geo_scan import _overdispersion, _speaker_scores, _standardise
+    from fairaudit.methods.geo_scan import _speaker_scores, _standardise
+    from fairaudit.stats.metrics import negative_binomial_alpha
 
     speakers = synth.speakers
     errors = speakers["errors"].to_numpy(np.float64)
     words = speakers["ref_words"].to_numpy(np.float64)
     rate = errors.sum() / words.sum()
-    scores = _speaker_scores(errors, words, rate, _overdispersion(errors, words, rate, 0))
+    scores = _speaker_scores(errors, words, rate, negative_binomial_alpha(errors, words, rate, 0))
     mask = speakers["planted"].to_numpy(bool)
     size = mask.sum()
     return float(_standardise(scores[mask].sum() - size * scores.mean(), size, scores.var(), len(scores)))

@@ -97,7 +97,8 @@ class AuditOptions(BaseModel):
         kind="int",
         rule="at least 1",
         help="geo-tree: the tree splits on each speaker's WER pooled with its nearest speakers, at least this many "
-        "in all (whole 0.05-degree grid cells, nearest first, until they hold N; never more than --min-speakers), "
+        "in all (whole 0.05-degree grid cells, nearest first, until they hold N; never more than --min-speakers; "
+        "a mean weighted by each speaker's precision, so a few speakers with many words do not outweigh the rest), "
         "which steadies the splits without changing what a region's WER is; 1 = the plain tree on each speaker's "
         "own WER. Default 30.",
     )

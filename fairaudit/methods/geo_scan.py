@@ -70,6 +70,7 @@ from fairaudit.model.log import LATITUDE, LONGITUDE
 from fairaudit.model.numbers import finite_or_none
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.stats.metrics import negative_binomial_alpha
 from fairaudit.stats.selection import SelectionRule
 
 if TYPE_CHECKING:
@@ -87,9 +88,6 @@ RADII_KM = (25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 300
 MAX_CENTRES = 1000
 #: Clipping point of the Pearson residuals (Huber's psi) in the speaker scores.
 HUBER_K = 3.0
-#: Groups (and the least speakers per group) of the median-of-means overdispersion estimate.
-ALPHA_GROUPS = 15
-ALPHA_GROUP_SIZE = 50
 #: Shuffles of the outcomes used to calibrate the secondary-window threshold, and its quantile.
 NOISE_SHUFFLES = 50
 NOISE_QUANTILE = 0.95
@@ -143,7 +141,7 @@ class GeoScan(CohortMethod):
         has_words = bool(words.sum() > 0)
         self.located_at_fit_ = bool(scan.located.any())
         self.rate_ = float(errors.sum() / words.sum()) if has_words else float("nan")
-        self.overdispersion_ = _overdispersion(errors, words, self.rate_, self.seed) if has_words else 0.0
+        self.overdispersion_ = negative_binomial_alpha(errors, words, self.rate_, self.seed) if has_words else 0.0
         self.min_score_ = float("nan")
         self.candidate_windows_ = scan.n_windows
         self.windows_: list[dict] = []
@@ -536,24 +534,6 @@ def _block_sizes(total: int) -> list[int]:
 def _located_outcomes(speakers: SpeakerTable, located: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Errors and reference words of the located speakers."""
     return speakers.errors[located], speakers.ref_words[located]
-
-
-def _overdispersion(errors: np.ndarray, words: np.ndarray, rate: float, seed: int) -> float:
-    """Negative-binomial alpha by a median of means: robust to a few extreme speakers.
-
-    Under the model E[(e - mu)^2 - mu] = alpha mu^2 exactly, whatever mu (so small counts add no
-    bias); speakers are split at random into ALPHA_GROUPS groups, each gives the moment estimate
-    sum((e - mu)^2 - mu) / sum(mu^2), and the median of the groups ignores the one or two groups
-    an extreme speaker lands in.
-    """
-    mu = rate * np.asarray(words, dtype=np.float64)
-    excess = (np.asarray(errors, dtype=np.float64) - mu) ** 2 - mu
-    groups = max(1, min(ALPHA_GROUPS, len(mu) // ALPHA_GROUP_SIZE))
-    group = np.random.default_rng([seed, 0xA1FA]).permutation(len(mu)) % groups
-    numerator = np.bincount(group, weights=excess, minlength=groups)
-    denominator = np.bincount(group, weights=mu * mu, minlength=groups)
-    estimates = numerator[denominator > 0] / denominator[denominator > 0]
-    return max(0.0, float(np.median(estimates))) if len(estimates) else 0.0
 
 
 def _speaker_scores(errors: np.ndarray, words: np.ndarray, rate: float | np.ndarray, alpha: float) -> np.ndarray:

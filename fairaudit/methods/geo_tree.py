@@ -6,10 +6,11 @@ Leaves are the cohorts ("regions"). The tree itself lives in ``region_tree`` (sp
 0.05-degree grid, so region bounds are round numbers that reveal no speaker's location).
 
 The WER the tree splits on is each grid site's pooled with its nearest sites up to ``neighbours``
-speakers (``site_pooling``; never more than ``min_speakers``). A single speaker's WER is mostly
-noise, so on raw WER a 5% region's first cuts gain no more than noise does and the tree stops
-short of it; pooled, its edges stand out (recovery of planted regions at 2,000 speakers: mean F1
-0.54 -> 0.58, at 5,000: 0.86 -> 0.90; benchmarks/README.md). Region WERs, the bottom cohort and
+speakers, a precision-weighted mean (``site_pooling``; never more than ``min_speakers``). A
+single speaker's WER is mostly noise, so on raw WER a 5% region's first cuts gain no more than
+noise does and the tree stops short of it; pooled, its edges stand out (geo-tree's recovery of
+planted regions, mean F1 on unseen seeds: 0.52 -> 0.62 at 2,000 speakers, 0.86 -> 0.91 at 5,000;
+benchmarks/README.md). Region WERs, the bottom cohort and
 every figure still use each speaker's own errors and words. Pooling blurs a sharp boundary into a
 ramp that the tree would cut into strips of equal WER, so after pruning two sibling regions whose
 own WERs differ by less than about 1.4 standard errors are one region again (``MERGE_PRICE``).
@@ -41,11 +42,11 @@ from fairaudit.methods.region_tree import (
     speaker_terms,
 )
 from fairaudit.methods.registry import register
-from fairaudit.methods.site_pooling import NeighbourPooling
+from fairaudit.methods.site_pooling import NeighbourPooling, precision_terms
 from fairaudit.model.log import LATITUDE, LONGITUDE
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
-from fairaudit.stats.metrics import speaker_dispersion
+from fairaudit.stats.metrics import negative_binomial_alpha, speaker_dispersion
 from fairaudit.stats.selection import SelectionRule
 
 AXES = (LATITUDE, LONGITUDE)
@@ -94,6 +95,8 @@ class GeoTree(CohortMethod):
         self.tree_ = None
         self.merge_gain_ = 0.0
         self.min_gain_ = 0.0
+        self.rate_ = float("nan")
+        self.overdispersion_ = 0.0
         #: Speakers in each split target's neighbourhood: ``neighbours``, but never more than the
         #: smallest region (``min_speakers``), so that pooling cannot blur a region the tree may cut.
         self.pooled_speakers_ = 1
@@ -101,15 +104,17 @@ class GeoTree(CohortMethod):
         if located.sum() >= 2 * self.min_speakers and words.sum() > 0 and self.max_regions >= 2:
             self.pooled_speakers_ = max(1, min(int(self.neighbours), int(self.min_speakers)))
             points, pooling = self._geometry(coords[located])
+            self.rate_ = float(errors.sum() / words.sum())
+            self.overdispersion_ = negative_binomial_alpha(errors, words, self.rate_, self.seed)
             self.min_gain_ = (
-                noise_split_gain(points, pooling, errors, words, self.min_speakers, self.seed)
+                self._noise_split_gain(points, pooling, errors, words)
                 if self.min_gain == "auto"
                 else float(self.min_gain)
             )
             pooled_and_pruned = pooling.matrix is not None and self.min_gain_ > 0
             self.merge_gain_ = MERGE_PRICE * speaker_dispersion(errors, words) if pooled_and_pruned else 0.0
             raw = site_sums(points, *speaker_terms(errors, words))
-            self.tree_ = self._grow(points, pooling.pool(raw), raw)
+            self.tree_ = self._grow(points, self._target(points, pooling, raw, errors, words), raw)
             self.regions_ = _leaf_bounds(self.tree_)
         elif located.any():
             self.regions_ = [{"node": 0, **{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}]
@@ -167,6 +172,34 @@ class GeoTree(CohortMethod):
         ]
         return method
 
+    def _target(
+        self, points: GridPoints, pooling: NeighbourPooling, raw: SiteSums, errors: np.ndarray, words: np.ndarray
+    ) -> SiteSums:
+        """The tree's split target for these located speakers' outcomes (``raw``: their site sums)."""
+        if pooling.matrix is None:
+            return raw
+        weights, weighted = precision_terms(errors, words, self.rate_, self.overdispersion_)
+        return pooling.pool(raw, points.per_site(weights), points.per_site(weighted))
+
+    def _noise_split_gain(
+        self, points: GridPoints, pooling: NeighbourPooling, errors: np.ndarray, words: np.ndarray
+    ) -> float:
+        """Median weighted impurity decrease of the best first split on shuffled speaker outcomes.
+
+        Outcomes (a speaker's errors and words together) are shuffled across locations and pooled
+        as the tree's target is, so the result measures how much a split gains from noise alone at
+        this sample size.
+        """
+        rng = np.random.default_rng([self.seed, 0x6E0])
+        gains = np.zeros(NOISE_SHUFFLES)
+        for row in range(NOISE_SHUFFLES):
+            order = rng.permutation(len(words))
+            shuffled_errors, shuffled_words = errors[order], words[order]
+            raw = site_sums(points, *speaker_terms(shuffled_errors, shuffled_words))
+            target = self._target(points, pooling, raw, shuffled_errors, shuffled_words)
+            gains[row] = root_split_gain(points, target, self.min_speakers)
+        return float(np.median(gains))
+
     def _geometry(self, coords: np.ndarray) -> tuple[GridPoints, NeighbourPooling]:
         """The grid sites of these coordinates and their neighbourhoods (outcome-free; cached, so
         the permutation test reuses what ``fit`` built for the same speakers)."""
@@ -200,8 +233,11 @@ class GeoTree(CohortMethod):
             return np.full(len(permutations), np.nan)
         points, pooling = self._geometry(coords[located])
         speaker_index = np.flatnonzero(located)
-        # Terms that move with the speakers' outcomes, in speaker order (read sequentially below).
-        terms = [term[speaker_index] for term in speaker_terms(speakers.errors, speakers.ref_words)]
+        # Terms that move with the speakers' outcomes, in speaker order (read sequentially below):
+        # the tree's three, then the two of the pooled target.
+        errors, words = speakers.errors.astype(np.float64), speakers.ref_words.astype(np.float64)
+        terms = [term[speaker_index] for term in speaker_terms(errors, words)]
+        terms += [term[speaker_index] for term in precision_terms(errors, words, self.rate_, self.overdispersion_)]
         site_of_outcome = np.empty(len(speakers), dtype=np.int64)
         if len(permutations) and not located[permutations[0, located]].all():  # rows are permutations
             raise ValueError("geo-tree's permutations must shuffle outcomes among the located speakers")
@@ -211,8 +247,9 @@ class GeoTree(CohortMethod):
             # site of the position it lands on (one scatter instead of gathering every term).
             site_of_outcome[permutations[row, located]] = points.site_of
             sites = site_of_outcome[speaker_index]
-            sums = SiteSums(*(np.bincount(sites, weights=term, minlength=points.n_sites) for term in terms))
-            tree = self._grow(points, pooling.pool(sums), sums)
+            per_site = [np.bincount(sites, weights=term, minlength=points.n_sites) for term in terms]
+            sums = SiteSums(*per_site[:3])
+            tree = self._grow(points, pooling.pool(sums, *per_site[3:]), sums)
             labels = tree.site_labels()
             k = labels.max() + 1
             cohort_errors = np.bincount(labels, weights=sums.errors, minlength=k)[None, :]
@@ -254,29 +291,6 @@ def _bound(cell: dict, key: str) -> float | None:
     if value is not None and not isinstance(value, (int, float)):
         raise ValueError(f"{key} must be a number or null")
     return None if value is None else float(value)
-
-
-def noise_split_gain(
-    points: GridPoints,
-    pooling: NeighbourPooling,
-    errors: np.ndarray,
-    words: np.ndarray,
-    min_speakers: int,
-    seed: int,
-) -> float:
-    """Median weighted impurity decrease of the best first split on shuffled speaker outcomes.
-
-    Outcomes (a speaker's errors and words together) are shuffled across locations and pooled as
-    the tree's target is, so the result measures how much a split gains from noise alone at this
-    sample size.
-    """
-    rng = np.random.default_rng([seed, 0x6E0])
-    gains = np.zeros(NOISE_SHUFFLES)
-    for row in range(NOISE_SHUFFLES):
-        order = rng.permutation(len(words))
-        target = pooling.pool(site_sums(points, *speaker_terms(errors[order], words[order])))
-        gains[row] = root_split_gain(points, target, min_speakers)
-    return float(np.median(gains))
 
 
 def _coordinates(speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:

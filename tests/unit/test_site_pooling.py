@@ -10,7 +10,7 @@ import pytest
 from fairaudit.geodata.distance import haversine_km
 from fairaudit.methods.geo_tree import GeoTree
 from fairaudit.methods.region_tree import GRID_STEP_DEGREES, GridPoints, grid_cells, site_sums, speaker_terms
-from fairaudit.methods.site_pooling import NeighbourPooling
+from fairaudit.methods.site_pooling import NeighbourPooling, precision_terms
 from tests.unit.test_methods import speakers_from
 
 
@@ -48,20 +48,30 @@ def test_each_neighbourhood_is_the_nearest_sites_holding_k_speakers(k):
         assert held - points.site_speakers[outermost].max() < k  # ties at that distance: any order
 
 
-def test_pooled_target_is_each_neighbourhoods_pooled_wer_and_keeps_own_words():
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+def test_pooled_target_is_each_neighbourhoods_precision_weighted_wer_and_keeps_own_words(alpha):
     rng = np.random.default_rng(3)
     coords = rng.uniform([30, -110], [45, -80], (200, 2))
-    words = rng.integers(20, 400, 200).astype(float)
+    words = np.exp(rng.normal(5, 1, 200)).round() + 1  # heavy-tailed words per speaker
     errors = rng.binomial(words.astype(int), 0.1).astype(float)
     points = GridPoints(coords)
     raw = site_sums(points, *speaker_terms(errors, words))
-    pooled = NeighbourPooling(points, 10).pool(raw)
-    members = NeighbourPooling(points, 10).matrix.toarray().astype(bool)
-    expected_rate = np.array([raw.errors[m].sum() / raw.words[m].sum() for m in members])
+    pooling = NeighbourPooling(points, 10)
+    weights, weighted = precision_terms(errors, words, 0.1, alpha)
+    pooled = pooling.pool(raw, points.per_site(weights), points.per_site(weighted))
+    # Computed here per speaker: weight w / (1 + alpha r w), the neighbourhood's weighted mean WER.
+    site = points.site_of
+    members = pooling.matrix.toarray().astype(bool)
+    c = words / (1 + alpha * 0.1 * words)
+    expected_rate = np.array([(c * errors / words)[m[site]].sum() / c[m[site]].sum() for m in members])
+    if alpha == 0:  # no overdispersion: the neighbourhood's pooled WER
+        pooled_wer = np.array([errors[m[site]].sum() / words[m[site]].sum() for m in members])
+        np.testing.assert_allclose(expected_rate, pooled_wer)
     np.testing.assert_allclose(pooled.words, raw.words)
     np.testing.assert_allclose(pooled.errors / pooled.words, expected_rate)
     np.testing.assert_allclose(pooled.squares, expected_rate**2 * raw.words)
-    assert NeighbourPooling(points, 1).pool(raw) is raw  # one neighbour: each site's own totals
+    one = NeighbourPooling(points, 1)
+    assert one.pool(raw, points.per_site(weights), points.per_site(weighted)) is raw  # each site's own totals
 
 
 def _boundary_log(n: int, effect: float, seed: int) -> pd.DataFrame:
