@@ -340,7 +340,7 @@ def _audit_result(
 
 
 #: --bottom auto: a cell joins the bottom cohort only if it adds more than CELL_PENALTY x 2 ln(K)
-#: times the speaker dispersion to the size-weighted gain (a random cell adds 1x on average; the
+#: times the speaker dispersion to the size-weighted gain (a random cell adds about 1x when word counts are alike; the
 #: 2 ln K of the risk-inflation criterion allows for the worst cells being the largest of K).
 CELL_PENALTY = 1.0
 

@@ -44,7 +44,8 @@ DEFINITIONS = [
         "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises "
         "the size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other "
         "assigned speaker; the criterion a geo-tree split maximises), each cell after the first must add more than "
-        "2 ln(K) times the gain a random cell adds (the speakers' WER dispersion; K eligible cells), and B holds at "
+        "2 ln(K) times the speakers' WER dispersion (sum over speakers of (e - WER x w)^2 / w, divided by n - 1: the "
+        "gain a random cell adds when speakers' word counts are alike; K eligible cells), and B holds at "
         "most --max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; "
         "--bottom-share p: the worst cells whose speaker share is closest to p",
     ),
