@@ -136,6 +136,11 @@ class GeoScan(CohortMethod):
     def fit(self, speakers: SpeakerTable) -> GeoScan:
         """Scan every candidate window, keep the best and the significant disjoint others."""
         self._check_params()
+        #: The scan's limits as fitted; the permutation test re-runs the scan with these, not
+        #: with parameters changed after fit.
+        self.limits_ = _Limits(
+            int(self.min_speakers), float(self.max_window_share), int(self.max_centres), int(self.max_windows)
+        )
         scan = self._scan_for(speakers)
         errors, words = _located_outcomes(speakers, scan.located)
         has_words = bool(words.sum() > 0)
@@ -150,7 +155,13 @@ class GeoScan(CohortMethod):
             self.min_score_ = self._noise_threshold(scan, scores)
             z, excess, variance = _window_statistics(scan, scores[None, :])
             kept = _choose_windows(
-                scan, z[:, 0], excess[:, 0], variance[0], self.min_score_, self.max_windows, self._speaker_cap(scan)
+                scan,
+                z[:, 0],
+                excess[:, 0],
+                variance[0],
+                self.min_score_,
+                self.limits_.max_windows,
+                self._speaker_cap(scan),
             )
             self.windows_ = [_window_record(scan, w, float(z[w, 0]), rank) for rank, w in enumerate(kept)]
         self.partition_ = self.assign(speakers)
@@ -169,7 +180,7 @@ class GeoScan(CohortMethod):
 
     def _speaker_cap(self, scan: _Scan) -> float:
         """Most located speakers that all windows together may hold."""
-        return self.max_window_share * scan.n_located
+        return self.limits_.max_window_share * scan.n_located
 
     def _noise_threshold(self, scan: _Scan, scores: np.ndarray) -> float:
         """Score a secondary window must beat: a high quantile of the best score on shuffles
@@ -186,13 +197,14 @@ class GeoScan(CohortMethod):
         return float(np.quantile(best, NOISE_QUANTILE))
 
     def _scan_for(self, speakers: SpeakerTable) -> _Scan:
-        """The outcome-free scan geometry of ``speakers`` (cached: null_gaps reuses fit's)."""
+        """The outcome-free scan geometry of ``speakers`` under the fitted limits (cached:
+        null_gaps reuses fit's)."""
         lat, lon, located = _coordinates(speakers)
         cached = getattr(self, "_scan_cache", None)
-        key = (self.min_speakers, self.max_window_share, self.max_centres)
+        key = self.limits_
         if cached is not None and cached[0] == key and cached[1].same_places(lat, lon):
             return cached[1]
-        scan = _build_scan(lat, lon, located, self.min_speakers, self.max_window_share, self.max_centres)
+        scan = _build_scan(lat, lon, located, key.min_speakers, key.max_window_share, key.max_centres)
         self._scan_cache = (key, scan)
         return scan
 
@@ -273,6 +285,7 @@ class GeoScan(CohortMethod):
             for c in windows
         ]
         method.located_at_fit_ = True
+        method.limits_ = _Limits(method.min_speakers, method.max_window_share, method.max_centres, method.max_windows)
         method.candidate_windows_ = 0
         method.min_score_ = float("nan")
         method.overdispersion_ = float("nan")
@@ -319,10 +332,20 @@ class GeoScan(CohortMethod):
                 cell_errors, cell_words = scan.cell_sums(block_errors), scan.cell_sums(block_words)
             for row in range(len(order)):
                 kept = _choose_windows(
-                    scan, z[:, row], excess[:, row], variance[row], self.min_score_, self.max_windows, cap
+                    scan, z[:, row], excess[:, row], variance[row], self.min_score_, self.limits_.max_windows, cap
                 )
                 gaps[start + row] = _cells_gap(scan, kept, cell_errors[:, row], cell_words[:, row], rule)
         return gaps
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The parameters that shape the scan, as fitted."""
+
+    min_speakers: int
+    max_window_share: float
+    max_centres: int
+    max_windows: int
 
 
 def _shuffled_within(

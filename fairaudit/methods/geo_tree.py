@@ -100,6 +100,9 @@ class GeoTree(CohortMethod):
         #: Speakers in each split target's neighbourhood: ``neighbours``, but never more than the
         #: smallest region (``min_speakers``), so that pooling cannot blur a region the tree may cut.
         self.pooled_speakers_ = 1
+        #: (most leaves, least speakers per leaf) the tree was grown with; the permutation test
+        #: regrows with these, not with parameters changed after fit.
+        self.grow_limits_ = (int(self.max_regions), int(self.min_speakers))
         self.regions_: list[dict] = []
         if located.sum() >= 2 * self.min_speakers and words.sum() > 0 and self.max_regions >= 2:
             self.pooled_speakers_ = max(1, min(int(self.neighbours), int(self.min_speakers)))
@@ -197,7 +200,7 @@ class GeoTree(CohortMethod):
             shuffled_errors, shuffled_words = errors[order], words[order]
             raw = site_sums(points, *speaker_terms(shuffled_errors, shuffled_words))
             target = self._target(points, pooling, raw, shuffled_errors, shuffled_words)
-            gains[row] = root_split_gain(points, target, self.min_speakers)
+            gains[row] = root_split_gain(points, target, self.grow_limits_[1])
         return float(np.median(gains))
 
     def _geometry(self, coords: np.ndarray) -> tuple[GridPoints, NeighbourPooling]:
@@ -215,11 +218,12 @@ class GeoTree(CohortMethod):
     def _grow(self, points: GridPoints, target: SiteSums, raw: SiteSums | None = None):
         """The weighted regression tree on the sites' pooled WER (weight = reference words), grown
         best-first to ``max_regions`` leaves, then pruned at cost-complexity ``min_gain_`` per leaf."""
+        max_leaves, min_leaf = self.grow_limits_
         return grow_tree_on_sites(
             points,
             target,
-            max_leaves=self.max_regions,
-            min_samples_leaf=self.min_speakers,
+            max_leaves=max_leaves,
+            min_samples_leaf=min_leaf,
             ccp_alpha=self.min_gain_,
             alike=(raw, self.merge_gain_) if raw is not None and self.merge_gain_ > 0 else None,
         )

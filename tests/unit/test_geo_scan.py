@@ -276,3 +276,19 @@ def test_from_options_passes_the_audit_settings():
     assert (method.min_speakers, method.seed, method.max_window_share) == (40, 7, 0.3)
     (default,) = GeoScan.from_options(SimpleNamespace(min_speakers=30, seed=0))
     assert default.max_window_share == 0.5
+
+
+@pytest.mark.parametrize("changed", [{"max_windows": 1}, {"min_speakers": 150}, {"max_window_share": 0.05}])
+def test_the_permutation_test_reruns_the_fitted_scan_even_after_set_params(changed):
+    """null_gaps re-runs the fitted discovery; parameters changed after fit must not leak into it
+    (on this log each change alone gives different windows and a different statistic)."""
+    rule = SelectionRule(min_speakers=30)
+    frame, _ = make_log(seed=3, planted=["atlanta", "chicago"], effect=0.6)
+    speakers = speakers_of(frame)
+    method = GeoScan().fit(speakers)
+    observed = observed_gap(method, speakers, rule)
+    refit = GeoScan(**changed).fit(speakers)
+    assert observed_gap(refit, speakers, rule) != pytest.approx(observed, rel=1e-6)
+    method.set_params(**changed)
+    identity = np.arange(len(speakers))[None, :]
+    assert method.null_gaps(speakers, identity, rule)[0] == pytest.approx(observed, rel=1e-9)

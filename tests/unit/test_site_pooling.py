@@ -112,14 +112,17 @@ def test_a_sharp_boundary_is_one_split_not_a_ramp_of_strips(n, seed):
     assert np.mean(partition.labels[west] == bottom) > 0.9
 
 
-def test_the_permutation_test_uses_the_pooling_of_the_fit_even_after_set_params():
-    """null_gaps re-runs the fitted procedure: changing a parameter after fit must not mix settings."""
+@pytest.mark.parametrize("changed", [{"neighbours": 1}, {"max_regions": 3}, {"min_speakers": 150}])
+def test_the_permutation_test_regrows_the_fitted_tree_even_after_set_params(changed):
+    """null_gaps re-runs the fitted procedure: changing a parameter after fit must not mix settings
+    (on this log each change alone gives a different tree and statistic)."""
     from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
+    from fairaudit.synth.generator import synthesize
 
-    table = speakers_from(_boundary_log(1500, effect=0.4, seed=5))
-    method = GeoTree().fit(table)
+    table = speakers_from(synthesize(1500, effect=0.3, plant=["box"], seed=1).log)
+    method = GeoTree(min_gain=0.0).fit(table)  # unpruned: max_regions and min_speakers shape the tree
     rule = SelectionRule(min_speakers=30)
     observed = fixed_partition_statistic(method.partition_, table.errors[None, :], table.ref_words[None, :], rule)[0]
-    method.set_params(neighbours=1)
+    method.set_params(**changed)
     identity = np.arange(len(table))[None, :]
     assert method.null_gaps(table, identity, rule)[0] == pytest.approx(observed, rel=1e-9)
