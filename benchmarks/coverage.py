@@ -1,13 +1,15 @@
-"""Interval coverage of the true cohort WER: BCa (what reports use) vs percentile (SPEC 8).
+"""Interval coverage of the true cohort WER: expanded BCa (what reports use) vs BCa vs percentile (SPEC 8).
 
 For each log (``fairaudit synth`` with one cohort planted, 2,000 speakers, +30%), the planted
 cohort and the rest are fixed by the generator's rule (never by discovery, which would select on
-the outcomes), measured with the library's shared speaker bootstrap (1,000 replicates), and both
-intervals are computed from the *same* replicates: the BCa interval the reports use and the plain
+the outcomes), measured with the library's shared speaker bootstrap (1,000 replicates), and the
+intervals are computed from the *same* replicates: the expanded BCa interval the reports use
+(Student-t quantiles on the cohort's effective degrees of freedom), plain BCa and the plain
 percentile interval. The true cohort WER is the population value (benchmarks/calibration.py,
 ``true_cohort_wer``). Bar: 93-97% coverage with misses balanced between the two sides.
 
     python benchmarks/coverage.py --seeds 1200     # as recorded in benchmarks/README.md
+    python benchmarks/coverage.py --seeds 1200 --first-seed 500000 --speakers 1000 --effect 0.5
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from fairaudit.engines.speaker_table import build_speaker_table  # noqa: E402
 from fairaudit.methods import AttributeGroups
 from fairaudit.stats.measure import discover_selection  # noqa: E402
 from fairaudit.stats.metrics import cohort_sums  # noqa: E402
-from fairaudit.stats.resampling import bca_interval, bootstrap_partitions, cohort_wer_accelerations, percentile_interval  # noqa: E402
+from fairaudit.stats.resampling import (  # noqa: E402
+    bca_interval,
+    bootstrap_partitions,
+    cohort_wer_accelerations,
+    cohort_wer_degrees_of_freedom,
+    percentile_interval,
+)
 from fairaudit.stats.selection import SelectionRule  # noqa: E402
 from fairaudit.synth.generator import synthesize  # noqa: E402
 
@@ -50,7 +58,12 @@ def coverage_task(method: str, seed: int, n_speakers: int = 2000, bootstrap: int
     )[0]
     wer = cohort_sums(partition, speakers.errors, speakers.ref_words, speakers.utterances).wer
     accel = cohort_wer_accelerations(partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts)
-    intervals = {"bca": bca_interval(boot["wer"], wer, accel), "percentile": percentile_interval(boot["wer"])}
+    freedom = cohort_wer_degrees_of_freedom(partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts)
+    intervals = {
+        "expanded bca": bca_interval(boot["wer"], wer, accel, degrees_of_freedom=freedom),
+        "bca": bca_interval(boot["wer"], wer, accel),
+        "percentile": percentile_interval(boot["wer"]),
+    }
     out = {"method": method, "seed": seed}
     for index, cohort in enumerate(partition.cohort_ids):
         truth = true_cohort_wer(cohort, effect, synth.truth["base_wer"])
@@ -64,15 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=1200, help="logs per method (default 1200)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=COVERAGE_SEED0,
+        help="first log seed (another range checks a change on unseen logs)",
+    )
+    parser.add_argument("--speakers", type=int, default=2000, help="speakers per log (default 2000)")
+    parser.add_argument(
+        "--effect", type=float, default=0.3, help="relative WER effect of the planted cohort (default 0.3)"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    calls = [(m, COVERAGE_SEED0 + i) for m in METHODS for i in range(args.seeds)]
+    calls = [(m, args.first_seed + i, args.speakers, 1000, args.effect) for m in METHODS for i in range(args.seeds)]
     rows = run_tasks(coverage_task, calls, workers=args.workers, label="coverage")
     print(f"\n{len(rows)} logs in {time.perf_counter() - start:.0f} s")
     print("| method | cohort | interval | coverage [95% CI] | truth below | truth above |\n|---|---|---|---|---|---|")
     for method in METHODS:
         for cohort in ("planted", "rest"):
-            for kind in ("bca", "percentile"):
+            for kind in ("expanded bca", "bca", "percentile"):
                 misses = [r[f"{cohort}:{kind}"] for r in rows if r["method"] == method]
                 rate = Rate.of(sum(m == "" for m in misses), len(misses))
                 print(

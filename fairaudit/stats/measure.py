@@ -23,6 +23,7 @@ from fairaudit.stats.resampling import (
     bca_interval,
     benjamini_hochberg,
     cohort_wer_accelerations,
+    cohort_wer_degrees_of_freedom,
     permutation_blocks,
     permutation_p_value,
     selection_accelerations,
@@ -102,7 +103,10 @@ def measure(
             if speakers.clusters is None
             else np.zeros(partition.n_cohorts)  # the leave-one-speaker-out jackknife needs whole speakers
         )
-        wer_ci = bca_interval(boot["wer"], wer, accel)
+        freedom = cohort_wer_degrees_of_freedom(
+            partition.labels, speakers.errors, speakers.ref_words, partition.n_cohorts
+        )
+        wer_ci = bca_interval(boot["wer"], wer, accel, degrees_of_freedom=freedom)
     else:
         wer_ci = [[None, None]] * partition.n_cohorts
 

@@ -124,6 +124,7 @@ def bca_interval(
     estimate: np.ndarray | float,
     acceleration: np.ndarray | float,
     level: float = 0.95,
+    degrees_of_freedom: np.ndarray | float = np.inf,
 ) -> list:
     """Bias-corrected and accelerated (BCa) bootstrap interval(s) over the first axis (Efron 1987).
 
@@ -132,8 +133,13 @@ def bca_interval(
     than below. BCa moves the percentiles by the bias correction z0 (how far the replicates'
     median is from ``estimate``) and the ``acceleration`` (skewness of the jackknife influence
     values, :func:`jackknife_acceleration`). NaN replicates are ignored; None when undefined.
+
+    With finite ``degrees_of_freedom`` the normal quantiles are replaced by Student-t quantiles
+    (the "expanded" interval, Hesterberg 2015): the bootstrap, like a normal interval, treats the
+    spread it sees as known, and with few effective speakers it is not
+    (:func:`cohort_wer_degrees_of_freedom`). The bounds stay within the replicates' range.
     """
-    from scipy.special import ndtr, ndtri  # the normal cdf and its inverse (scipy.stats takes ~1 s to import)
+    from scipy.special import ndtr, ndtri, stdtrit  # normal cdf and inverse, Student-t inverse (no scipy.stats import)
 
     samples = np.asarray(samples, dtype=np.float64)
     one = samples.ndim == 1
@@ -141,6 +147,7 @@ def bca_interval(
     k = samples2.shape[1]
     estimate = np.broadcast_to(np.asarray(estimate, dtype=np.float64), (k,))
     acceleration = np.broadcast_to(np.asarray(acceleration, dtype=np.float64), (k,))
+    freedom = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=np.float64), (k,))
     out: list[list[float | None]] = []
     tail = (1 - level) / 2
     for column in range(k):
@@ -153,8 +160,10 @@ def bca_interval(
         below = (np.count_nonzero(values < theta) + 0.5 * np.count_nonzero(values == theta)) / len(values)
         z0 = ndtri(np.clip(below, 1 / (len(values) + 1), len(values) / (len(values) + 1)))
         a = a if np.isfinite(a) else 0.0
+        df = freedom[column]
+        quantile = float(stdtrit(df, 1 - tail)) if np.isfinite(df) and df > 0 else float(ndtri(1 - tail))
         bounds = []
-        for z in (ndtri(tail), ndtri(1 - tail)):
+        for z in (-quantile, quantile):
             shifted = z0 + (z0 + z) / (1 - a * (z0 + z))
             bounds.append(float(np.quantile(values, ndtr(shifted))))
         out.append([finite_or_none(bounds[0]), finite_or_none(bounds[1])])
@@ -201,6 +210,34 @@ def cohort_wer_accelerations(
             loo = (e_c[c] - errors[members]) / (w_c[c] - words[members])
         out[c] = jackknife_acceleration(loo, len(labels), e_c[c] / w_c[c])
     return out
+
+
+def cohort_wer_degrees_of_freedom(
+    labels: np.ndarray, errors: np.ndarray, ref_words: np.ndarray, n_cohorts: int
+) -> np.ndarray:
+    """Effective degrees of freedom of each cohort WER's spread: Satterthwaite's
+    2 (sum r^2)^2 / (sum r^4 - (sum r^2)^2 / n) over the speakers' residuals r_i = e_i - WER w_i.
+
+    It is n for normal residuals and much less when words per speaker are heavy-tailed and a few
+    speakers carry most of the spread; ``bca_interval`` widens by the Student-t quantile on it.
+    Infinite (no widening) for a cohort with no spread.
+    """
+    labels = np.asarray(labels)
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(ref_words, dtype=np.float64)
+    assigned = labels >= 0
+    label, e, w = labels[assigned], errors[assigned], words[assigned]
+    wer = pooled_wer(
+        np.bincount(label, weights=e, minlength=n_cohorts), np.bincount(label, weights=w, minlength=n_cohorts)
+    )
+    residual = e - np.nan_to_num(wer)[label] * w
+    n = np.bincount(label, minlength=n_cohorts).astype(np.float64)
+    second = np.bincount(label, weights=residual**2, minlength=n_cohorts)
+    fourth = np.bincount(label, weights=residual**4, minlength=n_cohorts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = fourth - second * second / n
+        df = 2 * second * second / excess
+    return np.where((n >= 2) & (second > 0) & (excess > 0), np.maximum(df, 1.0), np.inf)
 
 
 def selection_accelerations(
