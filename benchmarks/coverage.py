@@ -3,7 +3,8 @@
 For each log (``fairaudit synth`` with one cohort planted, 2,000 speakers, +30%), the planted
 cohort and the rest are fixed by the generator's rule (never by discovery, which would select on
 the outcomes), measured with the library's shared speaker bootstrap (1,000 replicates), and the
-intervals are computed from the *same* replicates: the expanded BCa interval the reports use
+intervals of both cohorts' WERs and of the WER gap (bottom = the worse side on the log) are
+computed from the *same* replicates: the expanded BCa interval the reports use
 (Student-t quantiles on the cohort's effective degrees of freedom), plain BCa and the plain
 percentile interval. The true cohort WER is the population value (benchmarks/calibration.py,
 ``true_cohort_wer``). Bar: 93-97% coverage with misses balanced between the two sides.
@@ -35,6 +36,8 @@ from fairaudit.stats.resampling import (  # noqa: E402
     cohort_wer_accelerations,
     cohort_wer_degrees_of_freedom,
     percentile_interval,
+    selection_accelerations,
+    selection_degrees_of_freedom,
 )
 from fairaudit.stats.selection import SelectionRule  # noqa: E402
 from fairaudit.synth.generator import synthesize  # noqa: E402
@@ -65,11 +68,23 @@ def coverage_task(method: str, seed: int, n_speakers: int = 2000, bootstrap: int
         "percentile": percentile_interval(boot["wer"]),
     }
     out = {"method": method, "seed": seed}
+    truths = {}
     for index, cohort in enumerate(partition.cohort_ids):
-        truth = true_cohort_wer(cohort, effect, synth.truth["base_wer"])
+        truth = truths[cohort] = true_cohort_wer(cohort, effect, synth.truth["base_wer"])
         for kind, bounds in intervals.items():
             low, high = bounds[index]
             out[f"{cohort}:{kind}"] = "below" if truth < low else ("above" if truth > high else "")
+    # The WER gap of the selection (bottom = the worse side on this log), as the reports give it.
+    bottom, top = selection.bottom[0], selection.top[0]
+    ids = np.asarray(partition.cohort_ids)
+    true_gap = 100 * (truths[str(ids[bottom][0])] / truths[str(ids[top][0])] - 1)
+    gap = float(100 * (wer[bottom].item() / wer[top].item() - 1))
+    gap_a, _ = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
+    gap_df = selection_degrees_of_freedom(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
+    for kind, freedom in (("expanded bca", gap_df), ("bca", np.inf)):
+        low, high = bca_interval(boot["gap_pct"], gap, gap_a, degrees_of_freedom=freedom)
+        out[f"gap:{kind}"] = "below" if true_gap < low else ("above" if true_gap > high else "")
+    out["gap:percentile"] = "skipped"
     return out
 
 
@@ -94,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(rows)} logs in {time.perf_counter() - start:.0f} s")
     print("| method | cohort | interval | coverage [95% CI] | truth below | truth above |\n|---|---|---|---|---|---|")
     for method in METHODS:
-        for cohort in ("planted", "rest"):
+        for cohort in ("planted", "rest", "gap"):
             for kind in ("expanded bca", "bca", "percentile"):
                 misses = [r[f"{cohort}:{kind}"] for r in rows if r["method"] == method]
+                if "skipped" in misses:
+                    continue
                 rate = Rate.of(sum(m == "" for m in misses), len(misses))
                 print(
                     f"| {method} | {cohort} | {kind} | {rate.text()} | "

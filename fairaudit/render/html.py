@@ -62,9 +62,10 @@ DEFINITIONS = [
         "95% interval",
         "bias-corrected and accelerated (BCa) interval of 1,000 speaker-level bootstrap replicates "
         "(speakers are resampled, never utterances); BCa, unlike the plain percentile interval, does not sit low for a "
-        "ratio such as a pooled WER. A cohort's WER interval is expanded: Student-t quantiles replace the normal ones, "
-        "with the cohort's effective degrees of freedom (Satterthwaite's, from its speakers' residuals errors - WER x "
-        "words), so a cohort whose spread comes from a few speakers with many words gets a wider interval",
+        "ratio such as a pooled WER. Cohort WER and WER gap intervals are expanded: Student-t quantiles replace the "
+        "normal ones, with the effective degrees of freedom of the speakers' residuals errors - WER x words "
+        "(Satterthwaite's; for the gap, Welch's combination of its two sides), so a cohort whose spread comes from a "
+        "few speakers with many words gets a wider interval",
     ),
     (
         "p-value",

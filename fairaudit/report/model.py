@@ -21,8 +21,8 @@ METHOD_NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*(:.+)?$"
 
 Interval = tuple[float | None, float | None]
 INTERVAL_HELP = (
-    "95% interval [low, high] from the speaker-level bootstrap (BCa: bias-corrected and accelerated; a cohort's "
-    "WER interval uses Student-t quantiles on the cohort's effective degrees of freedom); "
+    "95% interval [low, high] from the speaker-level bootstrap (BCa: bias-corrected and accelerated; cohort WER "
+    "and WER gap intervals use Student-t quantiles on their effective degrees of freedom); "
     "[null, null] when not computed."
 )
 

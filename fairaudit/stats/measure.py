@@ -27,6 +27,7 @@ from fairaudit.stats.resampling import (
     permutation_blocks,
     permutation_p_value,
     selection_accelerations,
+    selection_degrees_of_freedom,
     utterance_level_null,
 )
 from fairaudit.stats.selection import SelectionRule
@@ -182,12 +183,18 @@ def measure(
         }
     elif adjust and have_selection:
         adjusted = adjusted_rate_ratios(speakers, in_bottom, in_top, adjust)
-    if boot is not None and have_selection and speakers.clusters is not None:
-        gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, 0.0)
-    elif boot is not None and have_selection:
-        gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
-        gap_ci = bca_interval(boot["gap_pct"], gap if gap is not None else np.nan, gap_a)
-        share_ci = bca_interval(boot["share_pct"], share if share is not None else np.nan, share_a)
+    if boot is not None and have_selection:
+        # Student-t quantiles on the gap's effective degrees of freedom, as for cohort WERs
+        gap_freedom = selection_degrees_of_freedom(
+            partition.labels, speakers.errors, speakers.ref_words, bottom, top, speakers.clusters
+        )
+        gap_value = gap if gap is not None else np.nan
+        if speakers.clusters is not None:  # the leave-one-speaker-out jackknife needs whole speakers
+            gap_ci = bca_interval(boot["gap_pct"], gap_value, 0.0, degrees_of_freedom=gap_freedom)
+        else:
+            gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
+            gap_ci = bca_interval(boot["gap_pct"], gap_value, gap_a, degrees_of_freedom=gap_freedom)
+            share_ci = bca_interval(boot["share_pct"], share if share is not None else np.nan, share_a)
     return Figures(
         cohorts=cohorts,
         bottom=[str(i) for i in ids[bottom]],

@@ -234,10 +234,53 @@ def cohort_wer_degrees_of_freedom(
     n = np.bincount(label, minlength=n_cohorts).astype(np.float64)
     second = np.bincount(label, weights=residual**2, minlength=n_cohorts)
     fourth = np.bincount(label, weights=residual**4, minlength=n_cohorts)
+    return _satterthwaite(n, second, fourth)
+
+
+def _satterthwaite(n: np.ndarray, second: np.ndarray, fourth: np.ndarray) -> np.ndarray:
+    """2 (sum r^2)^2 / (sum r^4 - (sum r^2)^2 / n) from n residuals' sums of squares and fourth
+    powers (at least 1; infinite when there is no spread or too few residuals)."""
+    n, second, fourth = (np.asarray(x, dtype=np.float64) for x in (n, second, fourth))
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = fourth - second * second / n
         df = 2 * second * second / excess
     return np.where((n >= 2) & (second > 0) & (excess > 0), np.maximum(df, 1.0), np.inf)
+
+
+def selection_degrees_of_freedom(
+    labels: np.ndarray,
+    errors: np.ndarray,
+    ref_words: np.ndarray,
+    bottom: np.ndarray,
+    top: np.ndarray,
+    clusters: np.ndarray | None = None,
+) -> float:
+    """Effective degrees of freedom of the WER gap of a fixed bottom/top selection (cohort masks):
+    Welch-Satterthwaite's combination of the two sides' relative variances, each side's degrees of
+    freedom as in :func:`cohort_wer_degrees_of_freedom` (residuals summed per speaker when the
+    table has several rows per speaker, ``clusters``). Infinite when either side has no spread
+    or no errors."""
+    labels = np.asarray(labels)
+    errors = np.asarray(errors, dtype=np.float64)
+    words = np.asarray(ref_words, dtype=np.float64)
+    assigned = labels >= 0
+    variances, freedoms = [], []
+    for cells in (bottom, top):
+        rows = assigned & np.asarray(cells, dtype=bool)[np.where(assigned, labels, 0)]
+        e, w = errors[rows], words[rows]
+        total_e, total_w = e.sum(), w.sum()
+        if total_e <= 0 or total_w <= 0:
+            return float("inf")
+        residual = e - total_e / total_w * w
+        if clusters is not None:
+            residual = np.bincount(
+                np.unique(np.asarray(clusters)[rows], return_inverse=True)[1].ravel(), weights=residual
+            )
+        df = float(_satterthwaite(np.float64(len(residual)), (residual**2).sum(), (residual**4).sum()))
+        variances.append(float((residual**2).sum()) / total_e**2)  # (se / WER)^2
+        freedoms.append(df)
+    spread = sum(v * v / f for v, f in zip(variances, freedoms) if np.isfinite(f))
+    return float(sum(variances) ** 2 / spread) if spread > 0 else float("inf")
 
 
 def selection_accelerations(

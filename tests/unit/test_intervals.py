@@ -8,6 +8,7 @@ from fairaudit.stats.resampling import (
     bootstrap_counts,
     cohort_wer_accelerations,
     cohort_wer_degrees_of_freedom,
+    selection_degrees_of_freedom,
 )
 
 
@@ -79,3 +80,36 @@ def test_expanded_interval_covers_small_heavy_tailed_cohorts_more_often_than_pla
             hits[kind] += low <= 0.13 <= high
     assert hits["expanded"] > hits["plain"]
     assert hits["expanded"] >= 0.91 * 300, hits  # 277 here; plain BCa 272
+
+
+def test_gap_degrees_of_freedom_are_welch_satterthwaites_of_the_two_sides():
+    errors, words = cohort(3, n=90)
+    labels = np.repeat([0, 1, 2], 30)
+    bottom, top = np.array([True, False, False]), np.array([False, True, True])
+    got = selection_degrees_of_freedom(labels, errors, words, bottom, top)
+    variances, freedoms = [], []
+    for side in (labels == 0, labels > 0):
+        e, w = errors[side], words[side]
+        r = e - e.sum() / w.sum() * w
+        n = len(r)
+        freedoms.append(2 * (r**2).sum() ** 2 / ((r**4).sum() - (r**2).sum() ** 2 / n))
+        variances.append((r**2).sum() / w.sum() ** 2 / (e.sum() / w.sum()) ** 2)  # (se / WER)^2
+    expected = sum(variances) ** 2 / sum(v * v / f for v, f in zip(variances, freedoms))
+    assert np.isclose(got, expected, rtol=1e-10)
+    assert min(freedoms) <= got <= sum(freedoms)
+
+
+def test_gap_degrees_of_freedom_count_a_speakers_rows_once():
+    """At utterance level a speaker has one row per value; the bottom side's residuals are summed per speaker."""
+    errors, words = cohort(4, n=60)
+    labels = np.repeat([0, 1], 30)
+    bottom, top = np.array([True, False]), np.array([False, True])
+    whole = selection_degrees_of_freedom(labels, errors, words, bottom, top)
+    # the same speakers, each bottom speaker's outcome split over two rows of two bottom cells
+    split_labels = np.concatenate([np.zeros(30, dtype=int), np.full(30, 2), np.ones(30, dtype=int)])
+    split_errors = np.concatenate([errors[:30] / 2, errors[:30] / 2, errors[30:]])
+    split_words = np.concatenate([words[:30] / 2, words[:30] / 2, words[30:]])
+    clusters = np.concatenate([np.arange(30), np.arange(30), np.arange(30, 60)])
+    cells = np.array([True, False, True])
+    split = selection_degrees_of_freedom(split_labels, split_errors, split_words, cells, ~cells, clusters)
+    assert np.isclose(split, whole, rtol=1e-10)
