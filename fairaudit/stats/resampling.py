@@ -135,8 +135,9 @@ def bca_interval(
     values, :func:`jackknife_acceleration`). NaN replicates are ignored; None when undefined.
 
     With finite ``degrees_of_freedom`` the normal quantiles are replaced by Student-t quantiles
-    (the "expanded" interval, Hesterberg 2015): the bootstrap, like a normal interval, treats the
-    spread it sees as known, and with few effective speakers it is not
+    (after Hesterberg's 2015 "expanded" interval, with effective degrees of freedom in place of
+    n - 1): the bootstrap, like a normal interval, treats the spread it sees as known, and with
+    few effective speakers it is not
     (:func:`cohort_wer_degrees_of_freedom`). The bounds stay within the replicates' range.
     """
     from scipy.special import ndtr, ndtri, stdtrit  # normal cdf and inverse, Student-t inverse (no scipy.stats import)
@@ -218,9 +219,9 @@ def cohort_wer_degrees_of_freedom(
     """Effective degrees of freedom of each cohort WER's spread: Satterthwaite's
     2 (sum r^2)^2 / (sum r^4 - (sum r^2)^2 / n) over the speakers' residuals r_i = e_i - WER w_i.
 
-    It is n for normal residuals and much less when words per speaker are heavy-tailed and a few
-    speakers carry most of the spread; ``bca_interval`` widens by the Student-t quantile on it.
-    Infinite (no widening) for a cohort with no spread.
+    It is about n for normal residuals (capped at n - 1) and much less when words per speaker are
+    heavy-tailed and a few speakers carry most of the spread; ``bca_interval`` widens by the
+    Student-t quantile on it. Infinite (no widening) for a cohort with no spread or one speaker.
     """
     labels = np.asarray(labels)
     errors = np.asarray(errors, dtype=np.float64)
@@ -239,12 +240,18 @@ def cohort_wer_degrees_of_freedom(
 
 def _satterthwaite(n: np.ndarray, second: np.ndarray, fourth: np.ndarray) -> np.ndarray:
     """2 (sum r^2)^2 / (sum r^4 - (sum r^2)^2 / n) from n residuals' sums of squares and fourth
-    powers (at least 1; infinite when there is no spread or too few residuals)."""
+    powers, never more than n - 1 nor less than 1; infinite only when there is no spread.
+
+    The cap matters for small cohorts: residuals around the pooled WER sum to zero, so with few
+    speakers the fourth-moment term is underestimated (two speakers' residuals are r and -r, and
+    the formula divides by zero).
+    """
     n, second, fourth = (np.asarray(x, dtype=np.float64) for x in (n, second, fourth))
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = fourth - second * second / n
-        df = 2 * second * second / excess
-    return np.where((n >= 2) & (second > 0) & (excess > 0), np.maximum(df, 1.0), np.inf)
+        df = np.where(excess > 0, 2 * second * second / excess, np.inf)
+        capped = np.maximum(np.minimum(df, n - 1), 1.0)
+    return np.where((n >= 2) & (second > 0), capped, np.inf)
 
 
 def selection_degrees_of_freedom(
@@ -258,8 +265,10 @@ def selection_degrees_of_freedom(
     """Effective degrees of freedom of the WER gap of a fixed bottom/top selection (cohort masks):
     Welch-Satterthwaite's combination of the two sides' relative variances, each side's degrees of
     freedom as in :func:`cohort_wer_degrees_of_freedom` (residuals summed per speaker when the
-    table has several rows per speaker, ``clusters``). Infinite when either side has no spread
-    or no errors."""
+    table has several rows per speaker, ``clusters``). A side with no spread adds nothing; infinite
+    when neither side has spread or a side has no errors. A speaker with rows on both sides
+    (utterance level) is treated as two independent ones, so there the figure is approximate
+    (the bootstrap itself keeps the speaker whole)."""
     labels = np.asarray(labels)
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(ref_words, dtype=np.float64)

@@ -32,7 +32,24 @@ def test_degrees_of_freedom_are_satterthwaites_of_the_residuals():
         variance = np.mean(r**2)
         fourth = np.mean(r**4)
         expected = 2 * len(r) * variance**2 / (fourth - variance**2)  # 2 n sigma^4 / (mu4 - sigma^4)
-        assert np.isclose(got[c], expected, rtol=1e-10)
+        assert np.isclose(got[c], min(expected, len(r) - 1), rtol=1e-10)
+
+
+def test_small_cohorts_never_get_more_degrees_of_freedom_than_speakers_minus_one():
+    """Residuals around the pooled WER sum to zero, so with few speakers the formula runs high
+    (two speakers: r and -r, a zero denominator); the cap keeps small cohorts widened."""
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 5, 10):
+        for _ in range(50):
+            words = rng.integers(5, 50, n).astype(float)
+            errors = rng.binomial(words.astype(int), 0.2).astype(float)
+            df = cohort_wer_degrees_of_freedom(np.zeros(n, dtype=int), errors, words, 1)[0]
+            if np.isfinite(df):
+                assert 1 <= df <= n - 1
+            else:  # only when every speaker has the cohort's WER
+                assert np.allclose(errors, errors.sum() / words.sum() * words)
+    two = cohort_wer_degrees_of_freedom(np.zeros(2, dtype=int), np.array([1.0, 5.0]), np.array([10.0, 10.0]), 1)[0]
+    assert two == 1.0
 
 
 def test_normal_residuals_give_about_n_and_one_dominant_speaker_gives_few():
@@ -97,6 +114,16 @@ def test_gap_degrees_of_freedom_are_welch_satterthwaites_of_the_two_sides():
     expected = sum(variances) ** 2 / sum(v * v / f for v, f in zip(variances, freedoms))
     assert np.isclose(got, expected, rtol=1e-10)
     assert min(freedoms) <= got <= sum(freedoms)
+
+
+def test_a_small_noisy_bottom_side_keeps_the_gap_degrees_of_freedom_small():
+    rng = np.random.default_rng(6)
+    words = rng.integers(20, 60, 202).astype(float)
+    errors = rng.binomial(words.astype(int), 0.1).astype(float)
+    errors[:2] = [2.0, 20.0]  # two bottom speakers, far apart
+    labels = np.r_[0, 0, np.ones(200, dtype=int)]
+    df = selection_degrees_of_freedom(labels, errors, words, np.array([True, False]), np.array([False, True]))
+    assert 1 <= df < 3
 
 
 def test_gap_degrees_of_freedom_count_a_speakers_rows_once():
