@@ -254,6 +254,12 @@ def _satterthwaite(n: np.ndarray, second: np.ndarray, fourth: np.ndarray) -> np.
     return np.where((n >= 2) & (second > 0), capped, np.inf)
 
 
+def _rows_in(labels: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Rows whose cohort is one of ``cells`` (a cohort mask); unassigned rows never are."""
+    assigned = labels >= 0
+    return assigned & np.asarray(cells, dtype=bool)[np.where(assigned, labels, 0)]
+
+
 def selection_degrees_of_freedom(
     labels: np.ndarray,
     errors: np.ndarray,
@@ -272,10 +278,9 @@ def selection_degrees_of_freedom(
     labels = np.asarray(labels)
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(ref_words, dtype=np.float64)
-    assigned = labels >= 0
     variances, freedoms = [], []
     for cells in (bottom, top):
-        rows = assigned & np.asarray(cells, dtype=bool)[np.where(assigned, labels, 0)]
+        rows = _rows_in(labels, cells)
         e, w = errors[rows], words[rows]
         total_e, total_w = e.sum(), w.sum()
         if total_e <= 0 or total_w <= 0:
@@ -301,8 +306,7 @@ def selection_accelerations(
     errors = np.asarray(errors, dtype=np.float64)
     words = np.asarray(ref_words, dtype=np.float64)
     assigned = labels >= 0
-    in_bottom = assigned & np.asarray(bottom)[np.where(assigned, labels, 0)]
-    in_top = assigned & np.asarray(top)[np.where(assigned, labels, 0)]
+    in_bottom, in_top = _rows_in(labels, bottom), _rows_in(labels, top)
     e_b, w_b = errors[in_bottom].sum(), words[in_bottom].sum()
     e_t, w_t = errors[in_top].sum(), words[in_top].sum()
     if w_b <= 0 or w_t <= 0 or e_t <= 0:
