@@ -120,7 +120,7 @@ class AuditOptions(BaseModel):
         metavar="X",
         kind="number",
         rule="a fraction above 0 and at most 1 (e.g. 0.5)",
-        help="geo-scan: largest circular window, as a fraction of located speakers. Default 0.5.",
+        help="geo-scan: largest window, as a fraction of located speakers. Default 0.5.",
     )
     bottom: str = option(
         "auto",

@@ -3,8 +3,9 @@
 Two kinds of cells are drawn, read from a partition's ``details``:
 
 - ``regions`` (geo-tree): axis-aligned boxes of latitude/longitude (``None`` = unbounded);
-- ``windows`` (geo-scan): circles of ``radius_km`` around (``centre_lat``, ``centre_lon``),
-  drawn as geodesic circles (points at that great-circle distance from the centre).
+- ``windows`` (geo-scan): circles of ``radius_km`` around (``centre_lat``, ``centre_lon``), or
+  ellipses with an ``elongation`` and a long-axis ``bearing_deg``, drawn point by point at the
+  great-circle distance of the window's boundary in each direction from the centre.
 
 Every cell is intersected with the land of the lower 48 states (the union of the state
 polygons of the PyPI package ``bokeh-sampledata``: simplified US Census Bureau TIGER/Line,
@@ -25,6 +26,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from fairaudit.geodata.distance import EARTH_RADIUS_KM
+from fairaudit.geodata.windows import boundary_km
 from fairaudit.render import charts
 from fairaudit.render.charts import BOTTOM, INK, TOP, plt, png_data_uri, short
 
@@ -113,13 +115,16 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) 
 
 
 def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> BaseGeometry:
-    """The geodesic circle of a geo-scan window: ``points`` vertices at ``radius_km`` from the centre."""
+    """The outline of a geo-scan window (circle or ellipse): ``points`` vertices, each at the
+    great-circle distance of the window's boundary in its direction from the centre."""
     from shapely.geometry import Polygon
 
     lat, lon, radius = float(window["centre_lat"]), float(window["centre_lon"]), float(window["radius_km"])
     if radius <= 0:
         return Polygon()
-    ring = [destination(lat, lon, 360.0 * k / points, radius) for k in range(points)]
+    elongation, bearing = float(window.get("elongation", 1.0)), float(window.get("bearing_deg", 0.0))
+    azimuths = [360.0 * k / points for k in range(points)]
+    ring = [destination(lat, lon, a, boundary_km(radius, elongation, bearing, a)) for a in azimuths]
     return Polygon([(x, y) for y, x in ring])
 
 
