@@ -16,7 +16,7 @@ import pytest
 from fairaudit.api import load_log
 from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.geodata.distance import haversine_km
-from fairaudit.methods.geo_scan import RADII_KM, GeoScan
+from fairaudit.methods.geo_scan import ELLIPSE_BEARINGS_DEG, ELLIPSE_ELONGATION, RADII_KM, GeoScan
 from fairaudit.model.partition import UNASSIGNED
 from fairaudit.stats.resampling import permutation_matrix, permutation_p_value
 from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
@@ -184,7 +184,10 @@ def test_published_windows_reveal_no_speaker_location():
     windows = partition.details["windows"]
     assert windows
     for window in windows:
-        assert set(window) == {"id", "centre_lat", "centre_lon", "radius_km", "score"}
+        assert set(window) == {"id", "centre_lat", "centre_lon", "radius_km", "elongation", "bearing_deg", "score"}
+        assert (window["elongation"], window["bearing_deg"]) in {(1.0, 0.0)} | {
+            (ELLIPSE_ELONGATION, b) for b in ELLIPSE_BEARINGS_DEG
+        }
         for key in ("centre_lat", "centre_lon"):  # centres of the public 0.25-degree grid
             steps = window[key] / 0.25 - 0.5
             assert steps == round(steps)
@@ -208,8 +211,23 @@ def test_published_windows_reveal_no_speaker_location():
     assert not any(abs(value) in coordinates for value in published)
 
 
+def inside_window(window, lat, lon):
+    """The documented rule, computed here from the haversine distance and the initial bearing:
+    (d cos(a - b))^2 / e + (d sin(a - b))^2 x e <= r^2 (a circle when e = 1)."""
+    distance = haversine_km(window["centre_lat"], window["centre_lon"], lat, lon)
+    phi1, phi2 = np.radians(window["centre_lat"]), np.radians(lat)
+    dlon = np.radians(lon - window["centre_lon"])
+    azimuth = np.arctan2(
+        np.sin(dlon) * np.cos(phi2), np.cos(phi1) * np.sin(phi2) - np.sin(phi1) * np.cos(phi2) * np.cos(dlon)
+    )
+    turn = azimuth - np.radians(window["bearing_deg"])
+    e = window["elongation"]
+    squared = (distance * np.cos(turn)) ** 2 / e + (distance * np.sin(turn)) ** 2 * e
+    return np.nan_to_num(squared, nan=np.inf) <= window["radius_km"] ** 2
+
+
 def test_windows_follow_the_documented_membership_rule():
-    """Inside = great-circle distance from the centre to the speaker's 0.1-degree cell centre <= radius."""
+    """Inside = the speaker's 0.1-degree cell centre is inside the circle or ellipse (the published rule)."""
     frame, _ = make_log(seed=6, planted=["atlanta", "chicago"], effect=0.6)
     speakers = speakers_of(frame)
     method = GeoScan(min_speakers=25).fit(speakers)
@@ -219,8 +237,7 @@ def test_windows_follow_the_documented_membership_rule():
     cell_lon = (np.floor(lon / 0.1) + 0.5) * 0.1
     claimed = np.zeros(len(frame), dtype=bool)
     for rank, window in enumerate(partition.details["windows"]):
-        distance = haversine_km(window["centre_lat"], window["centre_lon"], cell_lat, cell_lon)
-        inside = np.nan_to_num(distance, nan=np.inf) <= window["radius_km"]
+        inside = inside_window(window, cell_lat, cell_lon)
         assert np.array_equal(partition.labels == rank, inside)
         assert inside.sum() >= 25
         assert not (claimed & inside).any()  # windows share no speaker
