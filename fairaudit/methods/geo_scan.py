@@ -13,10 +13,12 @@ speakers (at most ``max_centres``, the most populated); radii come from the fixe
 window's centre to the centre of the speaker's 0.1-degree grid cell is at most the radius.
 Regions are not all round (a coastal band, a state, a block of states), so, as SaTScan's elliptic
 scan (Kulldorff et al. 2006, "An elliptic spatial scan statistic", Statistics in Medicine
-25:3929-3943) does, the ELLIPSE_CENTRES most populated centres also get ellipses of elongation
+25:3929-3943) does, the WIDE_CENTRES most populated centres also get ellipses of elongation
 ELLIPSE_ELONGATION (long axis / short axis) with the long axis at each of ELLIPSE_BEARINGS_DEG,
 of the same radii (an ellipse of radius r has the area of the circle of radius r; the rule is in
-``fairaudit.geodata.windows``). A reduced set, not SaTScan's 45 shapes, so that 100,000 speakers
+``fairaudit.geodata.windows``): a reduced set, not SaTScan's 45 shapes. Windows of radius above
+WIDE_RADIUS_KM are also only drawn around these centres: a window that large is nearly the same
+around neighbouring centres, and large windows hold most of the scan's work, so 100,000 speakers
 still scan in seconds. ``assign`` applies exactly this rule to any speaker table, so the published
 definition (grid centre, listed radius, listed elongation and bearing) is all that is needed to
 place a new speaker, and no speaker's location can be read from it. A window must hold at least
@@ -99,11 +101,14 @@ LOCATION_GRID_DEG = 0.1
 RADII_KM = (25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000)
 #: Default cap on the number of candidate centres (the most populated grid cells are kept).
 MAX_CENTRES = 1000
-#: Elliptic windows: long axis / short axis, the long axis's compass bearings (degrees), and how
-#: many of the most populated centres get them (a long region is large, so fewer centres do).
+#: How many of the most populated centres are "wide": they alone get elliptic windows and windows
+#: of radius above WIDE_RADIUS_KM. A large window is nearly the same around neighbouring centres,
+#: so fewer centres do (it also keeps the scan fast: large windows hold most of its work).
+WIDE_CENTRES = 150
+WIDE_RADIUS_KM = 500
+#: Elliptic windows: long axis / short axis and the long axis's compass bearings (degrees).
 ELLIPSE_ELONGATION = 3.0
 ELLIPSE_BEARINGS_DEG = (0.0, 45.0, 90.0, 135.0)
-ELLIPSE_CENTRES = 150
 #: Window shapes (elongation, bearing of the long axis): the circle first, then the ellipses.
 WINDOW_SHAPES = ((1.0, 0.0),) + tuple((ELLIPSE_ELONGATION, bearing) for bearing in ELLIPSE_BEARINGS_DEG)
 #: Clipping point of the Pearson residuals (Huber's psi) in the speaker scores.
@@ -326,11 +331,8 @@ class GeoScan(CohortMethod):
             "centre_grid_deg": CENTRE_GRID_DEG,
             "location_grid_deg": LOCATION_GRID_DEG,
             "radii_km": [float(r) for r in RADII_KM],
-            "ellipses": {
-                "elongation": ELLIPSE_ELONGATION,
-                "bearings_deg": list(ELLIPSE_BEARINGS_DEG),
-                "centres": ELLIPSE_CENTRES,
-            },
+            "ellipses": {"elongation": ELLIPSE_ELONGATION, "bearings_deg": list(ELLIPSE_BEARINGS_DEG)},
+            "wide_centres": {"count": WIDE_CENTRES, "radius_above_km": float(WIDE_RADIUS_KM)},
             "membership": f"the centre of the speaker's {LOCATION_GRID_DEG}-degree grid cell is inside the window. "
             + MEMBERSHIP,
             "candidate_windows": int(self.candidate_windows_),
@@ -469,11 +471,12 @@ def _build_scan(
     """Grid the located speakers, pick centres, and index every window's cells."""
     k = len(RADII_KM)
     cell_lat, cell_lon, cell = _grid_cells(lat[located], lon[located], LOCATION_GRID_DEG)
-    centres, centre_shape = _centres(lat[located], lon[located], max_centres)
+    centres, centre_shape, wide = _centres(lat[located], lon[located], max_centres)
     ring = _ring_index(centres, centre_shape, cell_lat, cell_lon)
     per_cell = np.bincount(cell, minlength=len(cell_lat)).astype(np.float64)
     disc_speakers = np.cumsum(_ring_totals(ring, per_cell)[:, :k], axis=1).round().astype(np.int64)
     n_radii = (disc_speakers <= max_share * len(cell)).sum(axis=1)  # radii each centre uses
+    n_radii = np.where(wide, n_radii, np.minimum(n_radii, sum(r <= WIDE_RADIUS_KM for r in RADII_KM)))
     grows = np.diff(disc_speakers, axis=1, prepend=0) > 0  # a radius adding nobody repeats a window
     candidate = (disc_speakers >= min_speakers) & (np.arange(k)[None, :] < n_radii[:, None]) & grows
     window_centre, window_radius = np.nonzero(candidate)
@@ -546,19 +549,20 @@ def _grid_cells(lat: np.ndarray, lon: np.ndarray, step: float) -> tuple[np.ndarr
     return (cells[:, 0] + 0.5) * step, (cells[:, 1] + 0.5) * step, inverse.reshape(-1)
 
 
-def _centres(lat: np.ndarray, lon: np.ndarray, max_centres: int) -> tuple[np.ndarray, np.ndarray]:
-    """(C, 2) window centres and (C,) their shapes: circles around the public-grid cells holding
-    the most speakers (at most ``max_centres``; ties: south-west first), then each elliptic shape
-    around the ELLIPSE_CENTRES most populated of them."""
+def _centres(lat: np.ndarray, lon: np.ndarray, max_centres: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, 2) window centres, (C,) their shapes and (C,) whether they are wide: circles around the
+    public-grid cells holding the most speakers (at most ``max_centres``; ties: south-west first),
+    then each elliptic shape around the WIDE_CENTRES most populated of them (the wide ones)."""
     cell_lat, cell_lon, inverse = _grid_cells(lat, lon, CENTRE_GRID_DEG)
     counts = np.bincount(inverse, minlength=len(cell_lat))
     ranked = np.argsort(-counts, kind="stable")
     keep = np.sort(ranked[:max_centres])
-    elliptic = np.sort(ranked[: min(ELLIPSE_CENTRES, max_centres)])
+    elliptic = np.sort(ranked[: min(WIDE_CENTRES, max_centres)])
     sites = [keep] + [elliptic] * (len(WINDOW_SHAPES) - 1)
     chosen = np.concatenate(sites)
     shapes = np.repeat(np.arange(len(WINDOW_SHAPES)), [len(s) for s in sites])
-    return np.stack([cell_lat[chosen], cell_lon[chosen]], axis=1), shapes
+    wide = np.isin(chosen, elliptic)
+    return np.stack([cell_lat[chosen], cell_lon[chosen]], axis=1), shapes, wide
 
 
 def _outside_counts(
