@@ -216,13 +216,15 @@ class GeoScan(CohortMethod):
 
     def _noise_threshold(self, scan: _Scan, scores: np.ndarray) -> float:
         """Score a secondary window must beat: a high quantile of the best score on shuffles
-        of the located speakers' outcomes (their scores move with them)."""
+        of the located speakers' outcomes (their scores move with them). The shuffles start from
+        the scores in sorted order, so the threshold depends only on the outcomes, not on which
+        speaker has which: the permutation test, which keeps it as fitted, is then exact."""
         if self.min_score != "auto":
             return float(self.min_score)
         rng = np.random.default_rng([self.seed, 0x5CA7])
         best = np.concatenate(
             [
-                _window_statistics(scan, rng.permuted(np.tile(scores, (rows, 1)), axis=1)).max(axis=0)
+                _window_statistics(scan, rng.permuted(np.tile(np.sort(scores), (rows, 1)), axis=1)).max(axis=0)
                 for rows in _block_sizes(NOISE_SHUFFLES)
             ]
         )

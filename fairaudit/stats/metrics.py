@@ -124,10 +124,14 @@ def negative_binomial_alpha(errors: np.ndarray, words: np.ndarray, rate: float, 
     Under the model E[(e - mu)^2 - mu] = alpha mu^2 exactly, whatever mu (so small counts add no
     bias); speakers are split at random into ALPHA_GROUPS groups, each gives the moment estimate
     sum((e - mu)^2 - mu) / sum(mu^2), and the median of the groups ignores the one or two groups
-    an extreme speaker lands in.
+    an extreme speaker lands in. The speakers are put in a canonical order (by words, then
+    errors) before the split, so the estimate depends only on their outcomes, not on which
+    speaker has which: a permutation test that keeps it as fitted is then exact.
     """
-    mu = rate * np.asarray(words, dtype=np.float64)
-    excess = (np.asarray(errors, dtype=np.float64) - mu) ** 2 - mu
+    errors, words = np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64)
+    order = np.lexsort((errors, words))
+    mu = rate * words[order]
+    excess = (errors[order] - mu) ** 2 - mu
     groups = max(1, min(ALPHA_GROUPS, len(mu) // ALPHA_GROUP_SIZE))
     group = np.random.default_rng([seed, 0xA1FA]).permutation(len(mu)) % groups
     numerator = np.bincount(group, weights=excess, minlength=groups)

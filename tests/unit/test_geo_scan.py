@@ -376,3 +376,28 @@ def test_a_long_east_west_band_is_found_by_an_east_west_ellipse(seed, monkeypatc
     circles = GeoScan().fit(speakers_of(frame)).partition_
     assert circles.details["windows"][0]["elongation"] == 1.0
     assert f1(circles.labels == 0, truth) < found - 0.2
+
+
+def test_overdispersion_and_noise_threshold_ignore_which_speaker_has_which_outcome():
+    """The permutation test keeps alpha and the secondary-window threshold as fitted; it is exact
+    only if refitting on shuffled outcomes would give the same values."""
+    from fairaudit.stats.metrics import negative_binomial_alpha
+
+    frame, _ = make_log(seed=4, planted=["chicago"])
+    located = frame["latitude"].notna().to_numpy()
+    fitted = GeoScan(seed=1).fit(speakers_of(frame))
+    changes = 0
+    for shuffle in range(3):
+        order = np.random.default_rng(shuffle).permutation(np.flatnonzero(located))
+        shuffled = frame.copy()
+        shuffled.loc[located, ["errors", "ref_words"]] = frame.loc[order, ["errors", "ref_words"]].to_numpy()
+        refit = GeoScan(seed=1).fit(speakers_of(shuffled))
+        assert refit.overdispersion_ == fitted.overdispersion_
+        assert refit.min_score_ == fitted.min_score_
+        changes += refit.windows_ != fitted.windows_
+    assert changes == 3  # the shuffles do change the discovery itself
+    errors, words = frame["errors"].to_numpy(), frame["ref_words"].to_numpy()
+    swap = np.random.default_rng(0).permutation(len(frame))
+    assert negative_binomial_alpha(errors[swap], words[swap], 0.08, 5) == negative_binomial_alpha(
+        errors, words, 0.08, 5
+    )
