@@ -34,8 +34,8 @@ psi(t) x mu / sd: t = (errors - mu) / sd is the Pearson residual, psi clips it t
 weight of a multiplicative rate effect, which saturates at 1 / sqrt(alpha), so a speaker with
 many words counts little more than an ordinary one. A window's statistic is the sum of its
 speakers' scores standardised by its exact mean and variance when outcomes are shuffled,
-z = (U_in - n_in mean(u)) / sqrt(var(u) n_in (n - n_in) / (n - 1)); the largest z (higher WER
-inside) wins. Without clipping and with alpha = 0 the sum is errors_in - r x words_in, the
+z = (U_in - n_in mean(u)) / sqrt(var(u) n_in (n - n_in) / (n - 1)) (higher WER inside is
+positive). Without clipping and with alpha = 0 the sum is errors_in - r x words_in, the
 efficient score of Kulldorff's Poisson likelihood ratio (2 LLR ~ z^2 near the null); this is its
 robust version, standardised as Kulldorff et al. (2009, "A scan statistic for continuous data
 based on the normal probability model", Int. J. Health Geographics 8:58) do for continuous data.
@@ -46,12 +46,14 @@ Windows kept. The window with the largest z is often a fragment of the elevated 
 of overlapping windows compete and the winner is the one noise favours most. The first window is
 therefore the one with the highest expected F1 against the region under the windows' posterior
 (Neill, Moore & Cooper 2006, "A Bayesian spatial scan statistic": weights exp(z^2 / 2), see
-``_posterior_choice``). Secondary windows are then added greedily in z order when they share no
+``_expected_f1``). Secondary windows are then added greedily in z order when they share no
 speaker with the windows kept so far, keep the kept windows within ``max_window_share`` of the
 speakers, and score above a noise threshold: by default (``min_score="auto"``) the 95th
 percentile of the best window's score over NOISE_SHUFFLES seeded shuffles of the outcomes, i.e. a
-secondary window must itself look significant. The first window is always a cell; whether it is
-significant is the permutation test's job (``null_gaps`` re-runs all of this).
+secondary window must itself look significant. One large window can swallow two separate
+clusters and the land between them, so collections of several smaller windows are also tried
+(``_choose_windows``) and win only when their posterior is higher. The first window is always a
+cell; whether it is significant is the permutation test's job (``null_gaps`` re-runs all of this).
 
 Speed. Speakers are binned to the L occupied 0.1-degree cells. Once per table, every (centre,
 cell) pair gets the index of the smallest radius containing it, stored as a sparse "ring" matrix
