@@ -62,7 +62,8 @@ from one ``np.bincount``, ring sums from one sparse product, and window sums fro
 over each centre's radii; the posterior choice costs one sparse product each way. No Python loop
 runs per speaker or per window.
 
-Cells of the partition: "window-1", "window-2", ... (best first) and "outside-windows" (every
+Cells of the partition: "window-1" (the chosen first window), "window-2", ... (the other windows
+kept, by z) and "outside-windows" (every
 located speaker in no window); speakers without coordinates are unassigned ("no coordinates").
 """
 
@@ -211,6 +212,8 @@ class GeoScan(CohortMethod):
             raise ValueError("max_windows must be a whole number of at least 1")
         if not (self.min_score == "auto" or isinstance(self.min_score, (int, float))):
             raise ValueError("min_score must be 'auto' or a number")
+        if not (isinstance(self.max_centres, (int, np.integer)) and self.max_centres >= 1):
+            raise ValueError("max_centres must be a whole number of at least 1")
 
     def _speaker_cap(self, scan: _Scan) -> float:
         """Most located speakers that all windows together may hold."""
@@ -308,7 +311,7 @@ class GeoScan(CohortMethod):
                 raise ValueError(f"window {cell['id']} needs numeric centre_lat, centre_lon and radius_km")
             # Definitions written before elliptic windows have neither key: they are circles.
             elongation, bearing = cell.get("elongation", 1.0), cell.get("bearing_deg", 0.0)
-            if not (isinstance(elongation, (int, float)) and elongation >= 1 and isinstance(bearing, (int, float))):
+            if not (_finite_number(elongation) and elongation >= 1 and _finite_number(bearing)):
                 raise ValueError(f"window {cell['id']} needs an elongation of at least 1 and a numeric bearing_deg")
         method.windows_ = [
             {
@@ -377,6 +380,11 @@ class GeoScan(CohortMethod):
                 )
                 gaps[start + row] = _cells_gap(scan, kept, cell_errors[:, row], cell_words[:, row], rule)
         return gaps
+
+
+def _finite_number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 @dataclass(frozen=True)
@@ -718,11 +726,17 @@ def _expected_f1(scan: _Scan, z: np.ndarray) -> np.ndarray:
     # A cell in ring j of a centre lies in every window of that centre with radius index >= j.
     per_ring = np.cumsum(per_ring.reshape(len(scan.centres), k, -1)[:, ::-1], axis=1)[:, ::-1]
     cell_weight = scan.rings.T @ np.ascontiguousarray(per_ring.reshape(len(scan.centres) * k, -1), dtype=np.float32)
-    expected = np.asarray(cell_weight, dtype=np.float64) / weight.sum(axis=0)
+    expected = np.asarray(cell_weight, dtype=np.float64) / _column_sums(weight)
     expected *= np.bincount(scan.cell, minlength=scan.n_cells)[:, None]
     hits = scan.window_sums(expected)
-    f1[:, rows] = 2 * hits / (scan.window_speakers[:, None] + expected.sum(axis=0)[None, :])
+    f1[:, rows] = 2 * hits / (scan.window_speakers[:, None] + _column_sums(expected)[None, :])
     return f1
+
+
+def _column_sums(values: np.ndarray) -> np.ndarray:
+    """Sum of each column, added in the same order whatever the number of columns (so the fit's
+    one column and a block of shuffles round alike, and ties are broken alike)."""
+    return np.ascontiguousarray(values.T).sum(axis=1)
 
 
 def _choose_windows(

@@ -116,8 +116,15 @@ def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) 
 
 def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> BaseGeometry:
     """The outline of a geo-scan window (circle or ellipse): ``points`` vertices, each at the
-    great-circle distance of the window's boundary in its direction from the centre."""
+    great-circle distance of the window's boundary in its direction from the centre.
+
+    Longitudes are unwrapped along the outline, so a large window that crosses the date line stays
+    one polygon; one that goes round a pole is closed through that pole; copies shifted by 360
+    degrees cover land on either side."""
+    from shapely import affinity
     from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+    from shapely.validation import make_valid
 
     lat, lon, radius = float(window["centre_lat"]), float(window["centre_lon"]), float(window["radius_km"])
     if radius <= 0:
@@ -125,7 +132,22 @@ def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> BaseGeometr
     elongation, bearing = float(window.get("elongation", 1.0)), float(window.get("bearing_deg", 0.0))
     azimuths = [360.0 * k / points for k in range(points)]
     ring = [destination(lat, lon, a, boundary_km(radius, elongation, bearing, a)) for a in azimuths]
-    return Polygon([(x, y) for y, x in ring])
+    lats = [y for y, _ in ring]
+    lons = [lon + _turn(ring[0][1] - lon)]
+    for (_, previous), (_, here) in zip(ring, ring[1:]):
+        lons.append(lons[-1] + _turn(here - previous))
+    winding = lons[-1] + _turn(ring[0][1] - ring[-1][1]) - lons[0]
+    outline = list(zip(lons, lats))
+    if abs(winding) > 180.0:  # the outline goes round a pole: close it through that pole
+        pole = 90.0 if lat >= 0 else -90.0
+        outline += [(lons[-1], pole), (lons[0], pole)]
+    shape = make_valid(Polygon(outline))
+    return unary_union([shape] + [affinity.translate(shape, xoff=shift) for shift in (-360.0, 360.0)])
+
+
+def _turn(degrees: float) -> float:
+    """A longitude difference brought into [-180, 180)."""
+    return (degrees + 180.0) % 360.0 - 180.0
 
 
 def cell_geometries(details: Mapping) -> dict[str, BaseGeometry]:

@@ -401,3 +401,17 @@ def test_overdispersion_and_noise_threshold_ignore_which_speaker_has_which_outco
     assert negative_binomial_alpha(errors[swap], words[swap], 0.08, 5) == negative_binomial_alpha(
         errors, words, 0.08, 5
     )
+
+
+def test_the_identity_inside_a_block_of_shuffles_reproduces_the_fit():
+    """Fit scores one outcome set, the null a block of 16; the choice must not depend on that."""
+    rule = SelectionRule(min_speakers=30)
+    for seed in (3, 13):
+        frame, _ = make_log(seed=seed, planted=["atlanta", "chicago"], effect=0.6)
+        speakers = speakers_of(frame)
+        method = GeoScan(seed=seed).fit(speakers)
+        block = permutation_matrix(method.partition_.assigned, len(speakers), 16, np.random.default_rng(seed))
+        block[7] = np.arange(len(speakers))
+        assert method.null_gaps(speakers, block, rule)[7] == pytest.approx(
+            observed_gap(method, speakers, rule), rel=1e-12
+        )
