@@ -339,7 +339,10 @@ class GeoScan(CohortMethod):
             "location_grid_deg": LOCATION_GRID_DEG,
             "radii_km": [float(r) for r in RADII_KM],
             "ellipses": {"elongation": ELLIPSE_ELONGATION, "bearings_deg": list(ELLIPSE_BEARINGS_DEG)},
-            "wide_centres": {"count": WIDE_CENTRES, "radius_above_km": float(WIDE_RADIUS_KM)},
+            "wide_centres": {
+                "count": min(WIDE_CENTRES, self.limits_.max_centres),
+                "radius_above_km": float(WIDE_RADIUS_KM),
+            },
             "membership": f"the centre of the speaker's {LOCATION_GRID_DEG}-degree grid cell is inside the window. "
             + MEMBERSHIP,
             "candidate_windows": int(self.candidate_windows_),
