@@ -142,6 +142,8 @@ def window_geometry(window: Mapping, points: int = CIRCLE_POINTS) -> BaseGeometr
         pole = 90.0 if lat >= 0 else -90.0
         outline += [(lons[-1], pole), (lons[0], pole)]
     shape = make_valid(Polygon(outline))
+    if -180.0 <= min(lons) and max(lons) < 180.0 and abs(winding) <= 180.0:
+        return shape  # an ordinary window: one polygon
     return unary_union([shape] + [affinity.translate(shape, xoff=shift) for shift in (-360.0, 360.0)])
 
 
