@@ -4,8 +4,10 @@ Candidates: majority race/ethnicity = g vs. not g (for each g that is some ZIP's
 each continuous attribute above vs. at-or-below a threshold on a quantile grid of the speakers'
 values (every 5% quantile). The reported partition is the eligible candidate with the largest
 size-weighted gain W_A W_B / (W_A + W_B) (WER_A - WER_B)^2 (SPEC 4.1 and 4.3; W = reference
-words), not the largest raw gap, which favours tiny noisy sides. All candidates are kept, ranked,
-in ``partition_.details["candidates"]``.
+words), not the largest raw gap, which favours tiny noisy sides. SPEC 5's bottom cohort holds at
+most ``max_bottom_share`` of the speakers (an under-served cohort is a minority), so a split whose
+worse side is larger is chosen only when no split satisfies that. All candidates are kept, ranked
+(choosable ones first), in ``partition_.details["candidates"]``.
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ class ZipDemographic(CohortMethod):
         source: str | None = None,
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         min_report_speakers: int = 10,
+        max_bottom_share: float = 0.5,
     ) -> None:
         self.min_speakers = min_speakers
+        self.max_bottom_share = max_bottom_share
         self.min_report_speakers = min_report_speakers
         self.demographics = demographics
         self.source = source
@@ -91,6 +95,8 @@ class ZipDemographic(CohortMethod):
                 demographics=demographics,
                 source=source,
                 min_report_speakers=opts.min_report_speakers,
+                # SPEC 5's share limit belongs to --bottom auto; other modes take the worse side whatever its size
+                max_bottom_share=opts.max_bottom_share if opts.bottom == "auto" else 1.0,
             )
         ]
 
@@ -103,8 +109,11 @@ class ZipDemographic(CohortMethod):
         self.candidates_ = _candidates(attributes, table, self.quantiles)
         sides = _candidate_sides(attributes, self.candidates_)  # (n, C) in {-1, 0, 1}
         rule = SelectionRule(min_speakers=self.min_speakers)
+        #: The share limit as fitted; the permutation test re-ranks with this, not a later set_params.
+        self.max_bottom_share_ = float(self.max_bottom_share)
         stats = _candidate_stats(CandidateSides(sides), speakers.errors[None, :], speakers.ref_words[None, :], rule)
-        order = _rank_candidates(stats["gain"][0], stats["eligible"])
+        choosable = _choosable_gains(stats, self.max_bottom_share_)[0]
+        order = _rank_candidates(stats["gain"][0], stats["eligible"], choosable)
         self.ranking_ = [
             {
                 "rank": rank + 1,
@@ -212,6 +221,7 @@ class ZipDemographic(CohortMethod):
             )
         spec = definition.get("candidate")
         method.candidates_, method.chosen_, method.ranking_ = [], None, []
+        method.max_bottom_share_ = float(method.max_bottom_share)
         if spec is not None:
             if not isinstance(spec, dict) or spec.get("kind") not in ("majority", "threshold") or len(cells) != 2:
                 raise ValueError(
@@ -252,8 +262,7 @@ class ZipDemographic(CohortMethod):
                 continue
             # The statistic of the best split: its size-weighted gain (SelectionRule.statistic for
             # two cells: the worse side against the other, no extra cells to price).
-            gains = np.where(stats["eligible"][None, :] & np.isfinite(stats["gain"]), stats["gain"], -np.inf)
-            best = gains.max(axis=1)
+            best = _choosable_gains(stats, self.max_bottom_share_).max(axis=1)
             null[block] = np.where(np.isfinite(best), best, 0.0)
         return null
 
@@ -392,10 +401,26 @@ def _candidate_stats(sides: CandidateSides, errors: np.ndarray, words: np.ndarra
     return {"errors": err, "words": wrd, "speakers": spk, "wer": wer, "gap": gap, "gain": gain, "eligible": eligible}
 
 
-def _rank_candidates(gain: np.ndarray, eligible: np.ndarray) -> list[int]:
-    """Candidates by size-weighted gain, largest first; eligible before ineligible, undefined last."""
+def _choosable_gains(stats: dict, max_bottom_share: float) -> np.ndarray:
+    """(R, C) the size-weighted gain of each candidate that may be chosen on each replicate, -inf
+    for the others: both sides eligible and the worse side within ``max_bottom_share`` of the
+    split's speakers; when no candidate of a replicate meets the share limit, every eligible one."""
+    eligible = stats["eligible"][None, :] & np.isfinite(stats["gain"])
+    speakers = stats["speakers"].astype(np.float64)  # (C, 2)
+    side_a_worse = stats["wer"][..., 0] >= stats["wer"][..., 1]  # (R, C)
+    worse = np.where(side_a_worse, speakers[:, 0], speakers[:, 1])
+    total = speakers.sum(axis=1)
+    within = worse <= max_bottom_share * np.where(total > 0, total, 1.0)
+    allowed = eligible & within
+    usable = np.where(allowed.any(axis=1, keepdims=True), allowed, eligible)
+    return np.where(usable, stats["gain"], -np.inf)
+
+
+def _rank_candidates(gain: np.ndarray, eligible: np.ndarray, choosable: np.ndarray) -> list[int]:
+    """Candidates by size-weighted gain, largest first: choosable ones (see ``_choosable_gains``)
+    first, then the other eligible ones, then ineligible ones, undefined last."""
     key = np.where(np.isnan(gain), -np.inf, gain)
-    return list(np.lexsort((np.arange(len(gain)), -key, ~eligible)))
+    return list(np.lexsort((np.arange(len(gain)), -key, ~eligible, ~np.isfinite(choosable))))
 
 
 def _count(reasons: np.ndarray) -> dict[str, int]:

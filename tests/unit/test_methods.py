@@ -268,3 +268,32 @@ def test_kmeans_clusters_are_the_same_whatever_the_openmp_thread_count():
             fits.append(fit_kmeans(vectors, 12, seed=4))
     assert np.array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
     assert np.array_equal(fits[0].labels_, fits[1].labels_)
+
+
+def test_zip_demographic_bottom_side_is_a_minority_unless_the_mode_says_otherwise(tmp_path):
+    """SPEC 5: the bottom cohort holds at most --max-bottom-share of the speakers. Here the split
+    with the largest gain (income above the 20% quantile, WER 0.13 against 0.08) has its worse side
+    holding 80% of the speakers; the minority split (the oldest 20% of ZIPs, +0.03) must be chosen."""
+    zips = [f"{i:05d}" for i in range(1001, 1041)]
+    income = np.linspace(20_000, 120_000, 40)
+    age = np.roll(np.linspace(30, 50, 40), 17)  # the oldest ZIPs are spread over the income range
+    pd.DataFrame({"zip_code": zips, "median_household_income": income, "median_age": age}).to_csv(
+        tmp_path / "demo.csv", index=False
+    )
+    old = age > np.quantile(age, 0.8)
+    rows = [(f"s{i}_{k}", z, 800 + 500 * (i >= 8) + 300 * old[i], 10_000) for i, z in enumerate(zips) for k in range(5)]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "zip_code", "errors", "ref_words"])
+    common = dict(methods=["zip-demographic"], demographics=str(tmp_path / "demo.csv"), min_speakers=20, bootstrap=0)
+    auto = fairaudit.audit(frame, permutations=20, **common)
+    worst = fairaudit.audit(frame, permutations=0, bottom="worst", **common)
+    candidates = auto.to_dict()["methods"]["zip-demographic"]["candidates"]
+    by_gain = max(candidates, key=lambda c: c["gain"] if c["eligible"] else -1)
+    assert by_gain["attribute"] == "median_household_income"  # the largest gain: its worse side is 80%
+    chosen = auto.methods["zip-demographic"]
+    assert chosen.discovery.bottom[0].startswith("median_age>")
+    assert chosen.cohorts.set_index("id").loc[chosen.discovery.bottom[0], "speakers"] == 5 * old.sum()
+    assert candidates[0]["attribute"] == "median_age"  # choosable candidates are listed first
+    bottom = worst.methods["zip-demographic"].discovery.bottom[0]
+    assert bottom.startswith("median_household_income>")
+    assert worst.methods["zip-demographic"].cohorts.set_index("id").loc[bottom, "speakers"] > 0.5 * len(frame)
+    assert 0 < chosen.discovery.p_value <= 1  # the permutation test re-ranks every shuffle under the same limit
