@@ -581,15 +581,19 @@ def _centres(lat: np.ndarray, lon: np.ndarray, max_centres: int) -> tuple[np.nda
 
 
 def _outside_counts(
-    centre_lat: np.ndarray, centre_lon: np.ndarray, shapes: list[int], radii_km: np.ndarray, points: np.ndarray
+    centre_lat: np.ndarray,
+    centre_lon: np.ndarray,
+    shapes: list[tuple[float, float]],
+    radii_km: np.ndarray,
+    points: np.ndarray,
 ) -> list[np.ndarray]:
-    """Per shape, the (C, L) int8 number of the ``radii_km`` (ascending) whose window around each
-    centre leaves out each place (3, L): the ring index. A circle compares cosines (exact); an
-    ellipse its squared radius in the projection around the centre (computed once for all shapes)."""
+    """Per shape (elongation, bearing), the (C, L) int8 number of the ``radii_km`` (ascending) whose
+    window around each centre leaves out each place (3, L): the ring index. A circle compares
+    cosines (exact); an ellipse its squared radius in the projection around the centre (computed
+    once for all shapes). The one membership rule of fit and assign."""
     counts = []
     projected = None
-    for shape in shapes:
-        elongation, bearing = WINDOW_SHAPES[shape]
+    for elongation, bearing in shapes:
         if elongation == 1.0:
             closeness = pairwise_dot(unit_vectors(centre_lat, centre_lon), points)
             outside = [closeness < limit for limit in _cos_radius(radii_km)]
@@ -607,11 +611,9 @@ def _outside_counts(
 def _window_mask(window: dict, points: np.ndarray) -> np.ndarray:
     """(L,) places (3, L) inside a published window, by the rule the scan used."""
     lat, lon = np.array([window["centre_lat"]]), np.array([window["centre_lon"]])
-    elongation, bearing, radius = window["elongation"], window["bearing_deg"], window["radius_km"]
-    if elongation == 1.0:
-        return pairwise_dot(unit_vectors(lat, lon), points)[0] >= _cos_radius(np.array([radius]))[0]
-    squared = squared_window_radius_km2(*projected_km(lat, lon, points), elongation, bearing)
-    return squared[0] <= float(radius) * float(radius)
+    shape = (window["elongation"], window["bearing_deg"])
+    (outside,) = _outside_counts(lat, lon, [shape], np.array([window["radius_km"]], dtype=np.float64), points)
+    return outside[0] == 0
 
 
 def _cos_radius(radius_km: np.ndarray) -> np.ndarray:
@@ -633,7 +635,7 @@ def _ring_index(centres: np.ndarray, shapes: np.ndarray, cell_lat: np.ndarray, c
         site_of = site_of.reshape(-1)
         for start in range(0, len(sites), CHUNK):
             chunk = sites[start : start + CHUNK]
-            counts = _outside_counts(chunk[:, 0], chunk[:, 1], shape_group, radii, points)
+            counts = _outside_counts(chunk[:, 0], chunk[:, 1], [WINDOW_SHAPES[i] for i in shape_group], radii, points)
             for shape, outside in zip(shape_group, counts):
                 these = (shapes[rows] == shape) & (site_of >= start) & (site_of < start + len(chunk))
                 ring[rows[these]] = outside[site_of[these] - start]
