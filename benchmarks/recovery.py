@@ -17,6 +17,7 @@ assignments) against the planted speakers. Bars (SPEC 8): mean F1 >= 0.9 at 5,00
     python benchmarks/recovery.py                 # 10 seeds, both sizes (see README for time)
     python benchmarks/recovery.py --seeds 3       # quicker
     python benchmarks/recovery.py --json out.json # every per-seed figure
+    python benchmarks/recovery.py --synth mean_utterances=200   # another data regime (any synthesize() setting)
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def recovery_task(
     methods: tuple[str, ...] = (),
     extra: dict | None = None,
     rules: tuple[str, ...] = tuple(RULES),
+    synth_options: dict | None = None,
 ) -> list[dict]:
-    """F1 of each target method's bottom cohort, under the new and the old rule, on one log."""
-    synth = synthesize(n_speakers, effect=effect, plant=[shape], seed=seed)
+    """F1 of each target method's bottom cohort, under the new and the old rule, on one log
+    (``synth_options``: other generator settings, e.g. ``base_wer`` or ``mean_utterances``)."""
+    synth = synthesize(n_speakers, effect=effect, plant=[shape], seed=seed, **(synth_options or {}))
     planted = set(synth.truth["planted"][shape]["speaker_ids"])
     rows = []
     for method in SHAPES[shape].targets:
@@ -143,12 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra audit options for every audit, e.g. min_gain=0 (values parsed as JSON)",
     )
+    parser.add_argument(
+        "--synth",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generator settings for every log, e.g. base_wer=0.15 mean_utterances=8 (values parsed as JSON)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write every per-seed result to this JSON file")
     args = parser.parse_args(argv)
-    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    extra = _key_values(args.set)
+    synth_options = _key_values(args.synth)
     sizes = [(int(n), float(e)) for n, e in (pair.split(":") for pair in args.sizes)]
     calls = [
-        (shape, n, e, seed, tuple(args.methods), extra, tuple(args.rules))
+        (shape, n, e, seed, tuple(args.methods), extra, tuple(args.rules), synth_options)
         for n, e in sizes
         for shape in args.shapes
         for seed in range(args.first_seed, args.first_seed + args.seeds)
@@ -171,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0
+
+
+def _key_values(items: list[str]) -> dict:
+    """KEY=VALUE arguments as a dict, values parsed as JSON."""
+    return {key: json.loads(value) for key, value in (item.split("=", 1) for item in items)}
 
 
 def _task_dict(*args: object) -> dict:

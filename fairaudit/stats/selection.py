@@ -23,7 +23,7 @@ class SelectionRule:
     bottom_share: float | None = None
     max_bottom_share: float = 0.5
     #: Gain one more cell must add to join the bottom cohort (``--bottom auto``); set per audit to
-    #: CELL_PENALTY x the speaker dispersion (:func:`fairaudit.stats.metrics.speaker_dispersion`).
+    #: CELL_PENALTY x what a random cell adds (:func:`fairaudit.stats.metrics.random_cell_gain`).
     cell_penalty: float = 0.0
     top: TopMode = "rest"
 
