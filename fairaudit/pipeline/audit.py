@@ -40,7 +40,7 @@ from fairaudit.stats.resampling import (
     permutation_p_value,
     utterance_level_null,
 )
-from fairaudit.stats.selection import SelectionRule, fixed_partition_statistic
+from fairaudit.stats.selection import CELL_PENALTY, SelectionRule, fixed_partition_statistic
 from fairaudit.version import __version__
 
 
@@ -339,17 +339,9 @@ def _audit_result(
     )
 
 
-#: --bottom auto: a cell joins the bottom cohort only if it adds more than CELL_PENALTY x 2 ln(K) times what a
-#: random cell adds to the size-weighted gain (:func:`random_cell_gain`; the 2 ln K of the risk-inflation criterion
-#: allows for the worst cells being the largest of K). 0.65 is the price measured best on fairaudit synth logs
-#: (stop 24, then 1 x the speaker dispersion, which is 0.65 x the random-cell gain at their 20 utterances per
-#: speaker); pricing by the random-cell gain keeps that ratio when speakers have many more or fewer words.
-CELL_PENALTY = 0.65
-
-
 def selection_rule(opts: AuditOptions, speakers: SpeakerTable | None = None) -> SelectionRule:
     """How every method's bottom and top cohorts are chosen from its cells (SPEC 5); the price
-    of a cell in ``--bottom auto`` comes from the discovery speakers' dispersion."""
+    of a cell in ``--bottom auto`` comes from the discovery speakers (:func:`random_cell_gain`)."""
     penalty = 0.0
     if speakers is not None:
         penalty = CELL_PENALTY * random_cell_gain(speakers.errors, speakers.ref_words, opts.seed)

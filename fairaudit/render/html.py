@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader
 from fairaudit.render import charts, usmap
 from fairaudit.render import format as fmt
 from fairaudit.report.result import AuditResult, MethodResult
+from fairaudit.stats.selection import CELL_PENALTY
 
 VERDICT_CLASS = {"disparity": "disparity", "no evidence": "no-evidence", "insufficient data": "insufficient"}
 
@@ -44,8 +45,9 @@ DEFINITIONS = [
         "of the j worst cells (ranked by WER) that best separates high-WER speakers from the rest: j maximises "
         "the size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other "
         "assigned speaker; the criterion a geo-tree split maximises), each cell after the first must add more than "
-        "2 ln(K) times the speakers' WER dispersion (sum over speakers of (e - WER x w)^2 / w, divided by n - 1: the "
-        "gain a random cell adds when speakers' word counts are alike; K eligible cells), and B holds at "
+        f"{CELL_PENALTY} x 2 ln(K) times the gain a cell of random speakers adds on average "
+        "(y + alpha y^2 x sum(w^2) / sum(w), with y the overall WER, w each speaker's reference words and alpha "
+        "the speakers' overdispersion; K eligible cells), and B holds at "
         "most --max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; "
         "--bottom-share p: the worst cells whose speaker share is closest to p",
     ),
