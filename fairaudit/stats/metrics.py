@@ -99,14 +99,18 @@ def speaker_dispersion(errors: np.ndarray, ref_words: np.ndarray) -> float:
     (:func:`random_cell_gain`, which prices a cell in the bottom-cohort selection). It does not
     change when outcomes are shuffled across speakers, so the permutation test sees the same price.
     """
-    errors = np.asarray(errors, dtype=np.float64)
+    e, w = _speakers_with_words(errors, ref_words)
+    if len(w) < 2:
+        return 0.0
+    pooled = e.sum() / w.sum()
+    return float(((e - pooled * w) ** 2 / w).sum() / (len(w) - 1))
+
+
+def _speakers_with_words(errors: np.ndarray, ref_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Errors and words (as floats) of the speakers with at least one reference word."""
     words = np.asarray(ref_words, dtype=np.float64)
     keep = words > 0
-    if keep.sum() < 2:
-        return 0.0
-    e, w = errors[keep], words[keep]
-    pooled = e.sum() / w.sum()
-    return float(((e - pooled * w) ** 2 / w).sum() / (keep.sum() - 1))
+    return np.asarray(errors, dtype=np.float64)[keep], words[keep]
 
 
 #: Groups (and the least speakers per group) of the median-of-means overdispersion estimate.
@@ -151,12 +155,9 @@ def random_cell_gain(errors: np.ndarray, ref_words: np.ndarray, seed: int) -> fl
     words (a median of skewed group estimates), the same in every regime. It depends on the outcomes
     only through y and the order-free alpha, so the permutation test sees the same price.
     """
-    errors = np.asarray(errors, dtype=np.float64)
-    words = np.asarray(ref_words, dtype=np.float64)
-    keep = words > 0
-    if keep.sum() < 2:
+    e, w = _speakers_with_words(errors, ref_words)
+    if len(w) < 2:
         return 0.0
-    e, w = errors[keep], words[keep]
     rate = float(e.sum() / w.sum())
     alpha = negative_binomial_alpha(e, w, rate, seed)
     return float(rate + alpha * rate * rate * (w * w).sum() / w.sum())
