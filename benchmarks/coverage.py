@@ -1,4 +1,5 @@
-"""Interval coverage of the true cohort WER: expanded BCa (what reports use) vs BCa vs percentile (SPEC 8).
+"""Interval coverage of the true cohort WER, WER gap and bottom-cohort share: expanded BCa (what reports
+use) vs BCa vs percentile (SPEC 5 and 8).
 
 For each log (``fairaudit synth`` with one cohort planted, 2,000 speakers, +30%), the planted
 cohort and the rest are fixed by the generator's rule (never by discovery, which would select on
@@ -7,7 +8,10 @@ intervals of both cohorts' WERs and of the WER gap (bottom = the worse side on t
 computed from the *same* replicates: the expanded BCa interval the reports use
 (Student-t quantiles on the cohort's effective degrees of freedom), plain BCa and the plain
 percentile interval. The true cohort WER is the population value (benchmarks/calibration.py,
-``true_cohort_wer``). Bar: 93-97% coverage with misses balanced between the two sides.
+``true_cohort_wer``). The bottom-cohort share's interval (plain BCa in the reports: a share is
+a proportion of speakers, not a ratio of sums) is checked against the population share of the
+planted cohort, measured once per method on a 1,000,000-speaker log of the same generator
+(``population_planted_share``). Bar: 93-97% coverage with misses balanced between the two sides.
 
     python benchmarks/coverage.py --seeds 1200     # as recorded in benchmarks/README.md
     python benchmarks/coverage.py --seeds 1200 --first-seed 500000 --speakers 1000 --effect 0.5
@@ -45,8 +49,26 @@ from fairaudit.synth.generator import synthesize  # noqa: E402
 COLUMN = "rule_cohort"
 
 
-def coverage_task(method: str, seed: int, n_speakers: int = 2000, bootstrap: int = 1000, effect: float = 0.3) -> dict:
-    """Both intervals of the planted and the rest cohort's WER on one log, against the truth."""
+def population_planted_share(method: str, effect: float, speakers: int = 1_000_000) -> float:
+    """Share (%) of the planted cohort among the speakers the method can assign, in the limit of
+    many speakers: the planted speakers' share of a log this large (its sampling error, about
+    0.03 percentage points, is small against a 2,000-speaker interval's half-width of 1.5)."""
+    synth = synthesize(speakers, effect=effect, plant=[method], seed=0, embeddings="none", mean_utterances=1)
+    labels = synth.log.assign(cohort=cohort_labels(method, synth)).groupby("speaker_id")["cohort"].first()
+    labels = labels[labels.notna()]
+    return float(100 * (labels == "planted").mean())
+
+
+def coverage_task(
+    method: str,
+    seed: int,
+    n_speakers: int = 2000,
+    bootstrap: int = 1000,
+    effect: float = 0.3,
+    planted_share: float = float("nan"),
+) -> dict:
+    """Every interval of the planted and the rest cohort's WER, the gap and the bottom-cohort
+    share on one log, against the truth (``planted_share``: the population share, %)."""
     synth = synthesize(n_speakers, effect=effect, plant=[method], seed=seed)
     frame = synth.log.assign(**{COLUMN: cohort_labels(method, synth)})
     speakers = build_speaker_table(load_log(frame))
@@ -85,6 +107,18 @@ def coverage_task(method: str, seed: int, n_speakers: int = 2000, bootstrap: int
         low, high = bca_interval(boot["gap_pct"], gap, gap_a, degrees_of_freedom=freedom)
         out[f"gap:{kind}"] = "below" if true_gap < low else ("above" if true_gap > high else "")
     out["gap:percentile"] = "skipped"
+    # The bottom-cohort share (bottom = the worse side on this log; its truth is the planted share
+    # or its complement), as the reports give it: plain BCa.
+    n_assigned = int((partition.labels >= 0).sum())
+    share = 100 * int(np.isin(partition.labels, np.flatnonzero(bottom)).sum()) / n_assigned
+    true_share = planted_share if str(ids[bottom][0]) == "planted" else 100 - planted_share
+    _, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
+    for kind, (low, high) in (
+        ("bca", bca_interval(boot["share_pct"], share, share_a)),
+        ("percentile", percentile_interval(boot["share_pct"])),
+    ):
+        out[f"share:{kind}"] = "below" if true_share < low else ("above" if true_share > high else "")
+    out["share:expanded bca"] = "skipped"
     return out
 
 
@@ -104,12 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    calls = [(m, args.first_seed + i, args.speakers, 1000, args.effect) for m in METHODS for i in range(args.seeds)]
+    shares = {m: population_planted_share(m, args.effect) for m in METHODS}
+    print("population share of the planted cohort (%): " + ", ".join(f"{m} {v:.2f}" for m, v in shares.items()))
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    calls = [(m, seed, args.speakers, 1000, args.effect, shares[m]) for m in METHODS for seed in seeds]
     rows = run_tasks(coverage_task, calls, workers=args.workers, label="coverage")
     print(f"\n{len(rows)} logs in {time.perf_counter() - start:.0f} s")
     print("| method | cohort | interval | coverage [95% CI] | truth below | truth above |\n|---|---|---|---|---|---|")
     for method in METHODS:
-        for cohort in ("planted", "rest", "gap"):
+        for cohort in ("planted", "rest", "gap", "share"):
             for kind in ("expanded bca", "bca", "percentile"):
                 misses = [r[f"{cohort}:{kind}"] for r in rows if r["method"] == method]
                 if "skipped" in misses:
