@@ -11,6 +11,7 @@ from fairaudit.cli.console import err_console, progress_bars, stdout_console
 from fairaudit.cli.options import (
     LOG_HELP,
     BlocksizeOption,
+    ByLevelOption,
     ByOption,
     CohortsOption,
     ColumnsOption,
@@ -34,6 +35,7 @@ def audit(
     log: Annotated[str, typer.Argument(metavar="LOG", help=LOG_HELP)],
     method: MethodsOption = None,
     by: ByOption = None,
+    by_level: ByLevelOption = None,
     column: ColumnsOption = None,
     embeddings: EmbeddingsOption = None,
     normalize: OptionalNormalizeOption = None,
@@ -97,6 +99,7 @@ def audit(
     cli_values = {
         "methods": method or None,
         "by": by or None,
+        "by_level": by_level,
         "min_speakers": min_speakers,
         "max_regions": max_regions,
         "min_gain": min_gain,

@@ -10,6 +10,7 @@ import typer
 from fairaudit.cli.console import stdout_console
 from fairaudit.cli.options import (
     BaselineCohortsOption,
+    ByLevelOption,
     ByOption,
     ColumnsOption,
     EmbeddingsOption,
@@ -32,6 +33,7 @@ def compare(
     cohorts: BaselineCohortsOption = None,
     method: MethodsOption = None,
     by: ByOption = None,
+    by_level: ByLevelOption = None,
     column: ColumnsOption = None,
     embeddings: EmbeddingsOption = None,
     reference: ReferenceOption = None,
@@ -96,6 +98,7 @@ def compare(
         speaker_pattern=speaker_pattern,
         methods=list(method) if method else None,
         by=list(by or []),
+        **({"by_level": by_level} if by_level else {}),
         bootstrap=bootstrap,
         min_report_speakers=min_report_speakers,
         seed=seed,

@@ -12,6 +12,7 @@ from fairaudit.cli.audit_command import audit_result, write_reports
 from fairaudit.cli.console import stdout_console
 from fairaudit.cli.options import (
     BlocksizeOption,
+    GateByLevelOption,
     GateByOption,
     GateColumnsOption,
     GateEmbeddingsOption,
@@ -86,6 +87,7 @@ def gate(
     ] = None,
     method: GateMethodsOption = None,
     by: GateByOption = None,
+    by_level: GateByLevelOption = None,
     column: GateColumnsOption = None,
     embeddings: GateEmbeddingsOption = None,
     holdout: Annotated[Optional[float], when_auditing(audit_option("holdout"))] = None,
@@ -118,7 +120,13 @@ def gate(
         report = read_report(Path(source))
         check_outputs([junit, markdown], [Path(source), baseline, policy, _config_file()])
     else:
-        cli_values = {"methods": method or None, "by": by or None, "holdout": holdout, "seed": seed}
+        cli_values = {
+            "methods": method or None,
+            "by": by or None,
+            "by_level": by_level,
+            "holdout": holdout,
+            "seed": seed,
+        }
         check_outputs([junit, markdown, json_out, html], [baseline, policy, _config_file()])
         result = audit_result(
             source,

@@ -120,6 +120,7 @@ BlocksizeOption = Annotated[Optional[str], typer.Option("--blocksize", metavar="
 # Audit settings that commands besides audit take (audit, compare; gate takes them when_auditing).
 MethodsOption = Annotated[Optional[list[str]], audit_option("methods", "-m")]
 ByOption = Annotated[Optional[list[str]], audit_option("by")]
+ByLevelOption = Annotated[Optional[str], audit_option("by_level")]
 CohortsOption = Annotated[Optional[Path], _COHORTS]
 #: compare measures both logs on the cohorts; without a report they are discovered on the baseline.
 BaselineCohortsOption = Annotated[
@@ -133,5 +134,6 @@ GateEmbeddingsOption = Annotated[Optional[Path], when_auditing(_EMBEDDINGS)]
 GateEngineOption = Annotated[str, when_auditing(_ENGINE)]
 GateMethodsOption = Annotated[Optional[list[str]], when_auditing(audit_option("methods", "-m"))]
 GateByOption = Annotated[Optional[list[str]], when_auditing(audit_option("by"))]
+GateByLevelOption = Annotated[Optional[str], when_auditing(audit_option("by_level"))]
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -205,3 +207,42 @@ def test_a_few_speakers_missing_values_cannot_be_recovered_across_methods():
     assert device["assigned_speakers"] == gender["assigned_speakers"] == 297
     reported = sum(c["utterances"] for c in device["cohorts"]) + sum(c["utterances"] for c in gender["cohorts"])
     assert reported == 2 * (len(log) - 3 * 8)  # the same utterances behind both methods' totals
+
+
+@pytest.mark.parametrize("command", ["audit", "gate"])
+def test_by_level_is_an_option_of_the_command_line(tmp_path, command):
+    """--by-level is documented in the README and suggested by the tool's own notes, so the command
+    line must take it (it was once only a configuration-file key)."""
+    import json
+
+    from cli_runner import run_main
+
+    log = device_log(np.random.default_rng(6), phone_effect=1.2, n=300, per_speaker=8)
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    levels = {}
+    for level in ("speaker", "utterance"):
+        out = tmp_path / f"{level}.json"
+        if command == "audit":
+            args = ["audit", path, "--by", "device", "--by-level", level, "--bootstrap", "0", "--permutations", "0"]
+        else:
+            policy = tmp_path / "policy.toml"
+            policy.write_text("[audit]\nbootstrap = 0\npermutations = 0\n[gate]\nmax-wer-gap-pct = 1000\n")
+            args = ["gate", path, "--policy", policy, "--by", "device", "--by-level", level]
+        done = run_main(*args, "--json", out, "--quiet")
+        assert done.code == 0, done.stderr
+        levels[level] = json.loads(out.read_text())["methods"]["attribute"]["cohort_level"]
+    assert levels == {"speaker": "speaker", "utterance": "utterance"}
+
+
+def test_every_audit_option_is_on_the_audit_command():
+    """Each option declared in AuditOptions with a flag is accepted by ``fairaudit audit``."""
+    from typer.testing import CliRunner
+
+    from fairaudit.cli.app import app
+    from fairaudit.options import AuditOptions
+
+    shown = CliRunner().invoke(app, ["audit", "--help"], env={"COLUMNS": "200"}).output
+    flags = [AuditOptions.field_info(name).get("flag") for name in AuditOptions.names()]
+    missing = [flag for flag in flags if flag and not re.search(rf"{re.escape(flag)}\b(?!-)", shown)]
+    assert not missing
