@@ -103,6 +103,7 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
         lines.append(number)
     if not records:
         raise InputError("the manifest has no entries (one JSON object per line expected)", file=str(path))
+    _require_text_keys(records, lines, path)
     frame = pd.DataFrame.from_records(records)
     nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict))).any()]
     notes = (
@@ -115,6 +116,29 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
     frame = frame.rename(columns=renames)
     source = LineSource(path, str(path), FileFormat("nemo"), header=list(frame.columns), lines=lines)
     return frame, source, notes
+
+
+#: Manifest keys holding words: a line without one that other lines have would silently score as
+#: an empty reference or hypothesis (every word deleted or inserted), so it is an error instead.
+NEMO_TEXT_KEYS = ("text", "pred_text")
+
+
+def _require_text_keys(records: list[dict], lines: list[int], path: Path) -> None:
+    """InputError naming the first line that lacks (or has null for) a text key other lines have."""
+    for key in NEMO_TEXT_KEYS:
+        present = [isinstance(entry.get(key), str) for entry in records]
+        if any(present) and not all(present):
+            index = present.index(False)
+            what = "null" if key in records[index] else "missing"
+            role = "reference" if key == "text" else "hypothesis"
+            raise InputError(
+                f"the {role} key {key!r} is {what} on this line but present on others; write "
+                f'"{key}": "" if the {role} really is empty',
+                file=str(path),
+                line=lines[index],
+                column=key,
+                value=None if what == "missing" else "null",
+            )
 
 
 def _add_entry(entries: dict[str, tuple[int, str]], utterance: str, number: int, words: str, path: Path) -> None:

@@ -58,6 +58,25 @@ def test_nemo_manifest_errors_name_the_line(tmp_path):
     assert run.code == 2 and f"file {path}, line 2" in run.stderr and "not a valid JSON line" in run.stderr
 
 
+@pytest.mark.parametrize(("key", "value", "shown"), [("pred_text", None, "missing"), ("text", "null", "null")])
+def test_a_manifest_line_without_its_text_is_an_error_not_an_empty_text(tmp_path, key, value, shown):
+    """A line that lacks the hypothesis (or reference) other lines have would score as every word
+    deleted (or inserted): a wrong WER, silently. It is an error naming the line and key; an empty
+    string stays a legitimately empty text."""
+    entries = [{"audio_filepath": u, "text": r, "pred_text": h, "speaker": s} for s, u, r, h, _, _ in UTTERANCES]
+    if value is None:
+        del entries[2][key]
+    else:
+        entries[2][key] = None
+    path = tmp_path / "manifest.jsonl"
+    write_manifest(path, entries)
+    run = run_main("audit", path, "--by", "speaker_id", "--bootstrap", "0", "--permutations", "0")
+    assert run.code == 2, run.stdout
+    assert f"file {path}, line 3, column {key!r}" in run.stderr and shown in run.stderr
+    assert f'"{key}": ""' in run.stderr  # says how to write a really empty text
+    assert "Traceback" not in run.stderr
+
+
 def write_kaldi(directory, hyp_name="hyp", drop_hypothesis=None, drop_speaker=None) -> None:
     directory.mkdir()
     (directory / "text").write_text("".join(f"{u} {r}\n" for _, u, r, _, _, _ in UTTERANCES))
