@@ -181,7 +181,8 @@ class AuditOptions(BaseModel):
         kind="number",
         rule="a fraction between 0 and 1 (e.g. 0.5)",
         help="Fraction of speakers held out: discovery runs on the rest and every figure is re-measured on the "
-        "held-out speakers.",
+        "held-out speakers (chosen by a hash of each speaker id and --seed, so logs of the same speakers hold out "
+        "the same ones). With --cohorts: measure only the speakers this split holds out.",
     )
     bootstrap: int = option(
         1000,

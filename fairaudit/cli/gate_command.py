@@ -200,11 +200,20 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
             str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **parameters
         )
         return comparison.to_dict()
+    # A baseline audited with --holdout reports held-out figures: re-measure the new log on the same
+    # held-out speakers (the split follows speaker ids and the baseline's seed), not on all of them,
+    # whose other half chose the cohorts and so shows their gaps inflated.
+    baseline_parameters = before.get("parameters") or {}
+    split = (
+        {"holdout": baseline_parameters["holdout"], "seed": baseline_parameters.get("seed", 0)}
+        if baseline_parameters.get("holdout")
+        else {}
+    )
     stored = fairaudit.audit(
         source,
         columns=parse_columns(column),
         embeddings=embeddings,
         cohorts=str(baseline),
-        **{k: v for k, v in parameters.items() if k != "methods"},
+        **{**{k: v for k, v in parameters.items() if k != "methods"}, **split},
     )
     return comparison_from_reports(before, json.loads(stored.to_json()))

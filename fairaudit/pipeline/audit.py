@@ -50,10 +50,9 @@ def run_stored_audit(
     """Measure ``speakers`` on the cohort definitions of an earlier audit report (no discovery)."""
     from fairaudit.pipeline.stored import measure_stored, read_cohort_report
 
-    if opts.holdout:
-        raise UsageError(
-            "--holdout splits speakers for discovery; with --cohorts nothing is discovered: drop one of them"
-        )
+    held_out = split_speakers(speakers.speaker_ids, opts.holdout, opts.seed)[1]
+    if held_out is not None:  # only the speakers an audit with this --holdout and --seed holds out
+        speakers = speakers.subset(held_out)
     report, where = read_cohort_report(cohorts)
     results = measure_stored(speakers, report, where, selection_rule(opts, speakers), opts)
     parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
@@ -125,7 +124,7 @@ def run_audit(
     """
     stage = stage or (lambda name: nullcontext())
     progress = _one_at_a_time(progress) if progress else None
-    discovery_pos, holdout_pos = split_speakers(len(speakers), opts.holdout, opts.seed)
+    discovery_pos, holdout_pos = split_speakers(speakers.speaker_ids, opts.holdout, opts.seed)
     discovery = speakers.subset(discovery_pos) if holdout_pos is not None else speakers
     rule = selection_rule(opts, discovery)
     held_out = speakers.subset(holdout_pos) if holdout_pos is not None else None
@@ -516,19 +515,28 @@ def method_table(method: CohortMethod, log: UtteranceLog, speakers: SpeakerTable
     return build_utterance_table(log, columns)
 
 
-def split_speakers(n: int, holdout: float | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positions of discovery and held-out speakers (a seeded random split), sorted."""
+def split_speakers(speaker_ids: np.ndarray, holdout: float | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Positions of discovery and held-out speakers, sorted: the round(holdout x n) speakers whose
+    id hashes lowest under a key made from ``seed`` are held out.
+
+    The split depends on each speaker's id, not on its position, so two logs of the same speakers
+    (a new model on the same test set) hold out the same speakers, and mostly the same ones when a
+    few speakers differ: the gate can then re-measure a new log on exactly the speakers a baseline
+    audit's held-out figures come from.
+    """
+    n = len(speaker_ids)
     if not holdout:
         return np.arange(n), None
-    rng = np.random.default_rng([seed, 0x401D0])
-    shuffled = rng.permutation(n)
     n_holdout = int(round(holdout * n))
     if n_holdout < 1 or n_holdout > n - 1:
         raise UsageError(
             f"--holdout {holdout:g} of {n:,} speakers holds out {n_holdout:,}: both parts need speakers; "
             f"use a fraction between {1 / n:.3g} and {1 - 1 / n:.3g} (0.5 is usual)"
         )
-    return np.sort(shuffled[n_holdout:]), np.sort(shuffled[:n_holdout])
+    key = f"{int(seed) & 0xFFFFFFFFFFFF:016x}"[-16:]  # pandas hashes with a 16-character key
+    hashes = pd.util.hash_array(np.asarray(speaker_ids).astype(str).astype(object), hash_key=key)
+    order = np.lexsort((np.arange(n), hashes))
+    return np.sort(order[n_holdout:]), np.sort(order[:n_holdout])
 
 
 def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:

@@ -145,3 +145,38 @@ def test_missing_or_directory_policy_is_a_clear_error(workspace):
     for path in ("no-such-policy.toml", "."):
         run = fairaudit("gate", "baseline.json", "--policy", path, cwd=workspace)
         assert run.returncode == 2 and "policy" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_model_gated_against_its_own_held_out_audit_changes_by_zero(workspace):
+    """A baseline audited with --holdout reports held-out figures; the gate must re-measure the new
+    log on the same held-out speakers. On all speakers the half that chose the cohorts shows their
+    gaps inflated, so a model compared with its own release audit would "regress"."""
+    run = fairaudit("audit", "log.csv", *AUDIT, "--holdout", "0.5", "--json", "held.json", "--quiet", cwd=workspace)
+    assert run.returncode == 0, run.stderr
+    rules = policy(
+        workspace,
+        'holdout = 0.5\n[gate]\non = "point"\nmax-gap-increase-points = { warn = 0.001, fail = 0.002 }\n'
+        "max-cohort-wer-increase-points = { warn = 0.001, fail = 0.002 }\n",
+    )
+    same = fairaudit(
+        "gate", "log.csv", *AUDIT, "--policy", rules, "--baseline", "held.json", "--markdown", "same.md", cwd=workspace
+    )
+    assert same.returncode == 0, same.stdout + same.stderr
+    comment = (workspace / "same.md").read_text()
+    assert "change +0.0 gap points" in comment and "+0.00 WER points" in comment
+    assert comment.count("| pass |") == 2 and "| warn |" not in comment and "| fail |" not in comment
+
+
+def test_the_held_out_speakers_follow_their_ids_not_their_positions():
+    import numpy as np
+
+    from fairaudit.pipeline.audit import split_speakers
+
+    ids = np.array([f"speaker-{i:04d}" for i in range(1000)])
+    held = set(ids[split_speakers(ids, 0.3, 7)[1]])
+    assert len(held) == 300
+    shuffled = np.random.default_rng(0).permutation(ids)
+    assert set(shuffled[split_speakers(shuffled, 0.3, 7)[1]]) == held  # order of the log does not matter
+    fewer = ids[20:]  # a log without 20 of the speakers holds out mostly the same ones
+    assert len(set(fewer[split_speakers(fewer, 0.3, 7)[1]]) - held) <= 10
+    assert len(set(ids[split_speakers(ids, 0.3, 8)[1]]) & held) < 150  # another seed, another split
