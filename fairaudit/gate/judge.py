@@ -279,7 +279,7 @@ def _cells(method: dict) -> list:
     """A method's cohort definitions without their wording (what decides who is in which cohort)."""
     definition = method.get("definition") or {}
     return [{k: v for k, v in cell.items() if k != "description"} for cell in definition.get("cells", [])] + [
-        {k: v for k, v in definition.items() if k not in ("cells", "rule")}
+        {k: v for k, v in definition.items() if k not in ("cells", "rule", "withheld_cells")}
     ]
 
 

@@ -50,6 +50,10 @@ class CohortMethod(ABC):
     #: Whether the cells themselves depend on the outcomes (a tree, a scan) or only their ranking
     #: does (clusters, attribute groups): the permutation test then only re-ranks fixed cells.
     cells_depend_on_outcomes: ClassVar[bool] = True
+    #: Whether, on stored definitions (``audit --cohorts``), the speakers of a cell withheld for
+    #: privacy land in a published cell (the nearest cluster, the area outside the windows) instead
+    #: of being unassigned: an audit on such definitions then says so in a note.
+    absorbs_withheld_cells: ClassVar[bool] = False
 
     partition_: Partition
 

@@ -30,6 +30,7 @@ class EmbeddingKMeans(CohortMethod):
     display_order = 30
     requires = ("embeddings",)
     cells_depend_on_outcomes = False  # clusters come from the embeddings; only their ranking uses WER
+    absorbs_withheld_cells = True  # a speaker joins the nearest published centroid
 
     def __init__(self, clusters: int | str = "auto", min_speakers: int = 30, seed: int = 0) -> None:
         self.clusters = clusters

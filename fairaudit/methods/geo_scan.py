@@ -144,6 +144,7 @@ class GeoScan(CohortMethod):
     display_order = 15
     runs_by_default = True
     requires = (LATITUDE, LONGITUDE)
+    absorbs_withheld_cells = True  # a speaker in a withheld window counts as outside the windows
 
     def __init__(
         self,

@@ -56,7 +56,29 @@ def run_stored_audit(
     report, where = read_cohort_report(cohorts)
     results = measure_stored(speakers, report, where, selection_rule(opts, speakers), opts)
     parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
-    return _audit_result(log, speakers, opts, results, parameters, None)
+    result = _audit_result(log, speakers, opts, results, parameters, None)
+    result.notes += withheld_cell_notes(report, results)
+    return result
+
+
+def withheld_cell_notes(report: dict, results: dict) -> list[str]:
+    """A note per stored method whose report withheld some cells for privacy: their definitions are
+    not stored, so this log's speakers are assigned among the published cells only, and a published
+    cell (a nearest cluster, the area outside the windows) can hold speakers it did not hold before."""
+    notes = []
+    classes = method_classes()
+    for key in results:
+        definition = (report["methods"].get(key) or {}).get("definition") or {}
+        withheld = definition.get("withheld_cells")
+        method = classes.get(str(definition.get("method")))
+        if method is not None and method.absorbs_withheld_cells and isinstance(withheld, int) and withheld > 0:
+            notes.append(
+                f"{key}: the stored audit withheld {withheld} of its cohorts for privacy (fewer than its "
+                "--min-report-speakers speakers), so their definitions are not stored; this log's speakers "
+                "are assigned among the published cohorts only, which can therefore hold more speakers than "
+                "they did in the stored audit"
+            )
+    return notes
 
 
 def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMethod]:

@@ -244,7 +244,7 @@ class MethodReport(Figures):
     )
     definition: Definition | None = required(
         "Portable cohort definitions: what is needed to put any new speaker into the same cohorts (audit "
-        "--cohorts). Cells under --min-report-speakers are withheld."
+        "--cohorts). Cells under --min-report-speakers are withheld, and withheld_cells (when present) counts them."
     )
     cohort_level: Literal["speaker", "utterance"] = required(
         "speaker: each speaker is in one cohort (a --by column constant within speakers takes the speaker's "

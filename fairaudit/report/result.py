@@ -276,11 +276,16 @@ def _withhold_cluster_views(details: dict, cohort_ids: list[str], suppressed: se
 
 
 def _withhold_suppressed_cells(details: dict, suppressed: set[str]) -> dict:
-    """Method details without the entries (region bounds, scan windows) of suppressed cells."""
+    """Method details without the entries (region bounds, scan windows) of suppressed cells; a
+    definition also says how many of its cells were withheld (``withheld_cells``), so that a
+    later audit on it can say its speakers were put among the published cells only."""
     out = {}
     for key, value in details.items():
         if isinstance(value, list) and value and all(isinstance(v, dict) and "id" in v for v in value):
-            value = [v for v in value if str(v["id"]) not in suppressed]
+            kept = [v for v in value if str(v["id"]) not in suppressed]
+            if key == "cells" and len(kept) < len(value):
+                out["withheld_cells"] = len(value) - len(kept)
+            value = kept
         out[key] = value
     return out
 

@@ -146,3 +146,25 @@ def test_suppressed_cells_are_withheld_from_the_definitions():
     )
     reasons = again.methods["geo-tree"].partition.unassigned_reasons
     assert any("withheld" in reason for reason in reasons)
+
+
+def test_clusters_withheld_for_privacy_are_counted_and_their_absorption_is_noted():
+    """k-means clusters under --min-report-speakers are withheld from the definitions (their
+    centroids too), so on re-application their speakers join the nearest published cluster. That
+    cannot be undone without publishing the centroids, so the definition counts the withheld
+    clusters and an audit on it says where their speakers went; geo-tree, whose withheld regions
+    leave speakers unassigned with a reason, needs no such note."""
+    synth = synthesize(600, effect=0.5, plant=["emb-cluster"], seed=5)
+    options = dict(methods=["embedding-kmeans", "geo-tree"], bootstrap=0, permutations=0, min_speakers=5)
+    result = fairaudit.audit(synth.log, embeddings=synth.embeddings, clusters=40, min_report_speakers=15, **options)
+    published = result.to_dict()
+    cohorts = result.methods["embedding-kmeans"].discovery.cohorts
+    n_withheld = int(cohorts["suppressed"].sum())
+    assert n_withheld > 0  # 40 clusters of 600 speakers: some hold fewer than 15
+    definition = published["methods"]["embedding-kmeans"]["definition"]
+    assert definition["withheld_cells"] == n_withheld and len(definition["cells"]) == 40 - n_withheld
+    again = fairaudit.audit(synth.log, embeddings=synth.embeddings, cohorts=published, **options)
+    notes = [note for note in again.notes if "withheld" in note]
+    assert len(notes) == 1 and notes[0].startswith(f"embedding-kmeans: the stored audit withheld {n_withheld} ")
+    stored = again.methods["embedding-kmeans"].partition
+    assert (stored.labels >= 0).sum() == (result.methods["embedding-kmeans"].partition.labels >= 0).sum()
