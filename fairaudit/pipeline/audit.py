@@ -293,6 +293,7 @@ def run_audit(
         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
+    audit_result.notes += [too_few_permutations(opts)] if too_few_permutations(opts) else []
     return audit_result
 
 
@@ -605,7 +606,21 @@ def _verdict(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[st
     gap = held.wer_gap_pct if held is not None else figures.wer_gap_pct
     if p < opts.alpha and gap > 0:
         return "disparity", f"{where} p-value {p:.3g} < {opts.alpha:g}"
-    return "no evidence", f"{where} p-value {p:.3g} >= {opts.alpha:g}"
+    limit = too_few_permutations(opts)
+    return "no evidence", f"{where} p-value {p:.3g} >= {opts.alpha:g}" + (f" ({limit})" if limit else "")
+
+
+def too_few_permutations(opts: AuditOptions) -> str:
+    """Why no verdict can be "disparity" when the smallest possible permutation p-value,
+    1 / (permutations + 1), is not below --alpha; "" otherwise."""
+    if opts.permutations <= 0 or 1 / (opts.permutations + 1) < opts.alpha:
+        return ""
+    needed = int(np.floor(1 / opts.alpha + 1e-9))
+    return (
+        f"with --permutations {opts.permutations} the smallest possible p-value is "
+        f"{1 / (opts.permutations + 1):.3g}, not below --alpha {opts.alpha:g}, so no verdict can be a disparity: "
+        f"use at least {needed} permutations (default 200)"
+    )
 
 
 def _assignments(key: str, partition: Partition, speakers: SpeakerTable, bottom: list[str]) -> pd.DataFrame:

@@ -322,6 +322,24 @@ def test_a_holdout_that_holds_out_nobody_is_a_usage_error(tmp_path):
     assert run.code == 2 and "--holdout" in run.stderr
 
 
+@pytest.mark.parametrize(("permutations", "alpha", "warned"), [(10, 0.05, True), (19, 0.05, True), (20, 0.05, False)])
+def test_too_few_permutations_to_reach_alpha_are_said(permutations, alpha, warned):
+    """With B permutations the smallest p-value is 1 / (B + 1): at B = 10 and alpha 0.05 even a huge
+    gap can only be "no evidence", so the verdict and a note say why and what to use instead."""
+    log = small_log(n=200).assign(errors=lambda f: np.where(f["group"] == "a", f["errors"] * 4, f["errors"]))
+    result = fairaudit.audit(
+        log, methods=["attribute"], by=["group"], bootstrap=0, permutations=permutations, alpha=alpha
+    )
+    method = result.to_dict()["methods"]["attribute"]
+    said = f"smallest possible p-value is {1 / (permutations + 1):.3g}"
+    assert (said in method["verdict_reason"]) == warned
+    assert any(said in note and "use at least 20 permutations" in note for note in result.notes) == warned
+    if warned:
+        assert method["verdict"] == "no evidence" and method["p_value"] == pytest.approx(1 / (permutations + 1))
+    else:
+        assert method["verdict"] == "disparity"
+
+
 def test_many_permutations_run_in_bounded_blocks():
     """100,000 permutations of 300 speakers once needed a 1.1 GB matrix; blocks need a few MB and
     give the same rows as one matrix."""
