@@ -139,11 +139,13 @@ def _other_columns(
 
 def _require_columns(src: Source, present: set[str]) -> None:
     """speaker_id and one complete error form are required; say which columns would do."""
+    separator = _separator_hint(src.header)
     if logs.SPEAKER not in present:
         raise src.error(
-            "the required column 'speaker_id' is missing (if the speaker is in another column, "
+            separator
+            or "the required column 'speaker_id' is missing (if the speaker is in another column, "
             f"use --column speaker_id=NAME); the file's columns are: {list_names(src.header)}",
-            column=logs.SPEAKER,
+            column=None if separator else logs.SPEAKER,
         )
     if any(set(cols) <= present for cols in ERROR_FORMS.values()):
         return
@@ -152,11 +154,33 @@ def _require_columns(src: Source, present: set[str]) -> None:
     first_missing = next(
         (c for cols in ERROR_FORMS.values() if set(cols) & present for c in cols if c not in present), logs.ERRORS
     )
+    rename = "" if found else "; if they are under other names, say so: --column reference=ref --column hypothesis=hyp"
     raise src.error(
-        f"no complete error information: add one of these sets of columns: {options} "
-        f"(found: {', '.join(found) if found else 'none of them'})",
-        column=first_missing,
+        separator
+        or f"no complete error information: add one of these sets of columns: {options} "
+        f"(found: {', '.join(found) if found else 'none of them'}){rename}",
+        column=None if separator else first_missing,
     )
+
+
+#: Separators a mis-named file may use, and what to do about each.
+SEPARATOR_ADVICE = {
+    "\t": "the file looks tab-separated: give it a .tsv (or .tsv.gz) name",
+    ";": "the file looks semicolon-separated: fairaudit reads comma-separated .csv and tab-separated .tsv; "
+    "save it as one of those",
+    "|": "the file looks pipe-separated: fairaudit reads comma-separated .csv and tab-separated .tsv; "
+    "save it as one of those",
+}
+
+
+def _separator_hint(header: list[str] | None) -> str:
+    """Advice when the whole header was read as one column holding another separator, else ""."""
+    if not header or len(header) != 1:
+        return ""
+    for separator, advice in SEPARATOR_ADVICE.items():
+        if separator in header[0]:
+            return f"{advice} (its header was read as the single column {header[0]!r})"
+    return ""
 
 
 def _utterance_ids(table: pa.Table, actual: str, src: Source) -> pa.Array:

@@ -864,3 +864,26 @@ def test_float_columns_give_the_values_or_name_the_bad_one(tmp_path, values, low
     got = float_column(table, "x", src, "x", low, high, allow_missing)
     assert got.dtype == np.float64 and got.flags.writeable
     np.testing.assert_array_equal(got, np.array(expected, dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    ("separator", "advice"), [("\t", "looks tab-separated: give it a .tsv"), (";", "looks semicolon-separated")]
+)
+def test_a_file_with_another_separator_is_named_as_such(tmp_path, separator, advice):
+    """A tab- or semicolon-separated file named .csv reads as one column; the error must say so,
+    not advise --column speaker_id=NAME."""
+    from cli_runner import run_main
+
+    path = tmp_path / "log.csv"
+    path.write_text(separator.join(["speaker_id", "errors", "ref_words"]) + "\n" + separator.join(["s1", "1", "5"]))
+    run = run_main("validate", path)
+    assert run.code == 2 and advice in run.stderr and "--column speaker_id" not in run.stderr
+
+
+def test_text_columns_under_other_names_get_the_column_hint(tmp_path):
+    from cli_runner import run_main
+
+    path = tmp_path / "log.csv"
+    path.write_text("speaker_id,ref,hyp\ns1,a b,a\n")
+    run = run_main("validate", path)
+    assert run.code == 2 and "--column reference=ref --column hypothesis=hyp" in run.stderr
