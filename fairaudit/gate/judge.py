@@ -177,18 +177,20 @@ def _level_rule(rule: str, level: Level, method: str, figures: dict, policy: Met
             f"and {figures.get('top_description')} ({label}); judged on the {how} {value:.1f}%"
         )
     else:
-        bottom = _bottom_cohort(figures)
-        ci = bottom.get("wer_ci") if bottom else None
+        ci = figures.get("bottom_wer_ci")
+        if not ci or ci[0] is None:  # a report written before the bottom cohort had its own interval
+            bottom = _bottom_cohort(figures)
+            ci = bottom.get("wer_ci") if bottom else None
         value, how = _judged(figures.get("bottom_wer"), ci, policy.on)
         if value is None:
             return RuleResult(rule, method, "skip", "no bottom-cohort WER")
         text = (
             f"bottom-cohort WER {100 * figures['bottom_wer']:.2f}%{_ci(ci, '%', 100)} "
-            f"in {figures.get('bottom_description')} "
-            f"({label}); judged on the {how} {100 * value:.2f}%"
+            f"({figures.get('bottom_description')}; {label}); judged on the {how} {100 * value:.2f}%"
         )
+        return RuleResult(rule, method, level.judge(value), f"{text}; limits: {level.describe(100, '%')}", value)
     outcome = level.judge(value)
-    return RuleResult(rule, method, outcome, f"{text}; limits: {level.describe()}", value)
+    return RuleResult(rule, method, outcome, f"{text}; limits: {level.describe(unit='%')}", value)
 
 
 def _compatibility(report: dict, baseline: dict) -> list[RuleResult]:
@@ -315,8 +317,9 @@ def _regression_rule(
             f"WER gap {before:.1f}% -> {change['gap_after_pct']:.1f}%: change {scale * point:+.1f}{unit}"
             f"{_interval(ci, scale)} ({how_pairing}); judged on the {how} {value:+.1f}"
         )
-        return RuleResult(rule, method, level.judge(value), f"{text}; limits: {level.describe()}", value)
+        return RuleResult(rule, method, level.judge(value), f"{text}; limits: {level.describe(unit=unit)}", value)
     worst, worst_text = -math.inf, ""
+    unit = "% of its baseline WER" if relative else " WER points"
     for cohort in change["cohorts"]:
         if cohort.get("suppressed") or cohort.get("change_points") is None:
             continue
@@ -328,7 +331,6 @@ def _regression_rule(
         value, how = _judged(scale * cohort["change_points"], [None if v is None else scale * v for v in ci], policy.on)
         assert value is not None  # a point estimate was given
         if value > worst:
-            unit = "% of its baseline WER" if relative else " WER points"
             worst = value
             worst_text = (
                 f"cohort {cohort['id']} ({cohort['description']}): "
@@ -339,7 +341,7 @@ def _regression_rule(
     if worst == -math.inf:
         return RuleResult(rule, method, "skip", "no cohort has a WER in both the baseline and the new audit")
     return RuleResult(
-        rule, method, level.judge(worst), f"largest change: {worst_text}; limits: {level.describe()}", worst
+        rule, method, level.judge(worst), f"largest change: {worst_text}; limits: {level.describe(unit=unit)}", worst
     )
 
 

@@ -73,9 +73,13 @@ class Level(BaseModel):
             return "warn"
         return "pass"
 
-    def describe(self) -> str:
+    def describe(self, scale: float = 1.0, unit: str = "") -> str:
+        """ "warn above 25, fail above 50"; ``scale`` and ``unit`` show a fraction as the figure it
+        is compared with (0.15 -> "15%")."""
         parts = [
-            f"{name} above {limit:g}" for name, limit in (("warn", self.warn), ("fail", self.fail)) if limit is not None
+            f"{name} above {scale * limit:g}{unit}"
+            for name, limit in (("warn", self.warn), ("fail", self.fail))
+            if limit is not None
         ]
         return ", ".join(parts)
 

@@ -5,7 +5,7 @@ The statistics fill them (:mod:`fairaudit.stats.measure`); reports and renderers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -53,3 +53,5 @@ class Figures:
     speakers_needed: float | None = None
     #: --adjust: rate ratios of bottom vs top, raw and adjusted for the named covariates.
     adjusted: dict | None = None
+    #: 95% interval of the bottom cohort's pooled WER (the union of its cells), as for a cohort's.
+    bottom_wer_ci: list[float | None] = field(default_factory=lambda: [None, None])

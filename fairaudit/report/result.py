@@ -231,6 +231,7 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         "bottom_description": method.describe(figures.bottom) if figures.bottom else None,
         "top_description": method.describe(figures.top) if figures.top else None,
         "bottom_wer": finite_or_none(figures.bottom_wer),
+        "bottom_wer_ci": [finite_or_none(v) for v in figures.bottom_wer_ci],
         "top_wer": finite_or_none(figures.top_wer),
         "wer_gap_pct": finite_or_none(figures.wer_gap_pct),
         "wer_gap_ci": [finite_or_none(v) for v in figures.wer_gap_ci],

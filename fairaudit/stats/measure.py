@@ -165,6 +165,7 @@ def measure(
         share = 100.0 * len(np.unique(row_speaker[in_bottom_rows])) / total_speakers
     gap_ci: list = [None, None]
     share_ci: list = [None, None]
+    bottom_wer_ci: list = [None, None]
     power_gap, power_needed = float("nan"), float("nan")
     if have_selection:
         labels = partition.labels
@@ -195,6 +196,7 @@ def measure(
             gap_a, share_a = selection_accelerations(partition.labels, speakers.errors, speakers.ref_words, bottom, top)
             gap_ci = bca_interval(boot["gap_pct"], gap_value, gap_a, degrees_of_freedom=gap_freedom)
             share_ci = bca_interval(boot["share_pct"], share if share is not None else np.nan, share_a)
+        bottom_wer_ci = _bottom_wer_interval(boot["bottom_wer"], float(bottom_wer), in_bottom, speakers)
     return Figures(
         cohorts=cohorts,
         bottom=[str(i) for i in ids[bottom]],
@@ -203,6 +205,7 @@ def measure(
         wer_gap_ci=gap_ci,
         bottom_share_pct=share,
         bottom_share_ci=share_ci,
+        bottom_wer_ci=bottom_wer_ci,
         bottom_utterance_share_pct=100.0 * sums.utterances[bottom].sum() / total_utts if have_selection else None,
         bottom_word_share_pct=100.0 * sums.ref_words[bottom].sum() / total_words if have_selection else None,
         bottom_wer=float(bottom_wer) if have_selection else None,
@@ -298,3 +301,16 @@ def cohort_vs_rest_p_values(
         exceed += (np.nan_to_num(null, nan=-np.inf) >= observed[None, :] - 1e-12).sum(axis=0)
     p = (1 + exceed) / (1 + permutations)
     return np.where(np.isfinite(observed), p, np.nan)
+
+
+def _bottom_wer_interval(replicates: np.ndarray, estimate: float, in_bottom: np.ndarray, speakers) -> list:
+    """The bottom cohort's WER interval, computed as a single cohort's (expanded BCa: jackknife
+    acceleration and effective degrees of freedom of its rows), whatever cells it unites."""
+    labels = np.where(in_bottom, 0, -1)
+    freedom = cohort_wer_degrees_of_freedom(labels, speakers.errors, speakers.ref_words, 1)
+    accel = (
+        cohort_wer_accelerations(labels, speakers.errors, speakers.ref_words, 1)
+        if speakers.clusters is None
+        else np.zeros(1)  # the leave-one-speaker-out jackknife needs whole speakers
+    )
+    return bca_interval(replicates[:, None], np.array([estimate]), accel, degrees_of_freedom=freedom)[0]

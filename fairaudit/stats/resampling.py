@@ -52,7 +52,8 @@ def bootstrap_partitions(
     Each design is a partition's (n_speakers, n_cohorts) membership matrix and its fixed
     bottom/top selection. All partitions share the same resampled speakers, so the speaker draws
     are made once and each block of replicates costs one matrix product for every method together.
-    Returns, per design, ``wer`` (R, K), ``gap_pct`` (R,) and ``share_pct`` (R,).
+    Returns, per design, ``wer`` (R, K), ``gap_pct`` (R,), ``share_pct`` (R,) and ``bottom_wer`` (R,):
+    the pooled WER of the bottom cohort, which may unite several cells.
     """
     errors = np.asarray(errors, dtype=np.float64)[:, None]
     ref_words = np.asarray(ref_words, dtype=np.float64)[:, None]
@@ -64,7 +65,7 @@ def bootstrap_partitions(
         columns += [indicator * errors, indicator * ref_words, in_bottom, indicator.sum(axis=1, keepdims=True)]
         offsets.append(offsets[-1] + 2 * indicator.shape[1] + 2)
     design = np.hstack(columns) if columns else np.zeros((len(errors), 0))
-    rows: list[dict[str, list]] = [{"wer": [], "gap_pct": [], "share_pct": []} for _ in designs]
+    rows: list[dict[str, list]] = [{"wer": [], "gap_pct": [], "share_pct": [], "bottom_wer": []} for _ in designs]
     speaker_of = None if clusters is None else np.unique(clusters, return_inverse=True)[1]
     n_draw = len(errors) if speaker_of is None else int(speaker_of.max()) + 1 if len(speaker_of) else 0
     if designs and len(errors):
@@ -80,10 +81,11 @@ def bootstrap_partitions(
                 bottom, top = selection.bottom[0], selection.top[0]
                 out = rows[index]
                 out["wer"].append(pooled_wer(cohort_errors, cohort_words))
+                bottom_wer = pooled_wer(cohort_errors[:, bottom].sum(axis=1), cohort_words[:, bottom].sum(axis=1))
+                out["bottom_wer"].append(bottom_wer)
                 out["gap_pct"].append(
                     wer_gap_pct(
-                        pooled_wer(cohort_errors[:, bottom].sum(axis=1), cohort_words[:, bottom].sum(axis=1)),
-                        pooled_wer(cohort_errors[:, top].sum(axis=1), cohort_words[:, top].sum(axis=1)),
+                        bottom_wer, pooled_wer(cohort_errors[:, top].sum(axis=1), cohort_words[:, top].sum(axis=1))
                     )
                 )
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -95,6 +97,7 @@ def bootstrap_partitions(
             "wer": np.concatenate(out["wer"]) if out["wer"] else np.empty((0, indicator.shape[1])),
             "gap_pct": np.concatenate(out["gap_pct"]) if out["gap_pct"] else np.empty(0),
             "share_pct": np.concatenate(out["share_pct"]) if out["share_pct"] else np.empty(0),
+            "bottom_wer": np.concatenate(out["bottom_wer"]) if out["bottom_wer"] else np.empty(0),
         }
         for out, (indicator, _) in zip(rows, designs)
     ]

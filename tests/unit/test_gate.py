@@ -72,6 +72,25 @@ def test_bottom_wer_rule_at_both_levels(report):
     assert outcome(report, {"max-bottom-wer": {"fail": low + 0.01}})[1][("max-bottom-wer", "attribute")] == "pass"
 
 
+def test_a_united_bottom_cohort_is_judged_on_its_own_interval_with_limits_in_its_units():
+    """A bottom cohort of two cells has no single cell's interval; the gate must still judge the
+    lower bound (on = "lower"), not fall back to the point estimate, and say limits in percent."""
+    report = report_of(grouped_log(effect=0.5, scale={"g1": 1.5}), bottom_share=0.5)
+    attr = report["methods"]["attribute"]
+    assert sorted(attr["bottom_cohorts"]) == ["g0", "g1"]
+    low, point = attr["bottom_wer_ci"][0], attr["bottom_wer"]
+    assert low < point
+    between = (low + point) / 2
+    gate, outcomes = outcome(report, {"max-bottom-wer": {"fail": between}})
+    assert outcomes[("max-bottom-wer", "attribute")] == "pass"
+    text = next(r.message for r in gate.results if r.rule == "max-bottom-wer")
+    assert f"judged on the 95% interval's lower bound {100 * low:.2f}%" in text
+    assert f"fail above {100 * between:g}%" in text and " in in " not in text
+    assert outcome(report, {"max-bottom-wer": {"fail": between}, "on": "point"})[1][
+        ("max-bottom-wer", "attribute")
+    ] == ("fail")
+
+
 def test_small_bottom_share_makes_a_gap_not_actionable(report):
     share = report["methods"]["attribute"]["bottom_share_pct"]  # ~25%
     table = {"max-wer-gap-pct": {"fail": 1}, "min-bottom-share-pct": share + 1}

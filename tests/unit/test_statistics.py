@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import fairaudit
 
@@ -165,3 +166,32 @@ def test_seed_makes_every_figure_reproducible_and_changes_with_it():
     other = fairaudit.audit(frame, by=["group"], seed=8, bootstrap=200, permutations=50).to_json()
     assert first == second
     assert first != other
+
+
+def test_a_united_bottom_cohort_gets_the_interval_of_the_same_speakers_named_as_one_cohort():
+    """The bottom cohort g0 + g1 (two cells) must get the interval a cohort holding exactly those
+    speakers gets through the per-cohort path: same speakers, same bootstrap draws."""
+    rng = np.random.default_rng(11)
+    n = 900
+    group = np.array(["g0", "g1", "g2"])[np.arange(n) % 3]
+    speaker = np.repeat(np.arange(n), 6)
+    words = rng.integers(2, 9, len(speaker))
+    rate = np.where(np.isin(group[speaker], ["g0", "g1"]), 0.16, 0.1) * rng.gamma(4, 0.25, n)[speaker]
+    log = pd.DataFrame(
+        {
+            "speaker_id": [f"s{i:04d}" for i in speaker],
+            "group": group[speaker],
+            "merged": np.where(group[speaker] == "g2", "g2", "g0+g1"),
+            "errors": rng.binomial(words, np.clip(rate, 0, 1)),
+            "ref_words": words,
+        }
+    )
+    options = dict(methods=["attribute"], bootstrap=400, permutations=0, seed=3, bottom_share=0.6)
+    united = fairaudit.audit(log, by=["group"], **options).to_dict()["methods"]["attribute"]
+    assert sorted(united["bottom_cohorts"]) == ["g0", "g1"]
+    named = fairaudit.audit(log, by=["merged"], **options).to_dict()["methods"]["attribute"]
+    cohort = next(c for c in named["cohorts"] if c["id"] == "g0+g1")
+    assert united["bottom_wer"] == pytest.approx(cohort["wer"])
+    assert united["bottom_wer_ci"] == pytest.approx(cohort["wer_ci"], rel=1e-12)
+    assert named["bottom_cohorts"] == ["g0+g1"]
+    assert named["bottom_wer_ci"] == pytest.approx(cohort["wer_ci"], rel=1e-12)  # one cell: its own interval
