@@ -277,7 +277,7 @@ def test_two_dask_reads_in_two_threads_do_not_share_a_thread_pool(data):
 
     expected = one(None)
     with ThreadPoolExecutor(2) as pool:  # different block sizes: the two reads end at different times
-        results = list(pool.map(one, [5_000, None]))
+        results = list(pool.map(one, [20_000, None]))
     assert results == [expected, expected]
 
 
