@@ -306,7 +306,7 @@ class AuditOptions(BaseModel):
         if self.adjust and importlib.util.find_spec("statsmodels") is None:
             raise UsageError(
                 "--adjust needs the statsmodels package, which is not installed; "
-                "pip install 'fairaudit[adjust]' (or: pip install statsmodels)"
+                "pip install statsmodels (or, in the fairaudit checkout, pip install '.[adjust]')"
             )
         return self
 

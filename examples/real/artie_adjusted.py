@@ -66,4 +66,8 @@ def main(system: str = "amazon-en-US-dec-9-2019") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    try:
+        main(*sys.argv[1:])
+    except (fairaudit.errors.UsageError, fairaudit.errors.InputError, FileNotFoundError) as error:
+        # e.g. --adjust without statsmodels, or the corpus not beside the repository
+        sys.exit(f"error: {error}")

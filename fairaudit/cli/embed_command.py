@@ -54,7 +54,8 @@ def embed(
     ] = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Speaker embeddings from audio (resemblyzer's GE2E model, on the CPU; needs pip install 'fairaudit[embed]').
+    """Speaker embeddings from audio (resemblyzer's GE2E model, on the CPU; needs the embed extra:
+    pip install '.[embed]' in the fairaudit checkout).
 
     Writes a Parquet file that audit --embeddings reads (speaker_id or utterance_id, emb_0..emb_255).
     CONTAINS SPEAKER IDS: an input for audits, not a report for publication.

@@ -21,7 +21,8 @@ from fairaudit.engines.speaker_table import unit_mean_vectors
 from fairaudit.errors import InputError, UsageError
 
 EXTRA_HINT = (
-    "fairaudit embed needs the optional extra: pip install 'fairaudit[embed]' (resemblyzer and torch; for a "
+    "fairaudit embed needs the optional extra: in the fairaudit checkout, pip install '.[embed]' "
+    "(resemblyzer and torch; for a "
     "CPU-only torch of about 200 MB instead of several GB, first run: "
     "pip install torch --index-url https://download.pytorch.org/whl/cpu)"
 )

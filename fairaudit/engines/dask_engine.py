@@ -77,7 +77,8 @@ try:
     from dask import delayed
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise UsageError(
-        "--engine dask needs Dask: pip install 'fairaudit[dask]' (or pip install 'dask[dataframe,distributed]')"
+        "--engine dask needs Dask: pip install 'dask[dataframe,distributed]' "
+        "(or, in the fairaudit checkout, pip install '.[dask]')"
     ) from None
 
 #: Uncompressed CSV/TSV files larger than this are read in blocks of about this many bytes.
@@ -982,7 +983,10 @@ def scheduler_context(address: str | None) -> Iterator[tuple[str, ThreadPoolExec
         try:
             from distributed import Client
         except ImportError:
-            raise UsageError("--scheduler needs dask.distributed: pip install 'fairaudit[dask]'") from None
+            raise UsageError(
+                "--scheduler needs dask.distributed: pip install 'dask[distributed]' "
+                "(or, in the fairaudit checkout, pip install '.[dask]')"
+            ) from None
         try:
             client = Client(address, timeout="20s")
         except (OSError, TimeoutError, ValueError) as exc:

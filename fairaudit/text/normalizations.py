@@ -13,4 +13,4 @@ NORMALIZATION_DESCRIPTIONS = {
 }
 NORMALIZATIONS = tuple(NORMALIZATION_DESCRIPTIONS)
 #: How to get the optional package the "whisper" normalisation needs.
-WHISPER_INSTALL = "pip install 'fairaudit[whisper]' (or: pip install whisper-normalizer)"
+WHISPER_INSTALL = "pip install whisper-normalizer (or, in the fairaudit checkout, pip install '.[whisper]')"

@@ -44,7 +44,7 @@ def require_speech_tools() -> None:
 def require_extra() -> None:
     if importlib.util.find_spec("resemblyzer") is None:
         pytest.skip(
-            "needs the embed extra: pip install 'fairaudit[embed]' (CI's .ci/run installs it with a CPU build "
+            "needs the embed extra: pip install '.[embed]' in this checkout (CI's .ci/run installs it with a CPU build "
             "of torch, so CI runs this test)"
         )
 

@@ -132,7 +132,7 @@ def test_without_the_extra_the_error_says_how_to_install_it(tmp_path, monkeypatc
     touch(tmp_path / "audio" / "s1" / "a.wav")
     monkeypatch.setitem(sys.modules, "resemblyzer", None)  # import resemblyzer now raises ImportError
     run = run_main("embed", str(tmp_path / "audio"), "-o", str(tmp_path / "emb.parquet"))
-    assert run.code == 2 and "pip install 'fairaudit[embed]'" in run.stderr
+    assert run.code == 2 and "pip install '.[embed]'" in run.stderr
     assert not (tmp_path / "emb.parquet").exists()
     # The output is checked before any audio is read or the model loaded (not after hours of embedding).
     run = run_main("embed", str(tmp_path / "audio"), "-o", str(tmp_path / "missing" / "emb.parquet"))

@@ -235,7 +235,7 @@ def test_the_normalisation_used_is_recorded_in_the_report():
 
 def test_whisper_normalisation_equals_whispers_own_normaliser():
     """--normalize whisper gives, text for text, what Whisper's English normaliser gives (called here directly)."""
-    pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install 'fairaudit[whisper]')")
+    pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install whisper-normalizer)")
     from whisper_normalizer.english import EnglishTextNormalizer
 
     from fairaudit.text.scoring import normalize_texts
@@ -254,7 +254,7 @@ def test_whisper_normalisation_equals_whispers_own_normaliser():
 
 
 def test_whisper_normalisation_changes_the_scores_and_is_recorded():
-    pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install 'fairaudit[whisper]')")
+    pytest.importorskip("whisper_normalizer", reason="needs whisper-normalizer (pip install whisper-normalizer)")
     import fairaudit
 
     frame = pd.DataFrame(
