@@ -291,7 +291,7 @@ def test_whisper_normalisation_without_the_package_says_how_to_install(monkeypat
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_whisper)
-    with pytest.raises(UsageError, match=r"pip install 'fairaudit\[whisper\]'"):
+    with pytest.raises(UsageError, match=r"pip install whisper-normalizer .*pip install '\.\[whisper\]'"):
         check_normalize("whisper")
 
 
