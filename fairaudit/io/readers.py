@@ -83,7 +83,12 @@ def read_log(
             "CSV or Parquet logs is read with --engine dask",
             file=str(path),
         )
-    src = source_for(path)
+    try:
+        src = source_for(path)
+    except InputError as error:
+        if error.message.startswith("unknown file type"):
+            error.message = f"{error.message}; or {OTHER_LOG_FORMATS}"
+        raise
     table, rename = read_table(src, columns=columns)
     # hashlib releases the GIL: hash while the (mostly one-threaded) checks run, not during pyarrow's
     # parse, which already uses every core; the file is in the page cache by now.
@@ -98,6 +103,13 @@ def read_log(
     # for a 10-million-row log whose frame holds 0.8 GiB): give them back before the analysis (9 ms).
     pa.default_memory_pool().release_unused()
     return log
+
+
+#: The log formats beside CSV/TSV/Parquet, for the message about an unknown extension.
+OTHER_LOG_FORMATS = (
+    "a NeMo manifest (.json, .jsonl), a NIST hypothesis .trn file with --reference REF.trn, or a Kaldi data "
+    "directory (text, utt2spk, hyp)"
+)
 
 
 def _with_embeddings(log: UtteranceLog, embeddings: str | Path | None) -> UtteranceLog:

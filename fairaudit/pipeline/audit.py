@@ -95,7 +95,7 @@ def build_methods(opts: AuditOptions, speakers: SpeakerTable) -> list[CohortMeth
         for method in classes[name].from_options(opts):
             missing = method.check_requirements(speakers)
             if missing and (requested or not classes[name].runs_by_default):  # asked for (--method, --by)
-                raise UsageError(f"method {name} needs {', '.join(missing)}, which the log does not have")
+                raise UsageError(_missing_message(name, missing, opts, speakers))
             if not missing:
                 chosen.append(method)
     if not chosen:
@@ -536,6 +536,18 @@ def method_table(method: CohortMethod, log: UtteranceLog, speakers: SpeakerTable
             "each speaker in the cohort of their most frequent value"
         )
     return build_utterance_table(log, columns)
+
+
+def _missing_message(name: str, missing: list[str], opts: AuditOptions, speakers: SpeakerTable) -> str:
+    """Why a requested method cannot run, and what the log offers instead."""
+    ids = [column for column in opts.by for part in column.split(",") if part.strip() in (SPEAKER, "utterance_id")]
+    if ids:
+        return (
+            f"--by {ids[0]}: that is an id, so every speaker (or utterance) would be a cohort of its own; "
+            "--by takes a metadata column that groups speakers, such as accent or gender"
+        )
+    offered = ", ".join(repr(c) for c in speakers.metadata_columns) or "none"
+    return f"method {name} needs {', '.join(missing)}, which the log does not have (its metadata columns: {offered})"
 
 
 def split_speakers(speaker_ids: np.ndarray, holdout: float | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:

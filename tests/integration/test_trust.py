@@ -617,3 +617,23 @@ def test_a_coarse_group_minus_its_published_subgroups_reveals_no_suppressed_subg
         hidden = coarse[group]["speakers"] - sum(c["speakers"] for c in published)
         assert hidden == 0 or hidden >= 10, (group, hidden)
     assert not any(c["id"] == "C & male" for c in fine)  # withheld with its suppressed sibling
+
+
+@pytest.mark.parametrize(
+    ("by", "fragment"),
+    [
+        ("speaker_id", "--by speaker_id: that is an id"),
+        ("grup", "needs column 'grup', which the log does not have (its metadata columns: 'group')"),
+    ],
+)
+def test_a_wrong_by_column_says_what_the_log_offers(tmp_path, by, fragment):
+    run = run_main("audit", write_csv(tmp_path, small_log()), "--by", by, "-q")
+    assert run.code == 2 and fragment in run.stderr
+
+
+def test_an_unknown_log_extension_lists_every_accepted_form(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text("speaker_id,errors,ref_words\ns1,1,5\n")
+    run = run_main("validate", path)
+    assert run.code == 2 and ".parquet" in run.stderr and "NeMo manifest (.json, .jsonl)" in run.stderr
+    assert "Kaldi data directory" in run.stderr and ".trn" in run.stderr
