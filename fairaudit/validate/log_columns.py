@@ -92,7 +92,8 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
         metadata_columns=metadata,
         embeddings=embeddings,
         error_form=form,
-        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()],
+        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()]
+        + implausible_wer_notes(frame[logs.ERRORS].to_numpy(), frame[logs.REF_WORDS].to_numpy(), form),
         zip_repairs=zip_repairs,
         text_normalization=normalize if form == "text" else None,
         speaker_codes=speaker_codes,
@@ -135,6 +136,26 @@ def _other_columns(
     for name in metadata:
         data[name] = metadata_column(table.column(name))
     return form, embeddings, metadata
+
+
+def implausible_wer_notes(errors: np.ndarray, ref_words: np.ndarray, form: str) -> list[str]:
+    """A note when the log has more errors than reference words overall: possible (insertions),
+    but far more often a unit mistake, such as a wer column in percent (25) instead of a fraction
+    (0.25), or error counts taken from another column."""
+    total_errors, total_words = float(np.sum(errors)), float(np.sum(ref_words))
+    if total_words <= 0 or total_errors <= total_words:
+        return []
+    hints = {
+        "wer": "is the wer column a percentage (25) instead of a fraction (0.25)?",
+        "text": "are the reference and hypothesis columns of the same utterances, and not swapped?",
+    }
+    hint = hints.get(
+        form, "are the errors counts of word errors (substitutions + deletions + insertions) of each utterance?"
+    )
+    return [
+        f"the overall WER is {100 * total_errors / total_words:.0f}%: more errors than reference words, which "
+        f"recognisers rarely produce; {hint}"
+    ]
 
 
 def _require_columns(src: Source, present: set[str]) -> None:
