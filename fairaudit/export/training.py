@@ -75,7 +75,12 @@ def build_export(
             SPEAKER: log.frame[SPEAKER].astype(str).to_numpy(),
         }
     )
+    notes = []
     for key, rebuilt_method, entry in rebuilt:
+        missing = rebuilt_method.check_requirements(speakers)
+        if missing and key != chosen:  # another method's cohorts are extra columns, not the export
+            notes.append(f"left out the cohorts of {key}: this log has no {', '.join(missing)}")
+            continue
         partition = assign_stored(rebuilt_method, key, where, speakers)
         ids = np.asarray([*partition.cohort_ids, ""], dtype=object)
         labels = partition.labels  # -1 (unassigned) picks the trailing ""
@@ -97,7 +102,6 @@ def build_export(
     factor = oversampling_factor(bottom_words, other_words, target)
     utterances["weight"] = np.where(in_bottom, factor, 1.0)
     utterances["role"] = np.where(in_bottom, "target", np.where(assigned, "protect", "unassigned"))
-    notes = []
     if factor == 1.0:
         notes.append(
             f"the bottom cohort of {chosen} already has {100 * bottom_words / (bottom_words + other_words):.1f}% of "

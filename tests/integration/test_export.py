@@ -76,3 +76,21 @@ def test_export_errors_are_clear(audited, log):
     assert run.code == 2 and "is not in the audit report" in run.stderr
     run = run_main("export", audited / "audit.json", log, "-o", audited / "y", "--target-share", 1.5)
     assert run.code == 2 and "--target-share must be a fraction" in run.stderr
+
+
+def test_another_methods_missing_input_leaves_its_columns_out_not_the_export(tmp_path, log, emb):
+    """An audit with embedding-kmeans exported for geo-tree on a log without --embeddings: the
+    k-means columns are left out with a note; exporting embedding-kmeans itself still needs them."""
+    report = tmp_path / "audit.json"
+    options = ["--bootstrap", 0, "--permutations", 0, "-q"]
+    run = run_main(
+        "audit", log, "--embeddings", emb, "-m", "geo-tree", "-m", "embedding-kmeans", "--json", report, *options
+    )
+    assert run.code == 0, run.stderr
+    run = run_main("export", report, log, "-o", tmp_path / "out", "--method", "geo-tree")
+    assert run.code == 0, run.stderr
+    assert "left out the cohorts of embedding-kmeans: this log has no speaker embeddings" in run.stdout + run.stderr
+    speakers = pd.read_csv(next((tmp_path / "out").glob("*speaker*.csv")))
+    assert "geo-tree:group" in speakers.columns and not any(c.startswith("embedding-kmeans") for c in speakers.columns)
+    run = run_main("export", report, log, "-o", tmp_path / "out2", "--method", "embedding-kmeans")
+    assert run.code == 2 and "speaker embeddings" in run.stderr
