@@ -1071,6 +1071,10 @@ def parse_blocksize(blocksize: int | str | None) -> int | None:
 # --- the entry point -----------------------------------------------------------------------
 
 
+#: Serialises building and optimising task graphs across threads (see read_log_dask).
+GRAPH_LOCK = threading.Lock()
+
+
 def read_log_dask(
     pattern: str | Path,
     *,
@@ -1103,34 +1107,38 @@ def read_log_dask(
     whole = {p.url for p in pieces if p.start is None}
     single_file = not is_pattern(pattern) and len(files) == 1 and files[0] == pattern.removeprefix("file://")
     with scheduler_context(scheduler) as (shuffle_method, pool):
-        reads = [delayed(read_piece, nout=2)(p, plan, p.url in whole) for p in pieces]
-        frames = [r[0] for r in reads]
-        summaries = [r[1] for r in reads]
-        ddf = dd.from_delayed(frames, meta=plan.transport_meta(), verify_meta=False)
-        npart = max(1, len(pieces))
-        by_speaker = ddf.shuffle(on=logs.SPEAKER, npartitions=npart, shuffle_method=shuffle_method)
-        types = delayed(unify_text_types, pure=True)(summaries, len(plan.metadata)) if plan.kind == "text" else None
-        forms = delayed(_error_form, pure=True)(summaries)
-        categories = delayed(global_categories, pure=True)(summaries, len(plan.metadata))
-        # The embeddings are read by a task (on a cluster, a worker) and passed between workers:
-        # never through the client or inside the task graph; the client gets a summary.
-        loaded = (
-            delayed(load_embeddings, pure=True, nout=2)(*_embeddings_argument(embeddings))
-            if embeddings is not None
-            else (None, True)
-        )
-        about = delayed(summarize_embeddings, pure=True)(loaded[0]) if embeddings is not None else None
-        parts = [
-            delayed(aggregate_partition, pure=True)(p, plan, types, categories, loaded[0], loaded[1], forms)
-            for p in by_speaker.to_delayed()
-        ]
-        repeats: list = []
-        if plan.utterance_actual is not None:
-            ids = ddf[[logs.UTTERANCE, PIECE, ROW]]
-            ids = ids[~ids[logs.UTTERANCE].isna()]
-            by_id = ids.shuffle(on=logs.UTTERANCE, npartitions=npart, shuffle_method=shuffle_method)
-            repeats = [delayed(first_repeat, pure=True)(p) for p in by_id.to_delayed()]
-        digests = [delayed(file_digest)(_location(url)) for url in files if url not in whole]
+        # Built under a process-wide lock: dask's expression optimiser relies on functools.cached_property,
+        # whose class-wide lock in Python 3.11 deadlocks two threads optimising graphs at once (CPython
+        # gh-87634); two concurrent reads hung in test_dask_engine. Building is cheap; the reads still overlap.
+        with GRAPH_LOCK:
+            reads = [delayed(read_piece, nout=2)(p, plan, p.url in whole) for p in pieces]
+            frames = [r[0] for r in reads]
+            summaries = [r[1] for r in reads]
+            ddf = dd.from_delayed(frames, meta=plan.transport_meta(), verify_meta=False)
+            npart = max(1, len(pieces))
+            by_speaker = ddf.shuffle(on=logs.SPEAKER, npartitions=npart, shuffle_method=shuffle_method)
+            types = delayed(unify_text_types, pure=True)(summaries, len(plan.metadata)) if plan.kind == "text" else None
+            forms = delayed(_error_form, pure=True)(summaries)
+            categories = delayed(global_categories, pure=True)(summaries, len(plan.metadata))
+            # The embeddings are read by a task (on a cluster, a worker) and passed between workers:
+            # never through the client or inside the task graph; the client gets a summary.
+            loaded = (
+                delayed(load_embeddings, pure=True, nout=2)(*_embeddings_argument(embeddings))
+                if embeddings is not None
+                else (None, True)
+            )
+            about = delayed(summarize_embeddings, pure=True)(loaded[0]) if embeddings is not None else None
+            parts = [
+                delayed(aggregate_partition, pure=True)(p, plan, types, categories, loaded[0], loaded[1], forms)
+                for p in by_speaker.to_delayed()
+            ]
+            repeats: list = []
+            if plan.utterance_actual is not None:
+                ids = ddf[[logs.UTTERANCE, PIECE, ROW]]
+                ids = ids[~ids[logs.UTTERANCE].isna()]
+                by_id = ids.shuffle(on=logs.UTTERANCE, npartitions=npart, shuffle_method=shuffle_method)
+                repeats = [delayed(first_repeat, pure=True)(p) for p in by_id.to_delayed()]
+            digests = [delayed(file_digest)(_location(url)) for url in files if url not in whole]
         try:
             summaries_v, parts_v, repeats_v, digests_v, about_v, known_v = dask.compute(
                 summaries, parts, repeats, digests, about, loaded[1], **({"pool": pool} if pool else {})
