@@ -1160,6 +1160,7 @@ def read_log_dask(
         if not known_v and key == logs.UTTERANCE:
             embeddings_of = "alt"
     speakers = concat_speaker_tables(parts_v, embeddings_of)
+    notes += log_columns.implausible_wer_notes(speakers.errors, speakers.ref_words, _error_form(summaries_v))
 
     sha_of = {s["url"]: s["sha256"] for s in summaries_v if s["sha256"]}
     sha_of.update(zip([u for u in files if u not in whole], digests_v))

@@ -46,10 +46,10 @@ from fairaudit.io.sources import (
     read_table,
     source_for,
 )
-from fairaudit.model.log import UtteranceLog
+from fairaudit.model.log import ERRORS, REF_WORDS, UtteranceLog
 from fairaudit.text.scoring import check_normalize
 from fairaudit.validate.column_rules import CANONICAL_COLUMNS
-from fairaudit.validate.log_columns import canonical_log
+from fairaudit.validate.log_columns import canonical_log, implausible_wer_notes
 
 
 def read_log(
@@ -73,10 +73,10 @@ def read_log(
         if not (is_trn(path) and reference is not None):
             raise UsageError("a NIST trn log is a hypothesis .trn file with --reference REF.trn (both needed)")
         log = _read_asr_format(Path(path), columns, normalize, Path(reference), speaker_pattern)
-        return _with_embeddings(log, embeddings)
+        return _with_embeddings(_with_wer_note(log), embeddings)
     if is_kaldi_directory(path) or is_nemo_manifest(path):
         log = _read_asr_format(Path(path), columns, normalize)
-        return _with_embeddings(log, embeddings)
+        return _with_embeddings(_with_wer_note(log), embeddings)
     if Path(path).is_dir():
         raise InputError(
             "this is a folder: as a Kaldi data directory it needs text, utt2spk and hyp files; a folder of "
@@ -98,7 +98,7 @@ def read_log(
         log.path = str(path)
         log.sha256 = digest.result()
     del table
-    log = _with_embeddings(log, embeddings)
+    log = _with_embeddings(_with_wer_note(log), embeddings)
     # Arrow's allocator keeps the pages of the parser's blocks and of the checks' temporaries (1.3 GiB
     # for a 10-million-row log whose frame holds 0.8 GiB): give them back before the analysis (9 ms).
     pa.default_memory_pool().release_unused()
@@ -110,6 +110,12 @@ OTHER_LOG_FORMATS = (
     "a NeMo manifest (.json, .jsonl), a NIST hypothesis .trn file with --reference REF.trn, or a Kaldi data "
     "directory (text, utt2spk, hyp)"
 )
+
+
+def _with_wer_note(log: UtteranceLog) -> UtteranceLog:
+    """The log with a note when its overall WER is implausible (:func:`implausible_wer_notes`)."""
+    log.notes += implausible_wer_notes(log.frame[ERRORS].to_numpy(), log.frame[REF_WORDS].to_numpy(), log.error_form)
+    return log
 
 
 def _with_embeddings(log: UtteranceLog, embeddings: str | Path | None) -> UtteranceLog:

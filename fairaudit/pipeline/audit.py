@@ -541,7 +541,7 @@ def method_table(method: CohortMethod, log: UtteranceLog, speakers: SpeakerTable
 def _missing_message(name: str, missing: list[str], opts: AuditOptions, speakers: SpeakerTable) -> str:
     """Why a requested method cannot run, and what the log offers instead."""
     ids = [column for column in opts.by for part in column.split(",") if part.strip() in (SPEAKER, "utterance_id")]
-    if ids:
+    if ids and name == AttributeGroups.name:
         return (
             f"--by {ids[0]}: that is an id, so every speaker (or utterance) would be a cohort of its own; "
             "--by takes a metadata column that groups speakers, such as accent or gender"

@@ -132,7 +132,10 @@ class Figures(OpenModel):
     bottom_description: str | None = required("Who is in the bottom cohort, in words.")
     top_description: str | None = required("Who is in the top cohort, in words.")
     bottom_wer: float | None = required("Pooled WER of the bottom cohort (fraction).", ge=0)
-    bottom_wer_ci: Interval = required(INTERVAL_HELP + " Of the bottom cohort's pooled WER, whatever cells it unites.")
+    bottom_wer_ci: Interval | None = _optional(
+        INTERVAL_HELP + " Of the bottom cohort's pooled WER, whatever cells it unites (absent in reports written "
+        "before fairaudit added it)."
+    )
     top_wer: float | None = required("Pooled WER of the top cohort (fraction).", ge=0)
     wer_gap_pct: float | None = required("100 x (WER(bottom) - WER(top)) / WER(top).")
     wer_gap_ci: Interval = required(INTERVAL_HELP)

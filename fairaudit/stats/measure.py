@@ -307,7 +307,13 @@ def _bottom_wer_interval(replicates: np.ndarray, estimate: float, in_bottom: np.
     """The bottom cohort's WER interval, computed as a single cohort's (expanded BCa: jackknife
     acceleration and effective degrees of freedom of its rows), whatever cells it unites."""
     labels = np.where(in_bottom, 0, -1)
-    freedom = cohort_wer_degrees_of_freedom(labels, speakers.errors, speakers.ref_words, 1)
+    if speakers.clusters is None:
+        freedom = cohort_wer_degrees_of_freedom(labels, speakers.errors, speakers.ref_words, 1)
+    else:  # rows are (speaker, value) pairs: a speaker with rows of two bottom values counts once
+        _, speaker = np.unique(speakers.clusters[in_bottom], return_inverse=True)
+        errors = np.bincount(speaker, weights=speakers.errors[in_bottom])
+        words = np.bincount(speaker, weights=speakers.ref_words[in_bottom])
+        freedom = cohort_wer_degrees_of_freedom(np.zeros(len(words), dtype=np.int64), errors, words, 1)
     accel = (
         cohort_wer_accelerations(labels, speakers.errors, speakers.ref_words, 1)
         if speakers.clusters is None

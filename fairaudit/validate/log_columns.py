@@ -92,8 +92,7 @@ def canonical_log(table: pa.Table, rename: dict[str, str], src: Source, normaliz
         metadata_columns=metadata,
         embeddings=embeddings,
         error_form=form,
-        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()]
-        + implausible_wer_notes(frame[logs.ERRORS].to_numpy(), frame[logs.REF_WORDS].to_numpy(), form),
+        notes=[zip_repair_note(column, count) for column, count in zip_repairs.items()],
         zip_repairs=zip_repairs,
         text_normalization=normalize if form == "text" else None,
         speaker_codes=speaker_codes,
@@ -139,9 +138,10 @@ def _other_columns(
 
 
 def implausible_wer_notes(errors: np.ndarray, ref_words: np.ndarray, form: str) -> list[str]:
-    """A note when the log has more errors than reference words overall: possible (insertions),
-    but far more often a unit mistake, such as a wer column in percent (25) instead of a fraction
-    (0.25), or error counts taken from another column."""
+    """A note when the whole log has more errors than reference words: possible (insertions), but
+    far more often a unit mistake, such as a wer column in percent (25) instead of a fraction
+    (0.25), or error counts taken from another column. Judged on the whole log's totals, once (not
+    per block of a Dask read), so both engines note the same."""
     total_errors, total_words = float(np.sum(errors)), float(np.sum(ref_words))
     if total_words <= 0 or total_errors <= total_words:
         return []

@@ -493,3 +493,25 @@ def test_utterance_level_by_on_dask_says_what_to_do_instead(data):
         pattern, engine="dask", methods=["attribute"], by=["device"], by_level="speaker", bootstrap=0, permutations=0
     )
     assert result.methods["attribute"].cohort_level == "speaker"
+
+
+@pytest.mark.parametrize(("first_rows_factor", "noted"), [(2, False), (6, True)])
+def test_the_implausible_wer_note_is_judged_on_the_whole_log_by_both_engines(tmp_path, first_rows_factor, noted):
+    """A note about more errors than words is about the whole log: a Dask read in small blocks
+    whose first block alone exceeds 100% must not note it when the log as a whole does not."""
+    n = 400
+    words = np.full(n, 5)
+    errors = np.where(np.arange(n) < n // 4, first_rows_factor * words, 0)  # 50% or 150% overall
+    frame = pd.DataFrame(
+        {"speaker_id": [f"s{i % 40}" for i in range(n)], "group": [f"g{i % 2}" for i in range(n)]}
+    ).assign(errors=errors, ref_words=words)
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    notes = {}
+    for engine, extra in (("pandas", {}), ("dask", {"blocksize": 2_000})):
+        result = fairaudit.audit(
+            str(path), engine=engine, methods=["attribute"], by=["group"], bootstrap=0, permutations=0, **extra
+        )
+        notes[engine] = [note for note in result.notes if "more errors than reference words" in note]
+    assert notes["pandas"] == notes["dask"]
+    assert bool(notes["pandas"]) == noted

@@ -641,6 +641,12 @@ def test_a_wrong_by_column_says_what_the_log_offers(tmp_path, by, fragment):
     assert run.code == 2 and fragment in run.stderr
 
 
+def test_the_id_hint_is_only_for_the_attribute_method(tmp_path):
+    """With --by speaker_id and a method that fails for another reason, that reason is what is said."""
+    run = run_main("audit", write_csv(tmp_path, small_log()), "-m", "embedding-kmeans", "--by", "speaker_id", "-q")
+    assert run.code == 2 and "embeddings" in run.stderr and "that is an id" not in run.stderr
+
+
 def test_an_unknown_log_extension_lists_every_accepted_form(tmp_path):
     path = tmp_path / "log.txt"
     path.write_text("speaker_id,errors,ref_words\ns1,1,5\n")

@@ -199,3 +199,24 @@ def test_markdown_comment_escapes_user_strings(report):
     text = gate_markdown(gate, hostile_report)
     assert "<b>" not in text and "&lt;b&gt;" in text
     assert "**FAIL**" in text
+
+
+def test_a_baseline_report_without_the_bottom_interval_is_still_read(report, tmp_path):
+    """Reports written before bottom_wer_ci existed stay valid baselines and gate inputs; the
+    max-bottom-wer rule then uses a single bottom cell's own interval."""
+    import json
+
+    from fairaudit.gate.judge import read_report
+
+    old = json.loads(json.dumps(report))
+    for method in old["methods"].values():
+        for figures in (method, method.get("holdout") or {}):
+            figures.pop("bottom_wer_ci", None)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    reread = read_report(path)
+    attr = reread["methods"]["attribute"]
+    bottom = next(c for c in attr["cohorts"] if c["id"] == attr["bottom"])
+    low = bottom["wer_ci"][0]
+    assert outcome(reread, {"max-bottom-wer": {"fail": low + 0.005}})[1][("max-bottom-wer", "attribute")] == "pass"
+    assert outcome(reread, {"max-bottom-wer": {"fail": low - 0.005}})[1][("max-bottom-wer", "attribute")] == "fail"

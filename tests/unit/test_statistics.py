@@ -195,3 +195,30 @@ def test_a_united_bottom_cohort_gets_the_interval_of_the_same_speakers_named_as_
     assert united["bottom_wer_ci"] == pytest.approx(cohort["wer_ci"], rel=1e-12)
     assert named["bottom_cohorts"] == ["g0+g1"]
     assert named["bottom_wer_ci"] == pytest.approx(cohort["wer_ci"], rel=1e-12)  # one cell: its own interval
+
+
+def test_the_bottom_interval_of_an_utterance_level_union_counts_each_speaker_once():
+    """In an utterance-level table a speaker has one row per value; when the bottom cohort unites
+    two values, splitting each speaker's bottom errors over two rows must not change the interval
+    (the degrees of freedom are the speakers', not the rows')."""
+    from types import SimpleNamespace
+
+    from fairaudit.stats.measure import _bottom_wer_interval
+
+    rng = np.random.default_rng(5)
+    n = 60
+    words = rng.integers(20, 200, n).astype(float)
+    errors = rng.binomial(words.astype(int), 0.1 * rng.gamma(2, 0.5, n)).astype(float)
+    replicates = rng.normal(errors.sum() / words.sum(), 0.01, 500)
+    whole = SimpleNamespace(errors=errors, ref_words=words, clusters=np.arange(n))
+    first_words = np.floor(words / 3)
+    first_errors = np.minimum(errors, np.floor(errors / 2))
+    split = SimpleNamespace(
+        errors=np.concatenate([first_errors, errors - first_errors]),
+        ref_words=np.concatenate([first_words, words - first_words]),
+        clusters=np.concatenate([np.arange(n), np.arange(n)]),
+    )
+    estimate = errors.sum() / words.sum()
+    one_row = _bottom_wer_interval(replicates, estimate, np.ones(n, bool), whole)
+    two_rows = _bottom_wer_interval(replicates, estimate, np.ones(2 * n, bool), split)
+    assert two_rows == pytest.approx(one_row)
