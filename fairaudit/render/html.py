@@ -46,8 +46,9 @@ DEFINITIONS = [
         "the size-weighted gain W_B x W_R / (W_B + W_R) x (WER_B - WER_R)^2 (W = reference words, R = every other "
         "assigned speaker; the criterion a geo-tree split maximises), each cell after the first must add more than "
         f"{CELL_PENALTY} x 2 ln(K) times the gain a cell of random speakers adds on average "
-        "(y + alpha y^2 x sum(w^2) / sum(w), with y the overall WER, w each speaker's reference words and alpha "
-        "the speakers' overdispersion; K eligible cells), and B holds at "
+        "(the mean over random cells of a sixteenth of the speakers of sum(y w + alpha y^2 w^2) / sum(w), with y "
+        "the overall WER, w each speaker's reference words and alpha the speakers' overdispersion; K eligible "
+        "cells), and B holds at "
         "most --max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; "
         "--bottom-share p: the worst cells whose speaker share is closest to p",
     ),

@@ -211,3 +211,28 @@ def test_random_cell_gain_is_the_mean_gain_of_cells_drawn_at_random(utterances):
     assert price == pytest.approx(np.mean(gains), rel=0.25)
     swap = rng.permutation(n)  # the permutation test moves outcomes between speakers
     assert random_cell_gain(errors[swap], words[swap], seed=0) == price
+
+
+def test_random_cell_gain_is_not_set_by_one_speaker_with_many_words():
+    """One speaker with 9% of the words sits in few cells; charging every cell for that speaker (a
+    ratio of totals, y + alpha y^2 sum(w^2) / sum(w)) prices a cell about 1.7x what cells of a
+    sixteenth of the speakers add on average. The price must stay near that average, taken over
+    40 draws of the outcomes (one draw is noisy: the heavy speaker's own error is one number)."""
+    from fairaudit.stats.metrics import random_cell_gain
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    words = 3.5 * (1 + np.floor(rng.lognormal(np.log(20) - 0.5, 1.0, n)))
+    words[0] = 0.09 / 0.91 * words[1:].sum()
+    gains, prices = [], []
+    for _ in range(40):
+        errors = rng.poisson(0.08 * np.exp(0.3 * rng.normal(size=n) - 0.045) * words).astype(float)
+        prices.append(random_cell_gain(errors, words, seed=0))
+        total_errors, total_words = errors.sum(), words.sum()
+        for _ in range(100):
+            cell = np.zeros(n, bool)
+            cell[rng.choice(n, n // 16, replace=False)] = True
+            w_c, e_c = words[cell].sum(), errors[cell].sum()
+            w_r, e_r = total_words - w_c, total_errors - e_c
+            gains.append(w_c * w_r / total_words * (e_c / w_c - e_r / w_r) ** 2)
+    assert np.mean(prices) == pytest.approx(np.mean(gains), rel=0.25)
