@@ -58,6 +58,7 @@ def run_stored_audit(
     parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
     result = _audit_result(log, speakers, opts, results, parameters, None)
     result.notes += withheld_cell_notes(report, results)
+    result.notes += [too_few_permutations(opts)] if too_few_permutations(opts) else []
     return result
 
 

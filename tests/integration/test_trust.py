@@ -348,6 +348,8 @@ def test_too_few_permutations_to_reach_alpha_are_said(permutations, alpha, warne
         assert method["verdict"] == "no evidence" and method["p_value"] == pytest.approx(1 / (permutations + 1))
     else:
         assert method["verdict"] == "disparity"
+    stored = fairaudit.audit(log, cohorts=result.to_dict(), bootstrap=0, permutations=permutations, alpha=alpha)
+    assert any(said in note for note in stored.notes) == warned  # measuring stored cohorts says it too
 
 
 def test_many_permutations_run_in_bounded_blocks():
