@@ -86,8 +86,12 @@ def _refuse_audit_report(path: Path) -> None:
         )
 
 
-def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list[str]]:
-    """The manifest's entries as log columns, a source mapping rows to lines, and notes."""
+def read_nemo_manifest(
+    path: str | Path, text_keys: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, LineSource, list[str]]:
+    """The manifest's entries as log columns, a source mapping rows to lines, and notes.
+    ``text_keys``: key -> "reference" or "hypothesis" for keys that ``--column`` names, checked on
+    every line like ``text`` and ``pred_text``."""
     path = Path(path)
     records, lines = [], []
     for number, text in text_lines(path):
@@ -103,7 +107,7 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
         lines.append(number)
     if not records:
         raise InputError("the manifest has no entries (one JSON object per line expected)", file=str(path))
-    _require_text_keys(records, lines, path)
+    _require_text_keys(records, lines, path, {**NEMO_TEXT_KEYS, **(text_keys or {})})
     frame = pd.DataFrame.from_records(records)
     nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict))).any()]
     notes = (
@@ -120,24 +124,25 @@ def read_nemo_manifest(path: str | Path) -> tuple[pd.DataFrame, LineSource, list
 
 #: Manifest keys holding words: a line without one that other lines have would silently score as
 #: an empty reference or hypothesis (every word deleted or inserted), so it is an error instead.
-NEMO_TEXT_KEYS = ("text", "pred_text")
+NEMO_TEXT_KEYS = {"text": "reference", "pred_text": "hypothesis"}
 
 
-def _require_text_keys(records: list[dict], lines: list[int], path: Path) -> None:
-    """InputError naming the first line that lacks (or has null for) a text key other lines have."""
-    for key in NEMO_TEXT_KEYS:
+def _require_text_keys(records: list[dict], lines: list[int], path: Path, keys: dict[str, str]) -> None:
+    """InputError naming the first line that lacks (or has null for) a text key other lines have
+    (``keys``: key -> its role, reference or hypothesis)."""
+    for key, role in keys.items():
         present = [isinstance(entry.get(key), str) for entry in records]
         if any(present) and not all(present):
             index = present.index(False)
-            what = "null" if key in records[index] else "missing"
-            role = "reference" if key == "text" else "hypothesis"
+            value = records[index].get(key)
+            what = "missing" if key not in records[index] else "null" if value is None else "not a JSON string"
             raise InputError(
-                f"the {role} key {key!r} is {what} on this line but present on others; write "
+                f"the {role} key {key!r} is {what} on this line but text on others; write "
                 f'"{key}": "" if the {role} really is empty',
                 file=str(path),
                 line=lines[index],
                 column=key,
-                value=None if what == "missing" else "null",
+                value=None if what == "missing" else ("null" if value is None else value),
             )
 
 

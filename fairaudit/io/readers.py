@@ -145,7 +145,10 @@ def _read_asr_format(
         frame, src, notes = read_kaldi_directory(path)
         sha = directory_sha256(path)
     else:
-        frame, src, notes = read_nemo_manifest(path)
+        roles = {"reference", "hypothesis"}
+        frame, src, notes = read_nemo_manifest(
+            path, {actual: canonical for canonical, actual in (columns or {}).items() if canonical in roles}
+        )
         sha = file_sha256(path)
     for name in ("speaker_id", "utterance_id", "reference", "hypothesis", *(columns or {}).values()):
         if name in frame.columns:  # ids and text as written (a numeric speaker key stays "007"-safe text)

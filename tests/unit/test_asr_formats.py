@@ -77,6 +77,21 @@ def test_a_manifest_line_without_its_text_is_an_error_not_an_empty_text(tmp_path
     assert "Traceback" not in run.stderr
 
 
+def test_a_text_key_named_by_column_is_checked_on_every_line_too(tmp_path):
+    """With --column hypothesis=asr, a line without "asr" is an error as for pred_text; a number
+    where text belongs is named as such, not as null."""
+    entries = [{"audio_filepath": u, "text": r, "asr": h, "speaker": s} for s, u, r, h, _, _ in UTTERANCES]
+    del entries[1]["asr"]
+    path = tmp_path / "manifest.jsonl"
+    write_manifest(path, entries)
+    run = run_main("validate", path, "--column", "hypothesis=asr")
+    assert run.code == 2 and f"file {path}, line 2, column 'asr'" in run.stderr and "hypothesis key" in run.stderr
+    entries[1]["asr"] = 5
+    write_manifest(path, entries)
+    run = run_main("validate", path, "--column", "hypothesis=asr")
+    assert run.code == 2 and "not a JSON string" in run.stderr
+
+
 def write_kaldi(directory, hyp_name="hyp", drop_hypothesis=None, drop_speaker=None) -> None:
     directory.mkdir()
     (directory / "text").write_text("".join(f"{u} {r}\n" for _, u, r, _, _, _ in UTTERANCES))
