@@ -176,7 +176,7 @@ def projection_view(
     variance = projection.get("explained_variance_pct") or [None, None]
     with plt.rc_context(FONT):
         fig, ax = plt.subplots(figsize=(8.6, 5.6))
-        handles, extent = [], []
+        handles, extent, labels = [], [], []
         for index, centre, cov in shown:
             cid = cohort_ids[index]
             colour = CLUSTER_COLOURS[index % len(CLUSTER_COLOURS)]
@@ -193,17 +193,7 @@ def projection_view(
                 ]
             single_top = len(top) == 1  # a "rest" top cohort is everyone else: not worth a label each
             role = " (bottom)" if cid in bottom else " (top)" if cid in top and single_top else ""
-            edge = BOTTOM if cid in bottom else TOP if role else colour
-            ax.annotate(
-                short(cid, 18) + role,
-                xy=centre,
-                ha="center",
-                va="center",
-                fontsize=8,
-                fontweight="bold" if role else "normal",
-                color=INK,
-                bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 2 if role else 1, "alpha": 0.92},
-            )
+            labels.append((centre, short(cid, 18) + role, BOTTOM if cid in bottom else TOP if role else colour, role))
             wer = wer_by_id.get(cid)
             handles.append(
                 Patch(color=colour, label=f"{short(cid, 18)}  {100 * wer:.2f}%" if wer is not None else short(cid, 18))
@@ -211,6 +201,7 @@ def projection_view(
         xs, ys = zip(*extent)
         ax.set_xlim(min(xs), max(xs))
         ax.set_ylim(min(ys), max(ys))
+        _place_cluster_labels(ax, labels, (max(xs) - min(xs), max(ys) - min(ys)))
         ax.set_xlabel(f"PC1 ({variance[0]:.1f}% of variance)" if variance[0] is not None else "PC1")
         ax.set_ylabel(
             f"PC2 ({variance[1]:.1f}% of variance)" if len(variance) > 1 and variance[1] is not None else "PC2"
@@ -236,6 +227,40 @@ def projection_view(
 
 WORSE = "#b42318"
 BETTER = "#15803d"
+
+
+def _label_fits(x: float, y: float, at_centre: bool, placed: list[tuple[float, float]], step: float) -> bool:
+    """Whether a label at (x, y) (axes fractions) stays inside the axes (unless it is at its centre)
+    and clear of the labels already placed."""
+    inside = at_centre or step / 2 <= y <= 1 - step / 2
+    return inside and not any(abs(x - px) < 0.16 and abs(y - py) < step for px, py in placed)
+
+
+def _place_cluster_labels(ax, labels: list, span: tuple[float, float]) -> None:
+    """Write each cluster's label at its centre, roles (bottom, top) first with a heavier box; a
+    label that would sit on one already placed moves down or up, a line at a time, to the nearest
+    clear place inside the axes, with a leader line (with 20+ clusters the centres crowd)."""
+    placed: list[tuple[float, float]] = []
+    step = 0.055  # of the axes' height: about one line of 8-point text
+    shifts = [0] + [sign * k for k in range(1, 13) for sign in (1, -1)]
+    for centre, text, edge, role in sorted(labels, key=lambda label: not label[3]):
+        x, y = (centre[0] - ax.get_xlim()[0]) / span[0], (centre[1] - ax.get_ylim()[0]) / span[1]
+        shift = next((k for k in shifts if _label_fits(x, y - k * step, k == 0, placed, step)), 0)
+        placed.append((x, y - shift * step))
+        ax.annotate(
+            text,
+            xy=centre,
+            xytext=(0, -shift * step * ax.bbox.height),
+            textcoords="offset pixels",
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold" if role else "normal",
+            color=INK,
+            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": edge, "lw": 2 if role else 1, "alpha": 0.92},
+            arrowprops={"arrowstyle": "-", "color": edge, "lw": 0.8} if shift else None,
+            zorder=5 if role else 4,
+        )
 
 
 def change_by_cohort(cohorts: Sequence[dict]) -> str | None:

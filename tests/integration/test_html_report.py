@@ -662,3 +662,32 @@ def test_method_headings_are_the_registered_titles(quickstart, monkeypatch):
     text = _render_html(quickstart)
     assert "<h2>geo-tree: &lt;b&gt;planted&lt;/b&gt; regions</h2>" in text
     assert "<h2>zip-demographic</h2>" in text
+
+
+def test_crowded_cluster_labels_do_not_overlap_and_stay_inside_the_plot():
+    """Twenty clusters with close centres (k = 20 on 2,000 speakers) once drew labels on top of one
+    another; each label now has its own line, inside the axes, the bottom cohort's placed first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairaudit.render.charts import _place_cluster_labels
+
+    fig, ax = plt.subplots(figsize=(8.6, 5.6))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    centres = [(0.5 + 0.01 * i, 0.5) for i in range(8)] + [(0.2, 0.02), (0.21, 0.03)]
+    roles = [" (bottom)" if i == 3 else "" for i in range(len(centres))]
+    labels = [(c, f"cluster-{i}{role}", "red", role) for i, (c, role) in enumerate(zip(centres, roles))]
+    _place_cluster_labels(ax, labels, (1.0, 1.0))
+    fig.canvas.draw()
+    boxes = [a.get_bbox_patch().get_window_extent() for a in ax.texts]
+    inside = ax.get_window_extent()
+    assert len(boxes) == len(labels)
+    for i, one in enumerate(boxes):
+        assert inside.y0 - 1 <= one.y0 and one.y1 <= inside.y1 + 1, ax.texts[i].get_text()
+        for other in boxes[i + 1 :]:
+            assert not one.overlaps(other), (ax.texts[i].get_text(), "overlaps another label")
+    assert ax.texts[0].get_text() == "cluster-3 (bottom)"  # roles first: they keep their centres
+    plt.close(fig)
