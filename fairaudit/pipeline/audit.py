@@ -58,7 +58,7 @@ def run_stored_audit(
     parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
     result = _audit_result(log, speakers, opts, results, parameters, None)
     result.notes += withheld_cell_notes(report, results)
-    result.notes += [too_few_permutations(opts)] if too_few_permutations(opts) else []
+    result.notes += [note for note in [too_few_permutations(opts)] if note]
     return result
 
 
@@ -294,7 +294,7 @@ def run_audit(
         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
-    audit_result.notes += [too_few_permutations(opts)] if too_few_permutations(opts) else []
+    audit_result.notes += [note for note in [too_few_permutations(opts)] if note]
     return audit_result
 
 

@@ -306,17 +306,14 @@ def cohort_vs_rest_p_values(
 def _bottom_wer_interval(replicates: np.ndarray, estimate: float, in_bottom: np.ndarray, speakers) -> list:
     """The bottom cohort's WER interval, computed as a single cohort's (expanded BCa: jackknife
     acceleration and effective degrees of freedom of its rows), whatever cells it unites."""
-    labels = np.where(in_bottom, 0, -1)
     if speakers.clusters is None:
+        labels = np.where(in_bottom, 0, -1)
         freedom = cohort_wer_degrees_of_freedom(labels, speakers.errors, speakers.ref_words, 1)
+        accel = cohort_wer_accelerations(labels, speakers.errors, speakers.ref_words, 1)
     else:  # rows are (speaker, value) pairs: a speaker with rows of two bottom values counts once
         _, speaker = np.unique(speakers.clusters[in_bottom], return_inverse=True)
         errors = np.bincount(speaker, weights=speakers.errors[in_bottom])
         words = np.bincount(speaker, weights=speakers.ref_words[in_bottom])
         freedom = cohort_wer_degrees_of_freedom(np.zeros(len(words), dtype=np.int64), errors, words, 1)
-    accel = (
-        cohort_wer_accelerations(labels, speakers.errors, speakers.ref_words, 1)
-        if speakers.clusters is None
-        else np.zeros(1)  # the leave-one-speaker-out jackknife needs whole speakers
-    )
+        accel = np.zeros(1)  # the leave-one-speaker-out jackknife needs whole speakers
     return bca_interval(replicates[:, None], np.array([estimate]), accel, degrees_of_freedom=freedom)[0]
