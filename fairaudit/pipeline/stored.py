@@ -18,6 +18,8 @@ from fairaudit.errors import InputError, UsageError
 from fairaudit.methods.base import CohortMethod
 from fairaudit.methods.registry import method_classes
 from fairaudit.model.speakers import SpeakerTable
+from fairaudit.options import AuditOptions
+from fairaudit.pipeline.audit import too_few_permutations
 from fairaudit.privacy import unassign_exposing_speakers
 from fairaudit.report.result import MethodResult
 from fairaudit.stats.measure import fixed_selection_p_value, measure_with_options, selection_from_ids
@@ -143,18 +145,20 @@ def measure_stored(speakers: SpeakerTable, report: dict, where: str, rule, opts)
             definition=method.definition(),
             cohort_source="stored",
         )
-        result.verdict, result.verdict_reason = judge_stored(figures, opts.alpha, where)
+        result.verdict, result.verdict_reason = judge_stored(figures, opts, where)
         results[key] = result
     return results
 
 
-def judge_stored(figures, alpha: float, where: str) -> tuple[str, str]:
+def judge_stored(figures, opts: AuditOptions, where: str) -> tuple[str, str]:
     """Verdict on cohorts fixed in advance: the permutation p-value needs no search correction."""
-    origin = f"cohorts from {Path(where).name}"
+    origin, alpha = f"cohorts from {Path(where).name}", opts.alpha
     if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
         return "insufficient data", f"{origin}: this log has no speakers in the stored bottom or top cohort"
     if figures.p_value is None:
         return "no evidence", f"{origin}: significance was not tested (--permutations 0)"
     if figures.p_value < alpha and figures.wer_gap_pct > 0:
         return "disparity", f"{origin} (no search): permutation p-value {figures.p_value:.3g} < {alpha:g}"
-    return "no evidence", f"{origin} (no search): permutation p-value {figures.p_value:.3g} >= {alpha:g}"
+    limit = too_few_permutations(opts)
+    reason = f"{origin} (no search): permutation p-value {figures.p_value:.3g} >= {alpha:g}"
+    return "no evidence", reason + (f" ({limit})" if limit else "")

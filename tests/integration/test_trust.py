@@ -350,6 +350,8 @@ def test_too_few_permutations_to_reach_alpha_are_said(permutations, alpha, warne
         assert method["verdict"] == "disparity"
     stored = fairaudit.audit(log, cohorts=result.to_dict(), bootstrap=0, permutations=permutations, alpha=alpha)
     assert any(said in note for note in stored.notes) == warned  # measuring stored cohorts says it too
+    stored_method = stored.to_dict()["methods"]["attribute"]
+    assert (said in stored_method["verdict_reason"]) == warned  # and so does its verdict
 
 
 def test_many_permutations_run_in_bounded_blocks():
