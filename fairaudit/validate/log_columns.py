@@ -162,10 +162,12 @@ def _require_columns(src: Source, present: set[str]) -> None:
     """speaker_id and one complete error form are required; say which columns would do."""
     separator = _separator_hint(src.header)
     if logs.SPEAKER not in present:
+        guess = _likely_column(src.header, SPEAKER_NAMES)
+        rename = f"--column speaker_id={guess}" if guess else "--column speaker_id=NAME"
         raise src.error(
             separator
             or "the required column 'speaker_id' is missing (if the speaker is in another column, "
-            f"use --column speaker_id=NAME); the file's columns are: {list_names(src.header)}",
+            f"use {rename}); the file's columns are: {list_names(src.header)}",
             column=None if separator else logs.SPEAKER,
         )
     if any(set(cols) <= present for cols in ERROR_FORMS.values()):
@@ -175,13 +177,32 @@ def _require_columns(src: Source, present: set[str]) -> None:
     first_missing = next(
         (c for cols in ERROR_FORMS.values() if set(cols) & present for c in cols if c not in present), logs.ERRORS
     )
-    rename = "" if found else "; if they are under other names, say so: --column reference=ref --column hypothesis=hyp"
+    reference, hypothesis = _likely_column(src.header, REFERENCE_NAMES), _likely_column(src.header, HYPOTHESIS_NAMES)
+    rename = (
+        ""
+        if found
+        else "; if they are under other names, say so: "
+        f"--column reference={reference or 'ref'} --column hypothesis={hypothesis or 'hyp'}"
+    )
     raise src.error(
         separator
         or f"no complete error information: add one of these sets of columns: {options} "
         f"(found: {', '.join(found) if found else 'none of them'}){rename}",
         column=None if separator else first_missing,
     )
+
+
+#: Common names of the speaker, reference and hypothesis columns in other tools' logs (lower case):
+#: a missing canonical column's error suggests the --column mapping for the first one present.
+SPEAKER_NAMES = ("speaker", "spk", "spk_id", "speaker_name", "speakerid", "client_id", "talker", "participant")
+REFERENCE_NAMES = ("ref", "reference_text", "ref_text", "sentence", "transcript", "text", "ground_truth", "truth")
+HYPOTHESIS_NAMES = ("hyp", "hypothesis_text", "hyp_text", "prediction", "pred_text", "pred", "asr", "recognized")
+
+
+def _likely_column(header: list[str] | None, names: tuple[str, ...]) -> str:
+    """The first of ``names`` that is a column of this file (compared case-insensitively), else ""."""
+    by_lower = {column.strip().lower(): column for column in header or []}
+    return next((by_lower[name] for name in names if name in by_lower), "")
 
 
 #: Separators a mis-named file may use, and what to do about each.

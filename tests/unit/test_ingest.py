@@ -887,3 +887,24 @@ def test_text_columns_under_other_names_get_the_column_hint(tmp_path):
     path.write_text("speaker_id,ref,hyp\ns1,a b,a\n")
     run = run_main("validate", path)
     assert run.code == 2 and "--column reference=ref --column hypothesis=hyp" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "advice"),
+    [
+        ("client_id,sentence,prediction", "--column speaker_id=client_id"),
+        ("Speaker,ref,hyp", "--column speaker_id=Speaker"),
+        ("who,a,b", "--column speaker_id=NAME"),
+        ("speaker_id,Sentence,prediction", "--column reference=Sentence --column hypothesis=prediction"),
+        ("speaker_id,transcript,pred_text", "--column reference=transcript --column hypothesis=pred_text"),
+    ],
+)
+def test_missing_columns_suggest_the_file_own_likely_names(tmp_path, header, advice):
+    """The mapping the error advises uses this file's own column names when they are common ones
+    (Common Voice's client_id/sentence, prediction, pred_text), so it can be pasted as is."""
+    from cli_runner import run_main
+
+    path = tmp_path / "log.csv"
+    path.write_text(header + "\ns1,a b,a\n")
+    run = run_main("validate", path)
+    assert run.code == 2 and advice in run.stderr, run.stderr
