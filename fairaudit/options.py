@@ -152,7 +152,9 @@ class AuditOptions(BaseModel):
         metavar="X",
         kind="number",
         rule="a fraction between 0 and 1 (e.g. 0.5)",
-        help="--bottom auto: the bottom cohort holds at most this fraction of the assigned speakers. Default 0.5.",
+        help="--bottom auto: the bottom cohort holds at most this fraction of the assigned speakers; when even the "
+        "worst cell a method found holds more, there is no bottom cohort (a --by attribute's worse group is kept "
+        "whatever its size). Default 0.5.",
     )
     top: str = option(
         "rest",

@@ -65,6 +65,13 @@ def build_export(
             if method
             else f"no method of the audit report has a bottom cohort to export (methods: {known})"
         )
+    chosen_entry = next(entry for key, _, entry in rebuilt if key == chosen)
+    if not chosen_entry.get("bottom_cohorts"):
+        why = chosen_entry.get("verdict_reason") or "none was chosen"
+        raise UsageError(
+            f"{chosen} has no bottom cohort in the audit report ({why}): "
+            "nothing to oversample; choose another method with --method, or audit again"
+        )
     speaker_frame = pd.DataFrame({SPEAKER: speakers.speaker_ids.astype(str)})
     codes = log.speaker_codes
     if codes is None or len(codes) != len(log.frame):

@@ -27,6 +27,7 @@ class AttributeGroups(CohortMethod):
     display_order = 40
     runs_by_default = False  # runs when --by names columns
     cells_depend_on_outcomes = False
+    bottom_may_be_majority = True  # the groups are the user's: a worse majority is still reported
 
     def __init__(self, by: Sequence[str] | str = (), min_speakers: int = 30) -> None:
         self.by = by  # stored as given (scikit-learn convention); parsed by ``columns``

@@ -54,6 +54,11 @@ class CohortMethod(ABC):
     #: privacy land in a published cell (the nearest cluster, the area outside the windows) instead
     #: of being unassigned: an audit on such definitions then says so in a note.
     absorbs_withheld_cells: ClassVar[bool] = False
+    #: Whether the bottom cohort may be a cell holding more than ``--max-bottom-share`` of the
+    #: speakers when even the worst cell does (``--bottom auto``): yes for groups given in advance
+    #: (a binary attribute's worse side may be its majority); no for cells a method found, where a
+    #: majority "bottom cohort" means no minority of higher WER stood out (SPEC 5).
+    bottom_may_be_majority: ClassVar[bool] = False
 
     partition_: Partition
 

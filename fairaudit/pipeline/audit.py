@@ -40,7 +40,7 @@ from fairaudit.stats.resampling import (
     permutation_p_value,
     utterance_level_null,
 )
-from fairaudit.stats.selection import CELL_PENALTY, SelectionRule, fixed_partition_statistic
+from fairaudit.stats.selection import CELL_PENALTY, SelectionRule, fixed_partition_statistic, rule_for_method
 from fairaudit.version import __version__
 
 
@@ -154,6 +154,7 @@ def run_audit(
     methods = build_methods(opts, speakers)
     n_attribute = sum(isinstance(m, AttributeGroups) for m in methods)
     keys = [method_key(method, n_attribute) for method in methods]
+    rules = {key: rule_for_method(rule, method) for key, method in zip(keys, methods)}
     fulls = [method_table(method, log, speakers, opts) for method in methods]
 
     # 1. Discovery and the search-aware permutation test, method by method.
@@ -174,8 +175,8 @@ def run_audit(
     for key, method, table, full in zip(keys, methods, tables, fulls):
         rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
         partition = method.partition_
-        selection = discover_selection(partition, table, rule)
-        statistic = fixed_partition_statistic(partition, table.errors[None, :], table.ref_words[None, :], rule)[0]
+        selection = discover_selection(partition, table, rules[key])
+        statistic = fixed_partition_statistic(partition, table.errors[None, :], table.ref_words[None, :], rules[key])[0]
         found.append(Discovered(key, method, rng, partition, selection, None, table, full))
         observed.append(float(statistic))
 
@@ -190,7 +191,7 @@ def run_audit(
     # The bootstrap starts first: it is the longest job (1,000 replicates of every method's cells), and
     # starting the longest first keeps the last core from running alone at the end.
     jobs = [_bootstrap_job(found, discovery, opts, progress, stage)]
-    jobs += [_permutation_job(found[i], rule, opts.permutations, progress, stage) for i in tested]
+    jobs += [_permutation_job(found[i], rules[found[i].key], opts.permutations, progress, stage) for i in tested]
     with stage("permutation tests and bootstrap (run together)"):
         boots, *nulls = run_jobs(jobs)
     for i, null in zip(tested, nulls):
@@ -214,7 +215,7 @@ def run_audit(
                 partition,
                 item.table,
                 selection,
-                rule,
+                rules[key],
                 opts,
                 rng=rng,
                 boot=boot,
@@ -270,7 +271,7 @@ def run_audit(
                     held_partition,
                     held_table,
                     held_selection,
-                    rule,
+                    rules[key],
                     opts,
                     rng=rng,
                     boot=boot,
@@ -282,8 +283,8 @@ def run_audit(
                 )
                 results[key].holdout = held
     suppress_nested_attributes(results)
-    for result in results.values():
-        result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rule, opts)
+    for key, result in results.items():
+        result.verdict, result.verdict_reason = judge(result.discovery, result.holdout, rules[key], opts)
 
     audit_result = _audit_result(
         log,
@@ -602,6 +603,9 @@ def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, 
 def _verdict(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:
     """Verdict per method (SPEC 5): disparity, no evidence, or insufficient data."""
     if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
+        majority = _majority_worst_cell(figures, rule)
+        if majority:
+            return "no evidence", majority
         single = len(figures.cohorts) == 1 and bool(figures.cohorts["eligible"].iloc[0])
         if single and figures.assigned_speakers >= 2 * rule.min_speakers:
             return "no evidence", "the method found a single cohort: no split of the speakers beat noise"
@@ -621,6 +625,26 @@ def _verdict(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[st
         return "disparity", f"{where} p-value {p:.3g} < {opts.alpha:g}"
     limit = too_few_permutations(opts)
     return "no evidence", f"{where} p-value {p:.3g} >= {opts.alpha:g}" + (f" ({limit})" if limit else "")
+
+
+def _majority_worst_cell(figures, rule: SelectionRule) -> str:
+    """Why there is no bottom cohort when the worst of two or more eligible cells holds more than
+    --max-bottom-share of the speakers (a method's cells, ``SelectionRule.majority_bottom`` off), else ""."""
+    cohorts = figures.cohorts
+    if rule.majority_bottom or rule.bottom != "auto" or rule.bottom_share is not None or not len(cohorts):
+        return ""
+    eligible = cohorts[cohorts["eligible"].astype(bool) & cohorts["wer"].notna()]
+    if len(eligible) < 2:
+        return ""
+    worst = eligible.loc[eligible["wer"].idxmax()]
+    share = float(worst["speaker_share_pct"])
+    if share <= 100 * rule.max_bottom_share:
+        return ""
+    return (
+        f"no minority cohort stands out: the highest-WER cell ({worst['id']}) holds {share:.0f}% of the speakers, "
+        f"more than --max-bottom-share {rule.max_bottom_share:g}, so there is no bottom cohort (an under-served "
+        "cohort is a minority); the cells' WERs are listed"
+    )
 
 
 def too_few_permutations(opts: AuditOptions) -> str:

@@ -49,7 +49,9 @@ DEFINITIONS = [
         "(the mean over random cells of a sixteenth of the speakers of sum(y w + alpha y^2 w^2) / sum(w), with y "
         "the overall WER, w each speaker's reference words and alpha the speakers' overdispersion; K eligible "
         "cells), and B holds at "
-        "most --max-bottom-share (default 0.5) of the speakers. --bottom worst: the single worst cell; "
+        "most --max-bottom-share (default 0.5) of the speakers: when even the worst cell a method found holds more, "
+        "there is no bottom cohort (no minority of higher WER stands out), while a --by attribute's worse group is "
+        "reported whatever its size. --bottom worst: the single worst cell; "
         "--bottom-share p: the worst cells whose speaker share is closest to p",
     ),
     (

@@ -197,6 +197,7 @@ def select_bottom_top(
     max_bottom_share: float = 0.5,
     cell_penalty: float = 0.0,
     top: TopMode = "rest",
+    majority_bottom: bool = True,
 ) -> Selection:
     """Choose the bottom and top cohorts from the cells, per replicate (SPEC 5, stage 2).
 
@@ -207,8 +208,10 @@ def select_bottom_top(
     * ``bottom="auto"``: j maximises the size-weighted gain W_B W_R / (W_B + W_R) (WER_B - WER_R)^2
       between the union B and the remaining assigned speakers R (W = reference words; the
       criterion a geo-tree split maximises, applied to whole cells), with WER_B > WER_R and B
-      holding at most ``max_bottom_share`` of the assigned speakers (the single worst cell when
-      even it holds more). Each cell beyond the first costs ``cell_penalty`` (in gain units), so a
+      holding at most ``max_bottom_share`` of the assigned speakers. When even the worst cell holds
+      more, it is the bottom cohort if ``majority_bottom`` (groups given in advance: a binary
+      attribute's worse side) and there is none otherwise (a method's cells: no minority of higher
+      WER stands out). Each cell beyond the first costs ``cell_penalty`` (in gain units), so a
       cell joins only when it separates high-WER speakers by more than noise would;
     * ``bottom="worst"``: j = 1;
     * ``bottom_share=p`` (overrides ``bottom``): the j whose speaker share is closest to p.
@@ -245,6 +248,9 @@ def select_bottom_top(
         n_bottom = _gain_maximising_count(
             errors, ref_words, speakers, eligible, order, n_eligible, max_bottom_share * total_speakers, cell_penalty
         )
+        if not majority_bottom:
+            worst_speakers = np.take_along_axis(np.broadcast_to(speakers, (n_rep, k)), order[:, :1], axis=1)[:, 0]
+            n_bottom = np.where(worst_speakers > max_bottom_share * total_speakers, 0, n_bottom)
     n_bottom = np.minimum(n_bottom, np.maximum(n_eligible - 1, 0))
     bottom_mask = (rank_of_position < n_bottom[:, None]) & eligible
 

@@ -6,12 +6,16 @@ shuffle, so the p-value accounts for the choice of the bottom cohort.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fairaudit.model.partition import Partition
 from fairaudit.stats.metrics import BottomMode, Selection, TopMode, cell_price, select_bottom_top
+
+if TYPE_CHECKING:
+    from fairaudit.methods.base import CohortMethod
 
 #: --bottom auto: a cell joins the bottom cohort only if it adds more than CELL_PENALTY x 2 ln(K) times what a
 #: random cell adds to the size-weighted gain (:func:`random_cell_gain`; the 2 ln K of the risk-inflation criterion
@@ -34,6 +38,10 @@ class SelectionRule:
     #: CELL_PENALTY x what a random cell adds (:func:`fairaudit.stats.metrics.random_cell_gain`).
     cell_penalty: float = 0.0
     top: TopMode = "rest"
+    #: --bottom auto when even the worst cell holds more than ``max_bottom_share``: it is the bottom
+    #: cohort (True: groups given in advance, e.g. a binary attribute's worse side) or there is none
+    #: (False: a discovery method's cells, where a majority "bottom" says no minority stands out).
+    majority_bottom: bool = True
 
     def eligible(self, speakers_per_cohort: np.ndarray, words_per_cohort: np.ndarray | None = None) -> np.ndarray:
         """Cohorts large enough to be chosen as bottom or top."""
@@ -79,7 +87,13 @@ class SelectionRule:
             max_bottom_share=self.max_bottom_share,
             cell_penalty=self.cell_penalty,
             top=self.top,
+            majority_bottom=self.majority_bottom,
         )
+
+
+def rule_for_method(rule: SelectionRule, method: CohortMethod) -> SelectionRule:
+    """The audit's rule as it applies to one method's cells (:attr:`CohortMethod.bottom_may_be_majority`)."""
+    return replace(rule, majority_bottom=method.bottom_may_be_majority)
 
 
 def fixed_partition_statistic(

@@ -112,6 +112,7 @@ def test_a_nemo_manifest_goes_through_embed_audit_and_export(speech, tmp_path):
     run = run_main(
         "audit", manifest, "--embeddings", tmp_path / "speakers.parquet", "--method", "embedding-kmeans",
         "--min-speakers", "1", "--min-report-speakers", "1", "--clusters", "2",
+        "--max-bottom-share", "0.7",
         "--bootstrap", "0", "--permutations", "0", "--json", tmp_path / "audit.json", "--quiet",
     )  # fmt: skip
     assert run.code == 0, run.stderr

@@ -236,3 +236,44 @@ def test_random_cell_gain_is_not_set_by_one_speaker_with_many_words():
             w_r, e_r = total_words - w_c, total_errors - e_c
             gains.append(w_c * w_r / total_words * (e_c / w_c - e_r / w_r) ** 2)
     assert np.mean(prices) == pytest.approx(np.mean(gains), rel=0.25)
+
+
+def test_a_majority_worst_cell_is_the_bottom_only_for_groups_given_in_advance():
+    """SPEC 5: B holds at most --max-bottom-share. When even the worst cell holds more, a method's
+    cells have no bottom cohort (no minority stands out); a user's binary group keeps its worse side."""
+    errors, words = np.array([[60.0, 10.0, 10.0]]), np.array([[600.0, 200.0, 200.0]])
+    speakers = np.array([60, 20, 20])  # the worst cell (10% WER vs 5%) holds 60% of the speakers
+    groups = select_bottom_top(errors, words, speakers, np.ones(3, bool))
+    found = select_bottom_top(errors, words, speakers, np.ones(3, bool), majority_bottom=False)
+    assert groups.bottom[0].tolist() == [True, False, False]
+    assert not found.bottom[0].any()
+    # a minority worst cell is chosen either way
+    minority = select_bottom_top(errors, words, np.array([40, 30, 30]), np.ones(3, bool), majority_bottom=False)
+    assert minority.bottom[0].tolist() == [True, False, False]
+
+
+def test_a_discovery_method_whose_worst_region_is_a_majority_reports_no_bottom_cohort():
+    """geo-tree cutting the speakers into a 60% worse half and a 40% better half: no bottom cohort,
+    verdict "no evidence" saying why; the same data grouped with --by keeps the worse half."""
+    rng = np.random.default_rng(5)
+    n = 400
+    west = np.arange(n) < 240  # 60% of speakers, WER 12% against 6%
+    words = np.full(n, 400)
+    errors = rng.binomial(words, np.where(west, 0.12, 0.06))
+    frame = pd.DataFrame(
+        {
+            "speaker_id": [f"s{i}" for i in range(n)],
+            "ref_words": words,
+            "errors": errors,
+            "latitude": rng.uniform(33, 45, n),
+            "longitude": np.where(west, rng.uniform(-120, -100, n), rng.uniform(-90, -75, n)),
+            "side": np.where(west, "west", "east"),
+        }
+    )
+    result = fairaudit.audit(frame, methods=["geo-tree", "attribute"], by=["side"], bootstrap=0, permutations=50)
+    tree = result.methods["geo-tree"]
+    assert tree.discovery.bottom == [] and tree.discovery.wer_gap_pct is None
+    assert tree.verdict == "no evidence" and "no minority cohort stands out" in tree.verdict_reason
+    assert "--max-bottom-share 0.5" in tree.verdict_reason
+    by_side = result.methods["attribute"]
+    assert by_side.discovery.bottom == ["west"] and by_side.verdict == "disparity"
