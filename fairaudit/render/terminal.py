@@ -9,7 +9,14 @@ from rich.table import Table
 
 from fairaudit.render import format as fmt
 from fairaudit.render.safe_text import terminal as escape
-from fairaudit.report.result import SUPPRESSED_DESCRIPTION, AuditResult, Figures, MethodResult, public_ids
+from fairaudit.report.result import (
+    SUPPRESSED_DESCRIPTION,
+    AuditResult,
+    Figures,
+    MethodResult,
+    public_ids,
+    published_order,
+)
 
 VERDICT_STYLE = {"disparity": "bold red", "no evidence": "green", "insufficient data": "yellow"}
 
@@ -43,7 +50,7 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
     if has_p:
         table.add_column("p (BH)", justify="right")
     # Suppressed cohorts last, unranked and undescribed: their rank or geometry would reveal them.
-    rows = sorted(figures.cohorts.to_dict("records"), key=lambda r: (bool(r["suppressed"]), r["rank"]))
+    rows = published_order(figures)
     public = public_ids(figures)
     for visible_rank, row in enumerate(rows, start=1):
         role = (

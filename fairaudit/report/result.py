@@ -122,7 +122,9 @@ class AuditResult:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
 
     def to_frame(self) -> pd.DataFrame:
-        """All methods' cohorts in one long table (one row per method and cohort)."""
+        """All methods' cohorts in one long table (one row per method and cohort), for your own
+        analysis: it includes the suppressed cohorts with their real ids and figures, which the
+        reports (JSON, HTML, Markdown, terminal) withhold; publish those, not this table."""
         frames = []
         for name, result in self.methods.items():
             cohorts = result.discovery.cohorts.copy()
@@ -181,6 +183,10 @@ class AuditResult:
         return render_html(self)
 
 
+#: Public ids of suppressed cohorts are this prefix and a number.
+SUPPRESSED_PREFIX = "suppressed-"
+
+
 def public_ids(figures: Figures) -> dict[str, str]:
     """Suppressed cohorts' ids replaced by "suppressed-1", "suppressed-2", ...: an attribute
     cohort's id is its value (a ZIP code, a name), which must not be published either."""
@@ -188,16 +194,41 @@ def public_ids(figures: Figures) -> dict[str, str]:
     hidden = [str(i) for i in rows.loc[rows["suppressed"].astype(bool), "id"]]
     return {
         **{str(i): str(i) for i in rows["id"]},
-        **{cid: f"suppressed-{n}" for n, cid in enumerate(sorted(hidden), 1)},
+        **{cid: f"{SUPPRESSED_PREFIX}{n}" for n, cid in enumerate(sorted(hidden), 1)},
     }
+
+
+def published_order(figures: Figures) -> list[dict]:
+    """The cohort rows in the order every output lists them: reported cohorts by rank, then the
+    suppressed ones by their public number (suppressed-1, -2, ...), never by WER, whose order
+    would reveal how they rank."""
+    public = public_ids(figures)
+    return sorted(
+        figures.cohorts.to_dict("records"),
+        key=lambda r: (True, _suppressed_number(public[str(r["id"])])) if r["suppressed"] else (False, r["rank"]),
+    )
+
+
+def public_id_list(figures: Figures, ids: list[str]) -> list[str]:
+    """Cohort ids as published (bottom or top lists): reported ones first, in their order, then the
+    suppressed ones by public number, so no suppressed id sits where its real value would sort."""
+    public = public_ids(figures)
+    rows = figures.cohorts
+    hidden = set(rows.loc[rows["suppressed"].astype(bool), "id"].astype(str))
+    shown = [public[str(i)] for i in ids if str(i) not in hidden]
+    return shown + sorted((public[str(i)] for i in ids if str(i) in hidden), key=_suppressed_number)
+
+
+def _suppressed_number(public_id: str) -> int:
+    return int(public_id[len(SUPPRESSED_PREFIX) :])
 
 
 def _figures_dict(figures: Figures, method: MethodResult) -> dict:
     public = public_ids(figures)
     cohorts = []
     # Reported cohorts are ranked 1..m among themselves and suppressed ones listed last without a
-    # rank: their position in the ranking would reveal their WER.
-    rows = sorted(figures.cohorts.to_dict("records"), key=lambda r: (bool(r["suppressed"]), r["rank"]))
+    # rank, by public number: their position in the ranking would reveal their WER.
+    rows = published_order(figures)
     for visible_rank, row in enumerate(rows, start=1):
         suppressed = bool(row["suppressed"])
         entry = {
@@ -226,8 +257,8 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
     return {
         "bottom": method.bottom_label(figures) or None,
         "top": method.top_label(figures) or None,
-        "bottom_cohorts": [public[str(i)] for i in figures.bottom],
-        "top_cohorts": [public[str(i)] for i in figures.top],
+        "bottom_cohorts": public_id_list(figures, figures.bottom),
+        "top_cohorts": public_id_list(figures, figures.top),
         "bottom_description": method.describe(figures.bottom) if figures.bottom else None,
         "top_description": method.describe(figures.top) if figures.top else None,
         "bottom_wer": finite_or_none(figures.bottom_wer),

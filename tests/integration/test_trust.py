@@ -657,3 +657,40 @@ def test_an_unknown_log_extension_lists_every_accepted_form(tmp_path):
     run = run_main("validate", path)
     assert run.code == 2 and ".parquet" in run.stderr and "NeMo manifest (.json, .jsonl)" in run.stderr
     assert "Kaldi data directory" in run.stderr and ".trn" in run.stderr
+
+
+def test_suppressed_cohorts_are_listed_in_an_order_that_reveals_neither_their_wer_nor_their_value():
+    """Five small groups (suppressed) whose WER order is not their alphabetical order: every output
+    lists them as suppressed-1..5 in that numbered order, after the reported cohorts, and the top
+    cohort's list puts them after the reported ids (not where their values would sort)."""
+    rng = np.random.default_rng(1)
+    rates = {"alpha": 0.10, "delta": 0.12, "mike": 0.08, "zulu": 0.09}
+    small = {"bravo": 0.30, "charlie": 0.05, "echo": 0.25, "foxtrot": 0.15, "golf": 0.40}
+    rows = [
+        (f"{group}{i}", group, int(rng.binomial(200, rate)), 200)
+        for group, rate in {**rates, **small}.items()
+        for i in range(40 if group in rates else 5)
+    ]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+    result = fairaudit.audit(frame, by=["accent"], bootstrap=0, permutations=0)
+    method = result.to_dict()["methods"]["attribute"]
+    numbered = [f"suppressed-{n}" for n in range(1, 6)]
+    assert [c["id"] for c in method["cohorts"]][-5:] == numbered
+    assert method["top_cohorts"][-5:] == numbered and not any(
+        c.startswith("suppressed-") for c in method["top_cohorts"][:-5]
+    )
+    terminal = result_terminal_text(result)
+    assert [terminal.index(n) for n in numbered] == sorted(terminal.index(n) for n in numbered)
+    html = result.to_html()
+    assert [html.index(n) for n in numbered] == sorted(html.index(n) for n in numbered)
+
+
+def result_terminal_text(result) -> str:
+    """What `fairaudit audit` prints for this result, as plain text."""
+    from rich.console import Console
+
+    from fairaudit.render.terminal import print_audit
+
+    console = Console(record=True, width=200, color_system=None)
+    print_audit(result, console)
+    return console.export_text()
