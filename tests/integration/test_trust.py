@@ -7,6 +7,7 @@ import csv
 import hashlib
 import os
 import resource
+import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -60,6 +61,29 @@ def test_an_output_may_not_replace_a_hard_link_to_the_log(tmp_path):
     before = digest(tmp_path / "log.csv")
     run = run_main("audit", tmp_path / "log.csv", "--by", "group", "--json", tmp_path / "h.csv", "-q", "--bootstrap", 0)
     assert run.code == 2 and "refusing to overwrite" in run.stderr and digest(tmp_path / "log.csv") == before
+
+
+def test_outputs_write_into_devices_and_pipes_and_through_symlinks(tmp_path):
+    """`--json /dev/null` in a root CI container once replaced the device with a plain file (the
+    atomic rename went over it); a named pipe and a symlink were replaced the same way."""
+    import threading
+
+    small_log().to_csv(tmp_path / "log.csv", index=False)
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    os.mkfifo(tmp_path / "pipe.md")
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append((tmp_path / "pipe.md").read_bytes()))
+    reader.start()
+    run = run_main(
+        "audit", tmp_path / "log.csv", "--by", "group", "-q", "--bootstrap", 0, "--permutations", 0,
+        "--json", tmp_path / "link.json", "--markdown", tmp_path / "pipe.md", "--html", os.devnull,
+    )  # fmt: skip
+    reader.join(timeout=60)
+    assert run.code == 0, run.stderr
+    assert os.path.islink(tmp_path / "link.json") and "methods" in (tmp_path / "real.json").read_text()
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe.md").st_mode) and b"attribute" in received[0]
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_a_failed_write_keeps_the_previous_report_whole(tmp_path):
