@@ -50,8 +50,8 @@ DEFINITIONS = [
         "the overall WER, w each speaker's reference words and alpha the speakers' overdispersion; K eligible "
         "cells), and B holds at "
         "most --max-bottom-share (default 0.5) of the speakers: when even the worst cell a method found holds more, "
-        "there is no bottom cohort (no minority of higher WER stands out), while the worse group of a --by attribute is "
-        "reported whatever its size. --bottom worst: the single worst cell; "
+        "there is no bottom cohort (no minority of higher WER stands out), while the worse group of a --by "
+        "attribute is reported whatever its size. --bottom worst: the single worst cell; "
         "--bottom-share p: the worst cells whose speaker share is closest to p",
     ),
     (
