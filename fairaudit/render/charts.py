@@ -31,6 +31,7 @@ TOP = "#1d4ed8"
 OTHER = "#9ca3af"
 FONT: Any = {  # matplotlib types rc keys as literals; these are checked by matplotlib at run time
     "font.family": "DejaVu Sans",
+    "text.parse_math": False,  # cohort names come from the data: "$x^2$" is text, not a formula
     "font.size": 9,
     "axes.edgecolor": "#9ca3af",
     "axes.labelcolor": INK,
