@@ -724,6 +724,7 @@ def test_dollar_signs_in_cohort_names_are_drawn_as_text_not_parsed_as_formulas(t
     """matplotlib reads $...$ as mathtext: a group named "$\\frac{1}{$" made the HTML report exit 3."""
     frame = small_log(groups=("$\\frac{1}{$", "$x^2$"), n=200)
     frame.to_csv(tmp_path / "log.csv", index=False)
-    run = run_main("audit", tmp_path / "log.csv", "--by", "group", "-q", "--html", tmp_path / "r.html", "--bootstrap", 0)
+    html = tmp_path / "r.html"
+    run = run_main("audit", tmp_path / "log.csv", "--by", "group", "-q", "--html", html, "--bootstrap", 0)
     assert run.code == 0, run.stderr
     assert "$\\frac{1}{$" in (tmp_path / "r.html").read_text()
