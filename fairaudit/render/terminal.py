@@ -30,8 +30,9 @@ def headline(result: MethodResult, figures: Figures | None = None) -> str:
     share_ci = fmt.interval(*figures.bottom_share_ci)
     return (
         f"WER gap {fmt.pct(figures.wer_gap_pct)}{' ' + gap_ci if gap_ci else ''} between "
-        f"{result.bottom_label(figures)} ({result.describe(figures.bottom)}, WER {fmt.wer(figures.bottom_wer)}) and "
-        f"{result.top_label(figures)} ({result.describe(figures.top)}, WER {fmt.wer(figures.top_wer)}); "
+        f"{result.bottom_label(figures)} ({result.describe(figures.bottom, figures)}, "
+        f"WER {fmt.wer(figures.bottom_wer)}) and "
+        f"{result.top_label(figures)} ({result.describe(figures.top, figures)}, WER {fmt.wer(figures.top_wer)}); "
         f"bottom-cohort share {fmt.pct(figures.bottom_share_pct)}{' ' + share_ci if share_ci else ''} of speakers "
         f"({fmt.pct(figures.bottom_utterance_share_pct)} of utterances, "
         f"{fmt.pct(figures.bottom_word_share_pct)} of words)"

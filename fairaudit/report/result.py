@@ -45,20 +45,25 @@ class MethodResult:
         return self.discovery.cohorts
 
     def bottom_label(self, figures: Figures | None = None) -> str:
-        return _join((figures or self.discovery).bottom)
+        figures = figures or self.discovery
+        return _join(public_id_list(figures, figures.bottom))
 
     def top_label(self, figures: Figures | None = None) -> str:
         figures = figures or self.discovery
         if self.top_mode == "rest" and len(figures.top) > 1:
             return "rest"
-        return _join(figures.top)
+        return _join(public_id_list(figures, figures.top))
 
-    def describe(self, ids: list[str]) -> str:
-        """Human-readable description of a union of cohorts."""
-        lookup = dict(zip(self.partition.cohort_ids, self.partition.descriptions))
-        if self.top_mode == "rest" and len(ids) > 1 and ids == self.discovery.top:
+    def describe(self, ids: list[str], figures: Figures | None = None) -> str:
+        """Human-readable description of a union of cohorts of ``figures`` (the discovery's by
+        default); a suppressed cohort (in the discovery or hold-out figures) is never described."""
+        figures = figures or self.discovery
+        if self.top_mode == "rest" and len(ids) > 1 and list(ids) == list(figures.top):
             return "all other utterances" if self.cohort_level == "utterance" else "all other speakers"
-        return "; ".join(lookup.get(i, i) for i in ids) or "none"
+        lookup = dict(zip(self.partition.cohort_ids, self.partition.descriptions))
+        hidden = self._suppressed_ids()
+        shown = [lookup.get(i, i) for i in ids if str(i) not in hidden]
+        return "; ".join(shown + ([SUPPRESSED_DESCRIPTION] if len(shown) < len(ids) else [])) or "none"
 
     def _suppressed_ids(self) -> set[str]:
         """Cohorts under the reporting minimum in the discovery or the hold-out figures."""
@@ -259,8 +264,8 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
         "top": method.top_label(figures) or None,
         "bottom_cohorts": public_id_list(figures, figures.bottom),
         "top_cohorts": public_id_list(figures, figures.top),
-        "bottom_description": method.describe(figures.bottom) if figures.bottom else None,
-        "top_description": method.describe(figures.top) if figures.top else None,
+        "bottom_description": method.describe(figures.bottom, figures) if figures.bottom else None,
+        "top_description": method.describe(figures.top, figures) if figures.top else None,
         "bottom_wer": finite_or_none(figures.bottom_wer),
         "bottom_wer_ci": [finite_or_none(v) for v in figures.bottom_wer_ci],
         "top_wer": finite_or_none(figures.top_wer),

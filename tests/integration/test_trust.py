@@ -728,3 +728,24 @@ def test_dollar_signs_in_cohort_names_are_drawn_as_text_not_parsed_as_formulas(t
     run = run_main("audit", tmp_path / "log.csv", "--by", "group", "-q", "--html", html, "--bootstrap", 0)
     assert run.code == 0, run.stderr
     assert "$\\frac{1}{$" in (tmp_path / "r.html").read_text()
+
+
+def test_held_out_figures_never_describe_a_suppressed_cohort(tmp_path):
+    """The held-out top cohort's description listed every cell's, naming a 5-speaker group that
+    every other part of the report suppressed ("rest: accent = a; accent = b; accent = c")."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"{group}{i}", group, int(rng.binomial(300, rate)), 300)
+        for group, n, rate in [("aa", 60, 0.12), ("bb", 60, 0.06), ("secretgroup", 5, 0.08)]
+        for i in range(n)
+    ]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    outputs = {"--json": tmp_path / "r.json", "--markdown": tmp_path / "r.md", "--html": tmp_path / "r.html"}
+    run = run_main(
+        "audit", tmp_path / "log.csv", "--by", "accent", "--holdout", 0.5, "--bootstrap", 0, "--permutations", 0,
+        *[str(part) for flag, path in outputs.items() for part in (flag, path)],
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    for text in [run.stdout, *(path.read_text() for path in outputs.values())]:
+        assert "secretgroup" not in text
