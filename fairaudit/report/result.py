@@ -56,12 +56,12 @@ class MethodResult:
 
     def describe(self, ids: list[str], figures: Figures | None = None) -> str:
         """Human-readable description of a union of cohorts of ``figures`` (the discovery's by
-        default); a suppressed cohort (in the discovery or hold-out figures) is never described."""
+        default); a cohort suppressed in them is never described (its public id says "suppressed")."""
         figures = figures or self.discovery
         if self.top_mode == "rest" and len(ids) > 1 and list(ids) == list(figures.top):
             return "all other utterances" if self.cohort_level == "utterance" else "all other speakers"
         lookup = dict(zip(self.partition.cohort_ids, self.partition.descriptions))
-        hidden = self._suppressed_ids()
+        hidden = set(figures.cohorts.loc[figures.cohorts["suppressed"].astype(bool), "id"].astype(str))
         shown = [lookup.get(i, i) for i in ids if str(i) not in hidden]
         return "; ".join(shown + ([SUPPRESSED_DESCRIPTION] if len(shown) < len(ids) else [])) or "none"
 
