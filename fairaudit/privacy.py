@@ -26,20 +26,31 @@ def suppressed_cells(
     minimum: int,
     chosen: np.ndarray,
     union_speakers: Callable[[np.ndarray], int] | None = None,
+    published_unions: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Cells under ``minimum`` speakers, plus complementary cells (SPEC 6).
 
     Totals are published, so the union of the suppressed cells is always recoverable by
     subtraction; it must therefore itself hold at least ``minimum`` speakers. While it does not,
     the smallest other cell is suppressed too (cells outside the chosen bottom and top first), as
-    census agencies do. ``union_speakers(mask)`` counts the distinct speakers of a set of cells
-    when a speaker can be in several (utterance-level cohorts); by default cells are disjoint.
+    census agencies do. The same holds inside each union of cells whose pooled figures are
+    published (``published_unions``: the bottom and the top cohort): the union minus its published
+    cells is its suppressed cells, so they too must hold ``minimum`` speakers or none, else the
+    union's smallest other cell is suppressed. ``union_speakers(mask)`` counts the distinct
+    speakers of a set of cells when a speaker can be in several (utterance-level cohorts); by
+    default cells are disjoint.
     """
     speakers = np.asarray(speakers)
     count = union_speakers or (lambda mask: int(speakers[mask].sum()))
     suppressed = speakers < minimum
     if not suppressed.any() or minimum <= 0:
         return suppressed
+    for union in published_unions or []:
+        union = np.asarray(union, dtype=bool)
+        for cell in np.flatnonzero(union)[np.argsort(speakers[union], kind="stable")]:
+            if not 0 < count(suppressed & union) < minimum:
+                break
+            suppressed[cell] = True
     order = np.lexsort((speakers, np.asarray(chosen, dtype=bool)))  # unchosen first, smallest first
     for cell in order:
         if count(suppressed) >= minimum or suppressed.all():

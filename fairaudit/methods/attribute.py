@@ -17,6 +17,11 @@ from fairaudit.methods.registry import register
 from fairaudit.model.partition import UNASSIGNED, Partition
 from fairaudit.model.speakers import SpeakerTable
 
+#: The cell that, on stored definitions with withheld groups, holds every speaker whose value is
+#: not a published cohort: the withheld groups (and values new to this log), as in the audit's rest.
+OTHER_VALUES = "other-values"
+OTHER_DESCRIPTION = "a value withheld from the stored cohorts (fewer speakers than --min-report-speakers) or new"
+
 
 @register
 class AttributeGroups(CohortMethod):
@@ -53,6 +58,7 @@ class AttributeGroups(CohortMethod):
     def fit(self, speakers: SpeakerTable) -> AttributeGroups:
         keys, known = self._keys(speakers)
         self.groups_ = sorted(pd.unique(keys[known]).tolist())
+        self.other_values_ = False
         self.partition_ = self.assign(speakers)
         return self
 
@@ -62,17 +68,20 @@ class AttributeGroups(CohortMethod):
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
         labels[known] = pd.Series(keys[known]).map(lookup).fillna(UNASSIGNED).to_numpy(dtype=np.int64)
         missing = int((~known).sum())
-        unseen = int((known & (labels == UNASSIGNED)).sum())
+        unseen = known & (labels == UNASSIGNED)
+        other = getattr(self, "other_values_", False)
+        if other:
+            labels[unseen] = len(self.groups_)
         reasons = {}
         if missing:
             reasons[f"missing {' or '.join(self.columns)}"] = missing
-        if unseen:
-            reasons["value not seen in discovery"] = unseen
+        if unseen.any() and not other:
+            reasons["value not seen in discovery"] = int(unseen.sum())
         return Partition(
             method=self.name,
             labels=labels,
-            cohort_ids=list(self.groups_),
-            descriptions=[self._describe(key) for key in self.groups_],
+            cohort_ids=list(self.groups_) + ([OTHER_VALUES] if other else []),
+            descriptions=[self._describe(key) for key in self.groups_] + ([OTHER_DESCRIPTION] if other else []),
             unassigned_reasons=reasons,
             details={"by": list(self.columns)},
         )
@@ -92,6 +101,10 @@ class AttributeGroups(CohortMethod):
             raise ValueError("an attribute definition needs 'by': a list of column names")
         method = cls(by=by)
         method.groups_ = [str(cell.get("value", cell["id"])) for cell in definition_cells(definition)]
+        withheld = definition.get("withheld_cells")
+        #: The stored audit withheld small groups: their speakers were in its "rest", so a speaker
+        #: whose value is not published joins one extra cell (part of the rest), not "unassigned".
+        method.other_values_ = isinstance(withheld, int) and withheld > 0
         return method
 
     def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,8 @@ class GeoTree(CohortMethod):
     title = "geo-tree: regions of latitude and longitude"
     display_order = 10
     requires = (LATITUDE, LONGITUDE)
+    #: Stored definitions only: speakers of withheld regions form one extra cell (see from_definition).
+    withheld_together_: bool = False
 
     def __init__(
         self,
@@ -131,16 +133,20 @@ class GeoTree(CohortMethod):
         coords, located = _coordinates(speakers)
         labels = np.full(len(speakers), UNASSIGNED, dtype=np.int64)
         labels[located] = region_labels(coords[located], self.regions_)
-        withheld = int((located & (labels == UNASSIGNED)).sum())
+        in_withheld = located & (labels == UNASSIGNED)
+        together = getattr(self, "withheld_together_", False)
+        if together:
+            labels[in_withheld] = len(self.regions_)
         unassigned = int((~located).sum())
         reasons = {"no coordinates": unassigned} if unassigned else {}
-        if withheld:
-            reasons["in a region withheld from the stored definitions (suppressed)"] = withheld
+        if in_withheld.any() and not together:
+            reasons["in a region withheld from the stored definitions (suppressed)"] = int(in_withheld.sum())
         return Partition(
             method=self.name,
             labels=labels,
-            cohort_ids=[region["id"] for region in self.regions_],
-            descriptions=[describe_region(region) for region in self.regions_],
+            cohort_ids=[region["id"] for region in self.regions_] + ([WITHHELD_REGIONS] if together else []),
+            descriptions=[describe_region(region) for region in self.regions_]
+            + ([WITHHELD_DESCRIPTION] if together else []),
             unassigned_reasons=reasons,
             details={"regions": [dict(region) for region in self.regions_]},
         )
@@ -173,6 +179,10 @@ class GeoTree(CohortMethod):
             }
             for cell in definition_cells(definition)
         ]
+        withheld = definition.get("withheld_cells")
+        #: The stored audit withheld small regions, whose speakers were in its "rest": together they
+        #: are one extra cell (part of the rest, as in that audit), not unassigned.
+        method.withheld_together_ = isinstance(withheld, int) and withheld > 0
         return method
 
     def _target(
@@ -264,6 +274,9 @@ class GeoTree(CohortMethod):
 
 
 NOISE_SHUFFLES = 20
+#: On stored definitions with withheld regions: the one cell of every speaker in any of them.
+WITHHELD_REGIONS = "withheld-regions"
+WITHHELD_DESCRIPTION = "the regions withheld from the stored cohorts (fewer speakers than --min-report-speakers)"
 #: Two sibling regions whose split gains less than MERGE_PRICE x the speaker dispersion on the
 #: speakers' own outcomes are one region (their WERs differ by under about 1.4 standard errors):
 #: a tree grown on the pooled target cuts the ramp across a real boundary into such strips.

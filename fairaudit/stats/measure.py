@@ -116,7 +116,11 @@ def measure(
     rank[order] = np.arange(1, partition.n_cohorts + 1)
     eligible = rule.eligible(sums.speakers, sums.ref_words)
     suppressed = suppressed_cells(
-        sums.speakers, min_report_speakers, bottom | top, distinct if speakers.clusters is not None else None
+        sums.speakers,
+        min_report_speakers,
+        bottom | top,
+        distinct if speakers.clusters is not None else None,
+        published_unions=[bottom, top, ~(bottom | top)] if have_selection else None,
     )
     cohorts = pd.DataFrame(
         {

@@ -140,12 +140,48 @@ def test_suppressed_cells_are_withheld_from_the_definitions():
     assert suppressed
     definition = result.to_dict()["methods"]["geo-tree"]["definition"]
     assert not {cell["id"] for cell in definition["cells"]} & suppressed
-    # Re-applied, their speakers are unassigned with a reason, not silently moved to another region.
+    # Re-applied, their speakers are one "withheld-regions" cell, not moved to a published region,
+    # so the rest is the audit's rest and the same log gives the same gap (a self-comparison is 0).
     again = fairaudit.audit(
         synth.log, cohorts=result.to_dict(), bootstrap=0, permutations=0, min_report_speakers=25, min_speakers=5
     )
-    reasons = again.methods["geo-tree"].partition.unassigned_reasons
-    assert any("withheld" in reason for reason in reasons)
+    partition = again.methods["geo-tree"].partition
+    first = result.methods["geo-tree"]
+    counts = dict(zip(partition.cohort_ids, partition.speaker_counts()))
+    assert counts.pop("withheld-regions") == cohorts.loc[cohorts["suppressed"], "speakers"].sum()
+    assert counts == dict(
+        zip(cohorts.loc[~cohorts["suppressed"], "id"], cohorts.loc[~cohorts["suppressed"], "speakers"])
+    )
+    assert again.methods["geo-tree"].discovery.wer_gap_pct == pytest.approx(first.discovery.wer_gap_pct)
+
+
+def test_a_log_measured_on_its_own_stored_groups_has_its_own_gap_when_groups_were_withheld(tmp_path):
+    """Groups of 60, 60 and 5 speakers (the 5 and a complement withheld): stored definitions
+    left their speakers unassigned, so the same log measured on its own audit lost them from the
+    rest, changed the gap and failed a gate against itself. They now form one "other-values" cell."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"{group}{i}", group, int(rng.binomial(300, rate)), 300)
+        for group, n, rate in [("a", 60, 0.12), ("b", 60, 0.06), ("c", 5, 0.08)]
+        for i in range(n)
+    ]
+    pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"]).to_csv(
+        tmp_path / "log.csv", index=False
+    )
+    options = dict(bootstrap=0, permutations=0)
+    audit = fairaudit.audit(tmp_path / "log.csv", by=["accent"], **options)
+    report = audit.to_dict()
+    assert report["methods"]["attribute"]["definition"]["withheld_cells"] == 2
+    again = fairaudit.audit(tmp_path / "log.csv", cohorts=report, **options).methods["attribute"]
+    assert again.discovery.wer_gap_pct == pytest.approx(audit.methods["attribute"].discovery.wer_gap_pct)
+    assert again.partition.unassigned_reasons == {}
+    (tmp_path / "release.json").write_text(audit.to_json())
+    (tmp_path / "policy.toml").write_text("[gate]\nmax-gap-increase-points = 1\n")
+    run = run_main(
+        "gate", tmp_path / "log.csv", "--by", "accent", "--baseline", tmp_path / "release.json",
+        "--policy", tmp_path / "policy.toml",
+    )  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
 
 
 def test_clusters_withheld_for_privacy_are_counted_and_their_absorption_is_noted():

@@ -465,6 +465,36 @@ def test_subtraction_from_published_totals_recovers_no_suppressed_cohort(seed):
         # a single suppressed group's size never appears as a cohort figure
         if figures["top_wer"] is not None and len(figures["top_cohorts"]) > 1:
             assert all(c in [x["id"] for x in figures["cohorts"]] for c in figures["top_cohorts"])
+        # (4) the bottom (and the top, the rest) minus its published cells: what is left of each
+        # published union is its suppressed cells, which must hold the minimum or nobody
+        if figures["bottom_share_pct"] is not None:
+            bottom_speakers = round(figures["bottom_share_pct"] / 100 * figures["assigned_speakers"])
+            size = {c["id"]: c["speakers"] for c in visible}
+            for union, total in [
+                (figures["bottom_cohorts"], bottom_speakers),
+                (figures["top_cohorts"], figures["assigned_speakers"] - bottom_speakers),
+            ]:
+                left = total - sum(size.get(c, 0) for c in union)
+                assert left == 0 or left >= 10, (seed, union, left)
+
+
+def test_a_published_top_minus_its_published_cells_reveals_no_small_group():
+    """Groups of 60, 60 and 5 speakers: suppressing the 5 and, as its complement, the worse 60
+    (the bottom cohort) let the top (the other 60 and the 5) minus the published 60 give the 5
+    speakers' exact errors and words. The complement must come from inside the top."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"{group}{i}", group, int(rng.binomial(300, rate)), 300)
+        for group, n, rate in [("a", 60, 0.12), ("b", 60, 0.06), ("c", 5, 0.08)]
+        for i in range(n)
+    ]
+    frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+    method = fairaudit.audit(frame, by=["accent"], bootstrap=0, permutations=0).to_dict()["methods"]["attribute"]
+    visible = {c["id"]: c for c in method["cohorts"] if not c["suppressed"]}
+    assert method["bottom_cohorts"] == ["a"] and set(visible) == {"a"}
+    words_total = visible["a"]["ref_words"] / (visible["a"]["word_share_pct"] / 100)
+    top_words = words_total - visible["a"]["ref_words"]
+    assert top_words == frame.loc[frame["accent"] != "a", "ref_words"].sum()  # the top is b and c together
 
 
 def test_python_result_shows_verdicts_in_summary_repr_and_notebooks():
