@@ -232,14 +232,20 @@ def _method_change(
         "before": cohort_sums(partition, e_b, w_b, np.zeros(len(e_b))),
         "after": cohort_sums(after_partition, e_a, w_a, np.zeros(len(e_a))),
     }
-    sizes = sums["before"].speakers
+    # Speakers who contribute words to a cohort's WER on each side (paired: those with matched
+    # utterances); a cohort is published only when both sides have the minimum.
+    contributing = {
+        "before": _speakers_with_words(partition, w_b),
+        "after": _speakers_with_words(after_partition, w_a),
+    }
+    sizes = contributing["before"]
+    small = np.minimum(contributing["before"], contributing["after"]) < min_report
     wer = {side: total.wer for side, total in sums.items()}
     change = 100 * (wer["after"] - wer["before"])
     change_boot = 100 * (boot_after["wer"] - boot_before["wer"])
     cohorts = []
     for c in range(k):
-        suppressed = bool(sizes[c] < min_report)
-        if suppressed:
+        if small[c]:
             cohorts.append(
                 CohortChange(
                     str(ids[c]),
@@ -280,7 +286,7 @@ def _method_change(
     gap_ci = (
         bca_interval(gap_boot, gap_change if gap_change is not None else np.nan, 0.0) if len(gap_boot) else [None, None]
     )
-    visible = sizes >= min_report
+    visible = ~small
     return MethodChange(
         name=key,
         cohorts=cohorts,
@@ -294,6 +300,13 @@ def _method_change(
         summary_before=_summary(wer["before"][visible]),
         summary_after=_summary(wer["after"][visible]),
     )
+
+
+def _speakers_with_words(partition, words: np.ndarray) -> np.ndarray:
+    """Per cohort, the speakers with reference words in it (the ones its WER is pooled over)."""
+    labels = partition.labels
+    counted = (labels >= 0) & (np.asarray(words) > 0)
+    return np.bincount(labels[counted], minlength=partition.n_cohorts)
 
 
 def _verdict(ci: list[float | None]) -> str:

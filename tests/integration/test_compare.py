@@ -128,3 +128,38 @@ def test_html_escapes_cohort_descriptions(logs):
     ).to_dict()
     page = comparison_html(data)
     assert "<script>x" not in page and "&lt;script&gt;x" in page
+
+
+def _groups_log(sizes: dict[str, int], seed: int, utterances: int = 1):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = [
+        (f"{group}{i}", f"{group}{i}-u{u}", group, int(rng.binomial(100, 0.1)), 100)
+        for group, n in sizes.items()
+        for i in range(n)
+        for u in range(utterances)
+    ]
+    return pd.DataFrame(rows, columns=["speaker_id", "utterance_id", "accent", "errors", "ref_words"])
+
+
+def test_a_cohort_small_in_the_new_log_is_suppressed_not_published(tmp_path):
+    """Unpaired: 12 speakers of group c in the release but 3 in the candidate; the row showed the
+    candidate's WER of those 3 speakers (under the release's count of 12)."""
+    release = _groups_log({"a": 60, "b": 60, "c": 12}, 1).drop(columns="utterance_id")
+    candidate = _groups_log({"a": 60, "b": 60, "c": 3}, 2).drop(columns="utterance_id")
+    result = fairaudit.compare(release, candidate, by=["accent"], bootstrap=50)
+    rows = {c.id: c for c in result.methods["attribute"].cohorts}
+    assert rows["c"].suppressed and rows["c"].wer_after is None and rows["c"].speakers is None
+    assert not rows["a"].suppressed
+
+
+def test_paired_cohort_sizes_count_the_speakers_with_matched_utterances():
+    """The new log transcribed only part of the set: a cohort's WERs come from its speakers with
+    matched utterances, and that is the count shown (it showed every baseline speaker)."""
+    baseline = _groups_log({"a": 60, "b": 60}, 1, utterances=2)
+    new = baseline[~baseline["speaker_id"].isin([f"a{i}" for i in range(20)])].copy()
+    result = fairaudit.compare(baseline, new, by=["accent"], bootstrap=50)
+    assert result.paired
+    rows = {c.id: c for c in result.methods["attribute"].cohorts}
+    assert rows["a"].speakers == 40 and rows["b"].speakers == 60
