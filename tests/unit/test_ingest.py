@@ -908,3 +908,20 @@ def test_missing_columns_suggest_the_file_own_likely_names(tmp_path, header, adv
     path.write_text(header + "\ns1,a b,a\n")
     run = run_main("validate", path)
     assert run.code == 2 and advice in run.stderr, run.stderr
+
+
+def test_an_unclosed_quote_is_an_error_not_a_value_holding_the_rest_of_the_file(tmp_path):
+    """pyarrow reads a quote that is never closed as one value running to the end of the file:
+    114 of 120 rows vanished into one speaker's accent and the log read as valid."""
+    from cli_runner import run_main
+
+    rows = ["speaker_id,utterance_id,errors,ref_words,accent"] + [f"s{i // 3:03d},u{i},1,5,a" for i in range(120)]
+    rows[7] = 's002,u6,1,5,"oops'
+    (tmp_path / "unclosed.csv").write_text("\n".join(rows) + "\n")
+    for engine in ("pandas", "dask"):
+        run = run_main("audit", tmp_path / "unclosed.csv", "--by", "accent", "--engine", engine, "-q")
+        assert run.code == 2, (engine, run.stderr)
+        assert "line 8" in run.stderr and "column 'accent'" in run.stderr and "never closed" in run.stderr
+    # a real multi-line quoted value is fine
+    (tmp_path / "note.csv").write_text('speaker_id,errors,ref_words,note\ns1,1,5,"two\nlines, really"\ns2,0,4,x\n')
+    assert run_main("validate", tmp_path / "note.csv").code == 0
