@@ -269,6 +269,7 @@ def _error_information(
         derived["sdi"] = (sdi, counts[logs.REF_WORDS], "substitutions+deletions+insertions")
     if "wer" in forms:
         wer = float_column(table, actual[WER], src, "wer (word error rate)", 0.0, MAX_WER, False)
+        _check_wer_counts(table, src, actual[WER], wer, counts[logs.REF_WORDS])
         derived["wer"] = (
             checked_total(
                 np.floor(wer * counts[logs.REF_WORDS] + 0.5).astype(np.int64),
@@ -312,6 +313,28 @@ def _error_information(
     elif "text" in forms:
         anatomy = {kind: scored[kind].to_numpy().astype(np.int64) for kind in ANATOMY}
     return np.asarray(errors, dtype=np.int64), np.asarray(ref_words, dtype=np.int64), primary, anatomy
+
+
+def _check_wer_counts(table: pa.Table, src: Source, column: str, wer: np.ndarray, ref_words: np.ndarray) -> None:
+    """A wer column must be each utterance's errors / ref_words, so wer x ref_words is a whole
+    number of errors up to the column's rounding. When rounding the products changes the log's
+    total errors by more than 2% (and 2 errors), the column is something else (a mean WER, or
+    rounded too coarsely for these utterance lengths) and the WERs would be silently wrong."""
+    exact = wer * ref_words
+    rounded = np.floor(exact + 0.5)
+    lost = float(rounded.sum() - exact.sum())
+    if abs(lost) <= max(2.0, 0.02 * float(exact.sum())):
+        return
+    row = first_true(np.abs(exact - rounded) >= 0.25)
+    raise src.error(
+        f"wer x ref_words is not a whole number of errors (e.g. {exact[row]:.3g} on this line), and rounding "
+        f"it changes the log's total errors from {exact.sum():,.1f} to {rounded.sum():,.0f}: a wer column must "
+        "be each utterance's errors / ref_words to enough decimals; give an errors column (word errors per "
+        "utterance) instead",
+        row=row,
+        column=column,
+        value=value_at(as_plain(table.column(column)), row) if row is not None else None,
+    )
 
 
 Derived = tuple  # (errors or None, ref_words or None, how it was computed)

@@ -925,3 +925,21 @@ def test_an_unclosed_quote_is_an_error_not_a_value_holding_the_rest_of_the_file(
     # a real multi-line quoted value is fine
     (tmp_path / "note.csv").write_text('speaker_id,errors,ref_words,note\ns1,1,5,"two\nlines, really"\ns2,0,4,x\n')
     assert run_main("validate", tmp_path / "note.csv").code == 0
+
+
+def test_a_wer_column_that_is_not_errors_over_words_is_an_error(tmp_path):
+    """wer 0.1 on 3-word utterances is 0.3 errors each: rounded, the log read as 0% WER, silently.
+    A wer column rounded to two decimals on 20-32-word utterances still reads (7 errors each)."""
+    from cli_runner import run_main
+
+    bad = ["speaker_id,utterance_id,wer,ref_words"] + [f"s{i % 40},u{i},0.1,3" for i in range(120)]
+    (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n")
+    run = run_main("validate", tmp_path / "bad.csv")
+    assert run.code == 2 and "line 2" in run.stderr and "column 'wer'" in run.stderr
+    assert "not a whole number of errors" in run.stderr
+    rounded = ["speaker_id,utterance_id,wer,ref_words"] + [
+        f"s{i % 40},u{i},{round(7 / (20 + i % 13), 2)},{20 + i % 13}" for i in range(120)
+    ]
+    (tmp_path / "rounded.csv").write_text("\n".join(rounded) + "\n")
+    run = run_main("validate", tmp_path / "rounded.csv")
+    assert run.code == 0 and "840 errors" in run.stdout
