@@ -4,7 +4,8 @@ from __future__ import annotations
 
 #: Name -> what it does, in the words the CLI help and README use. ``fairaudit.text.scoring`` implements them.
 NORMALIZATION_DESCRIPTIONS = {
-    "default": "lower-case; delete apostrophes; every other run of punctuation becomes a space; collapse whitespace",
+    "default": "Unicode NFKC and zero-width characters deleted (texts that look the same are the same); lower-case; "
+    "delete apostrophes; every other run of punctuation becomes a space; collapse whitespace",
     "jiwer": "jiwer's own ToLowerCase, RemovePunctuation, RemoveMultipleSpaces, Strip: punctuation is deleted, "
     "so well-known becomes wellknown",
     "whisper": "OpenAI Whisper's English normaliser: twenty five becomes 25, colour becomes color, contractions are "

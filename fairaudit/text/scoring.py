@@ -2,6 +2,8 @@
 
 Normalisation (``normalize="default"``, applied identically to reference and hypothesis):
 
+0. Unicode NFKC, and invisible format characters (zero-width space, joiners) deleted, so texts
+   that look the same are the same (a decomposed "é" equals the composed one);
 1. lower-case (Unicode-aware);
 2. apostrophes (``'``, ``’``, ``‘``, `````) are deleted, so ``don't`` becomes ``dont``;
 3. every other run of Unicode punctuation (category P: ``.,;:!?"()-`` ...) becomes one space, so
@@ -60,6 +62,13 @@ def delete_apostrophes(arr: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(arr, pattern="['’‘`]", replacement="")
 
 
+def unicode_compatibility(arr: pa.Array) -> pa.Array:
+    """One spelling per character: Unicode NFKC (a decomposed e + accent is é, ﬁ is fi, ２ is 2) and
+    invisible format characters (zero-width space, joiners, byte-order mark) deleted, so texts that
+    look the same compare equal."""
+    return pc.replace_substring_regex(pc.utf8_normalize(arr, form="NFKC"), pattern=r"\p{Cf}+", replacement="")
+
+
 def punctuation_to_space(arr: pa.Array) -> pa.Array:
     """Every run of Unicode punctuation becomes a space: well-known -> well known."""
     return pc.replace_substring_regex(arr, pattern=r"\pP+", replacement=" ")
@@ -82,7 +91,7 @@ def whisper_english(arr: pa.Array) -> pa.Array:
 #: Each named normalisation (declared with its description in ``fairaudit.text.normalizations``)
 #: as its list of steps; every one ends by collapsing whitespace (:func:`normalize_texts`).
 STEPS: dict[str, tuple[Step, ...]] = {
-    "default": (lowercase, delete_apostrophes, punctuation_to_space),
+    "default": (unicode_compatibility, lowercase, delete_apostrophes, punctuation_to_space),
     "jiwer": (lowercase, delete_punctuation),
     "whisper": (whisper_english,),
     "none": (),

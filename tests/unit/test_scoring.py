@@ -307,3 +307,12 @@ def test_every_declared_normalisation_has_its_steps_and_each_step_does_one_thing
     assert delete_apostrophes(text).to_pylist() == ["Dont STOP well-known"]
     assert punctuation_to_space(text).to_pylist() == ["Don t STOP well known"]
     assert delete_punctuation(text).to_pylist() == ["Dont STOP wellknown"]
+
+
+def test_texts_that_look_the_same_score_as_the_same():
+    """NFC vs NFD accents, a zero-width space and a ligature counted as substitutions (100% WER)."""
+    references = ["caf\u00e9 na\u00efve", "ab cd", "fine day"]
+    hypotheses = ["cafe\u0301 nai\u0308ve", "a\u200bb cd", "\ufb01ne day"]
+    scored = score_texts(references, hypotheses)
+    assert scored["errors"].tolist() == [0, 0, 0] and scored["ref_words"].tolist() == [2, 2, 2]
+    assert score_texts(references, hypotheses, normalize="none")["errors"].sum() > 0  # "none" is none
