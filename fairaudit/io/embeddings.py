@@ -146,7 +146,10 @@ def read_embeddings_input(path: str | Path | pd.DataFrame) -> tuple[EmbeddingTab
     if src.fmt.kind == "npy":
         return _read_npy_embeddings(src)
     table, _ = read_table(
-        src, string_columns=(logs.SPEAKER, logs.UTTERANCE), canonical_names=(logs.SPEAKER, logs.UTTERANCE)
+        src,
+        string_columns=(logs.SPEAKER, logs.UTTERANCE),
+        canonical_names=(logs.SPEAKER, logs.UTTERANCE),
+        list_columns=("embedding",),
     )
     return _embeddings_from_table(table, src)
 

@@ -287,6 +287,7 @@ def read_table(
     all_strings: bool = False,
     string_columns: tuple[str, ...] = STRING_COLUMNS,
     canonical_names: tuple[str, ...] = CANONICAL_COLUMNS,
+    list_columns: tuple[str, ...] = (),
 ) -> tuple[pa.Table, dict[str, str]]:
     """Read a CSV/TSV/Parquet file into Arrow with its original column names.
 
@@ -295,7 +296,7 @@ def read_table(
     Raises InputError for empty, header-only, ragged or non-UTF-8 files.
     """
     if src.fmt.kind == "parquet":
-        table = _read_parquet(src)
+        table = _read_parquet(src, list_columns)
         rename = check_mapping(src, columns, canonical_names)
     else:
         src.header = read_header(src)
@@ -309,7 +310,7 @@ def read_table(
     return table, rename
 
 
-def _read_parquet(src: Source) -> pa.Table:
+def _read_parquet(src: Source, list_columns: tuple[str, ...] = ()) -> pa.Table:
     """Read a Parquet file; unreadable files are an InputError."""
     try:
         table = pq.read_table(src.path)
@@ -317,7 +318,45 @@ def _read_parquet(src: Source) -> pa.Table:
         raise src.error(f"not a readable Parquet file: {exc}") from None
     src.header = list(table.column_names)
     check_header(src, src.header)
+    return _flat_parquet_columns(src, table, list_columns)
+
+
+def _flat_parquet_columns(src: Source, table: pa.Table, list_columns: tuple[str, ...] = ()) -> pa.Table:
+    """Every column one value per row (except ``list_columns``, e.g. an embeddings file's
+    'embedding'): nested columns (lists, structs, maps) are an error naming the column; binary
+    columns become text, or an error naming the first row that is not UTF-8."""
+    for position, (name, column) in enumerate(zip(table.column_names, table.columns)):
+        kind = column.type
+        if name in list_columns:
+            continue
+        if pa.types.is_nested(kind) or (pa.types.is_dictionary(kind) and pa.types.is_nested(kind.value_type)):
+            raise src.error(
+                f"this column holds {kind} values, not one value per row; flatten it (one column per value, "
+                "or a text column) before auditing",
+                column=name,
+            )
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            try:
+                table = table.set_column(position, name, pc.cast(column, pa.string()))
+            except pa.ArrowInvalid:
+                row = next(
+                    index for index, value in enumerate(column.to_pylist()) if value is not None and not _is_utf8(value)
+                )
+                raise src.error(
+                    "this column holds bytes that are not UTF-8 text; write it as text (UTF-8 strings)",
+                    row=row,
+                    column=name,
+                    value=column[row].as_py(),
+                ) from None
     return table
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read_text(src: Source, forced_strings: list[str]) -> pa.Table:

@@ -943,3 +943,25 @@ def test_a_wer_column_that_is_not_errors_over_words_is_an_error(tmp_path):
     (tmp_path / "rounded.csv").write_text("\n".join(rounded) + "\n")
     run = run_main("validate", tmp_path / "rounded.csv")
     assert run.code == 0 and "840 errors" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "said"),
+    [
+        ("speaker_id", [b"\xff\xfe", b"s1"], "not UTF-8 text"),
+        ("speaker_id", [["s0"], ["s1"]], "not one value per row"),
+        ("accent", [["x"], ["y"]], "not one value per row"),
+    ],
+)
+def test_parquet_columns_of_bytes_or_lists_are_input_errors(tmp_path, column, values, said):
+    """Binary text that is not UTF-8 and list-valued columns were internal errors (exit 3) or,
+    for metadata, accepted as they were."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from cli_runner import run_main
+
+    data = {"speaker_id": ["a", "b"], "errors": [1, 2], "ref_words": [5, 5], "accent": ["x", "y"]}
+    data[column] = pa.array(values)
+    pq.write_table(pa.table(data), tmp_path / "log.parquet")
+    run = run_main("validate", tmp_path / "log.parquet")
+    assert run.code == 2 and f"column '{column}'" in run.stderr and said in run.stderr, run.stderr
