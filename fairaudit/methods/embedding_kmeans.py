@@ -113,6 +113,8 @@ class EmbeddingKMeans(CohortMethod):
             raise ValueError("every embedding-kmeans cell needs a 'centroid': a list of numbers")
         if len({len(c) for c in centroids}) > 1:
             raise ValueError("the stored centroids do not all have the same dimension")
+        if cells and not np.isfinite(np.asarray(centroids, dtype=np.float64)).all():
+            raise ValueError("a stored centroid holds NaN or an infinite number")
         method.centroids_ = np.asarray(centroids, dtype=np.float64) if cells else None
         method.cluster_ids_ = [cell["id"] for cell in cells]
         method.descriptions_ = [str(cell.get("description", cell["id"])) for cell in cells]

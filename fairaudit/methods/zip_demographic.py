@@ -227,6 +227,15 @@ class ZipDemographic(CohortMethod):
                 raise ValueError(
                     "a zip-demographic definition needs a 'candidate' (attribute, kind, value) and two cells"
                 )
+            if spec["kind"] == "threshold":
+                columns = set(method._table().columns)
+                if spec.get("attribute") not in columns:
+                    raise ValueError(f"the census attribute {spec.get('attribute')!r} is not in the census table")
+                value = spec.get("value")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                    raise ValueError(f"the threshold {value!r} of {spec['attribute']!r} is not a finite number")
+            elif not isinstance(spec.get("value"), str):
+                raise ValueError(f"the majority group {spec.get('value')!r} is not a name")
             method.candidates_ = [
                 Candidate(
                     attribute=str(spec["attribute"]),

@@ -26,6 +26,17 @@ from fairaudit.stats.measure import fixed_selection_p_value, measure_with_option
 from fairaudit.stats.resampling import bootstrap_partitions
 
 
+#: What a hand-edited or damaged definition raises while being rebuilt or applied.
+DEFINITION_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+def _definition_problem(error: Exception) -> str:
+    """The error in words: a KeyError's text is only the key."""
+    if isinstance(error, KeyError):
+        return f"a required entry or a known value is missing: {error}"
+    return str(error) or type(error).__name__
+
+
 def read_cohort_report(source: str | Path | dict) -> tuple[dict, str]:
     """The audit report holding the definitions, and a name for messages; InputError when unusable."""
     if isinstance(source, dict):
@@ -37,6 +48,8 @@ def read_cohort_report(source: str | Path | dict) -> tuple[dict, str]:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"not a JSON audit report: {error}", file=str(path)) from None
+    except RecursionError:
+        raise InputError("not an audit report: its JSON is nested too deeply", file=str(path)) from None
     if not isinstance(report, dict) or not isinstance(report.get("methods"), dict):
         raise InputError("not an audit report: it has no 'methods' object", file=str(path))
     return report, str(path)
@@ -70,8 +83,10 @@ def stored_methods(
             raise InputError(f"method {key!r}: unknown method {name!r} in the definitions", file=where)
         try:
             method = classes[name].from_definition(definition, {"demographics": demographics, "source": source})
-        except ValueError as error:
-            raise InputError(f"method {key!r}: the stored cohorts cannot be used: {error}", file=where) from None
+        except DEFINITION_ERRORS as error:
+            raise InputError(
+                f"method {key!r}: the stored cohorts cannot be used: {_definition_problem(error)}", file=where
+            ) from None
         rebuilt.append((key, method, entry))
     if not rebuilt:
         raise InputError(
@@ -88,9 +103,9 @@ def assign_stored(method, key: str, where: str, speakers: SpeakerTable):
         raise UsageError(f"the stored cohorts of {key} need {', '.join(missing)}, which this log does not have")
     try:
         return method.assign(speakers)
-    except ValueError as error:
+    except DEFINITION_ERRORS as error:
         raise InputError(
-            f"method {key!r}: the stored cohorts cannot be used on this log: {error}", file=where
+            f"method {key!r}: the stored cohorts cannot be used on this log: {_definition_problem(error)}", file=where
         ) from None
 
 

@@ -204,3 +204,26 @@ def test_clusters_withheld_for_privacy_are_counted_and_their_absorption_is_noted
     assert len(notes) == 1 and notes[0].startswith(f"embedding-kmeans: the stored audit withheld {n_withheld} ")
     stored = again.methods["embedding-kmeans"].partition
     assert (stored.labels >= 0).sum() == (result.methods["embedding-kmeans"].partition.labels >= 0).sum()
+
+
+@pytest.mark.parametrize("damage", ["unknown census attribute", "text threshold", "nan centroid", "deep nesting"])
+def test_hand_edited_definitions_are_input_errors_not_internal_ones(baseline, tmp_path, damage):
+    """Edited definitions raised KeyError or a numpy type error (exit 3), or, with a NaN centroid,
+    put every speaker in one cluster silently; JSON nested 100,000 deep hit the recursion limit."""
+    synth, report = baseline
+    report = json.loads(json.dumps(report))
+    methods = report["methods"]
+    candidate = methods["zip-demographic"]["definition"]["candidate"]
+    if damage == "unknown census attribute":
+        candidate.update(kind="threshold", attribute="nosuch", value=3.0)
+    elif damage == "text threshold":
+        candidate.update(kind="threshold", attribute="median_household_income", value="abc")
+    elif damage == "nan centroid":
+        methods["embedding-kmeans"]["definition"]["cells"][0]["centroid"][0] = float("nan")
+    path = tmp_path / "audit.json"
+    path.write_text("[" * 100_000 + "]" * 100_000 if damage == "deep nesting" else json.dumps(report))
+    paths = write_synth(tmp_path / "new.csv", synthesize(300, seed=2))
+    run = run_main(
+        "audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "-q", "--bootstrap", 0
+    )
+    assert run.code == 2 and "audit.json" in run.stderr and "internal error" not in run.stderr, run.stderr
