@@ -25,7 +25,6 @@ from fairaudit.report.result import MethodResult
 from fairaudit.stats.measure import fixed_selection_p_value, measure_with_options, selection_from_ids
 from fairaudit.stats.resampling import bootstrap_partitions
 
-
 #: What a hand-edited or damaged definition raises while being rebuilt or applied.
 DEFINITION_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
