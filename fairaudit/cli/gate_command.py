@@ -19,7 +19,9 @@ from fairaudit.cli.options import (
     GateEngineOption,
     GateMethodsOption,
     QuietOption,
+    ReferenceOption,
     SchedulerOption,
+    SpeakerPatternOption,
     audit_option,
     parse_columns,
     when_auditing,
@@ -90,6 +92,8 @@ def gate(
     by_level: GateByLevelOption = None,
     column: GateColumnsOption = None,
     embeddings: GateEmbeddingsOption = None,
+    reference: ReferenceOption = None,
+    speaker_pattern: SpeakerPatternOption = None,
     holdout: Annotated[Optional[float], when_auditing(audit_option("holdout"))] = None,
     seed: Annotated[Optional[int], when_auditing(audit_option("seed"))] = None,
     quiet: QuietOption = False,
@@ -127,7 +131,7 @@ def gate(
             "holdout": holdout,
             "seed": seed,
         }
-        check_outputs([junit, markdown, json_out, html], [baseline, policy, _config_file()])
+        check_outputs([junit, markdown, json_out, html], [baseline, policy, _config_file(), reference])
         result = audit_result(
             source,
             cli_values,
@@ -140,12 +144,15 @@ def gate(
             scheduler=scheduler,
             blocksize=blocksize,
             config_file=policy,
+            reference=reference,
+            speaker_pattern=speaker_pattern,
             prefetch=("fairaudit.render.html",) if html else (),
         )
         write_reports(result, json_out=json_out, html=html)
         report = json.loads(result.to_json())
         if baseline is not None:
-            comparison = _gate_comparison(source, baseline, before, result, column, embeddings, policy)
+            text_files = {"reference": reference, "speaker_pattern": speaker_pattern}
+            comparison = _gate_comparison(source, baseline, before, result, column, embeddings, text_files)
     outcome = run_gate(report, rules, before, comparison)
     if junit:
         write_output(junit, junit_xml(outcome, report))
@@ -165,9 +172,10 @@ def _config_file() -> Path | None:
     return find_config()[1]
 
 
-def _gate_comparison(source: str, baseline: Path, before: dict | None, result, column, embeddings, policy):
+def _gate_comparison(source: str, baseline: Path, before: dict | None, result, column, embeddings, text_files: dict):
     """The change of every figure on the baseline's cohorts: paired against a baseline log, or
-    against a baseline audit report by re-measuring the new log on its stored cohorts."""
+    against a baseline audit report by re-measuring the new log on its stored cohorts
+    (``text_files``: --reference and --speaker-pattern, for trn logs)."""
     import fairaudit
     from fairaudit.gate.judge import comparison_from_reports
 
@@ -197,7 +205,7 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
     }
     if before is None:
         comparison = fairaudit.compare(
-            str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **parameters
+            str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **text_files, **parameters
         )
         return comparison.to_dict()
     # A baseline audited with --holdout reports held-out figures: re-measure the new log on the same
@@ -214,6 +222,7 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
         columns=parse_columns(column),
         embeddings=embeddings,
         cohorts=str(baseline),
+        **text_files,
         **{**{k: v for k, v in parameters.items() if k != "methods"}, **split},
     )
     return comparison_from_reports(before, json.loads(stored.to_json()))

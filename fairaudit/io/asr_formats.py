@@ -16,7 +16,8 @@ the line the utterance came from.
 - **Kaldi data directory**: ``text`` (utterance id, reference words), ``utt2spk`` (utterance id,
   speaker) and the hypotheses in the same ``text`` format in a file named ``hyp``, ``hyp.txt`` or
   ``text.hyp``. An utterance without a hypothesis line counts as an empty hypothesis (a note says
-  how many); one without a speaker is an error, never silently dropped.
+  how many); one without a speaker is an error, never silently dropped. Kaldi's optional
+  ``spk2gender`` (speaker, ``m`` or ``f``) becomes the metadata column ``gender`` (``--by gender``).
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def read_kaldi_directory(path: str | Path) -> tuple[pd.DataFrame, LineSource, li
     references = _kaldi_table(directory / "text")
     speakers = _kaldi_table(directory / "utt2spk")
     hypotheses = _kaldi_table(hypothesis_file)
+    genders = _kaldi_table(directory / "spk2gender") if (directory / "spk2gender").is_file() else None
     rows, lines = [], []
     for utterance, (number, words) in references.items():
         speaker = speakers.get(utterance)
@@ -199,9 +201,12 @@ def read_kaldi_directory(path: str | Path) -> tuple[pd.DataFrame, LineSource, li
                 value=speaker[1],
             )
         hypothesis = hypotheses.get(utterance, (0, ""))[1]
-        rows.append(
-            {"speaker_id": speaker[1].strip(), "utterance_id": utterance, "reference": words, "hypothesis": hypothesis}
-        )
+        speaker_id = speaker[1].strip()
+        row = {"speaker_id": speaker_id, "utterance_id": utterance, "reference": words, "hypothesis": hypothesis}
+        if genders is not None:
+            gender = genders.get(speaker_id, (0, ""))[1].strip()
+            row["gender"] = gender or None  # a speaker missing from spk2gender has no gender value
+        rows.append(row)
         lines.append(number)
     if not rows:
         raise InputError("text has no utterances", file=str(directory / "text"))
@@ -215,14 +220,14 @@ def read_kaldi_directory(path: str | Path) -> tuple[pd.DataFrame, LineSource, li
     if extra:
         notes.append(f"{extra} line(s) of {hypothesis_file.name} are for utterances not in text: left out")
     source = LineSource(directory / "text", str(directory / "text"), FileFormat("kaldi"), lines=lines)
-    source.header = ["speaker_id", "utterance_id", "reference", "hypothesis"]
+    source.header = ["speaker_id", "utterance_id", "reference", "hypothesis"] + (["gender"] if genders else [])
     return pd.DataFrame(rows), source, notes
 
 
 def directory_sha256(directory: str | Path) -> str:
     """SHA-256 over the Kaldi files read (name and content hash of each), for the report's provenance."""
     digest = hashlib.sha256()
-    for name in ("text", "utt2spk", *KALDI_HYPOTHESIS_FILES):
+    for name in ("text", "utt2spk", "spk2gender", *KALDI_HYPOTHESIS_FILES):
         path = Path(directory) / name
         if path.is_file():
             digest.update(f"{file_sha256(path)}  {name}\n".encode())

@@ -198,3 +198,66 @@ def test_trn_optional_words_are_left_out_and_utt2spk_lines_have_one_speaker(tmp_
     with pytest.raises(InputError) as caught:
         read_log(tmp_path / "k")
     assert caught.value.file.endswith("utt2spk") and caught.value.line == 2
+
+
+def test_gate_reads_a_trn_pair_with_speaker_embeddings_and_a_trn_baseline(tmp_path):
+    """The README says gate reads trn files; it had no --reference. A trn pair has no metadata, so
+    the cohorts come from speaker embeddings; the baseline is another system's trn on the same ids."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    words = "the quick brown fox jumps over the lazy dog again".split()
+    references, baseline, new, embedding_rows = [], [], [], []
+    for speaker in range(80):
+        group = speaker % 2
+        centre = [5.0 * (d == group) for d in range(4)]  # two voices pointing different ways
+        embedding_rows.append(
+            {"speaker_id": f"spk{speaker:02d}", **{f"emb_{d}": rng.normal(centre[d], 1) for d in range(4)}}
+        )
+        for utterance in range(4):
+            uid = f"spk{speaker:02d}_u{utterance}"
+            references.append((uid, " ".join(words)))
+            drop = 1 + group * 2  # group 1 loses three words, group 0 one
+            baseline.append((uid, " ".join(words[drop:])))
+            new.append((uid, " ".join(words[drop:])))
+    write_trn(tmp_path / "ref.trn", references)
+    write_trn(tmp_path / "base.trn", baseline)
+    write_trn(tmp_path / "new.trn", new)
+    pd.DataFrame(embedding_rows).to_parquet(tmp_path / "speakers.parquet")
+    (tmp_path / "policy.toml").write_text(
+        "clusters = 2\npermutations = 0\nbootstrap = 50\n[gate]\nmax-wer-gap-pct = 1000\nmax-gap-increase-points = 1\n"
+    )
+    run = run_main(
+        "gate", tmp_path / "new.trn", "--reference", tmp_path / "ref.trn", "--speaker-pattern", r"^(spk\d+)_",
+        "--embeddings", tmp_path / "speakers.parquet", "--baseline", tmp_path / "base.trn",
+        "--policy", tmp_path / "policy.toml", "--json", tmp_path / "gate_audit.json",
+    )  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "gate_audit.json").read_text())
+    assert report["input"]["speakers"] == 80 and report["methods"]["embedding-kmeans"]["wer_gap_pct"] > 100
+
+
+def test_kaldi_spk2gender_is_the_gender_column_for_by_gender(tmp_path):
+    """Without it a Kaldi directory has no metadata, so the README's `audit exp/decode_dev` had no
+    method to run; spk2gender is Kaldi's own per-speaker file."""
+    directory = tmp_path / "decode"
+    directory.mkdir()
+    text, utt2spk, hyp, spk2gender = [], [], [], []
+    for speaker in range(60):
+        gender = "f" if speaker % 2 else "m"
+        spk2gender.append(f"spk{speaker} {gender}\n")
+        for utterance in range(3):
+            uid = f"spk{speaker}-u{utterance}"
+            text.append(f"{uid} one two three four five\n")
+            utt2spk.append(f"{uid} spk{speaker}\n")
+            hyp.append(f"{uid} one two three {'four five' if gender == 'm' else ''}\n")
+    for name, lines in {"text": text, "utt2spk": utt2spk, "hyp": hyp, "spk2gender": spk2gender}.items():
+        (directory / name).write_text("".join(lines))
+    log = read_log(directory)
+    assert log.frame.groupby("gender")["speaker_id"].nunique().to_dict() == {"f": 30, "m": 30}
+    run = run_main(
+        "audit", directory, "--by", "gender", "--bootstrap", 0, "--permutations", 0, "--json", tmp_path / "a.json"
+    )
+    assert run.code == 0, run.stderr
+    method = json.loads((tmp_path / "a.json").read_text())["methods"]["attribute"]
+    assert method["bottom_cohorts"] == ["f"] and method["bottom_wer"] == pytest.approx(0.4)
