@@ -202,7 +202,12 @@ def read_kaldi_directory(path: str | Path) -> tuple[pd.DataFrame, LineSource, li
             )
         hypothesis = hypotheses.get(utterance, (0, ""))[1]
         speaker_id = speaker[1].strip()
-        row = {"speaker_id": speaker_id, "utterance_id": utterance, "reference": words, "hypothesis": hypothesis}
+        row: dict[str, str | None] = {
+            "speaker_id": speaker_id,
+            "utterance_id": utterance,
+            "reference": words,
+            "hypothesis": hypothesis,
+        }
         if genders is not None:
             gender = genders.get(speaker_id, (0, ""))[1].strip()
             row["gender"] = gender or None  # a speaker missing from spk2gender has no gender value
