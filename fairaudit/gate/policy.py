@@ -260,8 +260,24 @@ def parse_policy(table: object, source: str | None) -> Policy:
         policy = Policy.model_validate(table)
     except ValidationError as error:
         raise _input_error(error, table, source) from None
+    _check_method_names(policy, source)
     policy._source = source
     return policy
+
+
+def _check_method_names(policy: Policy, source: str | None) -> None:
+    """A [gate.method.NAME] table for no method would silently never apply: a misspelt name is an error."""
+    from fairaudit.methods.registry import method_classes
+
+    known = sorted(method_classes())
+    for name in policy.method:
+        if name.split(":")[0] not in known:
+            raise InputError(
+                f"[gate.method.{name}] names no method; methods are: {', '.join(known)} "
+                "(attribute:<columns> for one --by spec)",
+                file=source,
+                value=name,
+            )
 
 
 def _input_error(error: ValidationError, table: dict, source: str | None) -> InputError:

@@ -220,3 +220,12 @@ def test_a_baseline_report_without_the_bottom_interval_is_still_read(report, tmp
     low = bottom["wer_ci"][0]
     assert outcome(reread, {"max-bottom-wer": {"fail": low + 0.005}})[1][("max-bottom-wer", "attribute")] == "pass"
     assert outcome(reread, {"max-bottom-wer": {"fail": low - 0.005}})[1][("max-bottom-wer", "attribute")] == "fail"
+
+
+@pytest.mark.parametrize("name", ["geo-treee", "atribute", "attrib:accent"])
+def test_a_per_method_table_for_no_method_is_an_error(name):
+    """[gate.method.geo-treee] was accepted and never applied, so its limits silently did nothing."""
+    with pytest.raises(InputError) as caught:
+        parse_policy({"max-wer-gap-pct": 40, "method": {name: {"max-wer-gap-pct": 1}}}, "fairaudit.toml")
+    assert caught.value.value == name and "names no method" in caught.value.message
+    assert parse_policy({"method": {"attribute:accent": {"max-wer-gap-pct": 1}, "geo-tree": {}}}, "f.toml")
