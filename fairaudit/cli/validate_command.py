@@ -16,6 +16,7 @@ from fairaudit.cli.options import (
     SpeakerPatternOption,
     parse_columns,
 )
+from fairaudit.render.safe_text import strip_controls
 
 
 def validate(
@@ -41,24 +42,25 @@ def validate(
     speakers = build_speaker_table(data)
     console = stdout_console(plain=True)
     console.print(
-        f"{log}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, "
+        f"{strip_controls(log)}: valid. {data.n_utterances:,} utterances, {len(speakers):,} speakers, "
         f"error counts from the '{data.error_form}' form."
     )
     total_words = int(speakers.ref_words.sum())
-    overall = speakers.errors.sum() / total_words if total_words else float("nan")
+    errors = int(speakers.errors.sum())
     console.print(
-        f"Overall pooled WER {100 * overall:.2f}% "
-        f"({int(speakers.errors.sum()):,} errors / {total_words:,} reference words)."
+        f"Overall pooled WER {100 * errors / total_words:.2f}% ({errors:,} errors / {total_words:,} reference words)."
+        if total_words
+        else f"Overall pooled WER undefined: the log has no reference words ({errors:,} errors, all insertions)."
     )
     if data.metadata_columns:
-        console.print("Metadata columns: " + ", ".join(data.metadata_columns))
+        console.print("Metadata columns: " + ", ".join(strip_controls(c) for c in data.metadata_columns))
     if speakers.embeddings is not None:
         console.print(f"Embeddings: {speakers.embeddings.shape[1]} dimensions.")
     for note in data.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {strip_controls(note)}")
     conflicts = {k: v for k, v in speakers.conflicts.items() if v}
     if conflicts:
         console.print(
             "Speakers with conflicting metadata (the most frequent value is used): "
-            + ", ".join(f"{k}: {v:,}" for k, v in conflicts.items())
+            + ", ".join(f"{strip_controls(k)}: {v:,}" for k, v in conflicts.items())
         )

@@ -18,9 +18,11 @@ import re
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 from fairaudit.render import charts, usmap
 from fairaudit.render import format as fmt
+from fairaudit.render.safe_text import html_text
 from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.selection import CELL_PENALTY
 
@@ -90,10 +92,22 @@ DEFINITIONS = [
 def environment() -> Environment:
     """The jinja2 environment of the report templates (autoescaping on for everything)."""
     env = Environment(
-        loader=PackageLoader("fairaudit", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+        loader=PackageLoader("fairaudit", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_without_controls,
     )
     env.filters["jsonnum"] = data_value
     return env
+
+
+def _without_controls(value: object) -> object:
+    """Every value a template prints: data strings lose control and bidirectional characters
+    (already-safe markup is left as it is)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return html_text(value)
+    return value
 
 
 def data_value(value: object) -> str:

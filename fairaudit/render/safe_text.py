@@ -14,10 +14,26 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#<>])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: Bidirectional-text controls: they reorder how the text around them is shown ("Trojan Source"),
+#: so a cohort name could display as another; they are removed like control characters.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def strip_controls(text: object) -> str:
     """``text`` without C0/C1 control characters (escape sequences, OSC-8 links, window titles,
-    bells), each replaced by a space; tabs and line breaks become spaces too."""
-    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in str(text))
+    bells) or bidirectional-text controls, each replaced by a space; tabs and line breaks become
+    spaces too."""
+    return "".join(" " if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch for ch in str(text))
+
+
+def html_text(text: str) -> str:
+    """A data string for the HTML report (escaped afterwards by jinja2): control and bidirectional
+    characters removed as for the terminal, line breaks and tabs kept."""
+    if text.isprintable():  # the common case, at C speed
+        return text
+    return "".join(
+        ch if ch in "\n\t" else " " if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch for ch in text
+    )
 
 
 def terminal(text: object) -> str:

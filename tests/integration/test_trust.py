@@ -779,3 +779,29 @@ def test_held_out_figures_never_describe_a_suppressed_cohort(tmp_path):
     assert run.code == 0, run.stderr
     for text in [run.stdout, *(path.read_text() for path in outputs.values())]:
         assert "secretgroup" not in text
+
+
+def test_bidirectional_and_control_characters_never_reach_any_output(tmp_path):
+    """A right-to-left override (U+202E) in a group name reorders how the report shows it, and raw
+    ESC/BEL reached the HTML and `validate`'s terminal lines (column names, notes)."""
+    spoof, ansi = "us\u202etxt.exe", "\x1b[31mred\x07"
+    frame = small_log(groups=(spoof, "other"), n=200).rename(columns={"group": ansi})
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    outputs = {"--json": tmp_path / "r.json", "--markdown": tmp_path / "r.md", "--html": tmp_path / "r.html"}
+    run = run_main(
+        "audit", tmp_path / "log.csv", "--by", ansi, "--bootstrap", 0,
+        *[str(part) for flag, path in outputs.items() for part in (flag, path)],
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    shown = [run.stdout, (tmp_path / "r.md").read_text(), (tmp_path / "r.html").read_text()]
+    validated = run_main("validate", tmp_path / "log.csv")
+    assert validated.code == 0
+    for text in [*shown, validated.stdout]:
+        assert "\u202e" not in text and "\x1b" not in text and "\x07" not in text
+    assert "txt.exe" in shown[2]  # the name is still there, only the override is gone
+
+
+def test_validate_says_the_wer_is_undefined_without_reference_words(tmp_path):
+    (tmp_path / "log.csv").write_text("speaker_id,errors,ref_words\ns1,1,0\ns2,0,0\n")
+    run = run_main("validate", tmp_path / "log.csv")
+    assert run.code == 0 and "nan" not in run.stdout and "undefined: the log has no reference words" in run.stdout
