@@ -5,7 +5,7 @@ systems are measured on exactly those cohorts. When the two logs transcribe the 
 set, utterances are matched by ``utterance_id`` and the comparison is *paired*: one speaker
 bootstrap resamples the same speakers for both systems, so a cohort's change in WER has the narrow
 interval of a paired difference (Bisani & Ney 2004), and the probability of improvement is the
-share of replicates in which the new system is better. Otherwise the two logs are resampled
+share of replicates in which the new system is better, ties counting half (identical outputs: 0.5). Otherwise the two logs are resampled
 independently (unpaired), and the outputs say so.
 """
 
@@ -263,7 +263,7 @@ def _method_change(
             continue
         ci = bca_interval(change_boot[:, c], change[c], 0.0) if len(change_boot) else [None, None]
         finite = change_boot[np.isfinite(change_boot[:, c]), c]
-        improved = float(np.mean(finite < 0)) if len(finite) else None
+        improved = float(np.mean(finite < 0) + 0.5 * np.mean(finite == 0)) if len(finite) else None
         cohorts.append(
             CohortChange(
                 str(ids[c]),

@@ -43,7 +43,10 @@ class CompareCohort(OpenModel):
     change_points: float | None = required("100 x (new WER - baseline WER), in WER percentage points.")
     change_ci: Interval = required("95% speaker-bootstrap interval of change_points; [null, null] when not computed.")
     probability_improved: float | None = required(
-        "Share of bootstrap replicates in which the new system's WER is lower.", ge=0, le=1
+        "Share of bootstrap replicates in which the new system's WER is lower, ties counting half "
+        "(0.5 for identical outputs).",
+        ge=0,
+        le=1,
     )
     verdict: Literal["worse", "better", "no evidence", "suppressed"] = required(
         "worse / better: the interval excludes 0; no evidence: it does not; suppressed: too few speakers to report."

@@ -163,3 +163,11 @@ def test_paired_cohort_sizes_count_the_speakers_with_matched_utterances():
     assert result.paired
     rows = {c.id: c for c in result.methods["attribute"].cohorts}
     assert rows["a"].speakers == 40 and rows["b"].speakers == 60
+
+
+def test_a_model_compared_with_itself_has_even_odds_of_being_better():
+    """Every paired replicate's change is exactly 0: P(better) was 0.00 ("certainly not better")."""
+    log = _groups_log({"a": 60, "b": 60}, 3, utterances=2)
+    result = fairaudit.compare(log, log.copy(), by=["accent"], bootstrap=50)
+    assert result.paired
+    assert {c.probability_improved for c in result.methods["attribute"].cohorts} == {0.5}
