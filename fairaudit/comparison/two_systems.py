@@ -5,8 +5,8 @@ systems are measured on exactly those cohorts. When the two logs transcribe the 
 set, utterances are matched by ``utterance_id`` and the comparison is *paired*: one speaker
 bootstrap resamples the same speakers for both systems, so a cohort's change in WER has the narrow
 interval of a paired difference (Bisani & Ney 2004), and the probability of improvement is the
-share of replicates in which the new system is better, ties counting half (identical outputs: 0.5). Otherwise the two logs are resampled
-independently (unpaired), and the outputs say so.
+share of replicates in which the new system is better, ties counting half (identical outputs: 0.5).
+Otherwise the two logs are resampled independently (unpaired), and the outputs say so.
 """
 
 from __future__ import annotations
