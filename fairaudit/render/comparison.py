@@ -67,7 +67,9 @@ def print_comparison(data: dict, console: Console | None = None) -> None:
 
 def gap_line(method: dict) -> str:
     """One sentence on the gap between the stored bottom and top cohorts, before and after."""
-    bottom = " + ".join(method["bottom"]) or "none"
+    if not method["bottom"] or not method["top"]:
+        return "no WER gap to compare: the cohorts have no bottom cohort for this method (see its audit's verdict)"
+    bottom = " + ".join(method["bottom"])
     return (
         f"WER gap of {bottom} vs {'the rest' if len(method['top']) > 1 else ' + '.join(method['top'])}: "
         f"{fmt.pct(method['gap_before_pct'])} -> {fmt.pct(method['gap_after_pct'])}, change "
