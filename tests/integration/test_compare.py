@@ -175,7 +175,7 @@ def test_a_model_compared_with_itself_has_even_odds_of_being_better():
 
 def test_a_method_without_a_bottom_cohort_says_so_instead_of_a_broken_gap_line(tmp_path):
     """Groups below --min-speakers give no bottom cohort: the line read
-    "WER gap of none vs : n/a -> n/a, change  points : no evidence".""""
+    "WER gap of none vs : n/a -> n/a, change  points : no evidence"."""
     from fairaudit.render.comparison import gap_line
 
     log = _groups_log({"a": 20, "b": 20}, 5)  # below --min-speakers 30: no cohort can be chosen
