@@ -296,8 +296,10 @@ def read_table(
     Raises InputError for empty, header-only, ragged or non-UTF-8 files.
     """
     if src.fmt.kind == "parquet":
-        table = _read_parquet(src, list_columns)
+        table = _read_parquet(src)
         rename = check_mapping(src, columns, canonical_names)
+        flat = [name for name in table.column_names if rename.get(name, name) in canonical_names]
+        table = _flat_parquet_columns(src, table, [name for name in flat if name not in list_columns])
     else:
         src.header = read_header(src)
         check_header(src, src.header)
@@ -310,7 +312,7 @@ def read_table(
     return table, rename
 
 
-def _read_parquet(src: Source, list_columns: tuple[str, ...] = ()) -> pa.Table:
+def _read_parquet(src: Source) -> pa.Table:
     """Read a Parquet file; unreadable files are an InputError."""
     try:
         table = pq.read_table(src.path)
@@ -318,18 +320,17 @@ def _read_parquet(src: Source, list_columns: tuple[str, ...] = ()) -> pa.Table:
         raise src.error(f"not a readable Parquet file: {exc}") from None
     src.header = list(table.column_names)
     check_header(src, src.header)
-    return _flat_parquet_columns(src, table, list_columns)
+    return table
 
 
-def _flat_parquet_columns(src: Source, table: pa.Table, list_columns: tuple[str, ...] = ()) -> pa.Table:
-    """Every column one value per row (except ``list_columns``, e.g. an embeddings file's
-    'embedding'): nested columns (lists, structs, maps) are an error naming the column; binary
-    columns become text, or an error naming the first row that is not UTF-8."""
+def _flat_parquet_columns(src: Source, table: pa.Table, flat: list[str]) -> pa.Table:
+    """The ``flat`` columns (speaker, counts, text, coordinates: metadata may be nested and is read
+    as JSON text) one value per row: nested values are an error naming the column. Binary columns
+    become text, or an error naming the first row that is not UTF-8."""
     for position, (name, column) in enumerate(zip(table.column_names, table.columns)):
         kind = column.type
-        if name in list_columns:
-            continue
-        if pa.types.is_nested(kind) or (pa.types.is_dictionary(kind) and pa.types.is_nested(kind.value_type)):
+        nested = pa.types.is_nested(kind) or (pa.types.is_dictionary(kind) and pa.types.is_nested(kind.value_type))
+        if name in flat and nested:
             raise src.error(
                 f"this column holds {kind} values, not one value per row; flatten it (one column per value, "
                 "or a text column) before auditing",

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from fairaudit.render import charts, usmap
 from fairaudit.render import format as fmt
 from fairaudit.render.safe_text import html_text
-from fairaudit.report.result import AuditResult, MethodResult
+from fairaudit.report.result import AuditResult, MethodResult, suppressed_note
 from fairaudit.stats.selection import CELL_PENALTY
 
 VERDICT_CLASS = {"disparity": "disparity", "no evidence": "no-evidence", "insufficient data": "insufficient"}
@@ -99,6 +99,7 @@ def environment() -> Environment:
         finalize=_without_controls,
     )
     env.filters["jsonnum"] = data_value
+    env.globals["suppressed_note"] = suppressed_note
     return env
 
 

@@ -63,7 +63,7 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
         )
         if row["suppressed"]:
             name = f"{escape(public[str(row['id'])])}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
-            cells = ["", name, role, f"<{min_report_speakers}", "", "", "", "suppressed", ""]
+            cells = ["", name, role, "", "", "", "", "suppressed", ""]
         else:
             name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
             cells = [

@@ -82,7 +82,10 @@ class Cohort(OpenModel):
         "100 x the cohort's utterances / all assigned utterances.", ge=0, le=100
     )
     word_share_pct: float | None = required("100 x the cohort's reference words / all assigned words.", ge=0, le=100)
-    eligible: bool = required("Large enough (min speakers) to be chosen as bottom or top.")
+    eligible: bool | None = required(
+        "Large enough (min speakers) to be chosen as bottom or top; null for a suppressed cohort (it would tell "
+        "its size apart)."
+    )
     suppressed: bool = required("Fewer speakers than min_report_speakers: figures withheld (null) for privacy.")
     p_value: float | None = _optional(
         "attribute only: permutation p-value of this cohort's WER against all other speakers.", ge=0, le=1

@@ -242,7 +242,7 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
             "description": SUPPRESSED_DESCRIPTION if suppressed else row["description"],
             "rank": None if suppressed else visible_rank,
             "suppressed": suppressed,
-            "eligible": bool(row["eligible"]),
+            "eligible": None if suppressed else bool(row["eligible"]),  # it would bound the withheld size
         }
         for key in ("speakers", "utterances", "ref_words", "errors"):
             entry[key] = None if suppressed else int(row[key])
@@ -287,7 +287,15 @@ def _figures_dict(figures: Figures, method: MethodResult) -> dict:
     }
 
 
-SUPPRESSED_DESCRIPTION = "suppressed: fewer speakers than --min-report-speakers"
+SUPPRESSED_DESCRIPTION = (
+    "suppressed: fewer speakers than --min-report-speakers, or withheld so that such a cohort cannot be "
+    "recovered by subtraction"
+)
+
+
+def suppressed_note(minimum: int) -> str:
+    """The words every report shows for a suppressed cohort (declared once: SPEC 6)."""
+    return f"suppressed (fewer than {minimum} speakers, or withheld to protect a cohort that has fewer)"
 
 
 def _withhold_cluster_views(details: dict, cohort_ids: list[str], suppressed: set[str]) -> dict:

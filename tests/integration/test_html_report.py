@@ -29,7 +29,7 @@ from fairaudit.render.charts import plt
 from fairaudit.render.html import method_title, report_context
 from fairaudit.render.html import render_html as _render_html
 from fairaudit.render.markdown import render_markdown
-from fairaudit.report.result import MethodResult
+from fairaudit.report.result import MethodResult, suppressed_note
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "synthetic" / "eval_log.csv.gz"
@@ -176,7 +176,7 @@ def check_report_equals_json(result) -> None:
                 row = report.rows[(key, label, cohort["id"], None)]
                 if cohort["suppressed"]:
                     assert row["fields"] == [], f"suppressed {cohort['id']} shows numbers"
-                    assert f"suppressed (fewer than {minimum} speakers)" in "".join(row["text"])
+                    assert suppressed_note(minimum) in "".join(row["text"])
                     continue
                 get = lambda name, key=key, label=label, cohort=cohort: field(report, key, label, cohort["id"], name)[0]  # noqa: E731
                 check_number(get("rank"), cohort["rank"], str(cohort["rank"]))
@@ -282,7 +282,7 @@ def test_artie_real_data_report_shows_exactly_the_json_figures_and_suppresses_sm
     assert all(c.startswith("suppressed-") for c in suppressed) and len(suppressed) == len(hidden)
     for cohort in suppressed:
         row = re.search(rf'<tr data-cohort="{re.escape(str(escape(cohort)))}".*?</tr>', text, re.S).group(0)
-        assert "suppressed (fewer than 10 speakers)" in row and "data-value" not in row
+        assert suppressed_note(10) in row and "data-value" not in row
     for accent, record in hidden.iterrows():  # neither the accent's name nor its WER is published
         assert f'data-cohort="{escape(accent)}"' not in text and fmt.wer(record["wer"]) not in text
     # Suppressed cohorts come after every reported one, so their rank is not shown by position.

@@ -237,7 +237,7 @@ def test_a_wer_that_no_recogniser_produces_is_rejected(tmp_path):
 def test_a_wer_column_in_percent_is_noted(tmp_path, scale, noted):
     """wer = 25 on a 4-word utterance passes as 100 errors; the overall WER then exceeds 100%,
     which the log's notes point out (a fraction 0.25 gives no note)."""
-    frame = small_log().drop(columns=["errors"]).assign(wer=0.25 * scale)
+    frame = small_log().drop(columns=["errors"]).assign(wer=0.25 * scale, ref_words=8)  # 2 errors each
     run = run_main("validate", write_csv(tmp_path, frame))
     assert run.code == 0
     assert ("is the wer column a percentage (25) instead of a fraction (0.25)?" in run.stdout + run.stderr) == noted
