@@ -271,9 +271,16 @@ def _trn_table(path: Path) -> dict[str, tuple[int, str]]:
 def compile_speaker_pattern(text: str) -> re.Pattern[str]:
     """A --speaker-pattern as a compiled expression; an invalid one is an InputError."""
     try:
-        return re.compile(text)
+        pattern = re.compile(text)
     except re.error as error:
         raise InputError(f"--speaker-pattern is not a valid regular expression ({error})", value=text) from None
+    if not pattern.groups and re.escape(text) == text:  # fixed text: every id it matches is one "speaker"
+        raise InputError(
+            "--speaker-pattern without a group that matches fixed text gives every utterance the same speaker; "
+            "put the speaker part in a group, e.g. '^(spk[0-9]+)_'",
+            value=text,
+        )
+    return pattern
 
 
 def speaker_in(pattern: re.Pattern[str], text: str) -> str:

@@ -261,3 +261,14 @@ def test_kaldi_spk2gender_is_the_gender_column_for_by_gender(tmp_path):
     assert run.code == 0, run.stderr
     method = json.loads((tmp_path / "a.json").read_text())["methods"]["attribute"]
     assert method["bottom_cohorts"] == ["f"] and method["bottom_wer"] == pytest.approx(0.4)
+
+
+def test_a_speaker_pattern_of_fixed_text_is_refused(tmp_path):
+    """`--speaker-pattern spk` (no group) made every utterance speaker "spk": 1 speaker, silently."""
+    write_trn(tmp_path / "ref.trn", [("spk1_a", "x y"), ("spk2_b", "x y")])
+    write_trn(tmp_path / "hyp.trn", [("spk1_a", "x y"), ("spk2_b", "x")])
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern="spk")
+    assert "same speaker" in caught.value.message
+    log = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=r"spk\d")  # the whole match
+    assert sorted(log.frame["speaker_id"].unique()) == ["spk1", "spk2"]
