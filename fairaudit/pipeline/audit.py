@@ -20,7 +20,7 @@ from fairaudit.engines.threads import Checkpoint, available_cores, run_jobs
 from fairaudit.errors import UsageError
 from fairaudit.methods import AttributeGroups, CohortMethod
 from fairaudit.methods.registry import method_classes
-from fairaudit.model.log import SPEAKER, UtteranceLog
+from fairaudit.model.log import LATITUDE, SPEAKER, UtteranceLog
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.options import AuditOptions
@@ -295,8 +295,25 @@ def run_audit(
         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
-    audit_result.notes += [note for note in [too_few_permutations(opts)] if note]
+    audit_result.notes += [note for note in [too_few_permutations(opts), swapped_coordinates_note(speakers)] if note]
     return audit_result
+
+
+def swapped_coordinates_note(speakers: SpeakerTable) -> str:
+    """A note when 1% or more of the located speakers lie south of 60 degrees S, where nobody
+    lives: the usual sign of latitude and longitude columns swapped (US longitudes are -65 to -125)."""
+    frame = speakers.frame
+    if LATITUDE not in frame.columns:
+        return ""
+    latitude = frame[LATITUDE].to_numpy(dtype=np.float64)
+    located = latitude[~np.isnan(latitude)]
+    antarctic = int((located < -60).sum())
+    if not len(located) or antarctic < 0.01 * len(located):
+        return ""
+    return (
+        f"{antarctic:,} of {len(located):,} located speakers lie south of 60 degrees S (Antarctica): are the "
+        "latitude and longitude columns swapped? (rename them with --column latitude=... --column longitude=...)"
+    )
 
 
 def _speaker_positions(table: SpeakerTable, positions: np.ndarray) -> np.ndarray | None:

@@ -805,3 +805,16 @@ def test_validate_says_the_wer_is_undefined_without_reference_words(tmp_path):
     (tmp_path / "log.csv").write_text("speaker_id,errors,ref_words\ns1,1,0\ns2,0,0\n")
     run = run_main("validate", tmp_path / "log.csv")
     assert run.code == 0 and "nan" not in run.stdout and "undefined: the log has no reference words" in run.stdout
+
+
+def test_swapped_latitude_and_longitude_are_noted():
+    """US rows with the two columns swapped put speakers in Antarctica (latitude -75..-120 is
+    rejected, -60..-90 is not): the audit said nothing and scanned the South Pole."""
+    from fairaudit.synth.generator import synthesize
+
+    log = synthesize(300, seed=1).log
+    swapped = log.assign(latitude=log["longitude"].clip(-90, 90), longitude=log["latitude"])
+    notes = fairaudit.audit(swapped, methods=["geo-tree"], bootstrap=0, permutations=0).notes
+    assert any("are the latitude and longitude columns swapped" in note for note in notes)
+    clean = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0).notes
+    assert not any("swapped" in note for note in clean)
