@@ -7,6 +7,7 @@ from rich.table import Table
 
 from fairaudit.render import format as fmt
 from fairaudit.render.markdown import escape as md_escape
+from fairaudit.render.safe_text import markdown_cell, terminal_cell
 from fairaudit.render.safe_text import terminal as escape
 
 
@@ -41,9 +42,9 @@ def print_comparison(data: dict, console: Console | None = None) -> None:
             table.add_column(column, justify="left" if column in ("cohort", "verdict") else "right")
         for cohort in method["cohorts"]:
             if cohort["suppressed"]:
-                table.add_row(escape(cohort["id"]), "<min", "", "", "", "", "", "suppressed")
+                table.add_row(terminal_cell(cohort["id"]), "", "", "", "", "", "", "suppressed")
                 continue
-            name_cell = f"{escape(cohort['id'])}\n[dim]{escape(cohort['description'])}[/dim]"
+            name_cell = f"{terminal_cell(cohort['id'])}\n[dim]{terminal_cell(cohort['description'])}[/dim]"
             better = "" if cohort["probability_improved"] is None else f"{cohort['probability_improved']:.2f}"
             table.add_row(
                 name_cell,
@@ -88,7 +89,7 @@ def comparison_markdown(data: dict) -> str:
             if cohort["suppressed"]:
                 continue
             lines.append(
-                f"| {md_escape(cohort['id'])} | {fmt.wer(cohort['wer_before'])} | {fmt.wer(cohort['wer_after'])} | "
+                f"| {markdown_cell(cohort['id'])} | {fmt.wer(cohort['wer_before'])} | {fmt.wer(cohort['wer_after'])} | "
                 f"{_points(cohort['change_points'])} {_interval(cohort['change_ci'])} | {cohort['verdict']} |"
             )
         lines += ["", f"{len(worse)} cohort(s) worse." if worse else "No cohort is worse.", ""]

@@ -80,7 +80,7 @@ def _with_ci(value: str, interval: str) -> str:
 def _cohort(cohort_id: str | None, description: str | None, wer: float | None) -> str:
     if not cohort_id:
         return "none"
-    text = escape(cohort_id)
+    text = safe_text.markdown_cell(cohort_id)
     if description and description != cohort_id:
-        text += f": {escape(description)}"
+        text += f": {safe_text.markdown_cell(description)}"
     return f"{text} ({fmt.wer(wer)})"

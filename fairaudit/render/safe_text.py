@@ -36,11 +36,29 @@ def html_text(text: str) -> str:
     )
 
 
+#: Longest data string shown whole in the terminal and in Markdown: rich lays out a long cell in
+#: time that grows with the square of its length (86 s for 100,000 characters), and a pull-request
+#: comment has a size limit. The JSON report keeps every string whole.
+LONGEST_SHOWN = 300
+
+
+def shortened(text: str) -> str:
+    """``text``, or its first LONGEST_SHOWN characters and how many more there are."""
+    if len(text) <= LONGEST_SHOWN:
+        return text
+    return f"{text[:LONGEST_SHOWN]}... ({len(text) - LONGEST_SHOWN:,} more characters)"
+
+
 def terminal(text: object) -> str:
     """A data string for rich's terminal output: no control characters, no rich markup."""
     from rich.markup import escape
 
     return escape(strip_controls(text))
+
+
+def terminal_cell(text: object) -> str:
+    """A data string for a terminal table cell: as :func:`terminal`, shortened (:func:`shortened`)."""
+    return terminal(shortened(str(text)))
 
 
 def markdown(text: object) -> str:
@@ -50,6 +68,11 @@ def markdown(text: object) -> str:
     value = value.replace("&", "&amp;")
     value = _MARKDOWN_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;"}.get(m.group(1), "\\" + m.group(1)), value)
     return value.replace("@", "&#64;").replace("://", ":&#47;&#47;").replace("www.", "www&#46;")
+
+
+def markdown_cell(text: object) -> str:
+    """A data string for a Markdown table cell: as :func:`markdown`, shortened (:func:`shortened`)."""
+    return markdown(shortened(str(text)))
 
 
 def xml(text: object) -> str:

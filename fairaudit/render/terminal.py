@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from fairaudit.render import format as fmt
+from fairaudit.render.safe_text import shortened
 from fairaudit.render.safe_text import terminal as escape
+from fairaudit.render.safe_text import terminal_cell as cell
 from fairaudit.report.result import (
     SUPPRESSED_DESCRIPTION,
     AuditResult,
@@ -30,9 +32,9 @@ def headline(result: MethodResult, figures: Figures | None = None) -> str:
     share_ci = fmt.interval(*figures.bottom_share_ci)
     return (
         f"WER gap {fmt.pct(figures.wer_gap_pct)}{' ' + gap_ci if gap_ci else ''} between "
-        f"{result.bottom_label(figures)} ({result.describe(figures.bottom, figures)}, "
-        f"WER {fmt.wer(figures.bottom_wer)}) and "
-        f"{result.top_label(figures)} ({result.describe(figures.top, figures)}, WER {fmt.wer(figures.top_wer)}); "
+        f"{shortened(result.bottom_label(figures))} ({shortened(result.describe(figures.bottom, figures))}, "
+        f"WER {fmt.wer(figures.bottom_wer)}) and {shortened(result.top_label(figures))} "
+        f"({shortened(result.describe(figures.top, figures))}, WER {fmt.wer(figures.top_wer)}); "
         f"bottom-cohort share {fmt.pct(figures.bottom_share_pct)}{' ' + share_ci if share_ci else ''} of speakers "
         f"({fmt.pct(figures.bottom_utterance_share_pct)} of utterances, "
         f"{fmt.pct(figures.bottom_word_share_pct)} of words)"
@@ -62,10 +64,10 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
             else ""
         )
         if row["suppressed"]:
-            name = f"{escape(public[str(row['id'])])}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
+            name = f"{cell(public[str(row['id'])])}\n[dim]{SUPPRESSED_DESCRIPTION}[/dim]"
             cells = ["", name, role, "", "", "", "", "suppressed", ""]
         else:
-            name = f"{escape(str(row['id']))}\n[dim]{escape(str(row['description']))}[/dim]"
+            name = f"{cell(row['id'])}\n[dim]{cell(row['description'])}[/dim]"
             cells = [
                 str(visible_rank),
                 name,
@@ -102,7 +104,7 @@ def anatomy_table(figures: Figures, target_gap: float | None) -> Table | None:
     for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
     for row in sorted(rows, key=lambda r: r["rank"]):
-        cells = [escape(str(row["id"]))]
+        cells = [cell(row["id"])]
         if has_anatomy:
             cells += [fmt.wer(_none(row[k])) for k in ("substitution_rate", "deletion_rate", "insertion_rate")]
             cells += [fmt.pct(_none(row["empty_hypothesis_pct"])), fmt.wer(_none(row["mean_utterance_wer"]))]

@@ -818,3 +818,18 @@ def test_swapped_latitude_and_longitude_are_noted():
     assert any("are the latitude and longitude columns swapped" in note for note in notes)
     clean = fairaudit.audit(log, methods=["geo-tree"], bootstrap=0, permutations=0).notes
     assert not any("swapped" in note for note in clean)
+
+
+def test_very_long_data_strings_are_shortened_on_the_terminal_and_in_markdown(tmp_path):
+    """A 100,000-character group name took 86 s to print (rich lays out long cells in quadratic
+    time) and made a 200 kB pull-request comment; the JSON keeps it whole."""
+    long = "x" * 100_000
+    small_log(groups=(long, "short"), n=200).to_csv(tmp_path / "log.csv", index=False)
+    run = run_main(
+        "audit", tmp_path / "log.csv", "--by", "group", "--bootstrap", 0, "--permutations", 0,
+        "--markdown", tmp_path / "r.md", "--json", tmp_path / "r.json",
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    for text in (run.stdout, (tmp_path / "r.md").read_text()):
+        assert "more characters" in text and long not in text and len(text) < 20_000
+    assert long in (tmp_path / "r.json").read_text()
