@@ -189,19 +189,21 @@ class AuditOptions(BaseModel):
     bootstrap: int = option(
         1000,
         ge=0,
+        le=100_000,
         flag="--bootstrap",
         metavar="N",
         kind="int",
-        rule="0 or more replicates",
+        rule="0 to 100,000 replicates",
         help="Speaker-level bootstrap replicates for 95% intervals. Default 1000; 0 turns intervals off.",
     )
     permutations: int = option(
         200,
         ge=0,
+        le=1_000_000,
         flag="--permutations",
         metavar="N",
         kind="int",
-        rule="0 or more",
+        rule="0 to 1,000,000",
         help="Permutations for the search-aware significance test. Default 200; 0 turns it off.",
     )
     alpha: float = option(
