@@ -296,7 +296,30 @@ def run_audit(
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
     audit_result.notes += [note for note in [too_few_permutations(opts), swapped_coordinates_note(speakers)] if note]
+    audit_result.notes += [
+        note for key, result in results.items() if (note := benjamini_hochberg_floor(key, result, opts))
+    ]
     return audit_result
+
+
+def benjamini_hochberg_floor(key: str, result: MethodResult, opts: AuditOptions) -> str:
+    """A note when, with this many groups and permutations, no single group's Benjamini-Hochberg
+    p-value can fall below --alpha: the smallest raw p is 1 / (B + 1), and BH multiplies the
+    smallest by the number of groups m, so a lone differing group needs m / (B + 1) < alpha."""
+    cohorts = result.discovery.cohorts
+    if "p_value" not in cohorts.columns or opts.permutations <= 0:
+        return ""
+    tested = int(cohorts["p_value"].notna().sum())
+    floor = tested / (opts.permutations + 1)
+    if tested < 2 or floor < opts.alpha:
+        return ""
+    needed = int(np.ceil(tested / opts.alpha))
+    return (
+        f"{key}: with {tested} groups tested and --permutations {opts.permutations}, the Benjamini-Hochberg p-value "
+        f"of a group that alone differs cannot fall below {tested} / {opts.permutations + 1} = {floor:.3g}, not "
+        f"below --alpha {opts.alpha:g}: the per-group p (BH) column can show no group as significant; use at "
+        f"least {needed} permutations for it (the method's verdict is not affected)"
+    )
 
 
 def swapped_coordinates_note(speakers: SpeakerTable) -> str:

@@ -311,6 +311,8 @@ def _figures_view(label: str, figures: dict, frame_figures, minimum: int) -> dic
     # Suppressed cohorts go last, unranked: their position in the ranking would tell their WER.
     for cohort in sorted(figures["cohorts"], key=lambda c: (bool(c["suppressed"]), c["rank"] or 0)):
         role = "bottom" if cohort["id"] in bottom else "top" if cohort["id"] in top and len(top) == 1 else ""
+        if not role and cohort.get("eligible") is False:
+            role = "ineligible"  # fewer than --min-speakers: shown, but never chosen as bottom or top
         row = {"record": cohort, "role": role, "suppressed": cohort["suppressed"]}
         if not cohort["suppressed"]:
             row.update(

@@ -61,6 +61,8 @@ def cohort_table(result: MethodResult, figures: Figures, title: str, min_report_
             if row["id"] in figures.bottom
             else "top"
             if row["id"] in figures.top and len(figures.top) == 1
+            else "ineligible"  # fewer than --min-speakers: shown, but never chosen as bottom or top
+            if not row["suppressed"] and not row["eligible"]
             else ""
         )
         if row["suppressed"]:

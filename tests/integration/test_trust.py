@@ -833,3 +833,26 @@ def test_very_long_data_strings_are_shortened_on_the_terminal_and_in_markdown(tm
     for text in (run.stdout, (tmp_path / "r.md").read_text()):
         assert "more characters" in text and long not in text and len(text) < 20_000
     assert long in (tmp_path / "r.json").read_text()
+
+
+def test_many_groups_with_few_permutations_say_the_per_group_p_values_cannot_be_significant():
+    """25 groups and 200 permutations: the smallest BH-adjusted p of a lone differing group is
+    25/201 = 0.124 > 0.05, so the p (BH) column shows nothing significant whatever the data."""
+    groups = tuple(f"g{i:02d}" for i in range(25))
+    log = small_log(groups=groups, n=1500)
+    result = fairaudit.audit(log, by=["group"], bootstrap=0, permutations=200, min_speakers=20)
+    assert any("25 / 201 = 0.124" in note and "use at least 500 permutations" in note for note in result.notes)
+    enough = fairaudit.audit(log, by=["group"], bootstrap=0, permutations=600, min_speakers=20)
+    assert not any("Benjamini-Hochberg" in note for note in enough.notes)
+
+
+def test_groups_below_the_minimum_are_marked_ineligible_in_the_terminal_and_html():
+    """A 13-speaker group sat at rank 2 with no marker: only the JSON said it could not be chosen."""
+    log = small_log(groups=("big", "other"), n=200)
+    small = small_log(groups=("tiny",), n=13, seed=3).assign(
+        speaker_id=lambda f: "t" + f["speaker_id"], utterance_id=lambda f: "t" + f["utterance_id"]
+    )
+    result = fairaudit.audit(pd.concat([log, small]), by=["group"], bootstrap=0, permutations=0)
+    terminal = result_terminal_text(result)
+    assert "ineligible" in terminal.split("tiny", 1)[1][:80]  # the role column of its row
+    assert '<span class="role ineligible">ineligible</span>' in result.to_html()
