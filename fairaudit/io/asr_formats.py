@@ -102,6 +102,8 @@ def read_nemo_manifest(
             _refuse_audit_report(path)
             message = f"not a valid JSON line ({error.msg})"
             raise InputError(message, file=str(path), line=number, value=text[:80]) from None
+        except RecursionError:
+            raise InputError("this JSON line is nested too deeply", file=str(path), line=number) from None
         if not isinstance(entry, dict):
             raise InputError("each line of a NeMo manifest must be a JSON object", file=str(path), line=number)
         records.append(entry)
@@ -109,6 +111,7 @@ def read_nemo_manifest(
     if not records:
         raise InputError("the manifest has no entries (one JSON object per line expected)", file=str(path))
     _require_text_keys(records, lines, path, {**NEMO_TEXT_KEYS, **(text_keys or {})})
+    _require_scalar_ids(records, lines, path)
     frame = pd.DataFrame.from_records(records)
     nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict))).any()]
     notes = (
@@ -126,6 +129,25 @@ def read_nemo_manifest(
 #: Manifest keys holding words: a line without one that other lines have would silently score as
 #: an empty reference or hypothesis (every word deleted or inserted), so it is an error instead.
 NEMO_TEXT_KEYS = {"text": "reference", "pred_text": "hypothesis"}
+
+
+#: Manifest keys that identify a speaker or an utterance: a list, an object or true/false there is
+#: an error on its line (a nested value would otherwise drop the key from every line).
+NEMO_ID_KEYS = ("speaker", "speaker_id", "audio_filepath", "utterance_id")
+
+
+def _require_scalar_ids(records: list[dict], lines: list[int], path: Path) -> None:
+    for record, number in zip(records, lines):
+        for key in NEMO_ID_KEYS:
+            value = record.get(key)
+            if isinstance(value, (list, dict, bool)):
+                raise InputError(
+                    f"{key!r} must be a text or a number on every line; this line has {json.dumps(value)[:60]}",
+                    file=str(path),
+                    line=number,
+                    column=key,
+                    value=json.dumps(value)[:80],
+                )
 
 
 def _require_text_keys(records: list[dict], lines: list[int], path: Path, keys: dict[str, str]) -> None:

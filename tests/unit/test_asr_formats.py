@@ -272,3 +272,17 @@ def test_a_speaker_pattern_of_fixed_text_is_refused(tmp_path):
     assert "same speaker" in caught.value.message
     log = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=r"spk\d")  # the whole match
     assert sorted(log.frame["speaker_id"].unique()) == ["spk1", "spk2"]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(["x"], '["x"]'), (True, "true"), ({"id": 1}, '{"id": 1}')])
+def test_a_manifest_speaker_that_is_a_list_object_or_boolean_is_an_error_on_its_line(tmp_path, value, shown):
+    """One line's "speaker": ["x"] dropped the speaker key from every line ("speaker_id is missing",
+    no line named), and "speaker": true was a speaker."""
+    lines = [
+        {"audio_filepath": "a.wav", "speaker": "s1", "text": "a b", "pred_text": "a"},
+        {"audio_filepath": "b.wav", "speaker": value, "text": "a b", "pred_text": "a"},
+    ]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "m.jsonl")
+    assert caught.value.line == 2 and caught.value.value == shown
