@@ -160,7 +160,7 @@ def implausible_wer_notes(errors: np.ndarray, ref_words: np.ndarray, form: str) 
 
 def _require_columns(src: Source, present: set[str]) -> None:
     """speaker_id and one complete error form are required; say which columns would do."""
-    separator = _separator_hint(src.header)
+    separator = _separator_hint(src.header) or _spaced_names_hint(src.header, present)
     if logs.SPEAKER not in present:
         guess = _likely_column(src.header, SPEAKER_NAMES)
         rename = f"--column speaker_id={guess}" if guess else "--column speaker_id=NAME"
@@ -213,6 +213,18 @@ SEPARATOR_ADVICE = {
     "|": "the file looks pipe-separated: fairaudit reads comma-separated .csv and tab-separated .tsv; "
     "save it as one of those",
 }
+
+
+def _spaced_names_hint(header: list[str] | None, present: set[str]) -> str:
+    """Advice when a column would be a canonical one without the spaces around its name, else ""."""
+    spaced = [name for name in header or [] if name != name.strip() and name.strip() in CANONICAL_COLUMNS]
+    if not spaced or spaced[0].strip() in present:
+        return ""
+    name = spaced[0]
+    return (
+        f"the column {name!r} has spaces around its name, so it is not read as {name.strip()!r}: remove the "
+        "spaces from the header line"
+    )
 
 
 def _separator_hint(header: list[str] | None) -> str:

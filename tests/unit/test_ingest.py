@@ -965,3 +965,11 @@ def test_parquet_columns_of_bytes_or_lists_are_input_errors(tmp_path, column, va
     pq.write_table(pa.table(data), tmp_path / "log.parquet")
     run = run_main("validate", tmp_path / "log.parquet")
     assert run.code == 2 and f"column '{column}'" in run.stderr and said in run.stderr, run.stderr
+
+
+def test_a_column_name_with_spaces_around_it_is_named_as_such(tmp_path):
+    from cli_runner import run_main
+
+    (tmp_path / "log.csv").write_text("speaker_id, errors,ref_words\ns1,1,5\n")
+    run = run_main("validate", tmp_path / "log.csv")
+    assert run.code == 2 and "' errors' has spaces around its name" in run.stderr
