@@ -80,7 +80,10 @@ def synth(
         ),
     ] = "auto",
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing <stem>.truth.json or <stem>.embeddings.parquet.")
+        bool,
+        typer.Option(
+            "--force", help="Overwrite an existing output file (the log, <stem>.truth.json, <stem>.embeddings.parquet)."
+        ),
     ] = False,
 ) -> None:
     """Write a realistic synthetic log with planted, known disparities (and the ground truth)."""
@@ -98,7 +101,7 @@ def synth(
         raise UsageError("synth needs --output FILE (or --plant list)")
     try:
         paths = synth_paths(out, embeddings=embeddings == "file")
-        existing = [str(p) for key, p in paths.items() if key != "log" and p is not None and p.exists()]
+        existing = [str(p) for p in paths.values() if p is not None and p.exists()]
         if existing and not force:
             raise UsageError(f"refusing to overwrite {', '.join(existing)}: remove it or use --force")
         synthetic = synthesize(

@@ -1286,14 +1286,14 @@ def write_synth(out: str | Path, synth: SynthLog, *, force: bool = True) -> dict
     """Write the log (format from the extension), ``<stem>.embeddings.parquet`` (when the log
     carries a per-speaker embedding frame) and ``<stem>.truth.json`` beside it, each atomically.
 
-    With ``force=False`` an existing truth or embeddings file beside ``out`` is not overwritten
+    With ``force=False`` an existing log, truth or embeddings file is not overwritten
     (FileExistsError before anything is written). Returns ``{"log": path, "embeddings": path or
     None, "truth": path}``. The bytes depend only on the synthetic log (same seed and parameters
     => identical files).
     """
     paths = synth_paths(out, embeddings=synth.embeddings is not None)
     if not force:
-        existing = [str(p) for key, p in paths.items() if key != "log" and p is not None and p.exists()]
+        existing = [str(p) for p in paths.values() if p is not None and p.exists()]
         if existing:
             raise FileExistsError(f"refusing to overwrite {', '.join(existing)} (use --force)")
     log_path, embeddings_path, truth_path = paths["log"], paths["embeddings"], paths["truth"]

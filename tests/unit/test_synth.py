@@ -703,3 +703,11 @@ def test_cli_refuses_to_overwrite_truth_without_force(tmp_path) -> None:
     assert (tmp_path / "keep.truth.json").read_bytes() == truth
     assert run_cli("synth", "-o", tmp_path / "keep.csv", "--speakers", 40, "--seed", 9, "--force")[0] == 0
     assert (tmp_path / "keep.truth.json").read_bytes() != truth
+
+
+def test_cli_refuses_to_overwrite_an_existing_log_without_force(tmp_path) -> None:
+    """`synth -o eval.csv` replaced a real eval.csv (only the side files were protected)."""
+    (tmp_path / "eval.csv").write_text("speaker_id,errors,ref_words\nreal,1,5\n")
+    code, out, err = run_cli("synth", "-o", tmp_path / "eval.csv", "--speakers", 40)
+    assert code == 2 and "eval.csv" in out + err and "--force" in out + err
+    assert (tmp_path / "eval.csv").read_text() == "speaker_id,errors,ref_words\nreal,1,5\n"
