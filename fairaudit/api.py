@@ -109,9 +109,10 @@ def compare(
     if pairing not in ("auto", "paired", "unpaired"):
         raise UsageError("pairing must be 'auto', 'paired' or 'unpaired'")
     opts = audit_options(options)
-    if opts.holdout:
+    if opts.holdout and cohorts is not None:
         raise UsageError(
-            "--holdout does not apply to compare: cohorts are discovered on the baseline and measured on both logs"
+            "--holdout with --cohorts: the stored cohorts are not discovered here; measure on the held-out speakers "
+            "by auditing each log with --cohorts and the same --holdout and --seed"
         )
     inputs = dict(
         columns=columns,

@@ -204,8 +204,17 @@ def _gate_comparison(source: str, baseline: Path, before: dict | None, result, c
         )
     }
     if before is None:
+        # With --holdout the audit's figures are the held-out speakers': so are the comparison's
+        # (cohorts discovered on the baseline's other speakers, both logs measured on the held-out ones).
+        holdout = {"holdout": result.parameters["holdout"]} if result.parameters.get("holdout") else {}
         comparison = fairaudit.compare(
-            str(baseline), source, columns=parse_columns(column), embeddings=embeddings, **text_files, **parameters
+            str(baseline),
+            source,
+            columns=parse_columns(column),
+            embeddings=embeddings,
+            **text_files,
+            **parameters,
+            **holdout,
         )
         return comparison.to_dict()
     # A baseline audited with --holdout reports held-out figures: re-measure the new log on the same

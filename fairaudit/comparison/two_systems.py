@@ -21,6 +21,7 @@ from fairaudit.engines.speaker_table import build_speaker_table
 from fairaudit.errors import InputError, UsageError
 from fairaudit.model.log import ERRORS, REF_WORDS, REFERENCE_HASH, SPEAKER, UTTERANCE, UtteranceLog
 from fairaudit.model.numbers import finite_or_none
+from fairaudit.model.partition import UNASSIGNED
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.stats.metrics import Selection, cohort_sums
 from fairaudit.stats.resampling import bca_interval, bootstrap_partitions
@@ -177,10 +178,15 @@ def compare_logs(
         e_b, w_b = speakers_before.errors.astype(float), speakers_before.ref_words.astype(float)
         e_a, w_a = speakers_after.errors.astype(float), speakers_after.ref_words.astype(float)
     top_mode = str(report.get("parameters", {}).get("top", "rest"))
+    held_before, held_after = _held_out_masks(speakers_before, speakers_after, opts)
     stored = []
     for key, method, entry in stored_methods(report, where, demographics, source, only=opts.methods):
         partition = assign_stored(method, key, where, speakers_before)
         after_partition = partition if paired else assign_stored(method, key, where, speakers_after)
+        if held_before is not None:  # --holdout: measure both systems on the held-out speakers only
+            partition.labels[~held_before] = UNASSIGNED
+            if not paired and held_after is not None:
+                after_partition.labels[~held_after] = UNASSIGNED
         ids = np.asarray(partition.cohort_ids, dtype=object)
         bottom = np.isin(ids, list(entry.get("bottom_cohorts") or []))
         top = ~bottom if top_mode == "rest" else np.isin(ids, list(entry.get("top_cohorts") or []))
@@ -218,6 +224,17 @@ def compare_logs(
         baseline={"path": before.path, "sha256": before.sha256, "utterances": before.n_utterances},
         new={"path": after.path, "sha256": after.sha256, "utterances": after.n_utterances},
     )
+
+
+def _held_out_masks(before: SpeakerTable, after: SpeakerTable, opts) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """With --holdout, which speakers of each log are held out: those the baseline's split (by
+    speaker id and --seed, as ``audit --holdout``) holds out; the cohorts were discovered on the others."""
+    if not opts.holdout:
+        return None, None
+    from fairaudit.pipeline.audit import split_speakers
+
+    held_ids = before.speaker_ids[split_speakers(before.speaker_ids, opts.holdout, opts.seed)[1]]
+    return np.isin(before.speaker_ids, held_ids), np.isin(after.speaker_ids, held_ids)
 
 
 def _method_change(

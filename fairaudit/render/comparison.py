@@ -22,10 +22,16 @@ def _interval(ci: list[float | None]) -> str:
 
 def _pairing_line(data: dict) -> str:
     unmatched = data["unmatched_utterances"]
+    holdout = (data.get("parameters") or {}).get("holdout")
+    held = (
+        f"; cohorts discovered on the other speakers, both systems measured on the {holdout:g} held out (--holdout)"
+        if holdout
+        else ""
+    )
     return (
         f"{data['pairing']}; {data['matched_utterances']:,} utterances matched, unmatched: "
         f"{unmatched['baseline']:,} in the baseline, {unmatched['new']:,} in the new log; "
-        f"cohorts: {data['cohorts_from']}"
+        f"cohorts: {data['cohorts_from']}{held}"
     )
 
 

@@ -182,3 +182,42 @@ def test_a_method_without_a_bottom_cohort_says_so_instead_of_a_broken_gap_line(t
     data = fairaudit.compare(log, log.copy(), by=["accent"], bootstrap=20).to_dict()
     line = gap_line(data["methods"]["attribute"])
     assert "no WER gap to compare" in line and "none" not in line and "n/a" not in line
+
+
+def test_with_holdout_both_systems_are_measured_on_the_held_out_speakers():
+    """The gate's absolute rules judge held-out figures; its regression rules compared all speakers
+    (the discovery half inflates the gap). compare --holdout measures both logs on the held-out half."""
+    from fairaudit.api import load_log
+    from fairaudit.engines.speaker_table import build_speaker_table
+    from fairaudit.pipeline.audit import split_speakers
+
+    baseline = _groups_log({"a": 60, "b": 60, "c": 60}, 6, utterances=2)
+    result = fairaudit.compare(baseline, baseline.copy(), by=["accent"], bootstrap=50, holdout=0.5, seed=3)
+    speakers = build_speaker_table(load_log(baseline))
+    held = set(speakers.speaker_ids[split_speakers(speakers.speaker_ids, 0.5, 3)[1]])
+    rows = {c.id: c for c in result.methods["attribute"].cohorts}
+    for accent, row in rows.items():
+        in_cohort = baseline[(baseline["accent"] == accent) & baseline["speaker_id"].isin(held)]
+        assert row.speakers == in_cohort["speaker_id"].nunique()
+        assert row.wer_before == pytest.approx(in_cohort["errors"].sum() / in_cohort["ref_words"].sum())
+    from fairaudit.render.comparison import comparison_markdown
+
+    assert "held out (--holdout)" in comparison_markdown(result.to_dict())
+
+
+def test_gate_against_its_own_log_with_holdout_uses_held_out_figures_on_both_sides(tmp_path):
+    """A log gated against itself as a baseline log, with holdout = 0.5: the regression rule read
+    "24.1% -> 91.2%" (all speakers vs held-out) for one cohort; both sides are now held out."""
+    log = _groups_log({"a": 100, "b": 100, "c": 100}, 7, utterances=2)
+    log.loc[log["accent"] == "a", "errors"] *= 2
+    log.to_csv(tmp_path / "log.csv", index=False)
+    (tmp_path / "policy.toml").write_text(
+        "by = ['accent']\nholdout = 0.5\nbootstrap = 100\npermutations = 0\n[gate]\nmax-gap-increase-points = 1\n"
+    )
+    run = run_main(
+        "gate", tmp_path / "log.csv", "--baseline", tmp_path / "log.csv", "--policy", tmp_path / "policy.toml",
+        "--json", tmp_path / "audit.json", "--markdown", tmp_path / "gate.md",
+    )  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
+    held_gap = json.loads((tmp_path / "audit.json").read_text())["methods"]["attribute"]["holdout"]["wer_gap_pct"]
+    assert f"WER gap {held_gap:.1f}% -&gt; {held_gap:.1f}%" in (tmp_path / "gate.md").read_text()
