@@ -64,6 +64,17 @@ def compare(
         ),
     ] = 10,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed. Default 0.")] = 0,
+    holdout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--holdout",
+            metavar="X",
+            help=(
+                "Discover the cohorts on the baseline's other speakers and measure both logs on this fraction of "
+                "speakers held out (chosen by speaker id and --seed, as audit --holdout). Default: none."
+            ),
+        ),
+    ] = None,
     json_out: Annotated[
         Optional[Path],
         typer.Option(
@@ -102,6 +113,7 @@ def compare(
         bootstrap=bootstrap,
         min_report_speakers=min_report_speakers,
         seed=seed,
+        holdout=holdout,
     )
     data = comparison.to_dict()
     if json_out:
