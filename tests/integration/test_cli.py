@@ -730,7 +730,7 @@ def test_terminal_headline_and_verdict_per_method(log, emb, tmp_path):
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     text = flat(run.stdout)
-    positions = [text.index(name) for name in METHODS]
+    positions = [text.index(f"─ {name} ─") for name in METHODS]  # the section rules (notes may name methods)
     assert positions == sorted(positions)
     sections = [text[start:end] for start, end in zip(positions, positions[1:] + [len(text)])]
     # piped output: every headline is one whole line (not wrapped to the 80-column default)
