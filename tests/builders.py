@@ -28,6 +28,18 @@ def grouped_log(n_speakers=1200, effect=0.5, seed=0, scale=None):
     )
 
 
+def accent_groups_log(groups: dict[str, tuple[int, float]], seed: int = 0, words: int = 300) -> pd.DataFrame:
+    """One utterance of ``words`` words per speaker; ``groups``: accent -> (speakers, error rate).
+    E.g. {"a": (60, 0.12), "b": (60, 0.06), "c": (5, 0.08)}: two reportable groups and one to suppress."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        (f"{group}{i}", group, int(rng.binomial(words, rate)), words)
+        for group, (n, rate) in groups.items()
+        for i in range(n)
+    ]
+    return pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+
+
 #: The Artie bias corpus with three commercial recognisers' output (see ../shared/data/README).
 ARTIE = Path(__file__).resolve().parents[2] / "shared" / "data" / "artie-bias-corpus"
 SYSTEMS = sorted(p.stem for p in (ARTIE / "predictions").glob("*.tsv"))

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from builders import accent_groups_log
 from cli_runner import run_main
 
 import fairaudit
@@ -159,15 +160,7 @@ def test_a_log_measured_on_its_own_stored_groups_has_its_own_gap_when_groups_wer
     """Groups of 60, 60 and 5 speakers (the 5 and a complement withheld): stored definitions
     left their speakers unassigned, so the same log measured on its own audit lost them from the
     rest, changed the gap and failed a gate against itself. They now form one "other-values" cell."""
-    rng = np.random.default_rng(0)
-    rows = [
-        (f"{group}{i}", group, int(rng.binomial(300, rate)), 300)
-        for group, n, rate in [("a", 60, 0.12), ("b", 60, 0.06), ("c", 5, 0.08)]
-        for i in range(n)
-    ]
-    pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"]).to_csv(
-        tmp_path / "log.csv", index=False
-    )
+    accent_groups_log({"a": (60, 0.12), "b": (60, 0.06), "c": (5, 0.08)}).to_csv(tmp_path / "log.csv", index=False)
     options = dict(bootstrap=0, permutations=0)
     audit = fairaudit.audit(tmp_path / "log.csv", by=["accent"], **options)
     report = audit.to_dict()

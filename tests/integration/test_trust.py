@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
+from builders import accent_groups_log
 from cli_runner import run_main
 
 import fairaudit
@@ -482,13 +483,7 @@ def test_a_published_top_minus_its_published_cells_reveals_no_small_group():
     """Groups of 60, 60 and 5 speakers: suppressing the 5 and, as its complement, the worse 60
     (the bottom cohort) let the top (the other 60 and the 5) minus the published 60 give the 5
     speakers' exact errors and words. The complement must come from inside the top."""
-    rng = np.random.default_rng(0)
-    rows = [
-        (f"{group}{i}", group, int(rng.binomial(300, rate)), 300)
-        for group, n, rate in [("a", 60, 0.12), ("b", 60, 0.06), ("c", 5, 0.08)]
-        for i in range(n)
-    ]
-    frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+    frame = accent_groups_log({"a": (60, 0.12), "b": (60, 0.06), "c": (5, 0.08)})
     method = fairaudit.audit(frame, by=["accent"], bootstrap=0, permutations=0).to_dict()["methods"]["attribute"]
     visible = {c["id"]: c for c in method["cohorts"] if not c["suppressed"]}
     assert method["bottom_cohorts"] == ["a"] and set(visible) == {"a"}
@@ -763,13 +758,7 @@ def test_dollar_signs_in_cohort_names_are_drawn_as_text_not_parsed_as_formulas(t
 def test_held_out_figures_never_describe_a_suppressed_cohort(tmp_path):
     """The held-out top cohort's description listed every cell's, naming a 5-speaker group that
     every other part of the report suppressed ("rest: accent = a; accent = b; accent = c")."""
-    rng = np.random.default_rng(0)
-    rows = [
-        (f"{group}{i}", group, int(rng.binomial(300, rate)), 300)
-        for group, n, rate in [("aa", 60, 0.12), ("bb", 60, 0.06), ("secretgroup", 5, 0.08)]
-        for i in range(n)
-    ]
-    frame = pd.DataFrame(rows, columns=["speaker_id", "accent", "errors", "ref_words"])
+    frame = accent_groups_log({"aa": (60, 0.12), "bb": (60, 0.06), "secretgroup": (5, 0.08)})
     frame.to_csv(tmp_path / "log.csv", index=False)
     outputs = {"--json": tmp_path / "r.json", "--markdown": tmp_path / "r.md", "--html": tmp_path / "r.html"}
     run = run_main(
