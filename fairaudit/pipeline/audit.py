@@ -295,7 +295,8 @@ def run_audit(
         pd.concat(assignment_frames, ignore_index=True) if assignment_frames else None,
     )
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
-    audit_result.notes += [note for note in [too_few_permutations(opts), swapped_coordinates_note(speakers)] if note]
+    notes = [too_few_permutations(opts), swapped_coordinates_note(speakers), small_cohorts_published(opts)]
+    audit_result.notes += [note for note in notes if note]
     audit_result.notes += [
         note for key, result in results.items() if (note := benjamini_hochberg_floor(key, result, opts))
     ]
@@ -320,6 +321,19 @@ def benjamini_hochberg_floor(key: str, result: MethodResult, opts: AuditOptions)
         f"{'= ' + format(floor, '.3g') if floor < 1 else '(above 1: it is 1)'}, not below --alpha {opts.alpha:g}: "
         "the per-group p (BH) column can show no group as significant; use at "
         f"least {needed} permutations for it (the method's verdict is not affected)"
+    )
+
+
+def small_cohorts_published(opts: AuditOptions) -> str:
+    """A note when --min-report-speakers is below the default: the reports then publish cohorts
+    small enough that their figures describe a few identifiable speakers."""
+    default = AuditOptions().min_report_speakers
+    if opts.min_report_speakers >= default:
+        return ""
+    smallest = max(opts.min_report_speakers, 1)
+    return (
+        f"--min-report-speakers {opts.min_report_speakers}: cohorts of {smallest} speaker(s) or more are published, so "
+        f"a small cohort's figures may describe identifiable people; keep such reports internal (default {default})"
     )
 
 

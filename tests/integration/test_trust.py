@@ -845,3 +845,11 @@ def test_groups_below_the_minimum_are_marked_ineligible_in_the_terminal_and_html
     terminal = result_terminal_text(result)
     assert "ineligible" in terminal.split("tiny", 1)[1][:80]  # the role column of its row
     assert '<span class="role ineligible">ineligible</span>' in result.to_html()
+
+
+def test_a_reporting_minimum_below_the_default_is_noted():
+    log = small_log()
+    lowered = fairaudit.audit(log, by=["group"], bootstrap=0, permutations=0, min_report_speakers=1).notes
+    assert any("--min-report-speakers 1: cohorts of 1 speaker(s) or more are published" in n for n in lowered)
+    default = fairaudit.audit(log, by=["group"], bootstrap=0, permutations=0).notes
+    assert not any("--min-report-speakers" in n for n in default)
