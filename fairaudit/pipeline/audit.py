@@ -58,8 +58,24 @@ def run_stored_audit(
     parameters = dict(opts.as_parameters(), cohorts=None if isinstance(cohorts, dict) else str(cohorts))
     result = _audit_result(log, speakers, opts, results, parameters, None)
     result.notes += withheld_cell_notes(report, results)
+    result.notes += few_assigned_notes(results, len(speakers))
     result.notes += [note for note in [too_few_permutations(opts)] if note]
     return result
+
+
+def few_assigned_notes(results: dict, n_speakers: int) -> list[str]:
+    """A note per stored method that places fewer than half of this log's speakers in its cohorts:
+    the definitions probably come from another population (other accents, another region)."""
+    notes = []
+    for key, result in results.items():
+        assigned = int(result.partition.assigned.sum())
+        if n_speakers and assigned < 0.5 * n_speakers:
+            reasons = "; ".join(f"{reason}: {count:,}" for reason, count in result.partition.unassigned_reasons.items())
+            notes.append(
+                f"{key}: only {assigned:,} of {n_speakers:,} speakers fall in the stored cohorts ({reasons}); were "
+                "the cohorts found on another population?"
+            )
+    return notes
 
 
 def withheld_cell_notes(report: dict, results: dict) -> list[str]:

@@ -220,3 +220,15 @@ def test_hand_edited_definitions_are_input_errors_not_internal_ones(baseline, tm
         "audit", paths["log"], "--embeddings", paths["embeddings"], "--cohorts", path, "-q", "--bootstrap", 0
     )
     assert run.code == 2 and "audit.json" in run.stderr and "internal error" not in run.stderr, run.stderr
+
+
+def test_stored_cohorts_that_place_few_of_the_speakers_are_noted():
+    """Cohorts from another log (accents this one barely has) matched 8% of its speakers, and the
+    stored audit said nothing about it."""
+    first = accent_groups_log({"a": (60, 0.12), "b": (60, 0.06)})
+    other = accent_groups_log({"a": (10, 0.12), "z": (110, 0.06)}, seed=1)
+    report = fairaudit.audit(first, by=["accent"], bootstrap=0, permutations=0).to_dict()
+    notes = fairaudit.audit(other, cohorts=report, bootstrap=0, permutations=0).notes
+    assert any("only 10 of 120 speakers fall in the stored cohorts" in note for note in notes), notes
+    same = fairaudit.audit(first, cohorts=report, bootstrap=0, permutations=0).notes
+    assert not any("fall in the stored cohorts" in note for note in same)
