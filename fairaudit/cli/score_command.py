@@ -13,7 +13,16 @@ from fairaudit.cli.outputs import check_output
 
 
 def score(
-    log: Annotated[Path, typer.Argument(metavar="LOG", help="Log with reference and hypothesis text columns.")],
+    log: Annotated[
+        Path,
+        typer.Argument(
+            metavar="LOG",
+            help=(
+                "Log with reference and hypothesis text columns (CSV, TSV, Parquet), or a NeMo manifest "
+                "(text and pred_text)."
+            ),
+        ),
+    ],
     out: Annotated[
         Path,
         typer.Option(

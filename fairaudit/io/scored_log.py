@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from fairaudit.errors import InputError
 from fairaudit.io import sources
+from fairaudit.io.asr_formats import is_nemo_manifest, read_nemo_manifest
 from fairaudit.io.outputs import is_same_file, replace_atomically
 from fairaudit.text.scoring import SCORE_COLUMNS, check_normalize, score_texts
 
@@ -30,14 +31,20 @@ def score_log_file(
     """
 
     check_normalize(normalize)
-    src = sources.source_for(path)
     out_fmt = sources.format_of(out_path)
     if is_same_file(path, out_path):
         raise InputError(
             "the output file is the input file; choose another output path so the input is kept",
             file=str(out_path),
         )
-    table, _ = sources.read_table(src, columns=columns, all_strings=True)
+    if is_nemo_manifest(path):  # text and pred_text become reference and hypothesis columns
+        frame, _, _ = read_nemo_manifest(path)
+        table = pa.Table.from_pandas(frame.astype("string"), preserve_index=False)
+        src_name = str(path)
+    else:
+        src = sources.source_for(path)
+        table, _ = sources.read_table(src, columns=columns, all_strings=True)
+        src_name = src.name
     ref_col, hyp_col = (sources.mapped_name(name, columns) for name in ("reference", "hypothesis"))
     missing = [c for c in (ref_col, hyp_col) if c not in table.column_names]
     if missing:
@@ -45,7 +52,7 @@ def score_log_file(
             "scoring needs a reference and a hypothesis text column; missing "
             + ", ".join(repr(c) for c in missing)
             + " (rename with --column reference=NAME --column hypothesis=NAME)",
-            file=src.name,
+            file=src_name,
             column=missing[0],
         )
     scores = score_texts(table.column(ref_col), table.column(hyp_col), normalize)

@@ -316,3 +316,21 @@ def test_texts_that_look_the_same_score_as_the_same():
     scored = score_texts(references, hypotheses)
     assert scored["errors"].tolist() == [0, 0, 0] and scored["ref_words"].tolist() == [2, 2, 2]
     assert score_texts(references, hypotheses, normalize="none")["errors"].sum() > 0  # "none" is none
+
+
+def test_score_reads_a_nemo_manifest(tmp_path):
+    """audit, validate and compare read manifests; score said "unknown file type"."""
+    import json
+
+    from cli_runner import run_main
+
+    lines = [
+        {"audio_filepath": f"a{i}.wav", "speaker": "s1", "text": "hello big world", "pred_text": "hello world"}
+        for i in range(3)
+    ]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = run_main("score", tmp_path / "m.jsonl", "-o", tmp_path / "scored.csv")
+    assert run.code == 0, run.stderr
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert scored["deletions"].tolist() == [1, 1, 1] and scored["ref_words"].tolist() == [3, 3, 3]
+    assert scored["speaker_id"].tolist() == ["s1"] * 3
