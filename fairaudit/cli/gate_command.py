@@ -148,12 +148,18 @@ def gate(
             speaker_pattern=speaker_pattern,
             prefetch=("fairaudit.render.html",) if html else (),
         )
-        write_reports(result, json_out=json_out, html=html)
+        write_reports(result, json_out=json_out)
         report = json.loads(result.to_json())
         if baseline is not None:
             text_files = {"reference": reference, "speaker_pattern": speaker_pattern}
             comparison = _gate_comparison(source, baseline, before, result, column, embeddings, text_files)
     outcome = run_gate(report, rules, before, comparison)
+    if html:  # the audit's report with the gate's outcome first: the CI artifact says why
+        from dataclasses import asdict
+
+        from fairaudit.render.html import render_html
+
+        write_output(html, render_html(result, gate=[asdict(row) for row in outcome.results]))
     if junit:
         write_output(junit, junit_xml(outcome, report))
     if markdown:

@@ -180,3 +180,15 @@ def test_the_held_out_speakers_follow_their_ids_not_their_positions():
     fewer = ids[20:]  # a log without 20 of the speakers holds out mostly the same ones
     assert len(set(fewer[split_speakers(fewer, 0.3, 7)[1]]) - held) <= 10
     assert len(set(ids[split_speakers(ids, 0.3, 8)[1]]) & held) < 150  # another seed, another split
+
+
+def test_the_gate_html_report_shows_the_outcome_and_every_rule_first(workspace, tmp_path):
+    """`gate --html` wrote the audit report only: a CI artifact that did not say why the build failed."""
+    report = json.loads((workspace / "baseline.json").read_text())
+    low = report["methods"]["attribute"]["wer_gap_ci"][0]
+    failing = policy(workspace, f"[gate]\nmax-wer-gap-pct = {{ fail = {low - 5:.1f} }}\n")
+    run = fairaudit("gate", "log.csv", *AUDIT, "--policy", failing, "--html", tmp_path / "gate.html", cwd=workspace)
+    assert run.returncode == 1, run.stderr
+    html = (tmp_path / "gate.html").read_text()
+    assert 'CI gate: <span class="gate-fail">FAIL</span>' in html
+    assert html.index('id="gate"') < html.index('id="summary"') and "max-wer-gap-pct" in html
