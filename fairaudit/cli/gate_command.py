@@ -85,7 +85,11 @@ def gate(
     ] = None,
     html: Annotated[
         Optional[Path],
-        typer.Option("--html", metavar="FILE", help="When auditing a log: also write the HTML report."),
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="When auditing a log: also write the HTML report, with the gate's outcome and rules first.",
+        ),
     ] = None,
     method: GateMethodsOption = None,
     by: GateByOption = None,
