@@ -142,6 +142,24 @@ def match_utterances(before: UtteranceLog, after: UtteranceLog) -> tuple[pd.Data
     return joined, len(left) - len(joined), len(right) - len(joined)
 
 
+def _check_same_references(matched: pd.DataFrame, after: UtteranceLog) -> None:
+    """A paired comparison needs each matched utterance to have the same reference words in both
+    logs; different counts mean other references or another text normalisation."""
+    differs = matched[f"{REF_WORDS}_before"].to_numpy() != matched[f"{REF_WORDS}_after"].to_numpy()
+    if not differs.any():
+        return
+    row = matched[differs].iloc[0]
+    name = row[UTTERANCE] if UTTERANCE in matched.columns else f"of speaker {row[f'{SPEAKER}_before']!r}"
+    raise InputError(
+        f"utterance {name!r} has {int(row[f'{REF_WORDS}_before'])} reference words in the baseline but "
+        f"{int(row[f'{REF_WORDS}_after'])} in the new log ({int(differs.sum()):,} matched utterances differ): a "
+        "paired comparison needs the same references, scored the same way (same --normalize); fix that, or "
+        "compare with --pairing unpaired",
+        file=after.path,
+        column=REF_WORDS,
+    )
+
+
 def per_speaker(matched: pd.DataFrame, speakers: SpeakerTable) -> tuple[np.ndarray, ...]:
     """Errors and words of each speaker of ``speakers`` over the matched utterances, per system."""
     position = pd.Index(speakers.speaker_ids).get_indexer(matched[f"{SPEAKER}_before"])
@@ -164,6 +182,8 @@ def compare_logs(
 
     matched, unmatched_before, unmatched_after = match_utterances(before, after)
     paired = pairing != "unpaired" and len(matched) > 0
+    if paired:
+        _check_same_references(matched, after)
     if pairing == "paired" and not paired:
         raise UsageError(
             "--pairing paired needs utterances in common (by utterance_id, or by speaker and reference "

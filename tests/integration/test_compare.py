@@ -221,3 +221,16 @@ def test_gate_against_its_own_log_with_holdout_uses_held_out_figures_on_both_sid
     assert run.code == 0, run.stdout + run.stderr
     held_gap = json.loads((tmp_path / "audit.json").read_text())["methods"]["attribute"]["holdout"]["wer_gap_pct"]
     assert f"WER gap {held_gap:.1f}% -&gt; {held_gap:.1f}%" in (tmp_path / "gate.md").read_text()
+
+
+def test_a_paired_comparison_refuses_matched_utterances_with_other_references():
+    """The same utterance ids with different reference word counts were paired silently."""
+    from fairaudit.errors import InputError
+
+    baseline = _groups_log({"a": 60, "b": 60}, 8, utterances=2)
+    new = baseline.assign(ref_words=baseline["ref_words"] + (baseline.index == 5))
+    with pytest.raises(InputError) as caught:
+        fairaudit.compare(baseline, new, by=["accent"], bootstrap=20)
+    assert "101 in the new log" in caught.value.message and "--pairing unpaired" in caught.value.message
+    unpaired = fairaudit.compare(baseline, new, by=["accent"], bootstrap=20, pairing="unpaired")
+    assert not unpaired.paired
