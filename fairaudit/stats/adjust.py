@@ -100,6 +100,12 @@ def adjusted_rate_ratios(speakers: SpeakerTable, in_bottom: np.ndarray, in_top: 
     constant = np.ones(int(rows.sum()))
     covariates = design.to_numpy(dtype=np.float64)[rows]
     covariates = covariates[:, covariates.std(axis=0) > 0] if covariates.size else covariates
+    if covariates.ndim < 2 or covariates.shape[1] == 0:
+        result["error"] = (
+            f"{', '.join(columns)} has one value for every speaker of the bottom and top cohorts, so adjusting "
+            "for it cannot change the gap"
+        )
+        return result
     try:
         raw, raw_ci, _, _ = _fit_rate_ratio(errors, words[rows], np.column_stack([constant, indicator]))
         adjusted, adjusted_ci, dispersion, model = _fit_rate_ratio(

@@ -247,3 +247,11 @@ def test_a_covariate_that_varies_within_speakers_is_adjusted_on_the_utterances()
     assert adjusted["model"] == "Poisson GLM on utterances, speaker-clustered errors"
     assert adjusted["raw"]["ci"][0] > 1.05  # channel makes group a look worse
     assert adjusted["adjusted"]["ci"][0] < 1 < adjusted["adjusted"]["ci"][1]  # no direct effect left
+
+
+def test_adjusting_for_a_covariate_constant_over_bottom_and_top_says_it_cannot_change_the_gap():
+    """Bottom and top both one device: the report said the excess "remains after adjusting" with the
+    ratio unchanged (6.01 to 6.01), as if the adjustment had been informative."""
+    log = confounded_log(np.random.default_rng(2), direct=1.3).assign(device="headset")
+    result = adjusted(log)
+    assert "cannot change the gap" in result["error"] and "sentence" not in result
