@@ -88,11 +88,12 @@ def _refuse_audit_report(path: Path) -> None:
 
 
 def read_nemo_manifest(
-    path: str | Path, text_keys: dict[str, str] | None = None
+    path: str | Path, text_keys: dict[str, str] | None = None, speaker_pattern: str | None = None
 ) -> tuple[pd.DataFrame, LineSource, list[str]]:
     """The manifest's entries as log columns, a source mapping rows to lines, and notes.
     ``text_keys``: key -> "reference" or "hypothesis" for keys that ``--column`` names, checked on
-    every line like ``text`` and ``pred_text``."""
+    every line like ``text`` and ``pred_text``. ``speaker_pattern``: for lines without a speaker key,
+    the speaker is taken from ``audio_filepath`` by this expression (as ``fairaudit embed`` does)."""
     path = Path(path)
     records, lines = [], []
     for number, text in text_lines(path):
@@ -112,6 +113,8 @@ def read_nemo_manifest(
         raise InputError("the manifest has no entries (one JSON object per line expected)", file=str(path))
     _require_text_keys(records, lines, path, {**NEMO_TEXT_KEYS, **(text_keys or {})})
     _require_scalar_ids(records, lines, path)
+    if speaker_pattern:
+        _speakers_from_paths(records, lines, path, speaker_pattern)
     frame = pd.DataFrame.from_records(records)
     nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, dict))).any()]
     notes = (
@@ -134,6 +137,26 @@ NEMO_TEXT_KEYS = {"text": "reference", "pred_text": "hypothesis"}
 #: Manifest keys that identify a speaker or an utterance: a list, an object or true/false there is
 #: an error on its line (a nested value would otherwise drop the key from every line).
 NEMO_ID_KEYS = ("speaker", "speaker_id", "audio_filepath", "utterance_id")
+
+
+def _speakers_from_paths(records: list[dict], lines: list[int], path: Path, speaker_pattern: str) -> None:
+    """Give every line without "speaker" or "speaker_id" the speaker that ``speaker_pattern`` finds in
+    its audio_filepath; a line where it finds none is an error naming it."""
+    pattern = compile_speaker_pattern(speaker_pattern)
+    key = "speaker_id" if any("speaker_id" in record for record in records) else "speaker"
+    for record, number in zip(records, lines):
+        if record.get(key) not in (None, ""):
+            continue
+        speaker = speaker_in(pattern, str(record.get("audio_filepath") or ""))
+        if not speaker:
+            raise InputError(
+                f"the speaker pattern {speaker_pattern!r} finds no speaker in this line's audio_filepath",
+                file=str(path),
+                line=number,
+                column="audio_filepath",
+                value=record.get("audio_filepath"),
+            )
+        record[key] = speaker
 
 
 def _require_scalar_ids(records: list[dict], lines: list[int], path: Path) -> None:

@@ -75,7 +75,7 @@ def read_log(
         log = _read_asr_format(Path(path), columns, normalize, Path(reference), speaker_pattern)
         return _with_embeddings(_with_wer_note(log), embeddings)
     if is_kaldi_directory(path) or is_nemo_manifest(path):
-        log = _read_asr_format(Path(path), columns, normalize)
+        log = _read_asr_format(Path(path), columns, normalize, speaker_pattern=speaker_pattern)
         return _with_embeddings(_with_wer_note(log), embeddings)
     if Path(path).is_dir():
         raise InputError(
@@ -147,7 +147,9 @@ def _read_asr_format(
     else:
         roles = {"reference", "hypothesis"}
         frame, src, notes = read_nemo_manifest(
-            path, {actual: canonical for canonical, actual in (columns or {}).items() if canonical in roles}
+            path,
+            {actual: canonical for canonical, actual in (columns or {}).items() if canonical in roles},
+            speaker_pattern=speaker_pattern,
         )
         sha = file_sha256(path)
     for name in ("speaker_id", "utterance_id", "reference", "hypothesis", *(columns or {}).values()):

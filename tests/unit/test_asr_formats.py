@@ -286,3 +286,18 @@ def test_a_manifest_speaker_that_is_a_list_object_or_boolean_is_an_error_on_its_
     with pytest.raises(InputError) as caught:
         read_log(tmp_path / "m.jsonl")
     assert caught.value.line == 2 and caught.value.value == shown
+
+
+def test_a_manifest_without_speakers_takes_them_from_audio_paths_with_speaker_pattern(tmp_path):
+    """--speaker-pattern was silently ignored for manifests (embed honoured it, audit did not)."""
+    lines = [
+        {"audio_filepath": f"data/{speaker}/u{i}.wav", "text": "a b", "pred_text": "a"}
+        for speaker in ("alice", "bob")
+        for i in range(2)
+    ]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    log = read_log(tmp_path / "m.jsonl", speaker_pattern=r"data/([^/]+)/")
+    assert sorted(log.frame["speaker_id"].unique()) == ["alice", "bob"]
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "m.jsonl", speaker_pattern=r"^(carol)/")
+    assert caught.value.line == 1
