@@ -67,6 +67,8 @@ def text_lines(path: Path) -> list[tuple[int, str]]:
     for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
             text = line.decode("utf-8").rstrip("\r")
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a byte-order mark, as CSV files may have too
         except UnicodeDecodeError:
             raise InputError("not valid UTF-8 text", file=str(path), line=number) from None
         if text.strip():

@@ -301,3 +301,10 @@ def test_a_manifest_without_speakers_takes_them_from_audio_paths_with_speaker_pa
     with pytest.raises(InputError) as caught:
         read_log(tmp_path / "m.jsonl", speaker_pattern=r"^(carol)/")
     assert caught.value.line == 1
+
+
+def test_a_manifest_with_a_byte_order_mark_reads(tmp_path):
+    """A BOM was accepted in CSV but made a manifest's first line "not a valid JSON line"."""
+    line = json.dumps({"audio_filepath": "a.wav", "speaker": "s1", "text": "a b", "pred_text": "a"})
+    (tmp_path / "m.jsonl").write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+    assert read_log(tmp_path / "m.jsonl").frame["deletions"].tolist() == [1]
