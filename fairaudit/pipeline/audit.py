@@ -26,7 +26,7 @@ from fairaudit.model.speakers import SpeakerTable
 from fairaudit.options import AuditOptions
 from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_rows
 from fairaudit.report.result import AuditResult, MethodResult
-from fairaudit.stats.adjust import utterance_rate_ratios
+from fairaudit.stats.adjust import covariate_design, utterance_rate_ratios
 from fairaudit.stats.measure import (
     discover_selection,
     fixed_selection_p_value,
@@ -163,6 +163,8 @@ def run_audit(
     """
     stage = stage or (lambda name: nullcontext())
     progress = _one_at_a_time(progress) if progress else None
+    if opts.adjust:  # a misnamed covariate is an error before any work, whatever the verdicts
+        covariate_design(speakers, list(opts.adjust))
     discovery_pos, holdout_pos = split_speakers(speakers.speaker_ids, opts.holdout, opts.seed)
     discovery = speakers.subset(discovery_pos) if holdout_pos is not None else speakers
     rule = selection_rule(opts, discovery)

@@ -255,3 +255,10 @@ def test_adjusting_for_a_covariate_constant_over_bottom_and_top_says_it_cannot_c
     log = confounded_log(np.random.default_rng(2), direct=1.3).assign(device="headset")
     result = adjusted(log)
     assert "cannot change the gap" in result["error"] and "sentence" not in result
+
+
+def test_an_unknown_adjust_column_is_an_error_even_when_no_cohort_can_be_chosen():
+    """With too few speakers for any bottom cohort, --adjust nosuch was silently ignored."""
+    log = confounded_log(np.random.default_rng(1), direct=1.0, n=30)
+    with pytest.raises(fairaudit.errors.UsageError, match="--adjust names 'nosuch'"):
+        fairaudit.audit(log, methods=["attribute"], by=["group"], adjust=["nosuch"], **FAST)
