@@ -122,7 +122,7 @@ class GeoTree(CohortMethod):
             self.tree_ = self._grow(points, self._target(points, pooling, raw, errors, words), raw)
             self.regions_ = _leaf_bounds(self.tree_)
         elif located.any():
-            self.regions_ = [{"node": 0, **{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}}]
+            self.regions_ = [{f"{axis}_{end}": None for axis in AXES for end in ("min", "max")}]
         self.regions_ = [dict(region, id=f"region-{i + 1}") for i, region in enumerate(self.regions_)]
         self.partition_ = self.assign(speakers)
         return self
@@ -326,7 +326,7 @@ def _leaf_bounds(structure) -> list[dict]:
         box = bounds.pop(node)
         left, right = structure.children_left[node], structure.children_right[node]
         if left == -1:
-            leaves.append({"node": node, **box})
+            leaves.append(box)  # no tree node number: published, it would tell where withheld leaves sit
             continue
         axis = AXES[structure.feature[node]]
         threshold = float(structure.threshold[node])
