@@ -94,3 +94,16 @@ def test_another_methods_missing_input_leaves_its_columns_out_not_the_export(tmp
     assert "geo-tree:group" in speakers.columns and not any(c.startswith("embedding-kmeans") for c in speakers.columns)
     run = run_main("export", report, log, "-o", tmp_path / "out2", "--method", "embedding-kmeans")
     assert run.code == 2 and "speaker embeddings" in run.stderr
+
+
+def test_exporting_a_method_without_a_bottom_cohort_says_why(tmp_path):
+    """Groups below --min-speakers: no bottom cohort; export said only that no utterance fell in it."""
+    from builders import accent_groups_log
+
+    log = accent_groups_log({"a": (20, 0.12), "b": (20, 0.06)})
+    log.to_csv(tmp_path / "log.csv", index=False)
+    run = run_main("audit", tmp_path / "log.csv", "--by", "accent", "--json", tmp_path / "a.json", "-q")
+    assert run.code == 0, run.stderr
+    run = run_main("export", tmp_path / "a.json", tmp_path / "log.csv", "-o", tmp_path / "out", "--method", "attribute")
+    assert run.code == 2 and "attribute has no bottom cohort in the audit report" in run.stderr
+    assert "insufficient data" in run.stderr or "fewer than two cohorts" in run.stderr
