@@ -328,24 +328,26 @@ def _error_information(
 
 
 def _check_wer_counts(table: pa.Table, src: Source, column: str, wer: np.ndarray, ref_words: np.ndarray) -> None:
-    """A wer column must be each utterance's errors / ref_words, so wer x ref_words is a whole
-    number of errors up to the column's rounding. When rounding the products changes the log's
-    total errors by more than 2% (and 2 errors), the column is something else (a mean WER, or
-    rounded too coarsely for these utterance lengths) and the WERs would be silently wrong."""
+    """A wer column must be each utterance's errors / ref_words, so wer x ref_words is a whole number
+    of errors up to the rounding of the wer as written: a value with d decimals is off by at most
+    0.5 x 10^-d, so its product by at most 0.5 x 10^-d x ref_words. A row further from a whole
+    number is no errors / ref_words (0.1 on a 3-word utterance is 0.3 errors: read as 0)."""
     exact = wer * ref_words
-    rounded = np.floor(exact + 0.5)
-    lost = float(rounded.sum() - exact.sum())
-    if abs(lost) <= max(2.0, 0.02 * float(exact.sum())):
+    off = np.abs(exact - np.floor(exact + 0.5))
+    decimals = np.full(len(wer), 7)
+    for d in range(6, -1, -1):  # the fewest decimals that write each value exactly
+        decimals = np.where(np.abs(wer * 10.0**d - np.round(wer * 10.0**d)) < 1e-6, d, decimals)
+    allowed = 0.5 * 10.0 ** (-decimals.astype(np.float64)) * ref_words + 1e-6
+    row = first_true(off > allowed)
+    if row is None:
         return
-    row = first_true(np.abs(exact - rounded) >= 0.25)
     raise src.error(
-        f"wer x ref_words is not a whole number of errors (e.g. {exact[row]:.3g} on this line), and rounding "
-        f"it changes the log's total errors from {exact.sum():,.1f} to {rounded.sum():,.0f}: a wer column must "
-        "be each utterance's errors / ref_words to enough decimals; give an errors column (word errors per "
-        "utterance) instead",
+        f"wer x ref_words = {exact[row]:.3g} is not a whole number of errors, even allowing for the wer's "
+        "rounding: a wer column must be each utterance's errors / ref_words; give an errors column (word "
+        "errors per utterance) instead",
         row=row,
         column=column,
-        value=value_at(as_plain(table.column(column)), row) if row is not None else None,
+        value=value_at(as_plain(table.column(column)), row),
     )
 
 

@@ -946,6 +946,11 @@ def test_a_wer_column_that_is_not_errors_over_words_is_an_error(tmp_path):
     (tmp_path / "rounded.csv").write_text("\n".join(rounded) + "\n")
     run = run_main("validate", tmp_path / "rounded.csv")
     assert run.code == 0 and "840 errors" in run.stdout
+    # 1/3 written as 0.3 on 3-word utterances: 0.9, one error each (it crashed the first version)
+    third = ["speaker_id,utterance_id,wer,ref_words"] + [f"s{i % 40},u{i},0.3,3" for i in range(100)]
+    (tmp_path / "third.csv").write_text("\n".join(third) + "\n")
+    run = run_main("validate", tmp_path / "third.csv")
+    assert run.code == 0 and "100 errors" in run.stdout
 
 
 @pytest.mark.parametrize(
