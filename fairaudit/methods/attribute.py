@@ -33,6 +33,8 @@ class AttributeGroups(CohortMethod):
     runs_by_default = False  # runs when --by names columns
     cells_depend_on_outcomes = False
     bottom_may_be_majority = True  # the groups are the user's: a worse majority is still reported
+    #: Stored definitions only: how many groups the report withheld (their speakers: one extra cell).
+    withheld_cells_: int = 0
 
     def __init__(self, by: Sequence[str] | str = (), min_speakers: int = 30) -> None:
         self.by = by  # stored as given (scikit-learn convention); parsed by ``columns``
@@ -70,6 +72,7 @@ class AttributeGroups(CohortMethod):
         missing = int((~known).sum())
         unseen = known & (labels == UNASSIGNED)
         other = getattr(self, "other_values_", False)
+        other_id = _unused_id(OTHER_VALUES, self.groups_)
         if other:
             labels[unseen] = len(self.groups_)
         reasons = {}
@@ -80,7 +83,7 @@ class AttributeGroups(CohortMethod):
         return Partition(
             method=self.name,
             labels=labels,
-            cohort_ids=list(self.groups_) + ([OTHER_VALUES] if other else []),
+            cohort_ids=list(self.groups_) + ([other_id] if other else []),
             descriptions=[self._describe(key) for key in self.groups_] + ([OTHER_DESCRIPTION] if other else []),
             unassigned_reasons=reasons,
             details={"by": list(self.columns)},
@@ -92,6 +95,9 @@ class AttributeGroups(CohortMethod):
             "rule": "a speaker is in the cohort whose value equals its most frequent value of the columns",
             "by": list(self.columns),
             "cells": [{"id": key, "description": self._describe(key), "value": key} for key in self.groups_],
+            # definitions read from a report that withheld groups keep saying so (their speakers join
+            # the "other values" cell again when these definitions are reused)
+            **({"withheld_cells": self.withheld_cells_} if getattr(self, "withheld_cells_", 0) else {}),
         }
 
     @classmethod
@@ -105,6 +111,7 @@ class AttributeGroups(CohortMethod):
         #: The stored audit withheld small groups: their speakers were in its "rest", so a speaker
         #: whose value is not published joins one extra cell (part of the rest), not "unassigned".
         method.other_values_ = isinstance(withheld, int) and withheld > 0
+        method.withheld_cells_ = int(withheld) if method.other_values_ and withheld else 0
         return method
 
     def _keys(self, speakers: SpeakerTable) -> tuple[np.ndarray, np.ndarray]:
@@ -128,3 +135,11 @@ class AttributeGroups(CohortMethod):
     def _describe(self, key: str) -> str:
         values = key.split(" & ") if len(self.columns) > 1 else [key]
         return ", ".join(f"{column} = {value}" for column, value in zip(self.columns, values))
+
+
+def _unused_id(wanted: str, taken: list[str]) -> str:
+    """``wanted``, or it with "_" appended until no real group has that id."""
+    names = set(taken)
+    while wanted in names:
+        wanted += "_"
+    return wanted

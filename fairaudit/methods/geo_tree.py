@@ -63,6 +63,7 @@ class GeoTree(CohortMethod):
     requires = (LATITUDE, LONGITUDE)
     #: Stored definitions only: speakers of withheld regions form one extra cell (see from_definition).
     withheld_together_: bool = False
+    withheld_cells_: int = 0
 
     def __init__(
         self,
@@ -165,6 +166,9 @@ class GeoTree(CohortMethod):
                 }
                 for r in self.regions_
             ],
+            # definitions read from a report that withheld regions keep saying so (their speakers form
+            # the "withheld regions" cell again when these definitions are reused)
+            **({"withheld_cells": self.withheld_cells_} if getattr(self, "withheld_cells_", 0) else {}),
         }
 
     @classmethod
@@ -183,6 +187,7 @@ class GeoTree(CohortMethod):
         #: The stored audit withheld small regions, whose speakers were in its "rest": together they
         #: are one extra cell (part of the rest, as in that audit), not unassigned.
         method.withheld_together_ = isinstance(withheld, int) and withheld > 0
+        method.withheld_cells_ = int(withheld) if method.withheld_together_ and withheld else 0
         return method
 
     def _target(

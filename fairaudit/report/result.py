@@ -329,9 +329,10 @@ def _withhold_suppressed_cells(details: dict, suppressed: set[str]) -> dict:
         if isinstance(value, list) and value and all(isinstance(v, dict) and "id" in v for v in value):
             kept = [v for v in value if str(v["id"]) not in suppressed]
             if key == "cells" and len(kept) < len(value):
-                out["withheld_cells"] = len(value) - len(kept)
+                out["withheld_cells"] = int(details.get("withheld_cells") or 0) + len(value) - len(kept)
             value = kept
-        out[key] = value
+        if key != "withheld_cells" or "withheld_cells" not in out:
+            out[key] = value
     return out
 
 

@@ -232,3 +232,21 @@ def test_stored_cohorts_that_place_few_of_the_speakers_are_noted():
     assert any("only 10 of 120 speakers fall in the stored cohorts" in note for note in notes), notes
     same = fairaudit.audit(first, cohorts=report, bootstrap=0, permutations=0).notes
     assert not any("fall in the stored cohorts" in note for note in same)
+
+
+def test_withheld_groups_stay_one_cell_when_stored_cohorts_are_reused_and_its_id_is_unique():
+    """An audit on stored cohorts dropped `withheld_cells` from its own definitions, so a third audit
+    lost the withheld speakers; and a real group named "other-values" got the extra cell's id too."""
+    log = accent_groups_log({"a": (60, 0.12), "other-values": (60, 0.06), "c": (5, 0.08)})
+    options = dict(bootstrap=0, permutations=0)
+    report = fairaudit.audit(log, by=["accent"], **options).to_dict()
+    gaps, ids = [], []
+    for _ in range(3):
+        result = fairaudit.audit(log, cohorts=report, **options)
+        method = result.methods["attribute"]
+        gaps.append(method.discovery.wer_gap_pct)
+        ids.append(method.partition.cohort_ids)
+        report = result.to_dict()
+    first = fairaudit.audit(log, by=["accent"], **options).methods["attribute"].discovery.wer_gap_pct
+    assert gaps == pytest.approx([first] * 3)
+    assert all(len(set(cohorts)) == len(cohorts) for cohorts in ids), ids
