@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,14 +25,11 @@ def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
     file gets the usual permissions (0666 less the umask), not mkstemp's 0600.
 
     A symlink is written through (its target is replaced, the link stays); a path that exists but
-    is not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is written into directly:
-    renaming over it would replace a device with a plain file."""
+    is not a regular file (``/dev/null``, a named pipe), or any path under /dev or /proc (``/dev/stdout``
+    redirected to a file), is written into directly: renaming over it would replace a device, or the
+    file the shell redirected to, with a new file."""
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode  # follows symlinks
-    except OSError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+    if writes_in_place(path):
         write(path)
         return
     if path.is_symlink():
@@ -53,11 +51,31 @@ def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def writes_in_place(path: str | Path) -> bool:
+    """Whether ``path`` is written into rather than replaced: an existing path that is not a regular
+    file (a device, a named pipe), or any path under /dev or /proc (``/dev/stdout`` may lead to the
+    regular file the shell redirected to, which must be appended to, not replaced)."""
+    if str(path).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def write_atomically(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`replace_atomically`)."""
 
+    stream_of = {"/dev/stdout": sys.stdout, "/dev/fd/1": sys.stdout, "/dev/stderr": sys.stderr, "/dev/fd/2": sys.stderr}
+    if str(path) in stream_of:  # the process's own stream: same file offset as everything else it prints
+        stream_of[str(path)].write(text)
+        stream_of[str(path)].flush()
+        return
+    in_place = writes_in_place(path)
+
     def write(temporary: Path) -> None:
-        with open(temporary, "w", encoding="utf-8", newline="") as stream:
+        with open(temporary, "a" if in_place else "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
             stream.flush()
             if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):  # a device or a pipe cannot be synced

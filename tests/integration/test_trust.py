@@ -853,3 +853,17 @@ def test_a_reporting_minimum_below_the_default_is_noted():
     assert any("--min-report-speakers 1: cohorts of 1 speaker(s) or more are published" in n for n in lowered)
     default = fairaudit.audit(log, by=["group"], bootstrap=0, permutations=0).notes
     assert not any("--min-report-speakers" in n for n in default)
+
+
+def test_json_to_dev_stdout_redirected_to_a_file_keeps_the_terminal_output_too(tmp_path):
+    """`--json /dev/stdout > out.txt` renamed a new file over out.txt (the shell's own output was lost)."""
+    small_log().to_csv(tmp_path / "log.csv", index=False)
+    with open(tmp_path / "out.txt", "w") as out:
+        run = subprocess.run(
+            [sys.executable, "-m", "fairaudit.cli", "audit", str(tmp_path / "log.csv"), "--by", "group",
+             "--bootstrap", "0", "--permutations", "0", "--json", "/dev/stdout"],
+            stdout=out, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    text = (tmp_path / "out.txt").read_text()
+    assert text.startswith("{") and '"fairaudit_version"' in text and "verdict:" in text
