@@ -156,7 +156,10 @@ def suppress_nested_attributes(results: dict) -> None:
                     .map(lambda parts, positions=positions: tuple(parts[i] for i in positions))
                 )
                 chosen = cohorts["id"].isin(figures.bottom) | cohorts["id"].isin(figures.top)
+                in_bottom = cohorts["id"].isin(figures.bottom).to_numpy()
+                in_top = cohorts["id"].isin(figures.top).to_numpy()
                 suppressed = cohorts["suppressed"].to_numpy(dtype=bool).copy()
+                exposed = False
                 for parent in parents.unique():
                     inside = (parents == parent).to_numpy()
                     counts = cohorts["speakers"].to_numpy()[inside]
@@ -167,14 +170,40 @@ def suppress_nested_attributes(results: dict) -> None:
                         if getattr(result, "cohort_level", "speaker") == "utterance"
                         else None
                     )
+                    unions = [in_bottom[inside], in_top[inside]]
                     suppressed[inside] = (
-                        suppressed_cells(counts, result.min_report_speakers, chosen.to_numpy()[inside], union)
+                        suppressed_cells(
+                            counts,
+                            result.min_report_speakers,
+                            chosen.to_numpy()[inside],
+                            union,
+                            published_unions=unions,
+                        )
                         | suppressed[inside]
                     )
+                    # The bottom and top figures are published, and so is the parent: the suppressed
+                    # cells of the parent inside each must hold the minimum or none, else those figures go.
+                    count = union or (lambda mask, counts=counts: int(counts[mask].sum()))
+                    exposed |= any(0 < count(suppressed[inside] & part) < result.min_report_speakers for part in unions)
                 cohorts["suppressed"] = suppressed
+                if exposed:
+                    withhold_bottom_and_top(figures, coarse_by)
                 shown = cohorts.loc[~cohorts["suppressed"]]
                 words = shown["ref_words"].sum()
                 figures.reported_wer = float(shown["errors"].sum() / words) if words > 0 else None
+
+
+def withhold_bottom_and_top(figures, coarse_by: tuple[str, ...]) -> None:
+    """Withhold a method's bottom and top figures (WERs, gap, shares, adjusted ratios): with the
+    coarser --by cohorts published, they would let a reader subtract a suppressed group."""
+    figures.withheld = (
+        "the bottom and top cohorts' figures are withheld: with the cohorts of --by "
+        f"{','.join(coarse_by)} also published, they would reveal a group under --min-report-speakers by subtraction"
+    )
+    figures.wer_gap_pct = figures.bottom_wer = figures.top_wer = None
+    figures.bottom_share_pct = figures.bottom_utterance_share_pct = figures.bottom_word_share_pct = None
+    figures.wer_gap_ci, figures.bottom_share_ci, figures.bottom_wer_ci = [None, None], [None, None], [None, None]
+    figures.adjusted = None
 
 
 def differencing_withheld(

@@ -55,3 +55,5 @@ class Figures:
     adjusted: dict | None = None
     #: 95% interval of the bottom cohort's pooled WER (the union of its cells), as for a cohort's.
     bottom_wer_ci: list[float | None] = field(default_factory=lambda: [None, None])
+    #: Why the bottom and top figures are withheld for privacy (``fairaudit.privacy``), else None.
+    withheld: str | None = None

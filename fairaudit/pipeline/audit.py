@@ -675,6 +675,13 @@ def judge(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, 
 
 def _verdict(figures, held, rule: SelectionRule, opts: AuditOptions) -> tuple[str, str]:
     """Verdict per method (SPEC 5): disparity, no evidence, or insufficient data."""
+    withheld = (held if held is not None else figures).withheld
+    if withheld:  # the test ran on the cohorts; only the figures are not published
+        p = held.p_value if held is not None else figures.p_value
+        if p is None:
+            return "no evidence", f"significance was not tested (--permutations 0); {withheld}"
+        verdict = "disparity" if p < opts.alpha else "no evidence"
+        return verdict, f"p-value {p:.3g} {'<' if p < opts.alpha else '>='} {opts.alpha:g}; {withheld}"
     if not figures.bottom or not figures.top or figures.wer_gap_pct is None:
         majority = _majority_worst_cell(figures, rule)
         if majority:

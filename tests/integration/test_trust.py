@@ -867,3 +867,28 @@ def test_json_to_dev_stdout_redirected_to_a_file_keeps_the_terminal_output_too(t
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "out.txt").read_text()
     assert text.startswith("{") and '"fairaudit_version"' in text and "verdict:" in text
+
+
+def test_nested_by_specs_never_let_the_bottom_and_a_coarse_group_reveal_a_small_group():
+    """--by accent and --by accent,sex with A&F 40, A&M 5, B&F 60, B&M 60 speakers: the fine method's
+    bottom cohort (A&F, suppressed as A&M's complement) still published its WER and word share, and A
+    (published by the coarse method) minus it gave A&M's exact errors and words."""
+    frame = pd.concat(
+        [
+            accent_groups_log({"A": (40, 0.2)}, seed=1).assign(sex="F"),
+            accent_groups_log({"A": (5, 0.1)}, seed=2).assign(sex="M", speaker_id=lambda f: "m" + f["speaker_id"]),
+            accent_groups_log({"B": (60, 0.08)}, seed=3).assign(sex="F"),
+            accent_groups_log({"B": (60, 0.08)}, seed=4).assign(sex="M", speaker_id=lambda f: "m" + f["speaker_id"]),
+        ]
+    )
+    methods = fairaudit.audit(frame, by=["accent", "accent,sex"], bootstrap=0, permutations=50).to_dict()["methods"]
+    coarse, fine = methods["attribute:accent"], methods["attribute:accent,sex"]
+    a = next(c for c in coarse["cohorts"] if c["id"] == "A")
+    assert a["speakers"] == 45  # the coarse group is published
+    small = frame[(frame["accent"] == "A") & (frame["sex"] == "M")]
+    if fine["bottom_wer"] is not None and fine["bottom_word_share_pct"] is not None:
+        total_words = frame["ref_words"].sum()
+        bottom_words = fine["bottom_word_share_pct"] / 100 * total_words
+        left_words = a["ref_words"] - bottom_words
+        assert abs(left_words - small["ref_words"].sum()) > 0.5  # A minus the bottom is not A&M
+    assert "withheld" in fine["verdict_reason"] or fine["bottom_cohorts"] != ["suppressed-1"]
