@@ -370,6 +370,13 @@ def read_trn_pair(
     if not rows:
         raise InputError("the reference trn has no utterances", file=str(reference))
     speakers = len({row["speaker_id"] for row in rows})
+    if speakers == 1 and len(rows) > 1 and not pattern.groups:
+        raise InputError(
+            f"the speaker pattern {pattern_text!r} has no group and gives every utterance the same speaker "
+            f"{rows[0]['speaker_id']!r}; put the speaker part of the ids in a group, e.g. '^(spk[0-9]+)_'",
+            file=str(reference),
+            value=pattern_text,
+        )
     notes = [f"speakers from the utterance ids by the pattern {pattern_text!r}: {speakers:,} speakers"]
     missing = sum(u not in hypotheses for u in references)
     if missing:

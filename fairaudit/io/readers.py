@@ -74,6 +74,8 @@ def read_log(
             raise UsageError("a NIST trn log is a hypothesis .trn file with --reference REF.trn (both needed)")
         log = _read_asr_format(Path(path), columns, normalize, Path(reference), speaker_pattern)
         return _with_embeddings(_with_wer_note(log), embeddings)
+    if is_kaldi_directory(path) and speaker_pattern:
+        raise UsageError("--speaker-pattern does not apply to a Kaldi directory: its speakers come from utt2spk")
     if is_kaldi_directory(path) or is_nemo_manifest(path):
         log = _read_asr_format(Path(path), columns, normalize, speaker_pattern=speaker_pattern)
         return _with_embeddings(_with_wer_note(log), embeddings)

@@ -308,3 +308,14 @@ def test_a_manifest_with_a_byte_order_mark_reads(tmp_path):
     line = json.dumps({"audio_filepath": "a.wav", "speaker": "s1", "text": "a b", "pred_text": "a"})
     (tmp_path / "m.jsonl").write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
     assert read_log(tmp_path / "m.jsonl").frame["deletions"].tolist() == [1]
+
+
+def test_a_groupless_pattern_that_merges_every_speaker_is_refused_and_kaldi_takes_no_pattern(tmp_path):
+    write_trn(tmp_path / "ref.trn", [("spk-1_a", "x y"), ("spk-2_b", "x y")])
+    write_trn(tmp_path / "hyp.trn", [("spk-1_a", "x y"), ("spk-2_b", "x")])
+    with pytest.raises(InputError) as caught:
+        read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern="^spk")
+    assert "same speaker" in caught.value.message
+    write_kaldi(tmp_path / "decode")
+    run = run_main("validate", tmp_path / "decode", "--speaker-pattern", "^(s)")
+    assert run.code == 2 and "utt2spk" in run.stderr
