@@ -271,7 +271,7 @@ class ZipDemographic(CohortMethod):
                 continue
             # The statistic of the best split: its size-weighted gain (SelectionRule.statistic for
             # two cells: the worse side against the other, no extra cells to price).
-            best = _choosable_gains(stats, self.max_bottom_share_).max(axis=1)
+            best = _choosable_gains(stats, self.max_bottom_share_, fall_back=rule.majority_bottom).max(axis=1)
             null[block] = np.where(np.isfinite(best), best, 0.0)
         return null
 
@@ -410,10 +410,11 @@ def _candidate_stats(sides: CandidateSides, errors: np.ndarray, words: np.ndarra
     return {"errors": err, "words": wrd, "speakers": spk, "wer": wer, "gap": gap, "gain": gain, "eligible": eligible}
 
 
-def _choosable_gains(stats: dict, max_bottom_share: float) -> np.ndarray:
+def _choosable_gains(stats: dict, max_bottom_share: float, fall_back: bool = True) -> np.ndarray:
     """(R, C) the size-weighted gain of each candidate that may be chosen on each replicate, -inf
     for the others: both sides eligible and the worse side within ``max_bottom_share`` of the
-    split's speakers; when no candidate of a replicate meets the share limit, every eligible one."""
+    split's speakers; when no candidate of a replicate meets the share limit, every eligible one
+    (``fall_back``; without it none, as the selection rule then has no bottom cohort)."""
     eligible = stats["eligible"][None, :] & np.isfinite(stats["gain"])
     speakers = stats["speakers"].astype(np.float64)  # (C, 2)
     side_a_worse = stats["wer"][..., 0] >= stats["wer"][..., 1]  # (R, C)
@@ -421,7 +422,7 @@ def _choosable_gains(stats: dict, max_bottom_share: float) -> np.ndarray:
     total = speakers.sum(axis=1)
     within = worse <= max_bottom_share * np.where(total > 0, total, 1.0)
     allowed = eligible & within
-    usable = np.where(allowed.any(axis=1, keepdims=True), allowed, eligible)
+    usable = np.where(allowed.any(axis=1, keepdims=True), allowed, eligible if fall_back else False)
     return np.where(usable, stats["gain"], -np.inf)
 
 

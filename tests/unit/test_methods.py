@@ -297,3 +297,20 @@ def test_zip_demographic_bottom_side_is_a_minority_unless_the_mode_says_otherwis
     assert bottom.startswith("median_household_income>")
     assert worst.methods["zip-demographic"].cohorts.set_index("id").loc[bottom, "speakers"] > 0.5 * len(frame)
     assert 0 < chosen.discovery.p_value <= 1  # the permutation test re-ranks every shuffle under the same limit
+
+
+def test_zip_null_has_no_bottom_cohort_when_no_split_leaves_a_minority_worse_side():
+    """The observed statistic is 0 when every split's worse side is a majority (no bottom cohort,
+    SPEC 5); the permutation test must then give 0 too, not the best majority split's gain."""
+    import numpy as np
+
+    from fairaudit.methods.zip_demographic import _choosable_gains
+
+    stats = {
+        "eligible": np.array([True, True]),
+        "gain": np.array([[4.0, 2.0]]),
+        "speakers": np.array([[70, 30], [40, 60]]),
+        "wer": np.array([[[0.2, 0.1], [0.1, 0.2]]]),  # both worse sides hold 70% and 60%
+    }
+    assert np.isfinite(_choosable_gains(stats, 0.5)).all()  # cells: the fitted split may still be either
+    assert not np.isfinite(_choosable_gains(stats, 0.5, fall_back=False)).any()  # the null: no bottom
