@@ -263,17 +263,6 @@ def test_kaldi_spk2gender_is_the_gender_column_for_by_gender(tmp_path):
     assert method["bottom_cohorts"] == ["f"] and method["bottom_wer"] == pytest.approx(0.4)
 
 
-def test_a_speaker_pattern_of_fixed_text_is_refused(tmp_path):
-    """`--speaker-pattern spk` (no group) made every utterance speaker "spk": 1 speaker, silently."""
-    write_trn(tmp_path / "ref.trn", [("spk1_a", "x y"), ("spk2_b", "x y")])
-    write_trn(tmp_path / "hyp.trn", [("spk1_a", "x y"), ("spk2_b", "x")])
-    with pytest.raises(InputError) as caught:
-        read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern="spk")
-    assert "same speaker" in caught.value.message
-    log = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=r"spk\d")  # the whole match
-    assert sorted(log.frame["speaker_id"].unique()) == ["spk1", "spk2"]
-
-
 @pytest.mark.parametrize(("value", "shown"), [(["x"], '["x"]'), (True, "true"), ({"id": 1}, '{"id": 1}')])
 def test_a_manifest_speaker_that_is_a_list_object_or_boolean_is_an_error_on_its_line(tmp_path, value, shown):
     """One line's "speaker": ["x"] dropped the speaker key from every line ("speaker_id is missing",
@@ -310,12 +299,16 @@ def test_a_manifest_with_a_byte_order_mark_reads(tmp_path):
     assert read_log(tmp_path / "m.jsonl").frame["deletions"].tolist() == [1]
 
 
-def test_a_groupless_pattern_that_merges_every_speaker_is_refused_and_kaldi_takes_no_pattern(tmp_path):
-    write_trn(tmp_path / "ref.trn", [("spk-1_a", "x y"), ("spk-2_b", "x y")])
-    write_trn(tmp_path / "hyp.trn", [("spk-1_a", "x y"), ("spk-2_b", "x")])
+@pytest.mark.parametrize("pattern", ["spk", "^spk"])
+def test_a_groupless_pattern_that_merges_every_speaker_is_refused_and_kaldi_takes_no_pattern(tmp_path, pattern):
+    """`--speaker-pattern spk` (no group) made every utterance speaker "spk": 1 speaker, silently."""
+    write_trn(tmp_path / "ref.trn", [("spk1_a", "x y"), ("spk2_b", "x y")])
+    write_trn(tmp_path / "hyp.trn", [("spk1_a", "x y"), ("spk2_b", "x")])
     with pytest.raises(InputError) as caught:
-        read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern="^spk")
+        read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=pattern)
     assert "same speaker" in caught.value.message
+    log = read_log(tmp_path / "hyp.trn", reference=tmp_path / "ref.trn", speaker_pattern=r"spk\d")  # the whole match
+    assert sorted(log.frame["speaker_id"].unique()) == ["spk1", "spk2"]
     write_kaldi(tmp_path / "decode")
     run = run_main("validate", tmp_path / "decode", "--speaker-pattern", "^(s)")
     assert run.code == 2 and "utt2spk" in run.stderr
