@@ -336,8 +336,8 @@ def benjamini_hochberg_floor(key: str, result: MethodResult, opts: AuditOptions)
     return (
         f"{key}: with {tested} groups tested and --permutations {opts.permutations}, the Benjamini-Hochberg p-value "
         f"of a group that alone differs cannot fall below {tested} / {opts.permutations + 1} "
-        f"{'= ' + format(floor, '.3g') if floor < 1 else '(above 1: it is 1)'}, not below --alpha {opts.alpha:g}: "
-        "the per-group p (BH) column can show no group as significant; use at "
+        f"{'= ' + format(floor, '.3g') if floor < 1 else '(above 1: it is 1)'}, not below --alpha {opts.alpha:g} "
+        "(only groups that differ together can get below it); use at "
         f"least {needed} permutations for it (the method's verdict is not affected)"
     )
 
