@@ -104,7 +104,9 @@ def build_export(
     words = log.frame["ref_words"].to_numpy(dtype=np.float64)
     # every utterance is in the manifests (unassigned ones at weight 1), so all count in the share
     bottom_words, other_words = words[in_bottom].sum(), words[~in_bottom].sum()
-    speaker_share = float(speaker_frame[f"{chosen}:bottom"].mean())
+    # the share the audit reports: among the speakers the method puts in a cohort (not all of the log's)
+    in_cohorts = speaker_frame[f"{chosen}:group"].to_numpy() >= 0
+    speaker_share = float(speaker_frame[f"{chosen}:bottom"].to_numpy()[in_cohorts].mean())
     target = speaker_share if target_share is None else target_share
     factor = oversampling_factor(bottom_words, other_words, target)
     utterances["weight"] = np.where(in_bottom, factor, 1.0)

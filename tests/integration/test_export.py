@@ -107,3 +107,20 @@ def test_exporting_a_method_without_a_bottom_cohort_says_why(tmp_path):
     run = run_main("export", tmp_path / "a.json", tmp_path / "log.csv", "-o", tmp_path / "out", "--method", "attribute")
     assert run.code == 2 and "attribute has no bottom cohort in the audit report" in run.stderr
     assert "insufficient data" in run.stderr or "fewer than two cohorts" in run.stderr
+
+
+def test_the_default_target_is_the_share_the_audit_reports(tmp_path):
+    """With speakers outside every cohort (no accent), the default target was the bottom cohort's share
+    of all the log's speakers (37.5% here), not the 50% the audit reports."""
+    from builders import accent_groups_log
+
+    log = accent_groups_log({"a": (60, 0.12), "b": (60, 0.06), "x": (40, 0.06)})
+    log.loc[log["accent"] == "x", "accent"] = None
+    log.to_csv(tmp_path / "log.csv", index=False)
+    run = run_main("audit", tmp_path / "log.csv", "--by", "accent", "--json", tmp_path / "a.json", "-q")
+    assert run.code == 0, run.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["methods"]["attribute"]["bottom_share_pct"] == pytest.approx(50.0)
+    run = run_main("export", tmp_path / "a.json", tmp_path / "log.csv", "-o", tmp_path / "out")
+    assert run.code == 0, run.stderr
+    assert "becomes 50.0%" in run.stdout, run.stdout
