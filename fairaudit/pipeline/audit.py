@@ -24,7 +24,7 @@ from fairaudit.model.log import LATITUDE, SPEAKER, UtteranceLog
 from fairaudit.model.partition import Partition
 from fairaudit.model.speakers import SpeakerTable
 from fairaudit.options import AuditOptions
-from fairaudit.privacy import suppress_nested_attributes, unassign_exposing_rows
+from fairaudit.privacy import EXPOSING, suppress_nested_attributes, unassign_exposing_rows
 from fairaudit.report.result import AuditResult, MethodResult
 from fairaudit.stats.adjust import covariate_design, utterance_rate_ratios
 from fairaudit.stats.measure import (
@@ -315,10 +315,23 @@ def run_audit(
     audit_result.notes += [_level_note(item, speakers) for item in found if item.utterance_level]
     notes = [too_few_permutations(opts), swapped_coordinates_note(speakers), small_cohorts_published(opts)]
     audit_result.notes += [note for note in notes if note]
-    audit_result.notes += [
-        note for key, result in results.items() if (note := benjamini_hochberg_floor(key, result, opts))
-    ]
+    for key, result in results.items():
+        audit_result.notes += [
+            note for note in (benjamini_hochberg_floor(key, result, opts), left_out_note(key, result)) if note
+        ]
     return audit_result
+
+
+def left_out_note(key: str, result: MethodResult) -> str:
+    """A note when speakers were left out of this method because another method of the audit could
+    not place them: its figures then differ from an audit of this method alone."""
+    count = result.partition.unassigned_reasons.get(EXPOSING, 0)
+    if not count:
+        return ""
+    return (
+        f"{key}: {count:,} speaker(s) left out because another method of this audit could not place them and "
+        "there are too few to publish the difference (SPEC 6); audited without that method, its figures include them"
+    )
 
 
 def benjamini_hochberg_floor(key: str, result: MethodResult, opts: AuditOptions) -> str:

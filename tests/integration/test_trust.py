@@ -892,3 +892,14 @@ def test_nested_by_specs_never_let_the_bottom_and_a_coarse_group_reveal_a_small_
         left_words = a["ref_words"] - bottom_words
         assert abs(left_words - small["ref_words"].sum()) > 0.5  # A minus the bottom is not A&M
     assert "withheld" in fine["verdict_reason"] or fine["bottom_cohorts"] != ["suppressed-1"]
+
+
+def test_speakers_left_out_for_another_methods_sake_are_noted():
+    """--by accent and --by gender: 4 speakers without a gender were also left out of the accent
+    method (privacy), which changed its figures with only an unassigned-reason to say why."""
+    frame = accent_groups_log({"a": (60, 0.12), "b": (60, 0.06)}).assign(gender="f")
+    frame.loc[frame.index[:4], "gender"] = None
+    result = fairaudit.audit(frame, by=["accent", "gender"], bootstrap=0, permutations=0)
+    assert any(
+        note.startswith("attribute:accent: 4 speaker(s) left out because another method") for note in result.notes
+    ), result.notes
