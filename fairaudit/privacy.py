@@ -155,9 +155,9 @@ def suppress_nested_attributes(results: dict) -> None:
                     .str.split(" & ")
                     .map(lambda parts, positions=positions: tuple(parts[i] for i in positions))
                 )
-                chosen = cohorts["id"].isin(figures.bottom) | cohorts["id"].isin(figures.top)
                 in_bottom = cohorts["id"].isin(figures.bottom).to_numpy()
                 in_top = cohorts["id"].isin(figures.top).to_numpy()
+                chosen = in_bottom | in_top
                 suppressed = cohorts["suppressed"].to_numpy(dtype=bool).copy()
                 exposed = False
                 for parent in parents.unique():
@@ -175,7 +175,7 @@ def suppress_nested_attributes(results: dict) -> None:
                         suppressed_cells(
                             counts,
                             result.min_report_speakers,
-                            chosen.to_numpy()[inside],
+                            chosen[inside],
                             union,
                             published_unions=unions,
                         )

@@ -163,7 +163,7 @@ def gate(
 
         from fairaudit.render.html import render_html
 
-        write_output(html, render_html(result, gate=[asdict(row) for row in outcome.results]))
+        write_output(html, render_html(result, gate=(outcome.outcome, [asdict(row) for row in outcome.results])))
     if junit:
         write_output(junit, junit_xml(outcome, report))
     if markdown:

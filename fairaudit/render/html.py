@@ -116,14 +116,12 @@ def data_value(value: object) -> str:
     return "" if value is None else json.dumps(value)
 
 
-def render_html(result: AuditResult, gate: list[dict] | None = None) -> str:
+def render_html(result: AuditResult, gate: tuple[str, list[dict]] | None = None) -> str:
     """The self-contained HTML report of an audit; ``gate`` (from ``fairaudit gate``): the gate's
     outcome and one row per rule and method, shown first, so a CI artifact says why a build failed."""
     context = report_context(result)
     if gate is not None:
-        outcomes = {row["outcome"] for row in gate}
-        context["gate_outcome"] = "fail" if "fail" in outcomes else "warn" if "warn" in outcomes else "pass"
-        context["gate_rows"] = gate
+        context["gate_outcome"], context["gate_rows"] = gate
     return environment().get_template("report.html.j2").render(**context)
 
 

@@ -23,7 +23,12 @@ def strip_controls(text: object) -> str:
     """``text`` without C0/C1 control characters (escape sequences, OSC-8 links, window titles,
     bells) or bidirectional-text controls, each replaced by a space; tabs and line breaks become
     spaces too."""
-    return "".join(" " if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch for ch in str(text))
+    return "".join(" " if _hidden(ch) else ch for ch in str(text))
+
+
+def _hidden(ch: str) -> bool:
+    """A control or bidirectional-text character: never shown as it is."""
+    return unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS
 
 
 def html_text(text: str) -> str:
@@ -31,9 +36,7 @@ def html_text(text: str) -> str:
     characters removed as for the terminal, line breaks and tabs kept."""
     if text.isprintable():  # the common case, at C speed
         return text
-    return "".join(
-        ch if ch in "\n\t" else " " if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch for ch in text
-    )
+    return "".join(" " if ch not in "\n\t" and _hidden(ch) else ch for ch in text)
 
 
 #: Longest data string shown whole in the terminal and in Markdown: rich lays out a long cell in

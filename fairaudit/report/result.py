@@ -61,7 +61,7 @@ class MethodResult:
         if self.top_mode == "rest" and len(ids) > 1 and list(ids) == list(figures.top):
             return "all other utterances" if self.cohort_level == "utterance" else "all other speakers"
         lookup = dict(zip(self.partition.cohort_ids, self.partition.descriptions))
-        hidden = set(figures.cohorts.loc[figures.cohorts["suppressed"].astype(bool), "id"].astype(str))
+        hidden = suppressed_ids(figures)
         shown = [lookup.get(i, i) for i in ids if str(i) not in hidden]
         return "; ".join(shown + ([SUPPRESSED_DESCRIPTION] if len(shown) < len(ids) else [])) or "none"
 
@@ -70,7 +70,7 @@ class MethodResult:
         ids = set()
         for figures in (self.discovery, self.holdout):
             if figures is not None:
-                ids |= set(figures.cohorts.loc[figures.cohorts["suppressed"].astype(bool), "id"].astype(str))
+                ids |= suppressed_ids(figures)
         return ids
 
     def to_dict(self) -> dict:
@@ -192,13 +192,18 @@ class AuditResult:
 SUPPRESSED_PREFIX = "suppressed-"
 
 
+def suppressed_ids(figures: Figures) -> set[str]:
+    """The (real) ids of the cohorts suppressed in these figures."""
+    rows = figures.cohorts
+    return set(rows.loc[rows["suppressed"].astype(bool), "id"].astype(str))
+
+
 def public_ids(figures: Figures) -> dict[str, str]:
     """Suppressed cohorts' ids replaced by "suppressed-1", "suppressed-2", ...: an attribute
     cohort's id is its value (a ZIP code, a name), which must not be published either."""
-    rows = figures.cohorts
-    hidden = [str(i) for i in rows.loc[rows["suppressed"].astype(bool), "id"]]
+    hidden = suppressed_ids(figures)
     return {
-        **{str(i): str(i) for i in rows["id"]},
+        **{str(i): str(i) for i in figures.cohorts["id"]},
         **{cid: f"{SUPPRESSED_PREFIX}{n}" for n, cid in enumerate(sorted(hidden), 1)},
     }
 
@@ -218,8 +223,7 @@ def public_id_list(figures: Figures, ids: list[str]) -> list[str]:
     """Cohort ids as published (bottom or top lists): reported ones first, in their order, then the
     suppressed ones by public number, so no suppressed id sits where its real value would sort."""
     public = public_ids(figures)
-    rows = figures.cohorts
-    hidden = set(rows.loc[rows["suppressed"].astype(bool), "id"].astype(str))
+    hidden = suppressed_ids(figures)
     shown = [public[str(i)] for i in ids if str(i) not in hidden]
     return shown + sorted((public[str(i)] for i in ids if str(i) in hidden), key=_suppressed_number)
 
